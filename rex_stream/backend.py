@@ -1,0 +1,111 @@
+"""The backend port: what the core needs from any model server, and how specs find adapters.
+
+A backend is three things (the shape of httpx's transport): ``info`` (model metadata),
+``async infer(batch) -> scores`` and ``async aclose()``. Adapters live in
+``rex_stream.adapters`` and are discovered through the entry-point group
+``rex_stream.backends``; the core never imports one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rex_stream.errors import BackendError, ConfigError
+
+ENTRY_POINT_GROUP = "rex_stream.backends"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of the model behind a backend.
+
+    ``input_shape`` excludes the batch axis. ``max_batch`` is the largest batch one call may
+    carry (``None``: no limit; ``1``: the model takes one input per call).
+    """
+
+    name: str
+    input_name: str
+    input_shape: tuple[int, ...]
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    max_batch: int | None = None
+    num_classes: int | None = None
+    output_name: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model that scores batches of inputs: ``(n, *input_shape) -> (n, num_classes)``."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """Metadata of the served model."""
+        ...
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Score one batch; returns a float array with one row per input."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, sessions and threads."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Knobs shared by all adapters; adapter-specific ones go in ``options`` (``key=value``)."""
+
+    timeout_s: float = 60.0
+    max_inflight: int = 2
+    input_shape: tuple[int, ...] | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+BackendFactory = Callable[[str, BackendSettings], Awaitable[Backend]]
+
+
+def backend_kind(spec: str) -> str:
+    """Name the adapter a spec asks for: ``model.onnx`` → onnx, ``triton://…`` → triton, …"""
+    if "://" in spec:
+        return spec.split("://", 1)[0].lower()
+    if spec.startswith("python:"):
+        return "python"
+    if spec.lower().endswith(".onnx") or Path(spec).is_file():
+        return "onnx"
+    raise ConfigError(
+        f"cannot tell which backend {spec!r} means: give a .onnx file, triton://host:port/model, "
+        "triton+http://…, http(s)://… or python:module:function"
+    )
+
+
+def available_backends() -> dict[str, importlib.metadata.EntryPoint]:
+    """The adapters installed in this environment, by spec scheme."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+async def open_backend(spec: str, settings: BackendSettings | None = None) -> Backend:
+    """Open the backend a spec names, through the adapter registered for its scheme."""
+    kind = backend_kind(spec)
+    adapters = available_backends()
+    if kind not in adapters:
+        known = ", ".join(sorted(adapters)) or "none"
+        raise ConfigError(
+            f"no backend adapter for {kind!r} (spec {spec!r}); installed adapters: {known}. "
+            f"An extra may be missing, e.g. pip install 'rex-stream[{kind.split('+')[0]}]'"
+        )
+    try:
+        factory: BackendFactory = adapters[kind].load()
+    except ImportError as exc:
+        raise ConfigError(
+            f"the {kind!r} backend needs a package that is not installed ({exc.name or exc}); "
+            f"try pip install 'rex-stream[{kind.split('+')[0]}]'"
+        ) from exc
+    backend = await factory(spec, settings or BackendSettings())
+    if not isinstance(backend, Backend):
+        raise BackendError(f"the {kind!r} adapter returned {type(backend).__name__}, not a Backend")
+    return backend

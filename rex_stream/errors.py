@@ -1,0 +1,43 @@
+"""The exception hierarchy: every error rex-stream raises on purpose derives from RexStreamError."""
+
+from __future__ import annotations
+
+
+class RexStreamError(Exception):
+    """Base class of every error rex-stream raises deliberately; the CLI prints it as one line."""
+
+    exit_code: int = 1
+
+
+class ConfigError(RexStreamError):
+    """A configuration value (CLI flag, TOML key or API argument) is missing or invalid."""
+
+    exit_code = 2
+
+
+class InputError(RexStreamError):
+    """An input file or array cannot be read, or does not fit the model."""
+
+    exit_code = 3
+
+
+class BackendError(RexStreamError):
+    """The model backend failed: unreachable, misconfigured, or returned something unusable."""
+
+    exit_code = 4
+
+
+class BackendTimeout(BackendError):
+    """A backend call did not answer within its deadline."""
+
+
+class StoreError(RexStreamError):
+    """The Zarr store cannot be written, read, or resumed."""
+
+    exit_code = 5
+
+
+class OutputError(RexStreamError):
+    """An output file (PNG, JSON) cannot be written."""
+
+    exit_code = 6
