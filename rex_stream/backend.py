@@ -27,6 +27,7 @@ class ModelInfo:
 
     ``input_shape`` excludes the batch axis. ``max_batch`` is the largest batch one call may
     carry (``None``: no limit; ``1``: the model takes one input per call).
+    ``preferred_batch`` is the batch size the adapter knows to be fastest, if any.
     """
 
     name: str
@@ -36,6 +37,7 @@ class ModelInfo:
     max_batch: int | None = None
     num_classes: int | None = None
     output_name: str | None = None
+    preferred_batch: int | None = None
 
 
 @runtime_checkable

@@ -1,0 +1,1 @@
+"""Backend adapters, one module per kind of model server (installed as ``rex_stream.adapters``)."""

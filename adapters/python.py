@@ -1,0 +1,98 @@
+"""Python-callable backend: any sync or async ``f(batch) -> scores`` serves as a model.
+
+From the CLI: ``--backend python:package.module:function``; the input shape (no batch axis)
+comes from ``--input-shape`` or the module's ``input_shape`` attribute, and an optional
+``max_batch`` attribute caps the batch. Sync functions run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import numpy as np
+
+from rex_stream.backend import BackendSettings, ModelInfo
+from rex_stream.errors import BackendError, ConfigError
+
+ScoreFunction = Callable[[np.ndarray], Any]
+
+
+class PythonBackend:
+    """Wraps a Python function; usable directly from the library API."""
+
+    def __init__(
+        self,
+        function: ScoreFunction,
+        input_shape: tuple[int, ...],
+        *,
+        name: str | None = None,
+        dtype: np.dtype | type = np.float32,
+        max_batch: int | None = None,
+        max_inflight: int = 2,
+    ) -> None:
+        self._function = function
+        self._is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+            getattr(function, "__call__", None)
+        )
+        self._info = ModelInfo(
+            name=name or getattr(function, "__name__", "python"),
+            input_name="input",
+            input_shape=tuple(int(d) for d in input_shape),
+            dtype=np.dtype(dtype),
+            max_batch=max_batch,
+        )
+        self._limiter = anyio.CapacityLimiter(max(1, max_inflight))
+
+    @property
+    def info(self) -> ModelInfo:
+        """Metadata given at construction."""
+        return self._info
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Call the function (awaited if async, else in a worker thread)."""
+        if self._is_async:
+            result = await self._function(batch)
+        else:
+            result = await anyio.to_thread.run_sync(self._function, batch, limiter=self._limiter)
+        try:
+            return np.asarray(result, dtype=np.float64).reshape(len(batch), -1)
+        except (TypeError, ValueError) as exc:
+            raise BackendError(
+                f"{self._info.name} returned {type(result).__name__} that is not "
+                f"{len(batch)} rows of scores"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+async def connect(spec: str, settings: BackendSettings) -> PythonBackend:
+    """Import ``python:module:function`` and wrap the function."""
+    target = spec.removeprefix("python:")
+    module_name, _, attribute = target.rpartition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{spec!r}: expected python:package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{spec!r}: cannot import {module_name} ({exc})") from exc
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ConfigError(f"{spec!r}: {module_name} has no function {attribute!r}")
+    shape = settings.input_shape or getattr(module, "input_shape", None)
+    if shape is None:
+        raise ConfigError(
+            f"{spec!r}: the input shape is unknown; pass --input-shape C,H,W or define "
+            f"input_shape in {module_name}"
+        )
+    return PythonBackend(
+        function,
+        tuple(shape),
+        name=f"{module_name}:{attribute}",
+        max_batch=getattr(module, "max_batch", None),
+        max_inflight=settings.max_inflight,
+    )

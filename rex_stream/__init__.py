@@ -1,0 +1,58 @@
+"""rex-stream: causal-responsibility explanations for classifiers you can only query."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from rex_stream.api import explain_stream, explain_sync
+from rex_stream.backend import Backend, BackendSettings, ModelInfo, open_backend
+from rex_stream.config import (
+    EvaluationConfig,
+    ExplainConfig,
+    ExtractionConfig,
+    ImageConfig,
+    SchedulerConfig,
+    ScoringConfig,
+    SearchConfig,
+    VisualConfig,
+)
+from rex_stream.errors import (
+    BackendError,
+    BackendTimeout,
+    ConfigError,
+    InputError,
+    OutputError,
+    RexStreamError,
+    StoreError,
+)
+from rex_stream.explain import Explanation, RunStats, explain
+from rex_stream.progress import Progress
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendSettings",
+    "BackendTimeout",
+    "ConfigError",
+    "EvaluationConfig",
+    "ExplainConfig",
+    "Explanation",
+    "ExtractionConfig",
+    "ImageConfig",
+    "InputError",
+    "ModelInfo",
+    "OutputError",
+    "Progress",
+    "RexStreamError",
+    "RunStats",
+    "SchedulerConfig",
+    "ScoringConfig",
+    "SearchConfig",
+    "StoreError",
+    "VisualConfig",
+    "__version__",
+    "explain",
+    "explain_stream",
+    "explain_sync",
+    "open_backend",
+]

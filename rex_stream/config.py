@@ -1,0 +1,239 @@
+"""Typed configuration, grouped by concern; defaults follow ReX 0.4.1 unless noted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+from rex_stream.errors import ConfigError
+from rex_stream.geometry import Distribution
+
+
+class QueueStyle(str, Enum):
+    """How the passing mutants of one level are pruned into the next level's jobs."""
+
+    AREA = "area"
+    INTERSECTION = "intersection"
+    ALL = "all"
+    DC = "dc"
+
+
+class ResponsibilityStyle(str, Enum):
+    """How iterations combine: summed (ReX 0.3) or multiplied and max-normalised (ReX 0.4)."""
+
+    ADDITIVE = "additive"
+    MULTIPLICATIVE = "multiplicative"
+
+
+class ScoreKind(str, Enum):
+    """What the model's output rows are."""
+
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The causal-responsibility search (ReX's ``[causal]`` section)."""
+
+    iters: int = 20
+    tree_depth: int = 10
+    search_limit: int | None = None
+    min_box_size: int = 10
+    confidence_filter: float = 0.0
+    weighted: bool = False
+    concentrate: bool = False
+    queue_style: QueueStyle = QueueStyle.AREA
+    queue_len: int | None = 1  # None means "all"
+    distribution: Distribution = Distribution.UNIFORM
+    distribution_args: tuple[float, float] | None = None
+    responsibility_style: ResponsibilityStyle = ResponsibilityStyle.MULTIPLICATIVE
+    seed: int | None = None
+    max_concurrent_searches: int = 64
+    adaptive_lag: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.iters > 0, "causal.iters", self.iters, "must be > 0")
+        _require(self.tree_depth > 0, "causal.tree_depth", self.tree_depth, "must be > 0")
+        _require(self.min_box_size > 0, "causal.min_box_size", self.min_box_size, "must be > 0")
+        _require(
+            self.search_limit is None or self.search_limit > 0,
+            "causal.search_limit",
+            self.search_limit,
+            "must be > 0",
+        )
+        _require(
+            0.0 <= self.confidence_filter <= 1.0,
+            "causal.confidence_filter",
+            self.confidence_filter,
+            "must be in [0, 1]",
+        )
+        _require(
+            self.queue_len is None or self.queue_len > 0,
+            "causal.queue_len",
+            self.queue_len,
+            'must be > 0 or "all"',
+        )
+        _require(
+            self.max_concurrent_searches > 0,
+            "max_concurrent_searches",
+            self.max_concurrent_searches,
+            "must be > 0",
+        )
+        if self.distribution is Distribution.BETABINOM:
+            args = self.distribution_args
+            _require(
+                args is not None and len(args) == 2 and all(a > 0 for a in args),
+                "causal.distribution.distribution_args",
+                args,
+                "betabinom needs two positive numbers [alpha, beta]",
+            )
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How mutants are coalesced and sent to the backend."""
+
+    max_batch: int | None = None  # None: the backend's preferred batch, else 64
+    max_inflight: int = 2
+    linger_ms: float = 2.0
+    queue_size: int = 4096
+
+    def __post_init__(self) -> None:
+        _require(
+            self.max_batch is None or self.max_batch > 0,
+            "rex.batch_size",
+            self.max_batch,
+            "must be > 0",
+        )
+        _require(self.max_inflight > 0, "max_inflight", self.max_inflight, "must be > 0")
+        _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "must be >= 0")
+        _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How model outputs become verdicts (class, confidence)."""
+
+    scores: ScoreKind = ScoreKind.LOGITS
+    binary_threshold: float | None = None
+    target: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.binary_threshold is not None:
+            _require(
+                0.0 <= self.binary_threshold <= 1.0,
+                "rex.onnx.binary_threshold",
+                self.binary_threshold,
+                "must be in [0, 1]",
+            )
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Image preprocessing (ReX's ``[rex.onnx]``) and the mask value (``[rex] mask_value``)."""
+
+    norm: float | None = 255.0
+    means: tuple[float, ...] | None = None
+    stds: tuple[float, ...] | None = None
+    mask_value: float | str = 0.0
+    mode: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mask_value, str):
+            _require(
+                self.mask_value in ("min", "mean"),
+                "rex.mask_value",
+                self.mask_value,
+                'must be a number, "min" or "mean"',
+            )
+        if self.stds is not None:
+            _require(all(s != 0 for s in self.stds), "rex.onnx.stds", self.stds, "must be != 0")
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Turning the map into an explanation (ReX's ``[explanation]``)."""
+
+    strategy: str = "global"
+    chunk_size: int = 10
+    minimum_confidence_threshold: float = 0.0
+    extract: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            self.strategy == "global",
+            "explanation.strategy",
+            self.strategy,
+            'only "global" is implemented',
+        )
+        _require(self.chunk_size > 0, "explanation.chunk_size", self.chunk_size, "must be > 0")
+        _require(
+            0.0 <= self.minimum_confidence_threshold <= 1.0,
+            "explanation.minimum_confidence_threshold",
+            self.minimum_confidence_threshold,
+            "must be in [0, 1]",
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Insertion/deletion curves (ReX's ``[explanation.evaluation]``)."""
+
+    analyse: bool = False
+    insertion_step: int = 100
+    normalise_curves: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            self.insertion_step > 0,
+            "explanation.evaluation.insertion_step",
+            self.insertion_step,
+            "must be > 0",
+        )
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    """Pictures (ReX's ``[rex.visual]``)."""
+
+    colour: int = 200
+    alpha: float = 0.2
+    heatmap_colours: str = "magma"
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.colour <= 255, "rex.visual.colour", self.colour, "must be 0..255")
+        _require(0.0 <= self.alpha <= 1.0, "rex.visual.alpha", self.alpha, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Everything one explanation needs, grouped by concern."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+
+    def with_overrides(self, **overrides: Any) -> ExplainConfig:
+        """Return a copy with flat field overrides (``iters=5``, ``max_batch=14``…) applied."""
+        groups = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in overrides.items():
+            owners = [name for name, group in groups.items() if key in _field_names(group)]
+            if not owners:
+                raise ConfigError(f"unknown setting {key!r}")
+            groups[owners[0]] = replace(groups[owners[0]], **{key: value})
+        return ExplainConfig(**groups)
+
+
+def _field_names(group: Any) -> set[str]:
+    return {f.name for f in fields(group)}
+
+
+def _require(condition: bool, key: str, value: object, why: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key} = {value!r} {why}")

@@ -1,0 +1,364 @@
+"""Explaining one input end to end: target, concurrent searches, store, map, extraction."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from rex_stream.backend import Backend, BackendSettings, ModelInfo, open_backend
+from rex_stream.config import Distribution, ExplainConfig
+from rex_stream.errors import InputError, StoreError
+from rex_stream.evaluation import Curves, insertion_deletion
+from rex_stream.extraction import Sufficiency, extract_global
+from rex_stream.modes import load_subject
+from rex_stream.progress import Progress
+from rex_stream.responsibility import build_map, normalise
+from rex_stream.scheduler import Scheduler
+from rex_stream.search import IterationResult, Target, input_key, run_iteration
+from rex_stream.store import ExplanationStore
+from rex_stream.subject import Subject
+from rex_stream.verdicts import judge
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a run cost and found (``queries`` counts every input the model evaluated)."""
+
+    queries: int
+    calls: int
+    mean_batch: float
+    passing: int
+    failing: int
+    max_depth: int
+    avg_box_size: float
+    iterations: int
+    resumed_iterations: int
+    wall_s: float
+    backend_s: float
+
+
+@dataclass
+class Explanation:
+    """The result of explaining one input."""
+
+    subject: Subject
+    target: Target
+    responsibility: np.ndarray
+    stats: RunStats
+    config: ExplainConfig
+    sufficiency: Sufficiency | None = None
+    curves: Curves | None = None
+    store: str | None = None
+    seed: int = 0
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The sufficient explanation over the spatial axes, if one was extracted."""
+        return None if self.sufficiency is None else self.sufficiency.mask
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json``)."""
+        out: dict[str, Any] = {
+            "input": self.subject.source or self.subject.name,
+            "model": self.model,
+            "target": {"class": self.target.classification, "confidence": self.target.confidence},
+            "seed": self.seed,
+            "store": self.store,
+            "stats": asdict(self.stats),
+        }
+        if self.sufficiency is not None:
+            out["explanation"] = {
+                "area": self.sufficiency.area,
+                "confidence": self.sufficiency.confidence,
+            }
+        if self.curves is not None:
+            out["evaluation"] = {
+                "insertion_auc": self.curves.insertion_auc,
+                "deletion_auc": self.curves.deletion_auc,
+            }
+        return out
+
+
+async def explain(
+    source: str | Path | np.ndarray,
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    backend_settings: BackendSettings | None = None,
+) -> Explanation:
+    """Explain the model's decision on ``source``.
+
+    ``backend`` is a Backend or a spec (``model.onnx``, ``triton://…``, ``http://…``,
+    ``python:module:function``); a spec is opened and closed here. With ``store``, every
+    finished iteration is committed to a Zarr store and ``resume`` continues a killed run.
+    """
+    config = config or ExplainConfig()
+    started = time.perf_counter()
+    if isinstance(backend, str):
+        settings = backend_settings or BackendSettings(max_inflight=config.scheduler.max_inflight)
+        opened = await open_backend(backend, settings)
+        try:
+            return await explain(
+                source,
+                opened,
+                config,
+                store=store,
+                resume=resume,
+                overwrite=overwrite,
+                on_progress=on_progress,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+    info = backend.info
+    subject = load_subject(source, info, config)
+    report = on_progress or (lambda _: None)
+    async with Scheduler(backend, config.scheduler) as scheduler:
+        target = await _predict_target(subject, scheduler, config, info)
+        report(
+            Progress.snapshot("target", 0, config.search.iters, scheduler.stats, started, target)
+        )
+        explanation_store, seed = _open_store(
+            store, subject, target, info, config, resume=resume, overwrite=overwrite
+        )
+        results, resumed = await _search_all(
+            subject, target, scheduler, config, seed, explanation_store, report, started
+        )
+        ordered = [results[i] for i in sorted(results)]
+        style = config.search.responsibility_style
+        raw = build_map(
+            (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
+        )
+        responsibility = normalise(raw, style).astype(np.float32)
+        sufficiency = None
+        if config.extraction.extract:
+            report(
+                Progress.snapshot(
+                    "extraction",
+                    len(results),
+                    config.search.iters,
+                    scheduler.stats,
+                    started,
+                    target,
+                )
+            )
+            sufficiency = await extract_global(
+                subject, responsibility, target, scheduler, config.extraction, config.scoring
+            )
+        curves = None
+        if config.evaluation.analyse:
+            report(
+                Progress.snapshot(
+                    "evaluation",
+                    len(results),
+                    config.search.iters,
+                    scheduler.stats,
+                    started,
+                    target,
+                )
+            )
+            curves = await insertion_deletion(
+                subject, responsibility, target, scheduler, config.evaluation, config.scoring
+            )
+    box_total = sum(r.box_area_sum for r in ordered)
+    box_count = sum(r.box_count for r in ordered)
+    stats = RunStats(
+        queries=scheduler.stats.mutants,
+        calls=scheduler.stats.calls,
+        mean_batch=round(scheduler.stats.mean_batch, 2),
+        passing=sum(r.passing for r in ordered),
+        failing=sum(r.failing for r in ordered),
+        max_depth=max((r.depth for r in ordered), default=0),
+        avg_box_size=round(box_total / box_count, 2) if box_count else 0.0,
+        iterations=len(ordered),
+        resumed_iterations=resumed,
+        wall_s=round(time.perf_counter() - started, 3),
+        backend_s=round(scheduler.stats.backend_s, 3),
+    )
+    result = Explanation(
+        subject=subject,
+        target=target,
+        responsibility=responsibility,
+        stats=stats,
+        config=config,
+        sufficiency=sufficiency,
+        curves=curves,
+        store=explanation_store.location if explanation_store else None,
+        seed=seed,
+        model=info.name,
+    )
+    if explanation_store is not None:
+        await anyio.to_thread.run_sync(_save_results, explanation_store, result)
+    report(
+        Progress.snapshot(
+            "done", len(ordered), config.search.iters, scheduler.stats, started, target
+        )
+    )
+    return result
+
+
+async def _predict_target(
+    subject: Subject, scheduler: Scheduler, config: ExplainConfig, info: ModelInfo
+) -> Target:
+    """Classify the unmodified input; with a fixed ``target`` class, check it exists."""
+    scores = await scheduler.evaluate([lambda out: np.copyto(out, subject.tensor)])
+    wanted = config.scoring.target
+    classes = scores.shape[1] if scores.shape[1] > 1 else 2
+    if wanted is not None:
+        if not 0 <= wanted < classes:
+            raise InputError(
+                f"class index {wanted} is out of range: the model has {classes} classes"
+            )
+        verdicts = judge(scores, config.scoring, wanted)
+        return Target(wanted, float(verdicts.target_confidences[0]))
+    verdicts = judge(scores, config.scoring, None)
+    return Target(int(verdicts.classes[0]), float(verdicts.confidences[0]))
+
+
+def _settings(
+    subject: Subject, target: Target, info: ModelInfo, config: ExplainConfig, seed: int
+) -> dict[str, Any]:
+    """Everything that shapes the map (not ``iters``: more iterations extend a store)."""
+    search = {
+        k: v
+        for k, v in asdict(config.search).items()
+        if k not in ("iters", "max_concurrent_searches", "seed")
+    }
+    if config.search.distribution is not Distribution.ADAPTIVE:
+        search.pop("adaptive_lag")
+    return {
+        "search": search,
+        "scoring": asdict(config.scoring),
+        "image": asdict(config.image),
+        "model": {"name": info.name, "input_shape": list(info.input_shape)},
+        "input": f"{input_key(subject):016x}",
+        "target": target.classification,
+        "seed": seed,
+    }
+
+
+def _open_store(
+    path: str | Path | None,
+    subject: Subject,
+    target: Target,
+    info: ModelInfo,
+    config: ExplainConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> tuple[ExplanationStore | None, int]:
+    """Open the store group for this input, and settle the seed (a resumed run reuses it)."""
+    seed = config.search.seed
+    key = re.sub(r"[^A-Za-z0-9_.-]", "_", subject.name) or "input"
+    if path is None:
+        return None, seed if seed is not None else secrets.randbits(32)
+    if resume and seed is None:
+        stored = ExplanationStore.stored_settings(path, key)
+        seed = stored.get("seed") if stored else None
+    if seed is None:
+        seed = secrets.randbits(32)
+    if resume and not overwrite and not Path(path).exists():
+        raise StoreError(f"cannot resume: {path} does not exist")
+    settings = _settings(subject, target, info, config, seed)
+    store = ExplanationStore.open(
+        path, key, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite
+    )
+    store.update_attributes(
+        {
+            "target": {"class": target.classification, "confidence": target.confidence},
+            "source": subject.source or subject.name,
+        }
+    )
+    return store, seed
+
+
+async def _search_all(
+    subject: Subject,
+    target: Target,
+    scheduler: Scheduler,
+    config: ExplainConfig,
+    seed: int,
+    store: ExplanationStore | None,
+    report: ProgressCallback,
+    started: float,
+) -> tuple[dict[int, IterationResult], int]:
+    """Run every iteration not yet in the store, concurrently, committing each as it ends.
+
+    Returns every iteration's result and how many of them came from the store.
+    """
+    search = config.search
+    results: dict[int, IterationResult] = {}
+    if store is not None:
+        committed = await anyio.to_thread.run_sync(store.committed)
+        results.update({i: r for i, r in committed.items() if i < search.iters})
+    resumed = len(results)
+    key = input_key(subject)
+    finished = {i: anyio.Event() for i in range(search.iters)}
+    for i in results:
+        finished[i].set()
+    limiter = anyio.CapacityLimiter(search.max_concurrent_searches)
+    adaptive = search.distribution is Distribution.ADAPTIVE
+
+    async def prior_map(index: int) -> np.ndarray | None:
+        """The map of iterations ``< index - adaptive_lag`` (so it is the same every run)."""
+        before = range(max(0, index - search.adaptive_lag))
+        for i in before:
+            await finished[i].wait()
+        if not before:
+            return None
+        return build_map(
+            (results[i].ledger for i in before),
+            target.classification,
+            subject.spatial_shape,
+            search.responsibility_style,
+        )
+
+    async def one(index: int) -> None:
+        weights = await prior_map(index) if adaptive else None
+        async with limiter:
+            result = await run_iteration(
+                index, subject, target, scheduler, search, config.scoring, seed, key, weights
+            )
+        if store is not None:
+            await anyio.to_thread.run_sync(store.commit, result)
+        results[index] = result
+        finished[index].set()
+        report(
+            Progress.snapshot(
+                "iteration", len(results), search.iters, scheduler.stats, started, target
+            )
+        )
+
+    async with anyio.create_task_group() as group:
+        for index in range(search.iters):
+            if index not in results:
+                group.start_soon(one, index)
+    return results, resumed
+
+
+def _save_results(store: ExplanationStore, result: Explanation) -> None:
+    """Write the dense map, the mask and the summary attributes."""
+    store.write_array("responsibility", result.responsibility, "float32")
+    summary = result.summary()
+    if result.mask is not None:
+        store.write_array("explanation", result.mask, "uint8")
+    store.update_attributes({k: v for k, v in summary.items() if k not in ("input", "store")})

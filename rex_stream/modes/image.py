@@ -1,0 +1,125 @@
+"""Image mode (RGB and greyscale): Pillow file → resized, normalised tensor in model layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from rex_stream.backend import ModelInfo
+from rex_stream.config import ImageConfig
+from rex_stream.errors import InputError
+from rex_stream.subject import Subject
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
+
+def image_layout(shape: tuple[int, ...]) -> tuple[int | None, tuple[int, int]]:
+    """Where the channel axis and the (height, width) axes are in a model's input shape."""
+    if len(shape) == 2:
+        return None, (0, 1)
+    if len(shape) == 3:
+        if shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+            return 0, (1, 2)
+        if shape[2] in (1, 3, 4):
+            return 2, (0, 1)
+        if shape[0] in (1, 3, 4):
+            return 0, (1, 2)
+    raise InputError(
+        f"the model's input shape {shape} cannot take an image: expected (C, H, W), (H, W, C) "
+        "with C in 1, 3, 4, or (H, W)"
+    )
+
+
+def load_image(path: Path, info: ModelInfo, config: ImageConfig) -> Subject:
+    """Read an image file and prepare it as the model expects."""
+    channel_axis, (h_axis, w_axis) = image_layout(info.input_shape)
+    channels = 1 if channel_axis is None else info.input_shape[channel_axis]
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path} is not an image Pillow can read") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image ({exc})") from exc
+    wanted = "L" if channels == 1 else "RGB"
+    if config.mode is not None and config.mode != wanted:
+        raise InputError(
+            f"--mode {config.mode} does not fit the model, which takes {channels}-channel "
+            f"images (mode {wanted})"
+        )
+    image = image.convert(wanted)
+    height = info.input_shape[h_axis] if info.input_shape[h_axis] > 0 else image.height
+    width = info.input_shape[w_axis] if info.input_shape[w_axis] > 0 else image.width
+    image = image.resize((width, height))
+    display = np.asarray(image)
+    pixels = display.astype(np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    tensor = _normalise(pixels, config)
+    if channels == 4:
+        tensor = np.concatenate([tensor, np.zeros_like(tensor[:, :, :1])], axis=2)
+    if channel_axis is None:
+        tensor = tensor[:, :, 0]
+    elif channel_axis == 0:
+        tensor = np.transpose(tensor, (2, 0, 1))
+    tensor = np.ascontiguousarray(tensor, dtype=info.dtype)
+    spatial = (h_axis, w_axis)
+    return Subject(
+        name=path.stem,
+        tensor=tensor,
+        spatial_axes=spatial,
+        baseline=mask_baseline(tensor, config.mask_value),
+        mode=wanted,
+        display=display,
+        source=str(path),
+    )
+
+
+def subject_from_array(array: np.ndarray, info: ModelInfo, config: ImageConfig) -> Subject:
+    """Wrap an array that is already in the model's input space (no batch axis)."""
+    array = np.asarray(array)
+    if array.shape == (1, *info.input_shape):
+        array = array[0]
+    if array.shape != info.input_shape:
+        raise InputError(
+            f"the array has shape {array.shape} but the model takes {info.input_shape}"
+        )
+    if not np.isfinite(array).all():
+        raise InputError("the input array contains NaN or infinite values")
+    channel_axis, spatial = image_layout(info.input_shape)
+    tensor = np.ascontiguousarray(array, dtype=info.dtype)
+    mode = "L" if channel_axis is None or info.input_shape[channel_axis] == 1 else "RGB"
+    return Subject(
+        name="array",
+        tensor=tensor,
+        spatial_axes=spatial,
+        baseline=mask_baseline(tensor, config.mask_value),
+        mode=mode,
+    )
+
+
+def _normalise(pixels: np.ndarray, config: ImageConfig) -> np.ndarray:
+    """Scale by ``norm``, then subtract ``means`` and divide by ``stds`` per channel."""
+    out = pixels / config.norm if config.norm else pixels.copy()
+    for name, values in (("means", config.means), ("stds", config.stds)):
+        if values is not None and len(values) not in (1, out.shape[2]):
+            raise InputError(
+                f"rex.onnx.{name} has {len(values)} values for a {out.shape[2]}-channel image"
+            )
+    if config.means is not None:
+        out = out - np.asarray(config.means, np.float32)
+    if config.stds is not None:
+        out = out / np.asarray(config.stds, np.float32)
+    return out.astype(np.float32)
+
+
+def mask_baseline(tensor: np.ndarray, mask_value: float | str) -> float:
+    """The value masked elements take: a number, or the input's ``min`` or ``mean``."""
+    if mask_value == "min":
+        return float(tensor.min())
+    if mask_value == "mean":
+        return float(tensor.mean())
+    return float(mask_value)

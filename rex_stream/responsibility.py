@@ -1,0 +1,124 @@
+"""Responsibility: an iteration's ledger of (box, class, amount) and the maps it adds up to.
+
+An iteration's whole contribution is a short ledger; dense maps are rebuilt from the ledgers of
+all iterations, in iteration order, so the result does not depend on completion order, and any
+region of a map can be built on its own (chunk by chunk for volumes larger than memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rex_stream.config import ResponsibilityStyle
+from rex_stream.geometry import Box
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Responsibility an iteration assigned: ``amount[i]`` over box ``[start[i], stop[i])``
+    in the map of class ``classes[i]``."""
+
+    start: np.ndarray  # (n, ndim) int64
+    stop: np.ndarray  # (n, ndim) int64
+    classes: np.ndarray  # (n,) int64
+    amount: np.ndarray  # (n,) float64
+
+    @classmethod
+    def empty(cls, ndim: int) -> Ledger:
+        """A ledger with no entries."""
+        return cls(
+            np.zeros((0, ndim), np.int64),
+            np.zeros((0, ndim), np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float64),
+        )
+
+    @classmethod
+    def from_entries(cls, entries: dict[tuple[Box, int], float], ndim: int) -> Ledger:
+        """Build from ``{(box, class): amount}`` (insertion order is kept)."""
+        if not entries:
+            return cls.empty(ndim)
+        keys = list(entries)
+        return cls(
+            np.array([box.start for box, _ in keys], np.int64).reshape(-1, ndim),
+            np.array([box.stop for box, _ in keys], np.int64).reshape(-1, ndim),
+            np.array([c for _, c in keys], np.int64),
+            np.array([entries[k] for k in keys], np.float64),
+        )
+
+    def to_array(self) -> np.ndarray:
+        """Pack into one float64 table: start…, stop…, class, amount (one row per entry)."""
+        return np.concatenate(
+            [self.start, self.stop, self.classes[:, None], self.amount[:, None]], axis=1
+        ).astype(np.float64)
+
+    @classmethod
+    def from_array(cls, table: np.ndarray, ndim: int) -> Ledger:
+        """Inverse of :meth:`to_array`."""
+        table = np.asarray(table, np.float64).reshape(-1, 2 * ndim + 2)
+        return cls(
+            table[:, :ndim].astype(np.int64),
+            table[:, ndim : 2 * ndim].astype(np.int64),
+            table[:, 2 * ndim].astype(np.int64),
+            table[:, 2 * ndim + 1].copy(),
+        )
+
+    def class_ids(self) -> set[int]:
+        """Classes this ledger touches."""
+        return {int(c) for c in np.unique(self.classes)}
+
+
+def _add_ledger(out: np.ndarray, ledger: Ledger, cls: int, region_start: Sequence[int]) -> bool:
+    """Add ``ledger``'s entries for ``cls`` onto ``out`` (which covers a region); True if any."""
+    rows = np.flatnonzero(ledger.classes == cls)
+    if rows.size == 0:
+        return False
+    origin = np.asarray(region_start, np.int64)
+    extent = np.asarray(out.shape, np.int64)
+    lo = np.clip(ledger.start[rows] - origin, 0, extent)
+    hi = np.clip(ledger.stop[rows] - origin, 0, extent)
+    for a, b, value in zip(lo, hi, ledger.amount[rows]):
+        if np.all(b > a):
+            out[tuple(slice(x, y) for x, y in zip(a, b))] += value
+    return True
+
+
+def build_map(
+    ledgers: Iterable[Ledger],
+    cls: int,
+    shape: Sequence[int],
+    style: ResponsibilityStyle,
+    region: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> np.ndarray:
+    """The unnormalised map of class ``cls`` over ``region`` (default: everything).
+
+    Additive: the sum of all contributions. Multiplicative (ReX 0.4): the product over
+    iterations of (1 + that iteration's contributions); divide by the global maximum
+    (:func:`normalise`) to get ReX's max-normalised map.
+    """
+    start, stop = region if region is not None else ([0] * len(shape), list(shape))
+    region_shape = tuple(b - a for a, b in zip(start, stop))
+    if style is ResponsibilityStyle.ADDITIVE:
+        total = np.zeros(region_shape, np.float64)
+        for ledger in ledgers:
+            _add_ledger(total, ledger, cls, start)
+        return total
+    total = np.ones(region_shape, np.float64)
+    local = np.empty(region_shape, np.float64)
+    for ledger in ledgers:
+        local.fill(1.0)
+        if _add_ledger(local, ledger, cls, start):
+            total *= local
+    return total
+
+
+def normalise(responsibility: np.ndarray, style: ResponsibilityStyle) -> np.ndarray:
+    """ReX's final scaling: multiplicative maps are divided by their maximum."""
+    if style is ResponsibilityStyle.MULTIPLICATIVE:
+        peak = float(responsibility.max()) if responsibility.size else 0.0
+        if peak > 0:
+            return responsibility / peak
+    return responsibility

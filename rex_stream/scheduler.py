@@ -1,0 +1,220 @@
+"""The coalescing scheduler: many waiting searches, few large backend calls, bounded memory.
+
+Callers submit mutants as *fill functions* (which write one input row into a buffer) and
+await their score rows. A dispatcher coalesces queued mutants into batches of up to
+``max_batch``, lingers briefly for a batch to fill, and runs at most ``max_inflight`` backend
+calls at once. Each call owns one of ``max_inflight`` preallocated batch buffers, so memory is
+bounded by ``max_inflight × max_batch × input size`` however many mutants wait; the queue of
+waiting mutants is bounded too (producers block when it is full: backpressure).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import anyio.abc
+import numpy as np
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from rex_stream.backend import Backend
+from rex_stream.config import SchedulerConfig
+from rex_stream.errors import BackendError, RexStreamError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 64
+
+Fill = Callable[[np.ndarray], None]
+
+
+@dataclass
+class SchedulerStats:
+    """Counters of the backend traffic so far."""
+
+    calls: int = 0
+    mutants: int = 0
+    backend_s: float = 0.0
+    max_batch_seen: int = 0
+
+    @property
+    def mean_batch(self) -> float:
+        """Average number of mutants per backend call."""
+        return self.mutants / self.calls if self.calls else 0.0
+
+
+class _Ticket:
+    """The rows of one ``evaluate`` call, filled in as batches complete."""
+
+    __slots__ = ("done", "error", "remaining", "rows")
+
+    def __init__(self, count: int) -> None:
+        self.rows: list[np.ndarray | None] = [None] * count
+        self.remaining = count
+        self.error: BaseException | None = None
+        self.done = anyio.Event()
+
+    def deliver(self, index: int, row: np.ndarray) -> None:
+        self.rows[index] = row
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self.done.set()
+
+
+@dataclass(frozen=True)
+class _Item:
+    fill: Fill
+    ticket: _Ticket
+    index: int
+
+
+@dataclass
+class Scheduler:
+    """Coalesce mutants from any number of concurrent callers into backend batches.
+
+    Use as ``async with Scheduler(backend, config) as scheduler:`` and call
+    :meth:`evaluate` from as many tasks as you like.
+    """
+
+    backend: Backend
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    stats: SchedulerStats = field(default_factory=SchedulerStats)
+
+    def __post_init__(self) -> None:
+        info = self.backend.info
+        wanted = self.config.max_batch or info.preferred_batch or DEFAULT_MAX_BATCH
+        self.max_batch = min(wanted, info.max_batch) if info.max_batch else wanted
+        self._shape = (self.max_batch, *info.input_shape)
+        self._dtype = info.dtype
+        self._task_group: anyio.abc.TaskGroup | None = None
+        send, receive = anyio.create_memory_object_stream[_Item](self.config.queue_size)
+        self._send: MemoryObjectSendStream[_Item] = send
+        self._receive: MemoryObjectReceiveStream[_Item] = receive
+        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](
+            self.config.max_inflight
+        )
+        self._free_send = free_send
+        self._free_receive = free_receive
+
+    async def __aenter__(self) -> Scheduler:
+        for _ in range(self.config.max_inflight):
+            self._free_send.send_nowait(np.empty(self._shape, dtype=self._dtype))
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._dispatch)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        if exc is not None:
+            self._task_group.cancel_scope.cancel()
+        self._send.close()
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._free_send.close()
+            self._free_receive.close()
+
+    async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
+        """Score the mutants that ``fills`` describe; returns one score row per fill, in order.
+
+        Blocks while the queue is full (backpressure). Raises the backend's error if a batch
+        holding one of these mutants fails.
+        """
+        if not fills:
+            return np.empty((0, 0), dtype=np.float32)
+        ticket = _Ticket(len(fills))
+        for index, fill in enumerate(fills):
+            if ticket.error is not None:
+                break
+            await self._send.send(_Item(fill, ticket, index))
+        await ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        return np.stack(ticket.rows)  # type: ignore[arg-type]
+
+    async def _dispatch(self) -> None:
+        """Take a free buffer, gather a batch into it, hand it to a call task; repeat."""
+        assert self._task_group is not None
+        linger_s = self.config.linger_ms / 1000.0
+        async with self._receive:
+            while True:
+                buffer = await self._free_receive.receive()
+                try:
+                    first = await self._receive.receive()
+                except anyio.EndOfStream:
+                    return
+                batch = [first]
+                self._drain(batch)
+                if len(batch) < self.max_batch and linger_s > 0:
+                    with anyio.move_on_after(linger_s):
+                        while len(batch) < self.max_batch:
+                            try:
+                                batch.append(await self._receive.receive())
+                            except anyio.EndOfStream:
+                                break
+                            self._drain(batch)
+                self._task_group.start_soon(self._call, batch, buffer)
+
+    def _drain(self, batch: list[_Item]) -> None:
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
+
+    async def _call(self, batch: list[_Item], buffer: np.ndarray) -> None:
+        """Materialise one batch into its buffer, score it, and route rows to their waiters."""
+        count = len(batch)
+        view = buffer[:count]
+        try:
+            await anyio.to_thread.run_sync(_fill_all, batch, view)
+            started = time.perf_counter()
+            scores = np.asarray(await self.backend.infer(view))
+            self.stats.backend_s += time.perf_counter() - started
+            if scores.ndim == 1:
+                scores = scores[:, None]
+            if scores.shape[0] != count:
+                raise BackendError(
+                    f"the backend returned {scores.shape[0]} score rows for a batch of {count}"
+                )
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, RexStreamError)
+                else BackendError(f"backend call failed: {type(exc).__name__}: {exc}")
+            )
+            if error is not exc:
+                error.__cause__ = exc
+            logger.debug("batch of %d failed: %s", count, error)
+            for item in batch:
+                item.ticket.fail(error)
+            return
+        finally:
+            self._free_send.send_nowait(buffer)
+        self.stats.calls += 1
+        self.stats.mutants += count
+        self.stats.max_batch_seen = max(self.stats.max_batch_seen, count)
+        rows = scores.copy()
+        for item, row in zip(batch, rows):
+            if item.ticket.error is None:
+                item.ticket.deliver(item.index, row)
+
+
+def _fill_all(batch: Sequence[_Item], view: np.ndarray) -> None:
+    for row, item in zip(view, batch):
+        item.fill(row)

@@ -1,0 +1,214 @@
+"""The Zarr store: one group per explained input, durable iteration by iteration.
+
+Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
+
+- attributes: ``rex_stream`` (format and package version), ``settings`` (everything that
+  shapes the map, seed included), ``target`` (class, confidence), and when finished ``stats``,
+  ``explanation`` (confidence, area), ``evaluation`` (insertion/deletion AUC);
+- ``ledger/<iteration>``: float64 table, one row per contribution:
+  ``start[0..d), stop[0..d), class, amount``; attribute ``committed`` is set only after the
+  rows are written, so a half-written iteration is never taken for a finished one;
+- ``responsibility``: float32 map of the target class over the spatial axes (chunked);
+- ``explanation``: uint8 mask of the sufficient explanation over the spatial axes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from rex_stream.errors import StoreError
+from rex_stream.responsibility import Ledger
+from rex_stream.search import IterationResult
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class ExplanationStore:
+    """One input's group in a Zarr store."""
+
+    def __init__(self, group: zarr.Group, ndim: int, location: str) -> None:
+        self.group = group
+        self.ndim = ndim
+        self.location = location
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        key: str,
+        settings: Mapping[str, Any],
+        ndim: int,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> ExplanationStore:
+        """Open (or create) the group for ``key``, checking that a resumed group matches."""
+        path = Path(path)
+        location = f"{path}/{key}"
+        try:
+            root = zarr.open_group(str(path), mode="a")
+        except (OSError, ValueError, TypeError) as exc:
+            raise StoreError(f"cannot open or create the Zarr store {path}: {exc}") from exc
+        settings = _plain(settings)
+        if key in root:
+            if overwrite:
+                _remove(path / key)
+            elif not resume:
+                raise StoreError(
+                    f"{location} already exists: pass --resume to continue it "
+                    "or --overwrite to start again"
+                )
+            else:
+                group = root[key]
+                if not isinstance(group, zarr.Group):
+                    raise StoreError(f"{location} is not a rex-stream group")
+                stored = group.attrs.get("settings")
+                if stored != settings:
+                    raise StoreError(
+                        f"{location} was created with different settings "
+                        f"({_differences(stored, settings)}); use another --store, "
+                        "the same settings, or --overwrite"
+                    )
+                return cls(group, ndim, location)
+        try:
+            group = root.create_group(key)
+            group.attrs.update(
+                {
+                    "rex_stream": {"format": FORMAT_VERSION, "version": _version()},
+                    "settings": settings,
+                }
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write to the Zarr store {path}: {exc}") from exc
+        return cls(group, ndim, location)
+
+    @staticmethod
+    def stored_settings(path: str | Path, key: str) -> dict[str, Any] | None:
+        """The settings a store holds for ``key``, or None if there is no such group."""
+        try:
+            root = zarr.open_group(str(path), mode="r")
+            return dict(root[key].attrs.get("settings", {}))  # type: ignore[arg-type]
+        except (FileNotFoundError, KeyError, OSError, ValueError):
+            return None
+
+    def committed(self) -> dict[int, IterationResult]:
+        """Iterations whose ledgers were completely written, by index."""
+        if "ledger" not in self.group:
+            return {}
+        ledgers = self.group["ledger"]
+        done: dict[int, IterationResult] = {}
+        for name in sorted(ledgers.array_keys()):  # type: ignore[union-attr]
+            try:
+                array = ledgers[name]
+                attrs = dict(array.attrs)
+                if not attrs.get("committed"):
+                    continue
+                table = np.asarray(array[:])
+            except Exception as exc:  # a torn write from a killed run: redo that iteration
+                logger.warning("ignoring unreadable ledger %s: %s", name, exc)
+                continue
+            index = int(name)
+            done[index] = IterationResult(
+                index=index,
+                ledger=Ledger.from_array(table, self.ndim),
+                passing=int(attrs["passing"]),
+                failing=int(attrs["failing"]),
+                depth=int(attrs["depth"]),
+                box_area_sum=float(attrs["box_area_sum"]),
+                box_count=int(attrs["box_count"]),
+            )
+        return done
+
+    def commit(self, result: IterationResult) -> None:
+        """Write one iteration's ledger, then mark it committed."""
+        table = result.ledger.to_array()
+        name = f"ledger/{result.index:06d}"
+        rows = max(1, table.shape[0])
+        try:
+            array = self.group.create_array(
+                name,
+                shape=table.shape,
+                dtype="float64",
+                chunks=(rows, table.shape[1]),
+                attributes={"committed": False},
+                overwrite=True,
+            )
+            if table.size:
+                array[:] = table
+            array.update_attributes(
+                {
+                    "committed": True,
+                    "passing": result.passing,
+                    "failing": result.failing,
+                    "depth": result.depth,
+                    "box_area_sum": result.box_area_sum,
+                    "box_count": result.box_count,
+                }
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot write iteration {result.index} to {self.location}: {exc}")
+
+    def update_attributes(self, values: Mapping[str, Any]) -> None:
+        """Merge ``values`` into the group's attributes."""
+        try:
+            self.group.attrs.update(_plain(values))
+        except OSError as exc:
+            raise StoreError(f"cannot write to {self.location}: {exc}") from exc
+
+    def attributes(self) -> dict[str, Any]:
+        """The group's attributes."""
+        return dict(self.group.attrs)
+
+    def write_array(self, name: str, values: np.ndarray, dtype: str, chunk_edge: int = 256) -> None:
+        """Write a dense spatial array (map or mask), chunked."""
+        chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
+        try:
+            array = self.group.create_array(
+                name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0, overwrite=True
+            )
+            array[...] = values.astype(dtype)
+        except OSError as exc:
+            raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
+
+
+def _version() -> str:
+    from rex_stream import __version__
+
+    return __version__
+
+
+def _remove(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise StoreError(f"cannot remove {path}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """JSON-compatible copy (tuples → lists, enums → values, numpy scalars → Python)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):
+        return _plain(value.value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _differences(stored: Any, wanted: Mapping[str, Any]) -> str:
+    if not isinstance(stored, Mapping):
+        return "no settings recorded"
+    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    shown = ", ".join(f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in keys[:4])
+    return shown + (" …" if len(keys) > 4 else "")

@@ -1,0 +1,71 @@
+"""The Subject: one input in model space, with its spatial axes and its baseline (mask value)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rex_stream.geometry import Box
+
+
+@dataclass
+class Subject:
+    """An input ready for the model: ``tensor`` has the model's input shape (no batch axis).
+
+    ``spatial_axes`` are the axes that boxes partition (in order); the other axes (channels)
+    are masked together. ``baseline`` is what masked elements become: a scalar or an array
+    broadcastable to ``tensor``. ``display`` is a picture of the input for visualisations.
+    """
+
+    name: str
+    tensor: np.ndarray
+    spatial_axes: tuple[int, ...]
+    baseline: np.ndarray | float
+    mode: str
+    display: np.ndarray | None = None
+    source: str | None = None
+    _baseline_full: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if list(self.spatial_axes) != sorted(self.spatial_axes):
+            raise ValueError(f"spatial_axes must be increasing, got {self.spatial_axes}")
+        self._baseline_full = np.broadcast_to(
+            np.asarray(self.baseline, dtype=self.tensor.dtype), self.tensor.shape
+        )
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Extent of the partitioned axes."""
+        return tuple(self.tensor.shape[a] for a in self.spatial_axes)
+
+    @property
+    def size(self) -> int:
+        """Number of spatial elements."""
+        return int(np.prod(self.spatial_shape))
+
+    def index(self, box: Box) -> tuple[slice, ...]:
+        """Index of ``box``'s region in ``tensor`` (all channels)."""
+        parts = [slice(None)] * self.tensor.ndim
+        for axis, part in zip(self.spatial_axes, box.slices):
+            parts[axis] = part
+        return tuple(parts)
+
+    def fill_boxes(self, out: np.ndarray, boxes: Sequence[Box]) -> None:
+        """Write the mutant that shows only ``boxes`` into ``out`` (one batch row)."""
+        np.copyto(out, self._baseline_full)
+        for box in boxes:
+            region = self.index(box)
+            out[region] = self.tensor[region]
+
+    def fill_mask(self, out: np.ndarray, visible: np.ndarray) -> None:
+        """Write the input with only the spatial elements where ``visible`` is true shown."""
+        np.copyto(out, np.where(self.expand(visible), self.tensor, self._baseline_full))
+
+    def expand(self, spatial: np.ndarray) -> np.ndarray:
+        """Reshape a spatial array so it broadcasts against ``tensor``."""
+        shape = [1] * self.tensor.ndim
+        for axis in self.spatial_axes:
+            shape[axis] = self.tensor.shape[axis]
+        return spatial.reshape(shape)
