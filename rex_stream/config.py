@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
+from collections.abc import Mapping
 from typing import Any
 
 from rex_stream.errors import ConfigError
@@ -139,6 +140,7 @@ class ImageConfig:
     stds: tuple[float, ...] | None = None
     mask_value: float | str = 0.0
     mode: str | None = None
+    mode_options: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.mask_value, str):

@@ -1,35 +1,80 @@
-"""Input modes: how a file or array becomes a Subject in the model's input space."""
+"""Input modes: how a file or array becomes a Subject in the model's input space, and how
+its explanation is drawn.
+
+Each mode is a module of this package with ``SUFFIXES`` (file suffixes it reads), ``MODES``
+(the ``--mode`` names it serves), ``load(path, info, config) -> Subject`` and
+``render(explanation, path) -> None`` (the explanation picture). Modes are imported lazily.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rex_stream.backend import ModelInfo
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import InputError
-from rex_stream.modes.image import IMAGE_SUFFIXES, load_image, subject_from_array
 from rex_stream.subject import Subject
 
-__all__ = ["load_subject"]
+if TYPE_CHECKING:
+    from rex_stream.explain import Explanation
+
+__all__ = ["load_subject", "mode_module", "render_explanation"]
+
+#: Mode modules, in the order their suffixes are tried.
+MODE_MODULES = ("image", "tabular", "spectral", "voxel", "audio")
+
+
+def _modules() -> list[ModuleType]:
+    found = []
+    for name in MODE_MODULES:
+        try:
+            found.append(importlib.import_module(f"rex_stream.modes.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"rex_stream.modes.{name}":
+                raise
+    return found
+
+
+def mode_module(mode: str) -> ModuleType:
+    """The module serving ``--mode mode``."""
+    for module in _modules():
+        if mode in module.MODES:
+            return module
+    known = sorted(m for module in _modules() for m in module.MODES)
+    raise InputError(f"unknown mode {mode!r}; known modes: {', '.join(known)}")
 
 
 def load_subject(
     source: str | Path | np.ndarray, info: ModelInfo, config: ExplainConfig
 ) -> Subject:
     """Load ``source`` (a file path or a model-space array) as a Subject for this model."""
+    mode = config.image.mode
     if isinstance(source, np.ndarray):
-        return subject_from_array(source, info, config.image)
+        module = mode_module(mode) if mode else importlib.import_module("rex_stream.modes.image")
+        return module.subject_from_array(source, info, config)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path} is a directory; give one input file")
-    mode = config.image.mode
-    if mode in (None, "RGB", "L") and (path.suffix.lower() in IMAGE_SUFFIXES or mode):
-        return load_image(path, info, config.image)
+    if mode:
+        return mode_module(mode).load(path, info, config)
+    suffix = path.suffix.lower()
+    for module in _modules():
+        if suffix in module.SUFFIXES:
+            return module.load(path, info, config)
+    known = sorted(s for module in _modules() for s in module.SUFFIXES)
     raise InputError(
-        f"{path}: cannot tell how to read {path.suffix or 'this file'!r}; "
-        f"images ({', '.join(sorted(IMAGE_SUFFIXES))}) are supported"
+        f"{path}: cannot tell how to read {suffix or 'a file without suffix'!r}; "
+        f"known: {', '.join(known)} (or pass --mode)"
     )
+
+
+def render_explanation(explanation: Explanation, path: Path) -> None:
+    """Draw the explanation picture the subject's mode defines."""
+    mode_module(explanation.subject.mode).render(explanation, path)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rex_stream.backend import ModelInfo
-from rex_stream.config import ImageConfig
+from rex_stream.config import ExplainConfig, ImageConfig
 from rex_stream.errors import InputError
 from rex_stream.subject import Subject
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+if TYPE_CHECKING:
+    from rex_stream.explain import Explanation
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+MODES = ("RGB", "L")
 
 
 def image_layout(shape: tuple[int, ...]) -> tuple[int | None, tuple[int, int]]:
@@ -32,8 +37,9 @@ def image_layout(shape: tuple[int, ...]) -> tuple[int | None, tuple[int, int]]:
     )
 
 
-def load_image(path: Path, info: ModelInfo, config: ImageConfig) -> Subject:
+def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> Subject:
     """Read an image file and prepare it as the model expects."""
+    config = explain_config.image
     channel_axis, (h_axis, w_axis) = image_layout(info.input_shape)
     channels = 1 if channel_axis is None else info.input_shape[channel_axis]
     try:
@@ -78,8 +84,11 @@ def load_image(path: Path, info: ModelInfo, config: ImageConfig) -> Subject:
     )
 
 
-def subject_from_array(array: np.ndarray, info: ModelInfo, config: ImageConfig) -> Subject:
+def subject_from_array(
+    array: np.ndarray, info: ModelInfo, explain_config: ExplainConfig
+) -> Subject:
     """Wrap an array that is already in the model's input space (no batch axis)."""
+    config = explain_config.image
     array = np.asarray(array)
     if array.shape == (1, *info.input_shape):
         array = array[0]
@@ -123,3 +132,10 @@ def mask_baseline(tensor: np.ndarray, mask_value: float | str) -> float:
     if mask_value == "mean":
         return float(tensor.mean())
     return float(mask_value)
+
+
+def render(explanation: Explanation, path: Path) -> None:
+    """The ReX-style overlay: the explanation in colour over a greyed image."""
+    from rex_stream.visualise import save_overlay
+
+    save_overlay(explanation, path)
