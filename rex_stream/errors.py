@@ -41,3 +41,25 @@ class OutputError(RexStreamError):
     """An output file (PNG, JSON) cannot be written."""
 
     exit_code = 6
+
+
+def first_error(group: BaseException) -> BaseException:
+    """The most telling leaf of an exception group (a RexStreamError if there is one)."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        inner = getattr(error, "exceptions", None)
+        if inner is None:
+            leaves.append(error)
+        else:
+            for child in inner:
+                walk(child)
+
+    walk(group)
+    for leaf in leaves:
+        if isinstance(leaf, RexStreamError):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, Exception):
+            return leaf
+    return group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import secrets
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import numpy as np
 
 from rex_stream.backend import Backend, BackendSettings, ModelInfo, open_backend
 from rex_stream.config import Distribution, ExplainConfig
-from rex_stream.errors import InputError, StoreError
+from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation import Curves, insertion_deletion
 from rex_stream.extraction import Sufficiency, extract_global
 from rex_stream.modes import load_subject
@@ -27,6 +28,9 @@ from rex_stream.search import IterationResult, Target, input_key, run_iteration
 from rex_stream.store import ExplanationStore
 from rex_stream.subject import Subject
 from rex_stream.verdicts import judge
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +115,35 @@ async def explain(
     ``python:module:function``); a spec is opened and closed here. With ``store``, every
     finished iteration is committed to a Zarr store and ``resume`` continues a killed run.
     """
-    config = config or ExplainConfig()
+    try:
+        return await _explain(
+            source,
+            backend,
+            config or ExplainConfig(),
+            store=store,
+            resume=resume,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            backend_settings=backend_settings,
+        )
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None
+
+
+async def _explain(
+    source: str | Path | np.ndarray,
+    backend: Backend | str,
+    config: ExplainConfig,
+    *,
+    store: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    on_progress: ProgressCallback | None,
+    backend_settings: BackendSettings | None,
+) -> Explanation:
     started = time.perf_counter()
     if isinstance(backend, str):
         settings = backend_settings or BackendSettings(max_inflight=config.scheduler.max_inflight)

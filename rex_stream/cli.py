@@ -1,0 +1,334 @@
+"""The ``rex-stream`` command: explain one input, or ``rex-stream demo`` on the bundled model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from rex_stream import __version__
+from rex_stream.backend import BackendSettings
+from rex_stream.config import ExplainConfig, ScoreKind
+from rex_stream.config_file import default_config_path, load_config
+from rex_stream.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
+from rex_stream.errors import ConfigError, OutputError, RexStreamError
+from rex_stream.explain import Explanation, explain
+from rex_stream.progress import Progress
+
+logger = logging.getLogger("rex_stream")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (ReX's option names where they exist)."""
+    parser = argparse.ArgumentParser(
+        prog="rex-stream",
+        description="Explain a classifier's decision with causal responsibility (ReX), "
+        "streaming mutants to a local or remote model. `rex-stream demo` runs the bundled "
+        "example.",
+    )
+    parser.add_argument("filename", help="input file (image), or `demo`")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="local ONNX model file")
+    model.add_argument(
+        "--backend",
+        help="backend spec: model.onnx, triton://host:8001/model, triton+http://host:8000/model, "
+        "http(s)://…, python:module:function",
+    )
+    model.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option (repeatable), e.g. threads=2, token_env=TOKEN",
+    )
+    model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 3,224,224")
+    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    model.add_argument(
+        "--scores",
+        choices=[k.value for k in ScoreKind],
+        help="what the model outputs (default logits: softmax is applied)",
+    )
+    model.add_argument("--target", type=int, help="explain this class instead of the prediction")
+    run = parser.add_argument_group("search")
+    run.add_argument("-c", "--config", help="rex.toml (default ./rex.toml, ~/.config/rex.toml)")
+    run.add_argument("--iters", type=int, help="iterations (default 20)")
+    run.add_argument("--seed", type=int, help="random seed (default: random, kept in the store)")
+    run.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
+    run.add_argument(
+        "--mode-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mode option (repeatable)",
+    )
+    run.add_argument("--batch-size", type=int, help="largest batch per backend call")
+    run.add_argument("--max-inflight", type=int, help="concurrent backend calls (default 2)")
+    run.add_argument("--linger-ms", type=float, help="wait this long for a batch to fill")
+    run.add_argument(
+        "--confidence",
+        type=float,
+        help="minimum confidence of the explanation, as a fraction of the target's",
+    )
+    run.add_argument("-n", "--no-extract", action="store_true", help="only compute the map")
+    run.add_argument(
+        "--analyse",
+        "--analyze",
+        action="store_true",
+        help="insertion/deletion curves and their AUC",
+    )
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--output", help="explanation picture (PNG)")
+    out.add_argument("--heatmap", help="responsibility heatmap over the image (PNG)")
+    out.add_argument("--store", help="Zarr store for maps, masks and resumable progress")
+    out.add_argument("--resume", action="store_true", help="continue the run in --store")
+    out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
+    out.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
+    return parser
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--input-shape {text!r}: expected integers like 3,224,224") from exc
+    if not shape or any(d <= 0 for d in shape):
+        raise ConfigError(f"--input-shape {text!r}: expected positive integers")
+    return shape
+
+
+def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConfig:
+    """Defaults, then the config file, then the command line (the command line wins)."""
+    config_path = Path(args.config) if args.config else default_config_path()
+    config = load_config(config_path, base) if config_path else base
+    if config_path:
+        logger.info("settings from %s", config_path)
+    search, scheduler = config.search, config.scheduler
+    if args.iters is not None:
+        search = replace(search, iters=args.iters)
+    if args.seed is not None:
+        search = replace(search, seed=args.seed)
+    if args.batch_size is not None:
+        scheduler = replace(scheduler, max_batch=args.batch_size)
+    if args.max_inflight is not None:
+        scheduler = replace(scheduler, max_inflight=args.max_inflight)
+    if args.linger_ms is not None:
+        scheduler = replace(scheduler, linger_ms=args.linger_ms)
+    scoring = config.scoring
+    if args.scores:
+        scoring = replace(scoring, scores=ScoreKind(args.scores))
+    if args.target is not None:
+        scoring = replace(scoring, target=args.target)
+    image = config.image
+    if args.mode:
+        image = replace(image, mode=args.mode)
+    if args.mode_option:
+        image = replace(image, mode_options=_pairs(args.mode_option, "--mode-option"))
+    extraction = config.extraction
+    if args.no_extract:
+        extraction = replace(extraction, extract=False)
+    if args.confidence is not None:
+        extraction = replace(extraction, minimum_confidence_threshold=args.confidence)
+    evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation
+    return replace(
+        config,
+        search=search,
+        scheduler=scheduler,
+        scoring=scoring,
+        image=image,
+        extraction=extraction,
+        evaluation=evaluation,
+    )
+
+
+def _check_writable(path: str | None, flag: str) -> Path | None:
+    """Fail before the run, not after it, when an output cannot be written."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"):
+        raise OutputError(f"{flag} {path}: use a picture suffix such as .png")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise OutputError(f"{flag} {path}: not writable")
+    return target
+
+
+class _Display:
+    """A rich progress bar on stderr, fed by progress events."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._progress = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("iterations", total=total, rate="")
+
+    def __enter__(self) -> _Display:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, event: Progress) -> None:
+        if self._progress is None:
+            return
+        rate = f"{event.mutants_per_s:6.0f} mutants/s  batch {event.mean_batch:4.1f}"
+        description = "iterations" if event.phase in ("target", "iteration") else event.phase
+        self._progress.update(
+            self._task,
+            completed=event.iterations_done,
+            total=event.iterations_total,
+            rate=rate,
+            description=description,
+        )
+
+
+def _human_summary(result: Explanation, outputs: dict[str, str]) -> str:
+    stats = result.stats
+    lines = [
+        f"{result.subject.source or result.subject.name}: class "
+        f"{result.target.classification} (confidence {result.target.confidence:.3f})"
+    ]
+    if result.sufficiency is not None:
+        lines.append(
+            f"explanation: {result.sufficiency.area:.1%} of the input "
+            f"(confidence {result.sufficiency.confidence:.3f})"
+        )
+    if result.curves is not None:
+        lines.append(
+            f"insertion AUC {result.curves.insertion_auc:.3f}, "
+            f"deletion AUC {result.curves.deletion_auc:.3f}"
+        )
+    resumed = f", {stats.resumed_iterations} resumed" if stats.resumed_iterations else ""
+    lines.append(
+        f"{stats.iterations} iterations{resumed}: {stats.queries} queries in {stats.calls} calls "
+        f"(mean batch {stats.mean_batch:.1f}), {stats.passing} passing / {stats.failing} "
+        f"failing, depth {stats.max_depth}, {stats.wall_s:.1f} s"
+    )
+    for name, path in outputs.items():
+        lines.append(f"{name}: {path}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one explanation as the arguments say; returns the exit code."""
+    base = ExplainConfig()
+    is_demo = args.filename == "demo" and not Path("demo").exists()
+    if is_demo:
+        base = demo_config()
+        args.filename = str(DEMO_IMAGE)
+        args.backend = args.backend or str(DEMO_MODEL)
+        args.output = args.output or "rex-demo-explanation.png"
+        args.heatmap = args.heatmap or "rex-demo-heatmap.png"
+    if args.model and args.backend:
+        raise ConfigError("give --model or --backend, not both")
+    spec = args.backend or args.model
+    if not spec:
+        raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
+    if args.model and not args.model.lower().endswith(".onnx"):
+        raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
+    config = resolve_config(args, base)
+    output = _check_writable(args.output, "--output")
+    heatmap = _check_writable(args.heatmap, "--heatmap")
+    settings = BackendSettings(
+        timeout_s=args.timeout_s,
+        max_inflight=config.scheduler.max_inflight,
+        input_shape=_shape(args.input_shape),
+        options=_pairs(args.backend_option, "--backend-option"),
+    )
+    with _Display(not args.quiet and sys.stderr.isatty(), config.search.iters) as display:
+
+        async def main() -> Explanation:
+            return await explain(
+                args.filename,
+                spec,
+                config,
+                store=args.store,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                on_progress=display.update,
+                backend_settings=settings,
+            )
+
+        result = anyio.run(main)
+    outputs: dict[str, str] = {}
+    if output is not None:
+        from rex_stream.modes import render_explanation
+
+        render_explanation(result, output)
+        outputs["explanation picture"] = str(output)
+    if heatmap is not None:
+        from rex_stream.visualise import save_heatmap
+
+        save_heatmap(result, heatmap)
+        outputs["heatmap"] = str(heatmap)
+    if result.store:
+        outputs["store"] = result.store
+    if args.json:
+        summary: dict[str, Any] = result.summary()
+        summary["outputs"] = outputs
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_human_summary(result, outputs))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one-line errors and exit codes, never a traceback for a mistake."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return run(args)
+    except RexStreamError as exc:
+        print(f"rex-stream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rex-stream: interrupted (with --store, continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
