@@ -63,9 +63,15 @@ class _TooLarge(Exception):
 
 
 def _one_line(text: str, limit: int = 240) -> str:
-    """Collapse whitespace so server messages fit the one-line error contract."""
+    """Collapse whitespace so server messages fit the one-line error contract.
+
+    A long message keeps its start and its end: servers that send tracebacks put the cause last.
+    """
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + " … " + text[len(text) - (limit - head - 3) :]
 
 
 def _public_url(url: URL) -> str:

@@ -1,0 +1,216 @@
+"""aiohttp test apps on 127.0.0.1 for the HTTP adapter: row-JSON, custom JSON, and error replies.
+
+The apps score with a real model (any ``score(batch) -> scores`` callable, e.g. onnxruntime) so
+results can be compared exactly; the error routes answer the way misbehaving servers do. The
+server runs on its own event loop in a thread, so both async tests and blocking callers (the
+sync API, benchmarks) can talk to it; it records what it received for the tests to check.
+
+Routes (all POST unless noted):
+
+- ``/rows``: TF Serving style, ``{"instances": […]}`` → ``{"predictions": […]}``;
+- ``/torchserve``: the same request, a bare list of rows as the reply;
+- ``/custom``: ``{"model": …, "payload": {"pixels": […], "n": N}}`` →
+  ``{"result": {"scores": […]}}`` (the scores flat when the request says ``"flat": true``);
+- ``/limited``: rows, but 413 for batches larger than ``limit`` (a query parameter);
+- ``/auth``: rows, 401 unless ``Authorization: Bearer <token>``; ``/forbidden``: always 403;
+- ``/error500``: 500 with a JSON error; ``/malformed``: 200 with a body that is not JSON;
+- ``/wrong-shape``: one prediction row too few; ``/nan``: a NaN score in the first row;
+- ``/slow``: never answers until the server stops (for client timeouts);
+- ``/bad-request``: 400 with a multi-line text message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Received:
+    """What one request carried (header names only for auth, never the whole header set)."""
+
+    route: str
+    batch_size: int
+    content_encoding: str | None
+    had_authorization: bool
+
+
+@dataclass
+class AppServer:
+    """A running test app: its base URL and the log of requests it received."""
+
+    base_url: str
+    received: list[Received] = field(default_factory=list)
+
+    def url(self, route: str) -> str:
+        """Absolute URL of one route."""
+        return self.base_url + route
+
+    def batch_sizes(self, route: str) -> list[int]:
+        """Batch sizes received on one route, in arrival order."""
+        return [r.batch_size for r in self.received if r.route == route]
+
+
+def _batch(document: Any) -> np.ndarray:
+    return np.asarray(document["instances"], dtype=np.float32)
+
+
+def build_app(
+    score: Scorer, server: AppServer, token: str, release: asyncio.Event
+) -> web.Application:
+    """The aiohttp application with every route described in the module docstring."""
+
+    async def read(request: web.Request) -> Any:
+        document = await request.json()
+        instances = document.get("instances") or document.get("payload", {}).get("pixels", [])
+        server.received.append(
+            Received(
+                route=request.path,
+                batch_size=len(instances),
+                content_encoding=request.headers.get("Content-Encoding"),
+                had_authorization="Authorization" in request.headers,
+            )
+        )
+        return document
+
+    async def rows(request: web.Request) -> web.Response:
+        scores = score(_batch(await read(request)))
+        return web.json_response({"predictions": scores.tolist()})
+
+    async def torchserve(request: web.Request) -> web.Response:
+        return web.json_response(score(_batch(await read(request))).tolist())
+
+    async def custom(request: web.Request) -> web.Response:
+        document = await read(request)
+        payload = document["payload"]
+        batch = np.asarray(payload["pixels"], dtype=np.float32)
+        if len(batch) != payload["n"]:
+            return web.json_response({"error": "n does not match pixels"}, status=400)
+        scores = score(batch)
+        values = scores.ravel().tolist() if document.get("flat") else scores.tolist()
+        return web.json_response({"result": {"scores": values}, "model": document["model"]})
+
+    async def limited(request: web.Request) -> web.Response:
+        batch = _batch(await read(request))
+        if len(batch) > int(request.query.get("limit", "4")):
+            return web.Response(status=413, text="Payload Too Large")
+        return web.json_response({"predictions": score(batch).tolist()})
+
+    async def auth(request: web.Request) -> web.Response:
+        batch = _batch(await read(request))
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json_response({"error": "invalid token"}, status=401)
+        return web.json_response({"predictions": score(batch).tolist()})
+
+    async def forbidden(request: web.Request) -> web.Response:
+        await read(request)
+        return web.json_response({"error": "not allowed"}, status=403)
+
+    async def error500(request: web.Request) -> web.Response:
+        await read(request)
+        return web.json_response({"error": "model crashed:\n  CUDA out of memory"}, status=500)
+
+    async def bad_request(request: web.Request) -> web.Response:
+        await read(request)
+        return web.Response(status=400, text="input rejected\nexpected uint8 pixels\n")
+
+    async def malformed(request: web.Request) -> web.Response:
+        await read(request)
+        return web.Response(text='{"predictions": [[0.1, 0.2', content_type="application/json")
+
+    async def wrong_shape(request: web.Request) -> web.Response:
+        scores = score(_batch(await read(request)))
+        return web.json_response({"predictions": scores[1:].tolist()})
+
+    async def nan(request: web.Request) -> web.Response:
+        scores = score(_batch(await read(request))).astype(np.float64)
+        scores[0, 0] = math.nan
+        # Python's json writes NaN as a bare token, as many real servers do.
+        return web.Response(text=json.dumps({"predictions": scores.tolist()}))
+
+    async def slow(request: web.Request) -> web.Response:
+        await read(request)
+        await release.wait()  # set when the server stops; the client gives up first
+        return web.json_response({"predictions": []})
+
+    app = web.Application(client_max_size=512 * 1024**2)
+    app.add_routes(
+        [
+            web.post("/rows", rows),
+            web.post("/torchserve", torchserve),
+            web.post("/custom", custom),
+            web.post("/limited", limited),
+            web.post("/auth", auth),
+            web.post("/forbidden", forbidden),
+            web.post("/error500", error500),
+            web.post("/bad-request", bad_request),
+            web.post("/malformed", malformed),
+            web.post("/wrong-shape", wrong_shape),
+            web.post("/nan", nan),
+            web.post("/slow", slow),
+        ]
+    )
+    return app
+
+
+@contextmanager
+def serving_http_apps(
+    score: Scorer, *, token: str = "s3cret-token", tls: ssl.SSLContext | None = None
+) -> Iterator[AppServer]:
+    """Serve the test apps on 127.0.0.1 (port 0) from a thread until the block ends."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    holder: dict[str, Any] = {}
+
+    async def start() -> None:
+        release = asyncio.Event()
+        server = AppServer(base_url="")
+        runner = web.AppRunner(build_app(score, server, token, release))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+        await site.start()
+        port = runner.addresses[0][1]
+        server.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        holder.update(server=server, runner=runner, release=release)
+
+    async def stop() -> None:
+        holder["release"].set()
+        await holder["runner"].cleanup()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(start())
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(stop())
+
+    thread = threading.Thread(target=run, name="http-test-apps", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(timeout=30):
+            raise RuntimeError("test HTTP apps did not start within 30 s")
+        if failure:
+            raise failure[0]
+        yield holder["server"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
