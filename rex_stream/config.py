@@ -224,11 +224,14 @@ class ExplainConfig:
     def with_overrides(self, **overrides: Any) -> ExplainConfig:
         """Return a copy with flat field overrides (``iters=5``, ``max_batch=14``…) applied."""
         groups = {f.name: getattr(self, f.name) for f in fields(self)}
+        changes: dict[str, dict[str, Any]] = {}
         for key, value in overrides.items():
             owners = [name for name, group in groups.items() if key in _field_names(group)]
             if not owners:
                 raise ConfigError(f"unknown setting {key!r}")
-            groups[owners[0]] = replace(groups[owners[0]], **{key: value})
+            changes.setdefault(owners[0], {})[key] = value
+        for name, values in changes.items():
+            groups[name] = replace(groups[name], **values)
         return ExplainConfig(**groups)
 
 

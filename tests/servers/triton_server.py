@@ -25,7 +25,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -267,7 +266,7 @@ def _serve(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the 
     # A non-batching model declares its full shape, batch axis of 1 included, as Triton
     # users do for ONNX files exported with a fixed batch of one.
     input_shape = sample_shape if batching else (1, *sample_shape)
-    batch_log = open(args.batch_log, "a", buffering=1) if args.batch_log else None  # noqa: SIM115
+    batch_log = open(args.batch_log, "a", buffering=1) if args.batch_log else None
 
     def run_onnx(x: np.ndarray) -> dict[str, np.ndarray]:
         if batch_log is not None:
@@ -279,7 +278,9 @@ def _serve(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the 
         tensors = []
         for o in onnx_outputs:
             shape = tuple(int(d) for d in o.shape[1:])
-            tensors.append(Tensor(name=o.name, dtype=np.float32, shape=shape if batching else (1, *shape)))
+            tensors.append(
+                Tensor(name=o.name, dtype=np.float32, shape=shape if batching else (1, *shape))
+            )
         return tensors
 
     if batching:

@@ -1,0 +1,328 @@
+"""The Triton adapter against real Triton Inference Servers (PyTriton) on 127.0.0.1.
+
+Fixtures come from ``tests/plugins/triton_fixtures.py``; the tests that need a server skip when
+``REX_STREAM_TRITON_PYTHON`` is unset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import rex_stream
+from rex_stream.adapters.triton import TritonBackend, auth_headers, connect, parse_spec
+from rex_stream.backend import BackendSettings, open_backend
+from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
+from tests.servers.triton_server import TritonProcess, free_port
+
+PROTOCOLS = ["grpc", "http"]
+IMAGE = Path("/work/shared/data/images/peacock.jpg")
+COMPOSE = Path(__file__).resolve().parents[2] / "compose"
+
+
+def spec_for(server: TritonProcess, protocol: str, model: str | None = None) -> str:
+    """The backend spec of a server's model over one protocol."""
+    model = model or server.model_name
+    if protocol == "grpc":
+        return f"triton://{server.grpc_url}/{model}"
+    return f"triton+http://{server.http_url}/{model}"
+
+
+def local_scores(model: Path, batch: np.ndarray) -> np.ndarray:
+    """Scores of the same ONNX model through a local onnxruntime session."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})[0]
+
+
+def sample_batch(n: int, shape: tuple[int, ...] = (3, 32, 32), seed: int = 0) -> np.ndarray:
+    """A seeded float32 batch."""
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+
+
+async def infer_once(
+    spec: str,
+    batch: np.ndarray,
+    timeout_s: float = 5.0,
+    max_inflight: int = 2,
+    input_shape: tuple[int, ...] | None = None,
+    options: dict[str, str] | None = None,
+) -> np.ndarray:
+    """Connect, score one batch, close (positional arguments, for ``anyio.run``)."""
+    settings = BackendSettings(timeout_s, max_inflight, input_shape, options or {})
+    backend = await open_backend(spec, settings)
+    try:
+        return await backend.infer(batch)
+    finally:
+        await backend.aclose()
+
+
+# ----------------------------------------------------------------------------- no server needed
+
+
+def test_parse_spec_reads_address_model_version_and_query() -> None:
+    target, options = parse_spec("triton://gpu-box:9001/resnet/3?output=probs&ssl=true")
+    assert (target.protocol, target.host, target.port) == ("grpc", "gpu-box", 9001)
+    assert (target.model, target.version) == ("resnet", "3")
+    assert options == {"output": "probs", "ssl": "true"}
+    target, _ = parse_spec("triton+http://localhost/resnet")
+    assert (target.protocol, target.port, target.version) == ("http", 8000, "")
+    assert parse_spec("triton://[::1]/m")[0].address == "[::1]:8001"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["triton://host:8001", "triton://host:8001/a/b/c", "triton://host:x/m", "triton://h/m/latest"],
+)
+def test_parse_spec_rejects_malformed_specs(spec: str) -> None:
+    with pytest.raises(ConfigError, match="Triton spec|version|port"):
+        parse_spec(spec)
+
+
+def test_auth_headers_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MY_TOKEN", "abc")
+    assert auth_headers({"token_env": "MY_TOKEN"}, "grpc") == {"authorization": "Bearer abc"}
+    assert auth_headers({"token_env": "MY_TOKEN", "auth": "triton"}, "grpc") == {
+        "triton-grpc-protocol-triton-access-token": "abc"
+    }
+    token_file = tmp_path / "token"
+    token_file.write_text("xyz\n")
+    assert auth_headers({"token_file": str(token_file), "auth": "triton"}, "http") == {
+        "triton-access-token": "xyz"
+    }
+    assert auth_headers({"token_file": str(token_file), "auth_header": "X-Key"}, "http") == {
+        "x-key": "xyz"
+    }
+    monkeypatch.delenv("MY_TOKEN")
+    with pytest.raises(ConfigError, match="MY_TOKEN"):
+        auth_headers({"token_env": "MY_TOKEN"}, "http")
+    with pytest.raises(ConfigError, match="cannot read"):
+        auth_headers({"token_file": str(tmp_path / "missing")}, "http")
+
+
+def test_unknown_option_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown Triton backend option"):
+        anyio.run(connect, "triton://127.0.0.1:1/m", BackendSettings(options={"outptu": "x"}))
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    port = free_port()
+    for spec in (f"triton://127.0.0.1:{port}/m", f"triton+http://127.0.0.1:{port}/m"):
+        with pytest.raises(BackendError, match="cannot reach a Triton server.*is it running"):
+            anyio.run(infer_once, spec, sample_batch(1))
+
+
+def test_compose_model_config_parses_with_tritons_protobuf() -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repository = COMPOSE / "model_repository"
+    configs = sorted(repository.glob("*/config.pbtxt"))
+    assert configs, f"no model configs under {repository}"
+    for path in configs:
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        assert config.name == path.parent.name  # Triton requires name == directory
+        assert config.backend == "onnxruntime"
+        assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
+        assert all(
+            g.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU for g in config.instance_group
+        )
+        assert len(config.input) == 1 and len(config.output) == 1
+        assert (path.parent / "1").is_dir()  # version directory that receives model.onnx
+
+
+# ----------------------------------------------------------------------------- real server
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("shared_memory", [False, True], ids=["socket", "shm"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_scores_equal_local_onnxruntime(
+    triton_server: TritonProcess,
+    tiny_onnx_model: Path,
+    triton_token_env: str,
+    protocol: str,
+    shared_memory: bool,
+) -> None:
+    batch = sample_batch(11, seed=1)
+    expected = local_scores(tiny_onnx_model, batch)
+    options = {"token_env": triton_token_env, "auth": "triton"}
+    if shared_memory:
+        options["shared_memory"] = "system"
+
+    async def run() -> list[np.ndarray]:
+        backend = await open_backend(
+            spec_for(triton_server, protocol), BackendSettings(max_inflight=3, options=options)
+        )
+        try:
+            assert isinstance(backend, TritonBackend)
+            assert backend.uses_shared_memory is shared_memory
+            info = backend.info
+            assert (info.input_name, info.output_name) == ("input", "logits")
+            assert (info.input_shape, info.num_classes, info.max_batch) == ((3, 32, 32), 10, 4)
+            results: list[np.ndarray] = [np.empty(0)] * 6
+
+            async def one(i: int) -> None:  # concurrent calls, as the scheduler makes them
+                results[i] = await backend.infer(batch[i:] if i % 2 else batch)
+
+            async with anyio.create_task_group() as group:
+                for i in range(len(results)):
+                    group.start_soon(one, i)
+            return results
+        finally:
+            await backend.aclose()
+
+    before = len(triton_server.batch_sizes())
+    results = anyio.run(run)
+    for i, scores in enumerate(results):
+        np.testing.assert_allclose(scores, expected[i:] if i % 2 else expected, atol=1e-5)
+    executed = triton_server.batch_sizes()[before:]
+    assert sum(executed) == sum(len(r) for r in results)
+    assert max(executed) <= 4  # the model's max_batch_size, whatever the caller sends
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_model_without_batching_gets_one_input_per_call(
+    triton_server_unbatched: TritonProcess, tiny_onnx_model: Path, protocol: str
+) -> None:
+    batch = sample_batch(3, seed=2)
+
+    async def run() -> tuple[int | None, np.ndarray]:
+        backend = await open_backend(spec_for(triton_server_unbatched, protocol))
+        try:
+            return backend.info.max_batch, await backend.infer(batch)
+        finally:
+            await backend.aclose()
+
+    before = len(triton_server_unbatched.batch_sizes())
+    max_batch, scores = anyio.run(run)
+    assert max_batch == 1
+    np.testing.assert_allclose(scores, local_scores(tiny_onnx_model, batch), atol=1e-5)
+    assert triton_server_unbatched.batch_sizes()[before:] == [1, 1, 1]
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_missing_model_names_what_the_server_has(
+    triton_server: TritonProcess, triton_token_env: str, protocol: str
+) -> None:
+    spec = spec_for(triton_server, protocol, model="resnet")
+    # PyTriton loads models through the API, so its repository index is empty: the message
+    # rests on the server's own answer about the model.
+    with pytest.raises(BackendError, match="model 'resnet' not found on the server.*unknown model"):
+        anyio.run(
+            infer_once, spec, sample_batch(1), 5.0, 2, None,
+            {"token_env": triton_token_env, "auth": "triton"},
+        )  # fmt: skip
+    with pytest.raises(BackendError, match="model 'resnet' not found on the server.*unknown model"):
+        anyio.run(infer_once, spec, sample_batch(1))
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_server_side_failure_carries_the_servers_message(
+    triton_server: TritonProcess, protocol: str
+) -> None:
+    spec = spec_for(triton_server, protocol, model="failing")
+    with pytest.raises(BackendError, match="failed on the server.*synthetic server-side failure"):
+        anyio.run(infer_once, spec, sample_batch(2))
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_slow_answer_is_a_timeout(triton_server: TritonProcess, protocol: str) -> None:
+    spec = spec_for(triton_server, protocol, model="slow")
+    with pytest.raises(BackendTimeout, match="no answer within 0.5 s"):
+        anyio.run(infer_once, spec, sample_batch(1), 0.5)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_shape_dtype_and_option_mismatches(triton_server: TritonProcess, protocol: str) -> None:
+    spec = spec_for(triton_server, protocol)
+    with pytest.raises(InputError, match=r"does not fit the model input \(n, 3, 32, 32\)"):
+        anyio.run(infer_once, spec, sample_batch(2, shape=(3, 16, 16)))
+    with pytest.raises(InputError, match="cannot be sent as the model's FP32"):
+        anyio.run(infer_once, spec, sample_batch(2).astype(np.complex64))
+    with pytest.raises(ConfigError, match=r"input shape \(3, 64, 64\) does not fit"):
+        anyio.run(infer_once, spec, sample_batch(1), 5.0, 2, (3, 64, 64))
+    with pytest.raises(ConfigError, match=r"output='probs'.*\['logits'\]"):
+        anyio.run(infer_once, spec, sample_batch(1), 5.0, 2, None, {"output": "probs"})
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_guarded_shared_memory_without_token_asks_for_one(
+    triton_server: TritonProcess, protocol: str
+) -> None:
+    spec = spec_for(triton_server, protocol)
+    with pytest.raises(BackendError, match="refused.*token_env=NAME or token_file=PATH"):
+        anyio.run(infer_once, spec, sample_batch(1), 5.0, 2, None, {"shared_memory": "system"})
+
+
+@pytest.mark.triton
+def test_wrong_protocol_port_is_reported(triton_server: TritonProcess) -> None:
+    with pytest.raises(BackendError, match="cannot reach a Triton server.*gRPC, default 8001"):
+        anyio.run(infer_once, f"triton://{triton_server.http_url}/classifier", sample_batch(1))
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_server_stopped_mid_run_then_back(
+    triton_process_factory: Callable[..., TritonProcess], tiny_onnx_model: Path, protocol: str
+) -> None:
+    """A stopped server fails the next call with a clear error; the same backend (one client
+    for the run) works again once the server is back on its address."""
+    server = triton_process_factory(max_batch_size=4)
+    server.start()
+    batch = sample_batch(4, seed=3)
+    expected = local_scores(tiny_onnx_model, batch)
+
+    async def run() -> None:
+        backend = await open_backend(spec_for(server, protocol), BackendSettings(timeout_s=10))
+        try:
+            np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
+            await anyio.to_thread.run_sync(server.stop)
+            with pytest.raises(BackendError, match="cannot reach the server.*is it running"):
+                await backend.infer(batch)
+            await anyio.to_thread.run_sync(server.start)
+            np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
+        finally:
+            await backend.aclose()
+
+    anyio.run(run)
+
+
+@pytest.mark.triton
+def test_demo_model_through_triton_equals_local(triton_server_demo: TritonProcess) -> None:
+    from tests.plugins.triton_fixtures import DEMO_MODEL
+
+    batch = sample_batch(3, shape=(3, 224, 224), seed=4)
+    expected = local_scores(DEMO_MODEL, batch)
+    for protocol in PROTOCOLS:
+        scores = anyio.run(infer_once, spec_for(triton_server_demo, protocol), batch)
+        assert scores.shape == (3, 1000)
+        np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_explanation_through_triton_equals_local_onnx(
+    triton_server: TritonProcess, tiny_onnx_model: Path, protocol: str
+) -> None:
+    settings = {"iters": 3, "seed": 7, "min_box_size": 4}
+    local = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), **settings)
+    remote = rex_stream.explain_sync(IMAGE, spec_for(triton_server, protocol), **settings)
+    assert remote.target.classification == local.target.classification
+    assert remote.target.confidence == pytest.approx(local.target.confidence, abs=1e-5)
+    assert remote.stats.queries == local.stats.queries > 14
+    assert np.count_nonzero(local.responsibility) > 0
+    np.testing.assert_allclose(remote.responsibility, local.responsibility, atol=1e-5)
