@@ -13,9 +13,9 @@ import anyio
 import numpy as np
 import onnxruntime as ort
 import pytest
+from rex_stream.adapters.triton import TritonBackend, auth_headers, connect, parse_spec
 
 import rex_stream
-from rex_stream.adapters.triton import TritonBackend, auth_headers, connect, parse_spec
 from rex_stream.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
 from tests.servers.triton_server import TritonProcess, free_port
@@ -79,7 +79,7 @@ def test_parse_spec_reads_address_model_version_and_query() -> None:
     ["triton://host:8001", "triton://host:8001/a/b/c", "triton://host:x/m", "triton://h/m/latest"],
 )
 def test_parse_spec_rejects_malformed_specs(spec: str) -> None:
-    with pytest.raises(ConfigError, match="Triton spec|version|port"):
+    with pytest.raises(ConfigError, match=r"Triton spec|version|port"):
         parse_spec(spec)
 
 
@@ -98,21 +98,21 @@ def test_auth_headers_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         "x-key": "xyz"
     }
     monkeypatch.delenv("MY_TOKEN")
-    with pytest.raises(ConfigError, match="MY_TOKEN"):
+    with pytest.raises(ConfigError, match=r"MY_TOKEN"):
         auth_headers({"token_env": "MY_TOKEN"}, "http")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"cannot read"):
         auth_headers({"token_file": str(tmp_path / "missing")}, "http")
 
 
 def test_unknown_option_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="unknown Triton backend option"):
+    with pytest.raises(ConfigError, match=r"unknown Triton backend option"):
         anyio.run(connect, "triton://127.0.0.1:1/m", BackendSettings(options={"outptu": "x"}))
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
     port = free_port()
     for spec in (f"triton://127.0.0.1:{port}/m", f"triton+http://127.0.0.1:{port}/m"):
-        with pytest.raises(BackendError, match="cannot reach a Triton server.*is it running"):
+        with pytest.raises(BackendError, match=r"cannot reach a Triton server.*is it running"):
             anyio.run(infer_once, spec, sample_batch(1))
 
 
@@ -212,14 +212,15 @@ def test_missing_model_names_what_the_server_has(
     triton_server: TritonProcess, triton_token_env: str, protocol: str
 ) -> None:
     spec = spec_for(triton_server, protocol, model="resnet")
+    not_found = r"model 'resnet' not found on the server.*unknown model"
     # PyTriton loads models through the API, so its repository index is empty: the message
     # rests on the server's own answer about the model.
-    with pytest.raises(BackendError, match="model 'resnet' not found on the server.*unknown model"):
+    with pytest.raises(BackendError, match=not_found):
         anyio.run(
             infer_once, spec, sample_batch(1), 5.0, 2, None,
             {"token_env": triton_token_env, "auth": "triton"},
         )  # fmt: skip
-    with pytest.raises(BackendError, match="model 'resnet' not found on the server.*unknown model"):
+    with pytest.raises(BackendError, match=not_found):
         anyio.run(infer_once, spec, sample_batch(1))
 
 
@@ -229,7 +230,7 @@ def test_server_side_failure_carries_the_servers_message(
     triton_server: TritonProcess, protocol: str
 ) -> None:
     spec = spec_for(triton_server, protocol, model="failing")
-    with pytest.raises(BackendError, match="failed on the server.*synthetic server-side failure"):
+    with pytest.raises(BackendError, match=r"failed on the server.*synthetic server-side failure"):
         anyio.run(infer_once, spec, sample_batch(2))
 
 
@@ -237,7 +238,7 @@ def test_server_side_failure_carries_the_servers_message(
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_slow_answer_is_a_timeout(triton_server: TritonProcess, protocol: str) -> None:
     spec = spec_for(triton_server, protocol, model="slow")
-    with pytest.raises(BackendTimeout, match="no answer within 0.5 s"):
+    with pytest.raises(BackendTimeout, match=r"no answer within 0.5 s"):
         anyio.run(infer_once, spec, sample_batch(1), 0.5)
 
 
@@ -247,7 +248,7 @@ def test_shape_dtype_and_option_mismatches(triton_server: TritonProcess, protoco
     spec = spec_for(triton_server, protocol)
     with pytest.raises(InputError, match=r"does not fit the model input \(n, 3, 32, 32\)"):
         anyio.run(infer_once, spec, sample_batch(2, shape=(3, 16, 16)))
-    with pytest.raises(InputError, match="cannot be sent as the model's FP32"):
+    with pytest.raises(InputError, match=r"cannot be sent as the model's FP32"):
         anyio.run(infer_once, spec, sample_batch(2).astype(np.complex64))
     with pytest.raises(ConfigError, match=r"input shape \(3, 64, 64\) does not fit"):
         anyio.run(infer_once, spec, sample_batch(1), 5.0, 2, (3, 64, 64))
@@ -261,13 +262,13 @@ def test_guarded_shared_memory_without_token_asks_for_one(
     triton_server: TritonProcess, protocol: str
 ) -> None:
     spec = spec_for(triton_server, protocol)
-    with pytest.raises(BackendError, match="refused.*token_env=NAME or token_file=PATH"):
+    with pytest.raises(BackendError, match=r"refused.*token_env=NAME or token_file=PATH"):
         anyio.run(infer_once, spec, sample_batch(1), 5.0, 2, None, {"shared_memory": "system"})
 
 
 @pytest.mark.triton
 def test_wrong_protocol_port_is_reported(triton_server: TritonProcess) -> None:
-    with pytest.raises(BackendError, match="cannot reach a Triton server.*gRPC, default 8001"):
+    with pytest.raises(BackendError, match=r"cannot reach a Triton server.*gRPC, default 8001"):
         anyio.run(infer_once, f"triton://{triton_server.http_url}/classifier", sample_batch(1))
 
 
@@ -288,7 +289,7 @@ def test_server_stopped_mid_run_then_back(
         try:
             np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
             await anyio.to_thread.run_sync(server.stop)
-            with pytest.raises(BackendError, match="cannot reach the server.*is it running"):
+            with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
                 await backend.infer(batch)
             await anyio.to_thread.run_sync(server.start)
             np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)

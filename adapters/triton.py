@@ -1,0 +1,682 @@
+"""Triton Inference Server backend: ``triton://host:8001/model[/version]`` (gRPC) and
+``triton+http://host:8000/model[/version]`` (HTTP/REST, binary tensors).
+
+The model's input and output names, datatypes, shapes, ``max_batch_size`` and input layout are
+read from the server. One client (one gRPC channel, or one HTTP connection pool) serves the whole
+run; every call carries a deadline. Options (``BackendSettings.options`` or the spec's query
+string, e.g. ``triton://host:8001/resnet?output=logits``):
+
+- ``output=NAME``: the output holding the scores, when the model has several;
+- ``ssl=true``, ``ssl_ca=PATH``, ``ssl_cert=PATH``, ``ssl_key=PATH``: TLS to the server;
+- ``token_env=NAME`` or ``token_file=PATH``: a secret sent with every request (never logged), as
+  ``authorization: Bearer …`` (``auth=bearer``, the default), as Triton's own restricted-API
+  header ``triton-access-token`` (``auth=triton``), or as a custom header (``auth_header=NAME``);
+- ``shared_memory=system``: pass tensors through Triton's system shared-memory extension
+  (server on the same host only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import numpy as np
+
+from rex_stream.backend import BackendSettings, ModelInfo
+from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
+
+try:
+    import aiohttp
+    import tritonclient.grpc.aio as grpcclient
+    import tritonclient.http.aio as httpclient
+    from tritonclient.utils import InferenceServerException, triton_to_np_dtype
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the Triton backend needs tritonclient: pip install 'rex-stream[triton]'", name=exc.name
+    ) from exc
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+SCHEMES = {"triton": "grpc", "triton+grpc": "grpc", "triton+http": "http"}
+KNOWN_OPTIONS = frozenset(
+    {"output", "ssl", "ssl_ca", "ssl_cert", "ssl_key", "token_env", "token_file", "auth"}
+    | {"auth_header", "shared_memory"}
+)
+TRITON_ACCESS_HEADER = "triton-access-token"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class TritonTarget:
+    """Where a spec points: protocol, address, model and version."""
+
+    protocol: str
+    host: str
+    port: int
+    model: str
+    version: str = ""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as the clients take it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        scheme = "triton" if self.protocol == "grpc" else "triton+http"
+        version = f"/{self.version}" if self.version else ""
+        return f"{scheme}://{self.address}/{self.model}{version}"
+
+
+def parse_spec(spec: str) -> tuple[TritonTarget, dict[str, str]]:
+    """Split ``triton[+http]://host[:port]/model[/version][?key=value&…]`` into its parts."""
+    parts = urlsplit(spec)
+    protocol = SCHEMES.get(parts.scheme.lower())
+    if protocol is None:
+        raise ConfigError(f"not a Triton spec: {spec!r} (use triton://… or triton+http://…)")
+    try:
+        port = parts.port or DEFAULT_PORTS[protocol]
+    except ValueError as exc:
+        raise ConfigError(f"bad port in Triton spec {spec!r}: {exc}") from exc
+    path = [p for p in parts.path.split("/") if p]
+    if not parts.hostname or not 1 <= len(path) <= 2:
+        raise ConfigError(
+            f"bad Triton spec {spec!r}: expected {parts.scheme}://host:port/model[/version]"
+        )
+    version = path[1] if len(path) == 2 else ""
+    if version and not version.isdigit():
+        raise ConfigError(f"bad model version {version!r} in {spec!r}: it must be a number")
+    target = TritonTarget(protocol, parts.hostname, port, path[0], version)
+    return target, dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def _flag(options: Mapping[str, str], key: str) -> bool:
+    value = options.get(key, "false").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"option {key}={value!r} must be true or false")
+
+
+def _read_token(options: Mapping[str, str]) -> str | None:
+    """The secret named by ``token_env`` or ``token_file`` (never logged)."""
+    if "token_env" in options and "token_file" in options:
+        raise ConfigError("give either token_env or token_file, not both")
+    if "token_env" in options:
+        name = options["token_env"]
+        token = os.environ.get(name, "").strip()
+        if not token:
+            raise ConfigError(f"token_env={name}: the environment variable is unset or empty")
+        return token
+    if "token_file" in options:
+        path = Path(options["token_file"]).expanduser()
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"token_file={path}: cannot read it ({exc.strerror})") from exc
+        if not token:
+            raise ConfigError(f"token_file={path}: the file is empty")
+        return token
+    return None
+
+
+def auth_headers(options: Mapping[str, str], protocol: str) -> dict[str, str]:
+    """Request headers (gRPC metadata) that carry the token, if one is configured."""
+    token = _read_token(options)
+    if token is None:
+        if "auth" in options or "auth_header" in options:
+            raise ConfigError("auth/auth_header given without token_env=NAME or token_file=PATH")
+        return {}
+    if "auth_header" in options:
+        return {options["auth_header"].strip().lower(): token}
+    style = options.get("auth", "bearer").strip().lower()
+    if style == "bearer":
+        return {"authorization": f"Bearer {token}"}
+    if style == "triton":
+        # Triton's restricted APIs: gRPC clients send the key with this prefix.
+        prefix = "triton-grpc-protocol-" if protocol == "grpc" else ""
+        return {prefix + TRITON_ACCESS_HEADER: token}
+    raise ConfigError(f"option auth={style!r}: use bearer or triton (or auth_header=NAME)")
+
+
+def _tls_files(options: Mapping[str, str]) -> dict[str, bytes | None]:
+    result: dict[str, bytes | None] = {}
+    for key in ("ssl_ca", "ssl_cert", "ssl_key"):
+        if key in options:
+            try:
+                result[key] = Path(options[key]).expanduser().read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{key}={options[key]}: cannot read it ({exc.strerror})") from exc
+        else:
+            result[key] = None
+    return result
+
+
+def _make_client(
+    target: TritonTarget, options: Mapping[str, str], settings: BackendSettings
+) -> Any:
+    """One client for the whole run, with TLS when asked for."""
+    use_ssl = _flag(options, "ssl")
+    tls = _tls_files(options) if use_ssl else {}
+    if target.protocol == "grpc":
+        return grpcclient.InferenceServerClient(
+            target.address, ssl=use_ssl, root_certificates=tls.get("ssl_ca"),
+            private_key=tls.get("ssl_key"), certificate_chain=tls.get("ssl_cert"),
+            channel_args=[("grpc.max_send_message_length", -1),
+                          ("grpc.max_receive_message_length", -1)],
+        )  # fmt: skip
+    ssl_context = None
+    if use_ssl:
+        import ssl
+
+        ssl_context = ssl.create_default_context()
+        if "ssl_ca" in options:
+            ssl_context.load_verify_locations(cafile=options["ssl_ca"])
+        if "ssl_cert" in options:
+            ssl_context.load_cert_chain(options["ssl_cert"], options.get("ssl_key"))
+    return httpclient.InferenceServerClient(
+        target.address, conn_limit=max(settings.max_inflight, 1) * 2,
+        conn_timeout=settings.timeout_s, ssl=use_ssl, ssl_context=ssl_context,
+    )  # fmt: skip
+
+
+async def _isolated(call: Awaitable[T]) -> T:
+    """Await a client call in a task of its own, so cancelling the caller works as anyio expects.
+
+    grpc.aio answers a cancellation by raising a *new* ``CancelledError`` without the message by
+    which anyio recognises its own cancel scopes, so ``fail_after``/``move_on_after`` around a
+    bare gRPC call let the cancellation escape. Here the caller is cancelled while it waits on a
+    shield; the call's task is then cancelled and awaited before the original error propagates.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except BaseException:
+        task.cancel()
+        with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+            await task
+        raise
+
+
+def _dims(values: Any) -> tuple[int, ...]:
+    """Dims from model config JSON (gRPC renders int64 as strings)."""
+    return tuple(int(v) for v in values or ())
+
+
+def _datatype(config_type: str) -> str:
+    """``TYPE_FP32`` (config) → ``FP32`` (protocol datatype)."""
+    return config_type.removeprefix("TYPE_")
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A pair of registered system shared-memory regions: one request's input and output."""
+
+    input_name: str
+    input_handle: Any
+    input_bytes: int
+    output_name: str
+    output_handle: Any
+    output_bytes: int
+
+
+class TritonBackend:
+    """A model on a Triton Inference Server, scored over gRPC or HTTP (see the module doc)."""
+
+    def __init__(
+        self,
+        target: TritonTarget,
+        client: Any,
+        headers: dict[str, str],
+        settings: BackendSettings,
+    ) -> None:
+        self._target = target
+        self._client = client
+        self._headers = headers  # secrets: never log or repr
+        self._timeout_s = settings.timeout_s
+        self._settings = settings
+        self._info: ModelInfo | None = None
+        self.layout: str | None = None  # "NCHW", "NHWC" or None, from the model config
+        self._triton_dtype = "FP32"
+        self._batch_axis = True  # False: a non-batching model whose input has no batch axis
+        self._batching = True
+        self._output_dtype = np.dtype(np.float32)
+        self._limiter = anyio.CapacityLimiter(max(settings.max_inflight, 1))
+        self._regions: list[tuple[str, Any]] = []  # every registered region, for cleanup
+        self._free_slots: list[_Slot] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"TritonBackend({self._target})"
+
+    @property
+    def info(self) -> ModelInfo:
+        """Metadata of the served model."""
+        if self._info is None:
+            raise BackendError(f"{self._target}: not connected")
+        return self._info
+
+    @property
+    def target(self) -> TritonTarget:
+        """The server address, protocol and model."""
+        return self._target
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        """Whether tensors travel through system shared memory."""
+        return bool(self._regions)
+
+    # ---------------------------------------------------------------- calls with deadlines
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
+        """Run one client call under the deadline, mapping failures to BackendError."""
+        try:
+            with anyio.fail_after(self._timeout_s):
+                return await _isolated(make())
+        except TimeoutError as exc:
+            raise BackendTimeout(
+                f"{self._target}: {what} got no answer within {self._timeout_s:g} s "
+                "(raise timeout_s, or check the server's load)"
+            ) from exc
+        except InferenceServerException as exc:
+            raise self._server_error(what, exc) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise BackendError(
+                f"{self._target}: {what} failed, cannot reach the server ({exc}); is it running?"
+            ) from exc
+
+    def _server_error(self, what: str, exc: InferenceServerException) -> BackendError:
+        status = str(exc.status() or "")
+        message = " ".join(str(exc.message() or exc).split())
+        if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+            return BackendTimeout(
+                f"{self._target}: {what} got no answer within {self._timeout_s:g} s "
+                "(raise timeout_s, or check the server's load)"
+            )
+        if "restricted" in message or "expecting header" in message:
+            return BackendError(
+                f"{self._target}: {what} was refused ({message}); the server wants a token: "
+                "give it with token_env=NAME or token_file=PATH (and auth=triton for Triton's "
+                "own access header)"
+            )
+        if "UNAVAILABLE" in status:
+            return BackendError(
+                f"{self._target}: {what} failed, cannot reach the server ({message}); "
+                "is it running?"
+            )
+        if "UNAUTHENTICATED" in status or "PERMISSION_DENIED" in status or status in ("401", "403"):
+            return BackendError(
+                f"{self._target}: {what} was refused ({message}); "
+                "give a valid token with token_env=NAME or token_file=PATH"
+            )
+        if len(message) > 600:  # Python-backend tracebacks: keep the head and the final error
+            message = f"{message[:200]} … {message[-400:]}"
+        return BackendError(f"{self._target}: {what} failed on the server: {message}")
+
+    # ---------------------------------------------------------------- connecting
+
+    async def _connect(self) -> None:
+        """Check the server and model, and read metadata and config."""
+        t, h = self._target, self._headers
+        timeout = self._timeout_s
+        grpc = t.protocol == "grpc"
+        kw: dict[str, Any] = {"headers": h, **({"client_timeout": timeout} if grpc else {})}
+        try:
+            await self._call("health check", lambda: self._client.is_server_live(**kw))
+        except BackendTimeout:
+            raise
+        except BackendError as exc:
+            port_hint = "gRPC, default 8001" if grpc else "HTTP, default 8000"
+            raise BackendError(
+                f"cannot reach a Triton server at {t.address} over {t.protocol} "
+                f"({exc.__cause__ or exc}); is it running, and is that its {port_hint} port?"
+            ) from exc
+        ready = await self._call(
+            "model readiness check",
+            lambda: self._client.is_model_ready(t.model, t.version, **kw),
+        )
+        if not ready:
+            raise BackendError(await self._not_ready_reason(kw))
+        extra = {"as_json": True} if grpc else {}
+        metadata = await self._call(
+            "reading model metadata",
+            lambda: self._client.get_model_metadata(t.model, t.version, **kw, **extra),
+        )
+        config = await self._call(
+            "reading model config",
+            lambda: self._client.get_model_config(t.model, t.version, **kw, **extra),
+        )
+        self._configure(metadata, config.get("config", config) if grpc else config)
+
+    async def _not_ready_reason(self, kw: dict[str, Any]) -> str:
+        """Tell "no such model" from "model not ready", naming what the server has if it says."""
+        t = self._target
+        try:
+            await self._call(
+                "reading model metadata",
+                lambda: self._client.get_model_metadata(t.model, t.version, **kw),
+            )
+            problem = f"model {t.model!r} is not ready on the server"
+        except BackendError as exc:
+            server_says = str(exc).split(" failed on the server: ", 1)[-1]
+            problem = f"model {t.model!r} not found on the server ({server_says})"
+        try:
+            index = await self._call(
+                "listing models", lambda: self._client.get_model_repository_index(**kw)
+            )
+        except BackendError:
+            return f"{t}: {problem}"  # the list may be guarded by a token; say what we know
+        if hasattr(index, "models"):  # gRPC protobuf response
+            index = [{"name": m.name, "state": m.state, "reason": m.reason} for m in index.models]
+        entries = index.get("models", []) if isinstance(index, dict) else list(index)
+        mine = [e for e in entries if e.get("name") == t.model]
+        if mine:
+            states = "; ".join(f"{e.get('state', '?')} {e.get('reason', '')}".strip() for e in mine)
+            return f"{t}: {problem}: {states}"
+        names = ", ".join(sorted({str(e.get("name")) for e in entries}))
+        return f"{t}: {problem}; the repository holds: {names}" if names else f"{t}: {problem}"
+
+    def _configure(self, metadata: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        """Derive ModelInfo, layout and output choice from metadata and config."""
+        t, settings = self._target, self._settings
+        options = dict(settings.options)
+        max_batch = int(config.get("max_batch_size", 0) or 0)
+        inputs = list(config.get("input", []))
+        if len(inputs) != 1:
+            names = ", ".join(str(i.get("name")) for i in inputs) or "none"
+            raise BackendError(f"{t}: rex-stream feeds models with one input; this one has {names}")
+        model_input = inputs[0]
+        self._triton_dtype = _datatype(str(model_input.get("data_type", "TYPE_FP32")))
+        dtype = triton_to_np_dtype(self._triton_dtype)
+        if dtype is None or np.dtype(dtype).kind not in "fiub":
+            raise BackendError(f"{t}: input datatype {self._triton_dtype} is not numeric")
+        fmt = str(model_input.get("format", "FORMAT_NONE")).removeprefix("FORMAT_")
+        self.layout = fmt if fmt in ("NCHW", "NHWC") else None
+        dims = _dims(model_input.get("dims"))
+        if model_input.get("reshape") is not None:
+            dims = _dims(model_input.get("reshape", {}).get("shape")) or dims
+        self._batching = max_batch > 0
+        if not self._batching:
+            wanted = settings.input_shape
+            leading_batch = len(dims) >= 2 and dims[0] in (1, -1)
+            if wanted is not None:
+                leading_batch = len(dims) == len(wanted) + 1 and dims[0] in (1, -1)
+            self._batch_axis = leading_batch
+            if leading_batch:
+                dims = dims[1:]
+        shape = self._resolve_shape(dims, settings.input_shape)
+
+        outputs = list(config.get("output", [])) or list(metadata.get("outputs", []))
+        output = self._choose_output(outputs, options.get("output"))
+        self._output_dtype = np.dtype(
+            triton_to_np_dtype(_datatype(str(output.get("data_type", "TYPE_FP32")))) or np.float32
+        )
+        out_dims = _dims(output.get("dims") or output.get("shape"))
+        if not self._batching and self._batch_axis and out_dims[:1] in ((1,), (-1,)):
+            out_dims = out_dims[1:]
+        num_classes = math.prod(out_dims) if out_dims and min(out_dims) > 0 else None
+        extra: dict[str, Any] = {}
+        preferred = _dims((config.get("dynamic_batching") or {}).get("preferred_batch_size"))
+        if preferred and "preferred_batch" in ModelInfo.__dataclass_fields__:
+            extra["preferred_batch"] = max(preferred)  # the batcher's favourite batch size
+        self._info = ModelInfo(
+            name=t.model, input_name=str(model_input["name"]), input_shape=shape,
+            dtype=np.dtype(dtype), max_batch=max_batch if self._batching else 1,
+            num_classes=num_classes, output_name=str(output["name"]), **extra,
+        )  # fmt: skip
+
+    def _resolve_shape(
+        self, dims: tuple[int, ...], wanted: tuple[int, ...] | None
+    ) -> tuple[int, ...]:
+        t = self._target
+        if wanted is None:
+            if any(d < 0 for d in dims):
+                raise ConfigError(
+                    f"{t}: the model's input shape {dims} has variable axes; "
+                    "give the input shape explicitly (BackendSettings.input_shape)"
+                )
+            return dims
+        wanted = tuple(int(d) for d in wanted)
+        if len(wanted) != len(dims) or any(d >= 0 and d != w for d, w in zip(dims, wanted)):
+            raise ConfigError(
+                f"{t}: input shape {wanted} does not fit the model's input {dims} (-1: any size)"
+            )
+        return wanted
+
+    def _choose_output(
+        self, outputs: list[Mapping[str, Any]], name: str | None
+    ) -> Mapping[str, Any]:
+        t = self._target
+        names = [str(o.get("name")) for o in outputs]
+        if name is not None:
+            for o in outputs:
+                if o.get("name") == name:
+                    return o
+            raise ConfigError(f"{t}: option output={name!r}: the model's outputs are {names}")
+        if len(outputs) == 1:
+            return outputs[0]
+        raise ConfigError(
+            f"{t}: the model has outputs {names}; choose the one holding scores with output=NAME"
+        )
+
+    # ---------------------------------------------------------------- shared memory
+
+    async def _setup_shared_memory(self) -> None:
+        """Create and register one input+output region pair per in-flight request."""
+        import tritonclient.utils.shared_memory as shm
+
+        info, t = self.info, self._target
+        if t.host not in LOOPBACK_HOSTS:
+            logger.warning("shared_memory=system with a non-loopback host %s; it needs the server "
+                           "on this machine", t.host)  # fmt: skip
+        if info.num_classes is None:
+            raise ConfigError(f"{t}: shared_memory=system needs an output of fixed size")
+        per_call = info.max_batch or 1
+        in_bytes = per_call * math.prod(info.input_shape) * info.dtype.itemsize
+        out_bytes = per_call * info.num_classes * self._output_dtype.itemsize
+        grpc = t.protocol == "grpc"
+        kw: dict[str, Any] = {"headers": self._headers}
+        if grpc:
+            kw["client_timeout"] = self._timeout_s
+        tag = uuid.uuid4().hex[:12]
+        for i in range(max(self._settings.max_inflight, 1)):
+            pair = []
+            for kind, size in (("in", in_bytes), ("out", out_bytes)):
+                name = f"rex-stream-{tag}-{i}-{kind}"
+                handle = shm.create_shared_memory_region(name, f"/{name}", size)
+                pair.append((name, handle, size))
+                self._regions.append((name, handle))
+                await self._call(
+                    "registering shared memory",
+                    lambda n=name, s=size: self._client.register_system_shared_memory(
+                        n, f"/{n}", s, **kw
+                    ),
+                )
+            (in_name, in_handle, _), (out_name, out_handle, _) = pair
+            self._free_slots.append(
+                _Slot(in_name, in_handle, in_bytes, out_name, out_handle, out_bytes)
+            )
+
+    # ---------------------------------------------------------------- inference
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Score a batch; splits it to respect ``max_batch`` (one by one without batching)."""
+        info = self.info
+        batch = np.asarray(batch)
+        if batch.ndim != len(info.input_shape) + 1 or batch.shape[1:] != info.input_shape:
+            raise InputError(
+                f"{self._target}: batch of shape {batch.shape} does not fit the model input "
+                f"(n, {', '.join(map(str, info.input_shape))})"
+            )
+        if batch.dtype != info.dtype:
+            if not np.can_cast(batch.dtype, info.dtype, casting="same_kind"):
+                raise InputError(
+                    f"{self._target}: batch dtype {batch.dtype} cannot be sent as the model's "
+                    f"{self._triton_dtype}"
+                )
+            batch = batch.astype(info.dtype)
+        n = batch.shape[0]
+        step = info.max_batch or max(n, 1)
+        if n <= step:
+            return await self._infer_limited(batch)
+        parts: list[np.ndarray | None] = [None] * math.ceil(n / step)
+
+        async def run(i: int) -> None:
+            parts[i] = await self._infer_limited(batch[i * step : (i + 1) * step])
+
+        async with anyio.create_task_group() as group:
+            for i in range(len(parts)):
+                group.start_soon(run, i)
+        return np.concatenate([p for p in parts if p is not None])
+
+    async def _infer_limited(self, batch: np.ndarray) -> np.ndarray:
+        async with self._limiter:
+            if self._free_slots:
+                return await self._infer_shared_memory(batch)
+            return await self._infer_socket(batch)
+
+    def _request(self, batch: np.ndarray) -> tuple[Any, Any, list[int]]:
+        module = grpcclient if self._target.protocol == "grpc" else httpclient
+        shape = list(batch.shape) if self._batch_axis else list(batch.shape[1:])
+        model_input = module.InferInput(self.info.input_name, shape, self._triton_dtype)
+        output = (
+            module.InferRequestedOutput(self.info.output_name)
+            if module is grpcclient
+            else module.InferRequestedOutput(self.info.output_name, binary_data=True)
+        )
+        return model_input, output, shape
+
+    async def _send(self, batch: np.ndarray, model_input: Any, output: Any) -> Any:
+        t = self._target
+        kw: dict[str, Any] = {"headers": self._headers}
+        if t.protocol == "grpc":
+            kw["client_timeout"] = self._timeout_s
+        return await self._call(
+            f"inference on a batch of {batch.shape[0]}",
+            lambda: self._client.infer(
+                t.model, [model_input], model_version=t.version, outputs=[output], **kw
+            ),
+        )
+
+    async def _infer_socket(self, batch: np.ndarray) -> np.ndarray:
+        model_input, output, _ = self._request(batch)
+        data = np.ascontiguousarray(batch if self._batch_axis else batch[0])
+        if self._target.protocol == "grpc":
+            model_input.set_data_from_numpy(data)
+        else:
+            model_input.set_data_from_numpy(data, binary_data=True)
+        result = await self._send(batch, model_input, output)
+        scores = result.as_numpy(self.info.output_name)
+        if scores is None:
+            raise BackendError(f"{self._target}: the response lacks output {self.info.output_name}")
+        return self._scores(scores, batch.shape[0])
+
+    async def _infer_shared_memory(self, batch: np.ndarray) -> np.ndarray:
+        import tritonclient.utils.shared_memory as shm
+
+        slot = self._free_slots.pop()
+        try:
+            model_input, output, _ = self._request(batch)
+            data = np.ascontiguousarray(batch)
+            shm.set_shared_memory_region(slot.input_handle, [data])
+            model_input.set_shared_memory(slot.input_name, data.nbytes)
+            n_out = batch.shape[0] * (self.info.num_classes or 0) * self._output_dtype.itemsize
+            output.set_shared_memory(slot.output_name, n_out)
+            await self._send(batch, model_input, output)
+            scores = shm.get_contents_as_numpy(
+                slot.output_handle, self._output_dtype, [batch.shape[0], self.info.num_classes]
+            )
+            return self._scores(np.array(scores, copy=True), batch.shape[0])
+        finally:
+            self._free_slots.append(slot)
+
+    def _scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        if scores.size % max(n, 1) != 0 or (n and scores.size == 0):
+            raise BackendError(
+                f"{self._target}: output {self.info.output_name} has shape {scores.shape}, "
+                f"which does not split into {n} rows"
+            )
+        return scores.reshape(n, -1)
+
+    # ---------------------------------------------------------------- closing
+
+    async def aclose(self) -> None:
+        """Unregister shared memory and close the client; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._release_shared_memory()
+        finally:
+            with anyio.move_on_after(self._timeout_s, shield=True):
+                await self._client.close()
+
+    async def _release_shared_memory(self) -> None:
+        if not self._regions:
+            return
+        import tritonclient.utils.shared_memory as shm
+
+        kw: dict[str, Any] = {"headers": self._headers}
+        if self._target.protocol == "grpc":
+            kw["client_timeout"] = self._timeout_s
+        for name, handle in self._regions:
+            # The server may be gone (that is often why we are closing): best effort, bounded.
+            with contextlib.suppress(Exception), anyio.move_on_after(5, shield=True):
+                await self._client.unregister_system_shared_memory(name, **kw)
+            with contextlib.suppress(Exception):
+                shm.destroy_shared_memory_region(handle)
+        self._regions.clear()
+        self._free_slots.clear()
+
+
+async def connect(spec: str, settings: BackendSettings) -> TritonBackend:
+    """Open ``triton://…`` (gRPC) or ``triton+http://…`` (HTTP); check the model, read config."""
+    target, query_options = parse_spec(spec)
+    options = {**query_options, **dict(settings.options)}
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown Triton backend option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(KNOWN_OPTIONS))}"
+        )
+    shared_memory = options.get("shared_memory", "none").strip().lower()
+    if shared_memory not in ("none", "system", ""):
+        raise ConfigError(f"option shared_memory={shared_memory!r}: use system or none")
+    if settings.timeout_s <= 0 or settings.max_inflight < 1:
+        raise ConfigError("timeout_s must be > 0 and max_inflight >= 1")
+    settings = BackendSettings(
+        timeout_s=settings.timeout_s, max_inflight=settings.max_inflight,
+        input_shape=settings.input_shape, options=options,
+    )  # fmt: skip
+    headers = auth_headers(options, target.protocol)
+    client = _make_client(target, options, settings)
+    backend = TritonBackend(target, client, headers, settings)
+    try:
+        await backend._connect()
+        if shared_memory == "system":
+            await backend._setup_shared_memory()
+    except BaseException:
+        await backend.aclose()
+        raise
+    info = backend.info
+    logger.info(
+        "connected to %s: input %s %s %s, output %s (%s classes), max batch %s%s",
+        target, info.input_name, info.input_shape, info.dtype, info.output_name,
+        info.num_classes, info.max_batch, ", system shared memory" if shared_memory == "system"
+        else "",
+    )  # fmt: skip
+    return backend
