@@ -94,7 +94,11 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     config = base or ExplainConfig()
     groups: dict[str, dict[str, Any]] = {}
-    for section, key, value in _walk(document):
+    try:
+        entries = _walk(document)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    for section, key, value in entries:
         if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if (section, key) not in KEYS:

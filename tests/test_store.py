@@ -1,0 +1,89 @@
+"""The Zarr store: layout readable with plain zarr, exact resume after kill -9, settings checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from rex_stream import StoreError, explain_sync
+from tests.slow_run import SETTINGS, slow_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _committed(store: Path) -> int:
+    ledger = store / "tiny" / "ledger"
+    if not ledger.exists():
+        return 0
+    count = 0
+    for entry in ledger.iterdir():
+        meta = entry / "zarr.json"
+        if meta.exists() and '"committed": true' in meta.read_text(errors="ignore"):
+            count += 1
+    return count
+
+
+def test_store_layout_opens_with_plain_zarr(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
+    store = tmp_path / "out.zarr"
+    result = explain_sync(tiny_image, str(tiny_cnn), store=store, iters=4, seed=2, min_box_size=4)
+    group = zarr.open_group(str(store), mode="r")["tiny"]
+    assert np.array_equal(group["responsibility"][:], result.responsibility)
+    assert group["explanation"][:].astype(bool).tolist() == result.mask.tolist()  # type: ignore[union-attr]
+    assert sorted(group["ledger"].array_keys()) == [f"{i:06d}" for i in range(4)]
+    attrs = dict(group.attrs)
+    assert attrs["target"]["class"] == result.target.classification
+    assert attrs["settings"]["seed"] == 2
+    assert attrs["stats"]["queries"] == result.stats.queries
+
+
+def test_resume_after_kill_9_gives_the_same_map(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    reference = explain_sync(tiny_image, slow_backend(str(tiny_cnn)), **SETTINGS).responsibility
+    store = tmp_path / "killed.zarr"
+    command = [sys.executable, "-m", "tests.slow_run", str(tiny_cnn), str(tiny_image), str(store)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while _committed(store) < 3:  # poll the store, then kill mid-run
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no iteration was committed in time"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    done_before = _committed(store)
+    assert 3 <= done_before < SETTINGS["iters"]
+    resumed = explain_sync(tiny_image, slow_backend(str(tiny_cnn)), store=store, resume=True,
+                           **SETTINGS)
+    assert resumed.stats.resumed_iterations >= 3
+    assert np.array_equal(resumed.responsibility, reference)
+    stored = zarr.open_group(str(store), mode="r")["tiny/responsibility"][:]
+    assert np.array_equal(stored, reference)
+
+
+def test_existing_store_needs_resume_or_overwrite(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "s.zarr"
+    explain_sync(tiny_image, str(tiny_cnn), store=store, iters=2, seed=1, min_box_size=4)
+    with pytest.raises(StoreError, match="already exists"):
+        explain_sync(tiny_image, str(tiny_cnn), store=store, iters=2, seed=1, min_box_size=4)
+    with pytest.raises(StoreError, match="different settings"):
+        explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, iters=2, seed=1,
+                     min_box_size=8)
+    again = explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, iters=3,
+                         min_box_size=4)  # seed comes from the store; one more iteration
+    assert again.seed == 1 and again.stats.resumed_iterations == 2
+    explain_sync(tiny_image, str(tiny_cnn), store=store, overwrite=True, iters=2, seed=9,
+                 min_box_size=4)
