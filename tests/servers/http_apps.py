@@ -14,6 +14,7 @@ Routes (all POST unless noted):
 - ``/limited``: rows, but 413 for batches larger than ``limit`` (a query parameter);
 - ``/auth``: rows, 401 unless ``Authorization: Bearer <token>``; ``/forbidden``: always 403;
 - ``/error500``: 500 with a JSON error; ``/malformed``: 200 with a body that is not JSON;
+  ``/not-utf8``: 200 with bytes that are not even text;
 - ``/wrong-shape``: one prediction row too few; ``/nan``: a NaN score in the first row;
 - ``/slow``: never answers until the server stops (for client timeouts);
 - ``/bad-request``: 400 with a multi-line text message.
@@ -130,6 +131,10 @@ def build_app(
         await read(request)
         return web.Response(text='{"predictions": [[0.1, 0.2', content_type="application/json")
 
+    async def not_utf8(request: web.Request) -> web.Response:
+        await read(request)
+        return web.Response(body=b"\x80\x81garbage", content_type="application/json")
+
     async def wrong_shape(request: web.Request) -> web.Response:
         scores = score(_batch(await read(request)))
         return web.json_response({"predictions": scores[1:].tolist()})
@@ -157,6 +162,7 @@ def build_app(
             web.post("/error500", error500),
             web.post("/bad-request", bad_request),
             web.post("/malformed", malformed),
+            web.post("/not-utf8", not_utf8),
             web.post("/wrong-shape", wrong_shape),
             web.post("/nan", nan),
             web.post("/slow", slow),
