@@ -86,6 +86,9 @@ async def run_iteration(
     ``weights`` (a responsibility map over the spatial axes) drives the adaptive distribution.
     """
     ndim = len(subject.spatial_shape)
+    subject = subject.for_iteration(seed, key, index)
+    if weights is not None:
+        weights = subject.weights_for_view(weights)
     entries: dict[tuple[Box, int], float] = {}
     queue: list[Job] = [(root_box(subject.spatial_shape),)]
     passing_total = failing_total = depth_reached = 0
@@ -140,7 +143,7 @@ async def run_iteration(
     area_total, area_count = area_by_depth.get(depth_reached, (0.0, 0))
     return IterationResult(
         index=index,
-        ledger=Ledger.from_entries(entries, ndim),
+        ledger=Ledger.from_entries(_in_input(entries, subject), ndim),
         passing=passing_total,
         failing=failing_total,
         depth=depth_reached,
@@ -173,6 +176,18 @@ def _split_level(
             )
             splits.append((job[:position] + job[position + 1 :], children))
     return splits
+
+
+def _in_input(
+    entries: dict[tuple[Box, int], float], subject: Subject
+) -> dict[tuple[Box, int], float]:
+    """Map an iteration's entries from the boxes it split onto regions of the input."""
+    mapped: dict[tuple[Box, int], float] = {}
+    for (box, cls), amount in entries.items():
+        for region in subject.input_regions(box):
+            slot = (region, cls)
+            mapped[slot] = mapped.get(slot, 0.0) + amount
+    return mapped
 
 
 def _prune(candidates: list[_Candidate], style: QueueStyle, keep: int | None) -> list[Job]:

@@ -63,6 +63,23 @@ class Subject:
         """Write the input with only the spatial elements where ``visible`` is true shown."""
         np.copyto(out, np.where(self.expand(visible), self.tensor, self._baseline_full))
 
+    def for_iteration(self, seed: int, key: int, iteration: int) -> Subject:
+        """The subject as iteration ``iteration`` partitions it: itself, for most modes.
+
+        A mode whose element order carries no meaning (tabular) returns a view whose boxes
+        are intervals over a per-iteration random order of its elements; the view's
+        :meth:`input_regions` maps those boxes back onto the input.
+        """
+        return self
+
+    def input_regions(self, box: Box) -> tuple[Box, ...]:
+        """The regions of the input a box of this subject covers (the box itself, here)."""
+        return (box,)
+
+    def weights_for_view(self, weights: np.ndarray) -> np.ndarray:
+        """A map over the input's spatial axes, as seen by this subject's boxes (unchanged)."""
+        return weights
+
     def expand(self, spatial: np.ndarray) -> np.ndarray:
         """Reshape a spatial array so it broadcasts against ``tensor``."""
         shape = [1] * self.tensor.ndim
