@@ -1,0 +1,509 @@
+"""Tabular mode: one row of a CSV/Parquet/.npy table, explained feature by feature.
+
+The order of a table's columns means nothing, so contiguous intervals of it would be arbitrary
+feature sets. Each iteration therefore partitions a *random permutation* of the features (or of
+user-defined feature groups): the search splits intervals of that permutation, which are random
+feature subsets, and :meth:`TabularView.input_regions` maps every box back onto the features it
+covers, so ledgers, stores and maps are in feature space. The permutation is drawn from
+``(seed, input, iteration)``, so runs are reproducible and resumable.
+
+Mode options (``mode_options``): ``row=N`` (default 0), ``baseline=PATH`` (a reference table:
+masked features take its column ``baseline_stat``, ``mean`` or ``median``), ``drop=COL,COL``
+(columns to ignore, e.g. the label), ``groups=a,b;c,d`` (features masked together, by name or
+index), ``permute=false`` (keep the file's order: ReX's contiguous intervals).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rex_stream.backend import Backend, ModelInfo
+from rex_stream.config import ExplainConfig
+from rex_stream.errors import InputError, OutputError
+from rex_stream.geometry import Box
+from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
+from rex_stream.subject import Subject
+
+if TYPE_CHECKING:
+    from rex_stream.explain import Explanation
+
+SUFFIXES = {".csv", ".tsv", ".parquet", ".pq"}
+MODES = ("tabular",)
+
+#: Salt for the permutation generator, so it never coincides with a box's split generator.
+_PERMUTATION_SALT = 0x7AB1E
+
+
+@dataclass
+class Table:
+    """A numeric table: ``values`` is (rows, features), ``names`` its column names."""
+
+    values: np.ndarray
+    names: list[str]
+
+
+@dataclass
+class TabularSubject(Subject):
+    """One row in model space; ``units`` lists the features each partitioned unit masks."""
+
+    feature_names: tuple[str, ...] = ()
+    units: tuple[np.ndarray, ...] = ()
+    unit_names: tuple[str, ...] = ()
+    permute: bool = True
+    row: int = 0
+
+    def for_iteration(self, seed: int, key: int, iteration: int) -> Subject:
+        """A view whose boxes are intervals over this iteration's random order of units."""
+        count = len(self.units)
+        if self.permute:
+            rng = np.random.default_rng([seed, key, iteration, _PERMUTATION_SALT])
+            order = rng.permutation(count)
+        else:
+            order = np.arange(count)
+        return TabularView(
+            name=self.name,
+            tensor=self.tensor,
+            spatial_axes=self.spatial_axes,
+            baseline=self.baseline,
+            mode=self.mode,
+            source=self.source,
+            units=tuple(self.units[int(u)] for u in order),
+        )
+
+
+@dataclass
+class TabularView(Subject):
+    """A tabular subject as one iteration sees it: element ``i`` of a box is ``units[i]``."""
+
+    units: tuple[np.ndarray, ...] = ()
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """One element per unit (feature or group), in this iteration's order."""
+        return (len(self.units),)
+
+    def _features(self, boxes: Sequence[Box]) -> np.ndarray:
+        parts = [u for box in boxes for u in self.units[box.start[0] : box.stop[0]]]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def fill_boxes(self, out: np.ndarray, boxes: Sequence[Box]) -> None:
+        """Write the mutant that shows only the features under ``boxes``."""
+        np.copyto(out, self._baseline_full)
+        index: list[Any] = [slice(None)] * self.tensor.ndim
+        index[self.spatial_axes[0]] = self._features(boxes)
+        out[tuple(index)] = self.tensor[tuple(index)]
+
+    def input_regions(self, box: Box) -> tuple[Box, ...]:
+        """The runs of feature indices a box covers."""
+        return tuple(Box((a,), (b,)) for a, b in index_runs(self._features([box])))
+
+    def weights_for_view(self, weights: np.ndarray) -> np.ndarray:
+        """A feature map as unit weights (each unit's mean), in this iteration's order."""
+        return np.array([float(np.mean(weights[u])) for u in self.units])
+
+
+def read_table(path: Path, drop: Sequence[str] = ()) -> Table:
+    """Read a CSV/TSV (header optional), Parquet or .npy table of numbers."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+            if array.ndim == 1:
+                array = array[None, :]
+            if array.ndim != 2:
+                raise InputError(f"{path}: a table must be 1-D or 2-D, got shape {array.shape}")
+            table = Table(array, [f"f{i}" for i in range(array.shape[1])])
+        elif suffix in (".parquet", ".pq"):
+            table = _read_parquet(path)
+        else:
+            table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    except InputError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read table ({exc})") from exc
+    if drop:
+        missing = [d for d in drop if d not in table.names]
+        if missing:
+            raise InputError(f"{path}: no column {missing[0]!r} to drop; columns: {table.names}")
+        keep = [i for i, n in enumerate(table.names) if n not in drop]
+        table = Table(table.values[:, keep], [table.names[i] for i in keep])
+    return table
+
+
+def _read_delimited(path: Path, delimiter: str) -> Table:
+    """CSV without pandas: a header row is recognised by non-numeric cells."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.reader(handle, delimiter=delimiter) if r]
+    if not rows:
+        raise InputError(f"{path}: the table is empty")
+    names = [f"f{i}" for i in range(len(rows[0]))]
+    if not all(_is_number(cell) for cell in rows[0]):
+        names, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise InputError(f"{path}: the table has a header but no rows")
+    width = len(names)
+    for number, row in enumerate(rows):
+        if len(row) != width:
+            raise InputError(f"{path}: row {number} has {len(row)} cells, expected {width}")
+        bad = [names[i] for i, cell in enumerate(row) if not _is_number(cell)]
+        if bad:
+            raise InputError(f"{path}: row {number} has non-numeric values in {bad[:3]}")
+    values = np.array([[float(c) if c.strip() else np.nan for c in r] for r in rows])
+    return Table(values, names)
+
+
+def _is_number(cell: str) -> bool:
+    text = cell.strip()
+    if not text:
+        return True  # an empty cell is a missing value, reported as NaN later
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_parquet(path: Path) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError(
+            f"{path}: reading Parquet needs pyarrow (pip install 'rex-stream[tabular]')"
+        ) from exc
+    try:
+        frame = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InputError(f"{path}: cannot read Parquet ({exc})") from exc
+    names = list(frame.column_names)
+    columns = []
+    for name in names:
+        column = frame.column(name).to_numpy(zero_copy_only=False)
+        if not np.issubdtype(column.dtype, np.number) and column.dtype != bool:
+            raise InputError(f"{path}: column {name!r} is not numeric (drop it with drop=NAME)")
+        columns.append(column.astype(np.float64))
+    return Table(np.stack(columns, axis=1) if columns else np.zeros((0, 0)), names)
+
+
+def count_rows(path: str | Path, explain_config: ExplainConfig | None = None) -> int:
+    """How many rows a table file holds (for explaining every row)."""
+    options = (explain_config or ExplainConfig()).image.mode_options
+    return int(read_table(Path(path), _drop(options)).values.shape[0])
+
+
+def _drop(options: Mapping[str, str]) -> list[str]:
+    raw = options.get("drop", "")
+    return [c.strip() for c in raw.split(",") if c.strip()]
+
+
+def _feature_axis(info: ModelInfo, features: int) -> int:
+    """The axis of the model input that holds the features: (F,) or (1, F)."""
+    shape = info.input_shape
+    if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
+        width = shape[-1]
+        if width > 0 and width != features:
+            raise InputError(f"the row has {features} features but the model takes {width}")
+        return len(shape) - 1
+    raise InputError(
+        f"the model's input shape {shape} is not tabular: expected (features,) or (1, features)"
+    )
+
+
+def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> Subject:
+    """Read row ``row`` of a table file as a Subject."""
+    options = explain_config.image.mode_options
+    table = read_table(path, _drop(options))
+    row = option_int(options, "row", 0)
+    rows = table.values.shape[0]
+    if not -rows <= row < rows:
+        raise InputError(f"{path}: row {row} does not exist (the table has {rows} rows)")
+    values = table.values[row]
+    check_finite(values, f"{path} row {row}", table.names)
+    subject = _subject(values, table.names, info, explain_config, f"{path.stem}_row{row % rows}")
+    subject.source = f"{path}#row={row % rows}"
+    subject.row = row % rows
+    return subject
+
+
+def subject_from_array(
+    array: np.ndarray, info: ModelInfo, explain_config: ExplainConfig
+) -> Subject:
+    """Wrap a row (features,), a (1, features) array, or a table with ``row=N``."""
+    array = np.asarray(array, dtype=np.float64)
+    options = explain_config.image.mode_options
+    row = option_int(options, "row", 0)
+    if array.ndim == 2 and array.shape != tuple(info.input_shape):
+        if not -array.shape[0] <= row < array.shape[0]:
+            raise InputError(f"row {row} does not exist (the array has {array.shape[0]} rows)")
+        array = array[row]
+    values = array.reshape(-1)
+    check_finite(values, "the input array")
+    names = [f"f{i}" for i in range(values.size)]
+    return _subject(values, names, info, explain_config, f"array_row{row}")
+
+
+def _subject(
+    values: np.ndarray,
+    names: list[str],
+    info: ModelInfo,
+    explain_config: ExplainConfig,
+    name: str,
+) -> TabularSubject:
+    options = explain_config.image.mode_options
+    axis = _feature_axis(info, values.size)
+    shape = tuple(info.input_shape) if info.input_shape[-1] > 0 else (values.size,)
+    if len(shape) == 2:
+        shape = (1, values.size)
+    tensor = np.ascontiguousarray(values.reshape(shape), dtype=info.dtype)
+    units, unit_names = _units(options.get("groups"), names)
+    return TabularSubject(
+        name=name,
+        tensor=tensor,
+        spatial_axes=(axis,),
+        baseline=_baseline(options, explain_config.image.mask_value, values, names, shape),
+        mode="tabular",
+        feature_names=tuple(names),
+        units=units,
+        unit_names=unit_names,
+        permute=option_bool(options, "permute", True),
+    )
+
+
+def _baseline(
+    options: Mapping[str, str],
+    mask_value: float | str,
+    values: np.ndarray,
+    names: list[str],
+    shape: tuple[int, ...],
+) -> np.ndarray | float:
+    """Per-feature values from a reference table, else the constant ``mask_value``."""
+    reference = options.get("baseline")
+    if reference is None:
+        if mask_value == "min":
+            return float(values.min())
+        if mask_value == "mean":
+            return float(values.mean())
+        return float(mask_value)
+    stat = options.get("baseline_stat", "mean")
+    if stat not in ("mean", "median"):
+        raise InputError(f"mode option baseline_stat={stat!r} must be mean or median")
+    path = Path(reference)
+    if not path.exists():
+        raise InputError(f"baseline table {path}: no such file")
+    table = read_table(path)
+    if table.names != names and set(names) <= set(table.names):
+        # a reference table may keep columns the input dropped (a label): align by name
+        table = Table(table.values[:, [table.names.index(n) for n in names]], names)
+    if table.values.shape[1] != values.size:
+        raise InputError(
+            f"baseline table {path} has {table.values.shape[1]} columns, the input {values.size}"
+        )
+    reduce = np.nanmedian if stat == "median" else np.nanmean
+    per_feature = reduce(table.values, axis=0)
+    check_finite(per_feature, f"baseline table {path}", names)
+    return per_feature.reshape(shape)
+
+
+def _units(spec: str | None, names: list[str]) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
+    """Feature groups (``a,b;c,d`` by name or index, or a JSON file); the rest are singletons."""
+    if not spec:
+        return tuple(np.array([i]) for i in range(len(names))), tuple(names)
+    if spec.endswith(".json") and Path(spec).exists():
+        groups: dict[str, list[Any]] = json.loads(Path(spec).read_text())
+    else:
+        groups = {
+            "+".join(p.strip() for p in g.split(",")): [p.strip() for p in g.split(",")]
+            for g in spec.split(";")
+            if g.strip()
+        }
+    taken: set[int] = set()
+    units: list[np.ndarray] = []
+    labels: list[str] = []
+    for label, members in groups.items():
+        indices = [_feature_index(m, names) for m in members]
+        overlap = taken.intersection(indices)
+        if overlap:
+            raise InputError(f"feature {names[overlap.pop()]!r} is in more than one group")
+        taken.update(indices)
+        units.append(np.array(sorted(indices)))
+        labels.append(label)
+    for i, name in enumerate(names):
+        if i not in taken:
+            units.append(np.array([i]))
+            labels.append(name)
+    return tuple(units), tuple(labels)
+
+
+def _feature_index(member: Any, names: list[str]) -> int:
+    if isinstance(member, int) or (isinstance(member, str) and member.isdigit()):
+        index = int(member)
+        if not 0 <= index < len(names):
+            raise InputError(f"group member {member} is not a feature index (0..{len(names) - 1})")
+        return index
+    if member not in names:
+        raise InputError(f"group member {member!r} is not a column; columns: {names}")
+    return names.index(member)
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One line of the ranked feature table."""
+
+    rank: int
+    feature: str
+    index: int
+    value: float
+    baseline: float
+    responsibility: float
+    in_explanation: bool
+
+
+def feature_table(explanation: Explanation) -> list[FeatureRow]:
+    """Features ranked by responsibility (highest first; ties keep the file's order)."""
+    subject = explanation.subject
+    values = subject.tensor.reshape(-1).astype(np.float64)
+    baseline = np.broadcast_to(np.asarray(subject.baseline, np.float64), subject.tensor.shape)
+    baseline = baseline.reshape(-1)
+    names = getattr(subject, "feature_names", ()) or tuple(f"f{i}" for i in range(values.size))
+    responsibility = np.asarray(explanation.responsibility, np.float64).reshape(-1)
+    mask = explanation.mask
+    shown = np.zeros(values.size, bool) if mask is None else np.asarray(mask).reshape(-1)
+    order = np.argsort(-responsibility, kind="stable")
+    return [
+        FeatureRow(
+            rank=rank + 1,
+            feature=names[i],
+            index=int(i),
+            value=float(values[i]),
+            baseline=float(baseline[i]),
+            responsibility=float(responsibility[i]),
+            in_explanation=bool(shown[i]),
+        )
+        for rank, i in enumerate(order)
+    ]
+
+
+def format_table(rows: Sequence[FeatureRow], limit: int | None = 20) -> str:
+    """The ranked table as aligned text for a terminal."""
+    shown = list(rows if limit is None else rows[:limit])
+    width = max([len("feature"), *(len(r.feature) for r in shown)])
+    lines = [f"{'rank':>4}  {'feature':<{width}}  {'value':>11}  {'baseline':>11}  resp    expl"]
+    for r in shown:
+        lines.append(
+            f"{r.rank:>4}  {r.feature:<{width}}  {r.value:>11.4g}  {r.baseline:>11.4g}  "
+            f"{r.responsibility:.3f}  {'*' if r.in_explanation else ''}"
+        )
+    if limit is not None and len(rows) > limit:
+        lines.append(f"… {len(rows) - limit} more features")
+    return "\n".join(lines)
+
+
+def table_csv(rows: Sequence[FeatureRow]) -> str:
+    """The ranked table as CSV text (header included)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(list(FeatureRow.__dataclass_fields__))
+    for r in rows:
+        writer.writerow(list(r.__dict__.values()))
+    return buffer.getvalue()
+
+
+def render(explanation: Explanation, path: Path) -> None:
+    """A horizontal bar chart of the top features' responsibility (explanation in colour)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = feature_table(explanation)[:20]
+    height = 1.2 + 0.32 * len(rows)
+    figure, axes = plt.subplots(figsize=(7.5, height), dpi=120)
+    labels = [f"{r.feature} = {r.value:.3g}" for r in rows][::-1]
+    scores = [r.responsibility for r in rows][::-1]
+    colours = ["#d62728" if r.in_explanation else "#9aa5b1" for r in rows][::-1]
+    axes.barh(range(len(rows)), scores, color=colours)
+    axes.set_yticks(range(len(rows)), labels, fontsize=8)
+    axes.set_xlabel("responsibility")
+    target = explanation.target
+    axes.set_title(
+        f"{explanation.subject.name}: class {target.classification} "
+        f"({target.confidence:.2f}); red = sufficient explanation",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    try:
+        figure.savefig(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+    finally:
+        plt.close(figure)
+
+
+async def explain_rows(
+    source: str | Path,
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    rows: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> list[Explanation]:
+    """Explain several rows of one table (default: all), sharing one open backend."""
+    from rex_stream.backend import BackendSettings, open_backend
+    from rex_stream.explain import explain
+
+    config = config or ExplainConfig()
+    wanted = list(range(count_rows(source, config))) if rows is None else list(rows)
+    opened = await open_backend(backend, BackendSettings()) if isinstance(backend, str) else None
+    try:
+        results = []
+        for row in wanted:
+            options = {**config.image.mode_options, "row": str(row)}
+            image = replace(config.image, mode="tabular", mode_options=options)
+            results.append(
+                await explain(source, opened or backend, replace(config, image=image), **kwargs)
+            )
+        return results
+    finally:
+        if opened is not None:
+            await opened.aclose()
+
+
+def explain_rows_sync(
+    source: str | Path,
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    rows: Sequence[int] | None = None,
+    **overrides: Any,
+) -> list[Explanation]:
+    """Blocking :func:`explain_rows`; flat ``overrides`` (``iters=5``…) adjust ``config``."""
+    import anyio
+
+    config = (config or ExplainConfig()).with_overrides(**overrides)
+
+    async def run() -> list[Explanation]:
+        return await explain_rows(source, backend, config, rows)
+
+    return anyio.run(run)
+
+
+__all__ = [
+    "FeatureRow",
+    "TabularSubject",
+    "TabularView",
+    "count_rows",
+    "explain_rows",
+    "explain_rows_sync",
+    "feature_table",
+    "format_table",
+    "load",
+    "read_table",
+    "render",
+    "subject_from_array",
+    "table_csv",
+]
