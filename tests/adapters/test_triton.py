@@ -273,28 +273,32 @@ def test_wrong_protocol_port_is_reported(triton_server: TritonProcess) -> None:
 
 
 @pytest.mark.triton
-@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_server_stopped_mid_run_then_back(
-    triton_process_factory: Callable[..., TritonProcess], tiny_onnx_model: Path, protocol: str
+    triton_process_factory: Callable[..., TritonProcess], tiny_onnx_model: Path
 ) -> None:
-    """A stopped server fails the next call with a clear error; the same backend (one client
-    for the run) works again once the server is back on its address."""
+    """A stopped server fails the next call with a clear error; the same backends (one client
+    each for the run) work again once the server is back on its address."""
     server = triton_process_factory(max_batch_size=4)
     server.start()
     batch = sample_batch(4, seed=3)
     expected = local_scores(tiny_onnx_model, batch)
 
     async def run() -> None:
-        backend = await open_backend(spec_for(server, protocol), BackendSettings(timeout_s=10))
+        settings = BackendSettings(timeout_s=10)
+        backends = [await open_backend(spec_for(server, p), settings) for p in PROTOCOLS]
         try:
-            np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
+            for backend in backends:
+                np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
             await anyio.to_thread.run_sync(server.stop)
-            with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
-                await backend.infer(batch)
+            for backend in backends:
+                with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
+                    await backend.infer(batch)
             await anyio.to_thread.run_sync(server.start)
-            np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
+            for backend in backends:
+                np.testing.assert_allclose(await backend.infer(batch), expected, atol=1e-5)
         finally:
-            await backend.aclose()
+            for backend in backends:
+                await backend.aclose()
 
     anyio.run(run)
 
@@ -327,3 +331,34 @@ def test_explanation_through_triton_equals_local_onnx(
     assert remote.stats.queries == local.stats.queries > 14
     assert np.count_nonzero(local.responsibility) > 0
     np.testing.assert_allclose(remote.responsibility, local.responsibility, atol=1e-5)
+
+
+@pytest.mark.triton
+def test_server_stopped_mid_explanation_leaves_a_store_that_resumes(
+    triton_process_factory: Callable[..., TritonProcess], tiny_onnx_model: Path, tmp_path: Path
+) -> None:
+    """Stopping Triton mid-run ends the run with a clear error; the Zarr store keeps the
+    finished iterations, and once the server is back the run resumes to the same map."""
+    server = triton_process_factory(max_batch_size=4)
+    server.start()
+    config = rex_stream.ExplainConfig().with_overrides(
+        iters=6, seed=11, min_box_size=4, max_concurrent_searches=1, max_inflight=1
+    )
+    store = tmp_path / "run.zarr"
+    spec = f"triton://{server.grpc_url}/classifier"
+
+    def stop_after_two(progress: rex_stream.Progress) -> None:
+        # Synchronous on purpose: the run cannot go on until the server is really gone.
+        if progress.phase == "iteration" and progress.iterations_done == 2:
+            server.stop()
+
+    async def interrupted() -> None:
+        await rex_stream.explain(IMAGE, spec, config, store=store, on_progress=stop_after_two)
+
+    with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
+        anyio.run(interrupted)
+    server.start()
+    resumed = rex_stream.explain_sync(IMAGE, spec, config, store=store, resume=True)
+    uninterrupted = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), config)
+    assert resumed.stats.resumed_iterations == 2
+    np.testing.assert_allclose(resumed.responsibility, uninterrupted.responsibility, atol=1e-5)
