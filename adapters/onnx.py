@@ -99,7 +99,7 @@ class OnnxBackend:
 async def connect(spec: str, settings: BackendSettings) -> OnnxBackend:
     """Open ``spec`` (a path to a .onnx file) as a backend."""
     path = Path(spec)
-    if not path.is_file():
+    if not await anyio.to_thread.run_sync(path.is_file):
         raise ConfigError(f"{spec}: no such model file")
     return await anyio.to_thread.run_sync(OnnxBackend, path, settings)
 

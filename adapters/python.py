@@ -35,8 +35,9 @@ class PythonBackend:
         max_inflight: int = 2,
     ) -> None:
         self._function = function
-        self._is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-            getattr(function, "__call__", None)
+        self._is_async = inspect.iscoroutinefunction(function) or (
+            not inspect.isfunction(function)
+            and inspect.iscoroutinefunction(type(function).__call__)
         )
         self._info = ModelInfo(
             name=name or getattr(function, "__name__", "python"),

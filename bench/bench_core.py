@@ -18,10 +18,10 @@ from pathlib import Path
 
 import anyio
 import numpy as np
-
-from rex_stream import ExplainConfig, explain
 from rex_stream.adapters.onnx import OnnxBackend
 from rex_stream.adapters.python import PythonBackend
+
+from rex_stream import ExplainConfig, explain
 from rex_stream.backend import BackendSettings
 from rex_stream.demo import DEMO_MODEL, IMAGENET_MEANS, IMAGENET_STDS
 
@@ -32,7 +32,11 @@ DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "images" / "dog.jpg"
 def config(iters: int, batch: int, inflight: int) -> ExplainConfig:
     """ImageNet normalisation, fixed seed, the given batch and concurrency."""
     return ExplainConfig().with_overrides(
-        means=IMAGENET_MEANS, stds=IMAGENET_STDS, seed=0, iters=iters, max_batch=batch,
+        means=IMAGENET_MEANS,
+        stds=IMAGENET_STDS,
+        seed=0,
+        iters=iters,
+        max_batch=batch,
         max_inflight=inflight,
     )
 
@@ -72,17 +76,22 @@ async def main() -> None:
     raw = raw_throughput(backend, args.batch)
     result = await explain(args.image, backend, config(args.iters, args.batch, 2))
     through = result.stats.queries / result.stats.wall_s
-    print(f"(a) ONNX, batch {args.batch}: raw {raw:.1f} inputs/s, through rex-stream "
-          f"{through:.1f} mutants/s ({result.stats.queries} queries, mean batch "
-          f"{result.stats.mean_batch}) -> efficiency {through / raw:.3f}")
+    print(
+        f"(a) ONNX, batch {args.batch}: raw {raw:.1f} inputs/s, through rex-stream "
+        f"{through:.1f} mutants/s ({result.stats.queries} queries, mean batch "
+        f"{result.stats.mean_batch}) -> efficiency {through / raw:.3f}"
+    )
 
     zero = await explain(args.image, delayed(backend, 0.0, 8), config(args.iters, args.batch, 8))
-    slow = await explain(args.image, delayed(backend, args.latency_ms / 1000, 8),
-                         config(args.iters, args.batch, 8))
+    slow = await explain(
+        args.image, delayed(backend, args.latency_ms / 1000, 8), config(args.iters, args.batch, 8)
+    )
     assert np.array_equal(zero.responsibility, slow.responsibility)
-    print(f"(b) {args.iters} iterations: 0 ms {zero.stats.wall_s:.2f} s, {args.latency_ms:.0f} ms "
-          f"{slow.stats.wall_s:.2f} s ({slow.stats.calls} calls) -> latency hiding "
-          f"{slow.stats.wall_s / zero.stats.wall_s:.3f}")
+    print(
+        f"(b) {args.iters} iterations: 0 ms {zero.stats.wall_s:.2f} s, {args.latency_ms:.0f} ms "
+        f"{slow.stats.wall_s:.2f} s ({slow.stats.calls} calls) -> latency hiding "
+        f"{slow.stats.wall_s / zero.stats.wall_s:.3f}"
+    )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(c) peak RSS {peak_mib:.0f} MiB")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from collections.abc import Mapping
 from typing import Any
 
 from rex_stream.errors import ConfigError

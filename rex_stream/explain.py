@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field

@@ -30,7 +30,7 @@ class Distribution(str, Enum):
 
 @dataclass(frozen=True)
 class Box:
-    """An axis-aligned box: ``[start, stop)`` on each spatial axis, named by its path from the root."""
+    """An axis-aligned box, ``[start, stop)`` on each spatial axis, named by its path."""
 
     start: tuple[int, ...]
     stop: tuple[int, ...]

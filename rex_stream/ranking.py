@@ -1,4 +1,4 @@
-"""Ranking the elements of a responsibility map, the shared machinery of extraction and evaluation."""
+"""Ranking the elements of a responsibility map: shared by extraction and evaluation."""
 
 from __future__ import annotations
 

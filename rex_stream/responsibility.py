@@ -115,6 +115,37 @@ def build_map(
     return total
 
 
+def build_map_chunked(
+    ledgers: Sequence[Ledger],
+    cls: int,
+    shape: Sequence[int],
+    style: ResponsibilityStyle,
+    out: np.ndarray | None = None,
+    chunk_elements: int = 1 << 22,
+) -> np.ndarray:
+    """:func:`build_map` region by region into ``out`` (float32 by default), max-normalised
+    as :func:`normalise` does.
+
+    Slabs along the first spatial axis are built in float64 and stored as float32, so the
+    peak memory is the output plus two slabs of about ``chunk_elements`` elements, instead
+    of two float64 maps of the whole input (2 GiB each for a 512³ volume).
+    """
+    shape = tuple(int(n) for n in shape)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    plane = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    step = max(1, chunk_elements // max(plane, 1))
+    for first in range(0, shape[0], step):
+        last = min(shape[0], first + step)
+        region = ([first, *[0] * (len(shape) - 1)], [last, *shape[1:]])
+        out[first:last] = build_map(ledgers, cls, shape, style, region=region)
+    if style is ResponsibilityStyle.MULTIPLICATIVE and out.size:
+        peak = float(out.max())
+        if peak > 0:
+            out /= peak
+    return out
+
+
 def normalise(responsibility: np.ndarray, style: ResponsibilityStyle) -> np.ndarray:
     """ReX's final scaling: multiplicative maps are divided by their maximum."""
     if style is ResponsibilityStyle.MULTIPLICATIVE:

@@ -29,6 +29,20 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 64
 
+#: Bytes all batch buffers together may take before ``max_batch`` shrinks (never below 1).
+BUFFER_BUDGET_BYTES = 1 << 30
+
+
+def budget_batch(wanted: int, input_bytes: int, max_inflight: int) -> int:
+    """The largest batch ≤ ``wanted`` whose ``max_inflight`` buffers fit the memory budget.
+
+    Small inputs are unaffected (an ImageNet image is 0.6 MB, so 64 × 2 buffers take 77 MB);
+    a 512³ float32 volume (512 MiB) gets batches of 1.
+    """
+    fitting = BUFFER_BUDGET_BYTES // max(1, input_bytes * max_inflight)
+    return max(1, min(wanted, fitting))
+
+
 Fill = Callable[[np.ndarray], None]
 
 
@@ -92,7 +106,19 @@ class Scheduler:
     def __post_init__(self) -> None:
         info = self.backend.info
         wanted = self.config.max_batch or info.preferred_batch or DEFAULT_MAX_BATCH
-        self.max_batch = min(wanted, info.max_batch) if info.max_batch else wanted
+        wanted = min(wanted, info.max_batch) if info.max_batch else wanted
+        input_bytes = int(np.prod(info.input_shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize
+        self.max_batch = budget_batch(wanted, input_bytes, self.config.max_inflight)
+        if self.max_batch < wanted:
+            logger.info(
+                "max_batch %d → %d: %d buffers of %d inputs of %.0f MiB fit the %.0f MiB budget",
+                wanted,
+                self.max_batch,
+                self.config.max_inflight,
+                self.max_batch,
+                input_bytes / 2**20,
+                BUFFER_BUDGET_BYTES / 2**20,
+            )
         self._shape = (self.max_batch, *info.input_shape)
         self._dtype = info.dtype
         self._task_group: anyio.abc.TaskGroup | None = None

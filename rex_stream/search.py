@@ -61,7 +61,9 @@ class _Candidate:
 
 def input_key(subject: Subject) -> int:
     """A stable 63-bit fingerprint of the input tensor, part of every generator's seed."""
-    digest = hashlib.blake2b(np.ascontiguousarray(subject.tensor).tobytes(), digest_size=8)
+    # hash the buffer itself: tobytes() would copy the whole input (512 MiB for a 512³ volume)
+    tensor = np.ascontiguousarray(subject.tensor)
+    digest = hashlib.blake2b(memoryview(tensor.reshape(-1)).cast("B"), digest_size=8)
     return int.from_bytes(digest.digest(), "little") >> 1
 
 

@@ -155,7 +155,9 @@ class ExplanationStore:
                 }
             )
         except OSError as exc:
-            raise StoreError(f"cannot write iteration {result.index} to {self.location}: {exc}")
+            raise StoreError(
+                f"cannot write iteration {result.index} to {self.location}: {exc}"
+            ) from exc
 
     def update_attributes(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the group's attributes."""

@@ -61,7 +61,9 @@ class Subject:
 
     def fill_mask(self, out: np.ndarray, visible: np.ndarray) -> None:
         """Write the input with only the spatial elements where ``visible`` is true shown."""
-        np.copyto(out, np.where(self.expand(visible), self.tensor, self._baseline_full))
+        # copy under a mask: no input-sized temporary (a 512³ volume would need 512 MiB)
+        np.copyto(out, self._baseline_full)
+        np.copyto(out, self.tensor, where=self.expand(visible))
 
     def for_iteration(self, seed: int, key: int, iteration: int) -> Subject:
         """The subject as iteration ``iteration`` partitions it: itself, for most modes.

@@ -7,9 +7,9 @@ import sys
 
 import anyio
 import onnxruntime as ort
+from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
-from rex_stream.adapters.python import PythonBackend
 
 SETTINGS = {"iters": 10, "seed": 21, "min_box_size": 4, "max_concurrent_searches": 1}
 
@@ -18,7 +18,7 @@ def slow_backend(model: str) -> PythonBackend:
     """The ONNX model behind a 30 ms delay per call."""
     session = ort.InferenceSession(model)
 
-    async def score(batch):  # noqa: ANN001, ANN202
+    async def score(batch):
         await anyio.sleep(0.03)
         return session.run(None, {"input": batch})[0]
 

@@ -15,16 +15,34 @@ ROOT = Path(__file__).resolve().parents[1]
 def rex(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rex_stream.cli", *args],
-        capture_output=True, text=True, timeout=300, cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd or ROOT,
     )
 
 
-def test_end_to_end_pictures_store_and_json(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
+def test_end_to_end_pictures_store_and_json(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
     (tmp_path / "rex.toml").write_text("[causal]\nmin_box_size = 4\ntree_depth = 6\n")
     out = rex(
-        str(tiny_image), "--model", str(tiny_cnn), "--iters", "3", "--seed", "4",
-        "--output", str(tmp_path / "exp.png"), "--heatmap", str(tmp_path / "heat.png"),
-        "--store", str(tmp_path / "run.zarr"), "--json", "--analyse", cwd=tmp_path,
+        str(tiny_image),
+        "--model",
+        str(tiny_cnn),
+        "--iters",
+        "3",
+        "--seed",
+        "4",
+        "--output",
+        str(tmp_path / "exp.png"),
+        "--heatmap",
+        str(tmp_path / "heat.png"),
+        "--store",
+        str(tmp_path / "run.zarr"),
+        "--json",
+        "--analyse",
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -65,7 +83,8 @@ def bad_files(tmp_path: Path, tiny_cnn: Path) -> dict[str, Path]:
 
     flat = tmp_path / "flat.onnx"
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "flat",
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "flat",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 7])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 7])],
     )
@@ -80,13 +99,13 @@ def test_missing_file(bad_files: dict[str, Path]) -> None:
 
 
 def test_not_an_image(bad_files: dict[str, Path]) -> None:
-    _one_line_error(rex(str(bad_files["text"]), "--model", str(bad_files["model"])),
-                    "not an image")
+    _one_line_error(rex(str(bad_files["text"]), "--model", str(bad_files["model"])), "not an image")
 
 
 def test_model_not_onnx(bad_files: dict[str, Path], tiny_image: Path) -> None:
-    _one_line_error(rex(str(tiny_image), "--model", str(bad_files["not_onnx"])),
-                    "not a loadable ONNX model")
+    _one_line_error(
+        rex(str(tiny_image), "--model", str(bad_files["not_onnx"])), "not a loadable ONNX model"
+    )
     _one_line_error(rex(str(tiny_image), "--model", str(bad_files["text"])), "ONNX")
 
 
@@ -95,8 +114,9 @@ def test_model_input_cannot_take_an_image(bad_files: dict[str, Path], tiny_image
 
 
 def test_class_out_of_range(bad_files: dict[str, Path], tiny_image: Path) -> None:
-    _one_line_error(rex(str(tiny_image), "--model", str(bad_files["model"]), "--target", "10"),
-                    "out of range")
+    _one_line_error(
+        rex(str(tiny_image), "--model", str(bad_files["model"]), "--target", "10"), "out of range"
+    )
 
 
 def test_unwritable_output(bad_files: dict[str, Path], tiny_image: Path) -> None:
@@ -110,12 +130,32 @@ def test_store_with_different_settings(
     bad_files: dict[str, Path], tiny_image: Path, tmp_path: Path
 ) -> None:
     store = str(tmp_path / "s.zarr")
-    first = rex(str(tiny_image), "--model", str(bad_files["model"]), "--iters", "2", "--seed", "1",
-                "--store", store, "-q")
+    first = rex(
+        str(tiny_image),
+        "--model",
+        str(bad_files["model"]),
+        "--iters",
+        "2",
+        "--seed",
+        "1",
+        "--store",
+        store,
+        "-q",
+    )
     assert first.returncode == 0, first.stderr
     _one_line_error(
-        rex(str(tiny_image), "--model", str(bad_files["model"]), "--iters", "2", "--seed", "2",
-            "--store", store, "--resume"),
+        rex(
+            str(tiny_image),
+            "--model",
+            str(bad_files["model"]),
+            "--iters",
+            "2",
+            "--seed",
+            "2",
+            "--store",
+            store,
+            "--resume",
+        ),
         "different settings",
     )
 
@@ -123,11 +163,14 @@ def test_store_with_different_settings(
 def test_bad_config_file(bad_files: dict[str, Path], tiny_image: Path, tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[causal]\ntree_dept = 3\n")
-    _one_line_error(rex(str(tiny_image), "--model", str(bad_files["model"]), "-c", str(config)),
-                    "unknown key 'tree_dept'")
+    _one_line_error(
+        rex(str(tiny_image), "--model", str(bad_files["model"]), "-c", str(config)),
+        "unknown key 'tree_dept'",
+    )
     config.write_text("[causal]\niters = 0\n")
-    _one_line_error(rex(str(tiny_image), "--model", str(bad_files["model"]), "-c", str(config)),
-                    "causal.iters")
+    _one_line_error(
+        rex(str(tiny_image), "--model", str(bad_files["model"]), "-c", str(config)), "causal.iters"
+    )
 
 
 def test_no_model_given(tiny_image: Path) -> None:

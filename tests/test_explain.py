@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain_sync
-from rex_stream.adapters.python import PythonBackend
 from rex_stream.config import QueueStyle, ResponsibilityStyle
 from rex_stream.geometry import Distribution
 from tests.onnx_models import PATCH, planted_image
@@ -34,14 +34,19 @@ def test_map_does_not_depend_on_concurrency(
 ) -> None:
     reference = _map(tiny_image, tiny_cnn, max_inflight=2)
     candidate = _map(
-        tiny_image, tiny_cnn, max_inflight=inflight, max_concurrent_searches=searches,
+        tiny_image,
+        tiny_cnn,
+        max_inflight=inflight,
+        max_concurrent_searches=searches,
         linger_ms=linger,
     )
     assert np.array_equal(candidate, reference)
 
 
 def test_different_seeds_give_different_maps(tiny_cnn: Path, tiny_image: Path) -> None:
-    assert not np.array_equal(_map(tiny_image, tiny_cnn, seed=1), _map(tiny_image, tiny_cnn, seed=2))
+    assert not np.array_equal(
+        _map(tiny_image, tiny_cnn, seed=1), _map(tiny_image, tiny_cnn, seed=2)
+    )
 
 
 def test_python_backend_gives_the_same_map_as_onnx(tiny_cnn: Path, tiny_image: Path) -> None:
@@ -73,7 +78,11 @@ def test_planted_patch_is_found(patch_model: Path, overrides: dict[str, object])
     """The patch model says class 1 only when its bright patch is visible: the map must peak
     there and the sufficient explanation must lie inside it."""
     result = explain_sync(
-        planted_image(), PythonBackendFor(patch_model), iters=12, seed=3, min_box_size=4,
+        planted_image(),
+        PythonBackendFor(patch_model),
+        iters=12,
+        seed=3,
+        min_box_size=4,
         **overrides,
     )
     assert result.target.classification == 1
@@ -89,15 +98,14 @@ def test_planted_patch_is_found(patch_model: Path, overrides: dict[str, object])
     assert result.stats.passing > 0 and result.stats.failing > 0
 
 
-def PythonBackendFor(model: Path) -> PythonBackend:  # noqa: N802
+def PythonBackendFor(model: Path) -> PythonBackend:
     """The patch model wrapped as a Python-callable backend (greyscale 24 × 24 input)."""
     session = ort.InferenceSession(str(model))
     return PythonBackend(lambda b: session.run(None, {"input": b})[0], (1, 24, 24))
 
 
 def test_stats_count_every_query(tiny_cnn: Path, tiny_image: Path) -> None:
-    result = explain_sync(tiny_image, str(tiny_cnn), iters=3, seed=1, min_box_size=4,
-                          analyse=True)
+    result = explain_sync(tiny_image, str(tiny_cnn), iters=3, seed=1, min_box_size=4, analyse=True)
     stats = result.stats
     extraction = result.sufficiency.queries if result.sufficiency else 0
     curves = result.curves.queries if result.curves else 0
@@ -111,7 +119,8 @@ def test_imagenet_photo(imagenet_model: Path) -> None:
     config = ExplainConfig().with_overrides(
         means=(0.485, 0.456, 0.406), stds=(0.229, 0.224, 0.225), iters=3, seed=0
     )
-    result = explain_sync(Path(__file__).parents[1] / "rex_stream/data/ladybird.jpg",
-                          str(imagenet_model), config)
+    result = explain_sync(
+        Path(__file__).parents[1] / "rex_stream/data/ladybird.jpg", str(imagenet_model), config
+    )
     assert result.target.classification == 301
     assert result.sufficiency is not None and 0 < result.sufficiency.area < 0.5

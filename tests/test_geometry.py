@@ -36,7 +36,9 @@ def test_children_tile_the_parent_exactly(
     box = root_box(shape)
     if not can_split(box, 1):
         return
-    weights = np.random.default_rng(seed).random(shape) if distribution is Distribution.ADAPTIVE else None
+    weights = (
+        np.random.default_rng(seed).random(shape) if distribution is Distribution.ADAPTIVE else None
+    )
     children = split_box(box, np.random.default_rng(seed), distribution, (2.0, 3.0), weights)
     assert len(children) == 4
     assert np.all(_coverage(shape, children) == 1)  # exact tiling: no gap, no overlap

@@ -47,7 +47,7 @@ class FakeBackend:
         pass
 
 
-def _fill(value: float):  # noqa: ANN202
+def _fill(value: float):
     def fill(out: np.ndarray) -> None:
         out[:] = value
 

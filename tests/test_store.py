@@ -31,7 +31,9 @@ def _committed(store: Path) -> int:
     return count
 
 
-def test_store_layout_opens_with_plain_zarr(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
+def test_store_layout_opens_with_plain_zarr(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "out.zarr"
     result = explain_sync(tiny_image, str(tiny_cnn), store=store, iters=4, seed=2, min_box_size=4)
     group = zarr.open_group(str(store), mode="r")["tiny"]
@@ -64,8 +66,9 @@ def test_resume_after_kill_9_gives_the_same_map(
             process.kill()
     done_before = _committed(store)
     assert 3 <= done_before < SETTINGS["iters"]
-    resumed = explain_sync(tiny_image, slow_backend(str(tiny_cnn)), store=store, resume=True,
-                           **SETTINGS)
+    resumed = explain_sync(
+        tiny_image, slow_backend(str(tiny_cnn)), store=store, resume=True, **SETTINGS
+    )
     assert resumed.stats.resumed_iterations >= 3
     assert np.array_equal(resumed.responsibility, reference)
     stored = zarr.open_group(str(store), mode="r")["tiny/responsibility"][:]
@@ -80,10 +83,13 @@ def test_existing_store_needs_resume_or_overwrite(
     with pytest.raises(StoreError, match="already exists"):
         explain_sync(tiny_image, str(tiny_cnn), store=store, iters=2, seed=1, min_box_size=4)
     with pytest.raises(StoreError, match="different settings"):
-        explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, iters=2, seed=1,
-                     min_box_size=8)
-    again = explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, iters=3,
-                         min_box_size=4)  # seed comes from the store; one more iteration
+        explain_sync(
+            tiny_image, str(tiny_cnn), store=store, resume=True, iters=2, seed=1, min_box_size=8
+        )
+    again = explain_sync(
+        tiny_image, str(tiny_cnn), store=store, resume=True, iters=3, min_box_size=4
+    )  # seed comes from the store; one more iteration
     assert again.seed == 1 and again.stats.resumed_iterations == 2
-    explain_sync(tiny_image, str(tiny_cnn), store=store, overwrite=True, iters=2, seed=9,
-                 min_box_size=4)
+    explain_sync(
+        tiny_image, str(tiny_cnn), store=store, overwrite=True, iters=2, seed=9, min_box_size=4
+    )
