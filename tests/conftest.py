@@ -9,7 +9,7 @@ import pytest
 
 from tests.onnx_models import save_patch_model, save_tiny_cnn
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.plugins.triton_fixtures"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET_MODEL = SHARED / "models" / "efficientnet-lite0.onnx"
