@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -153,16 +154,20 @@ def auth_headers(options: Mapping[str, str], protocol: str) -> dict[str, str]:
     raise ConfigError(f"option auth={style!r}: use bearer or triton (or auth_header=NAME)")
 
 
-def _tls_files(options: Mapping[str, str]) -> dict[str, bytes | None]:
-    result: dict[str, bytes | None] = {}
+def _tls_files(options: Mapping[str, str]) -> dict[str, str | None]:
+    """Paths of the TLS files given (checked readable now, for a clear error)."""
+    result: dict[str, str | None] = {}
     for key in ("ssl_ca", "ssl_cert", "ssl_key"):
-        if key in options:
-            try:
-                result[key] = Path(options[key]).expanduser().read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"{key}={options[key]}: cannot read it ({exc.strerror})") from exc
-        else:
+        if key not in options:
             result[key] = None
+            continue
+        path = Path(options[key]).expanduser()
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{key}={options[key]}: cannot read it ({exc.strerror})") from exc
+        result[key] = str(path)
     return result
 
 
@@ -183,11 +188,9 @@ def _make_client(
     if use_ssl:
         import ssl
 
-        ssl_context = ssl.create_default_context()
-        if "ssl_ca" in options:
-            ssl_context.load_verify_locations(cafile=options["ssl_ca"])
-        if "ssl_cert" in options:
-            ssl_context.load_cert_chain(options["ssl_cert"], options.get("ssl_key"))
+        ssl_context = ssl.create_default_context(cafile=tls.get("ssl_ca"))
+        if tls.get("ssl_cert"):
+            ssl_context.load_cert_chain(tls["ssl_cert"], tls.get("ssl_key"))  # type: ignore[arg-type]
     return httpclient.InferenceServerClient(
         target.address, conn_limit=max(settings.max_inflight, 1) * 2,
         conn_timeout=settings.timeout_s, ssl=use_ssl, ssl_context=ssl_context,
@@ -502,8 +505,8 @@ class TritonBackend:
                 self._regions.append((name, handle))
                 await self._call(
                     "registering shared memory",
-                    lambda n=name, s=size: self._client.register_system_shared_memory(
-                        n, f"/{n}", s, **kw
+                    functools.partial(
+                        self._client.register_system_shared_memory, name, f"/{name}", size, **kw
                     ),
                 )
             (in_name, in_handle, _), (out_name, out_handle, _) = pair

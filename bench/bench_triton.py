@@ -20,6 +20,7 @@ Shared-memory rows show whether system shared memory pays off against the socket
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -42,8 +43,12 @@ from tests.servers.triton_server import running_triton  # noqa: E402
 MUTANTS_PER_STEP = 14
 
 
-async def measure(loop_once: Callable[[], Awaitable[int]], workers: int, seconds: float) -> float:
-    """Mutants/s of ``workers`` tasks repeating ``loop_once`` (returns mutants done) for a while."""
+Rate = tuple[float, float]  # (mutants/s, client CPU µs per mutant)
+
+
+async def measure(loop_once: Callable[[], Awaitable[int]], workers: int, seconds: float) -> Rate:
+    """Mutants/s of ``workers`` tasks repeating ``loop_once`` (returns mutants done) for a while,
+    and this process's CPU time per mutant (all threads: event loop, gRPC, fill threads)."""
     done = 0
     deadline = 0.0
 
@@ -54,15 +59,16 @@ async def measure(loop_once: Callable[[], Awaitable[int]], workers: int, seconds
             done += finished
 
     await loop_once()  # warm-up: connections, first-batch allocations
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     deadline = started + seconds
     async with anyio.create_task_group() as group:
         for _ in range(workers):
             group.start_soon(worker)
-    return done / (time.perf_counter() - started)
+    cpu_us = (time.process_time() - cpu_started) / max(done, 1) * 1e6
+    return done / (time.perf_counter() - started), cpu_us
 
 
-async def raw_rate(protocol: str, url: str, model: str, batch: np.ndarray, args) -> float:  # type: ignore[no-untyped-def]
+async def raw_rate(protocol: str, url: str, model: str, batch: np.ndarray, args) -> Rate:  # type: ignore[no-untyped-def]
     """A plain tritonclient asyncio client, fixed batch, ``concurrency`` loops."""
     if protocol == "grpc":
         import tritonclient.grpc.aio as client_module
@@ -87,7 +93,7 @@ async def raw_rate(protocol: str, url: str, model: str, batch: np.ndarray, args)
         await client.close()
 
 
-async def adapter_rate(spec: str, batch: np.ndarray, args, options: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
+async def adapter_rate(spec: str, batch: np.ndarray, args, options: dict[str, str]) -> Rate:  # type: ignore[no-untyped-def]
     """``TritonBackend.infer`` on the fixed batch, ``concurrency`` loops."""
     settings = BackendSettings(timeout_s=60, max_inflight=args.concurrency, options=options)
     backend = await open_backend(spec, settings)
@@ -101,7 +107,7 @@ async def adapter_rate(spec: str, batch: np.ndarray, args, options: dict[str, st
         await backend.aclose()
 
 
-async def scheduler_rate(spec: str, batch: np.ndarray, args, options: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
+async def scheduler_rate(spec: str, batch: np.ndarray, args, options: dict[str, str]) -> Rate:  # type: ignore[no-untyped-def]
     """Searches submitting 14-mutant steps through the Scheduler to the Triton backend."""
     settings = BackendSettings(timeout_s=60, max_inflight=args.concurrency, options=options)
     backend = await open_backend(spec, settings)
@@ -151,8 +157,6 @@ def main() -> None:
         with running_triton(
             model_path, max_batch_size=args.batch, model_name="bench", access_token=token
         ) as server:
-            import os
-
             os.environ["REX_STREAM_BENCH_TOKEN"] = token
             urls = {"grpc": server.grpc_url, "http": server.http_url}
             schemes = {"grpc": "triton", "http": "triton+http"}
@@ -160,8 +164,10 @@ def main() -> None:
                 f"model={args.model} input={shape} batch={args.batch} "
                 f"concurrency={args.concurrency} seconds={args.seconds} repeats={args.repeats}"
             )
-            print(f"{'mode':<10} {'raw/s':>9} {'adapter/s':>10} {'sched/s':>9} "
-                  f"{'adapter÷raw':>12} {'sched÷raw':>10}")  # fmt: skip
+            print(
+                f"{'mode':<10} {'raw/s':>8} {'adapter/s':>9} {'sched/s':>8} {'adapter÷raw':>11} "
+                f"{'sched÷raw':>9}   client CPU µs/mutant raw/adapter/sched"
+            )
             for mode in args.modes.split(","):
                 protocol, _, extra = mode.partition("+")
                 options = {"token_env": "REX_STREAM_BENCH_TOKEN", "auth": "triton"}
@@ -173,8 +179,12 @@ def main() -> None:
                     raw.append(anyio.run(raw_rate, protocol, urls[protocol], "bench", batch, args))
                     adapter.append(anyio.run(adapter_rate, spec, batch, args, options))
                     sched.append(anyio.run(scheduler_rate, spec, batch, args, options))
-                r, a, s = (statistics.median(v) for v in (raw, adapter, sched))
-                print(f"{mode:<10} {r:9.0f} {a:10.0f} {s:9.0f} {a / r:12.3f} {s / r:10.3f}")
+                r, a, s = (statistics.median(x[0] for x in v) for v in (raw, adapter, sched))
+                cr, ca, cs = (statistics.median(x[1] for x in v) for v in (raw, adapter, sched))
+                print(
+                    f"{mode:<10} {r:8.0f} {a:9.0f} {s:8.0f} {a / r:11.3f} {s / r:9.3f}   "
+                    f"{cr:6.1f} / {ca:6.1f} / {cs:6.1f}"
+                )
 
 
 if __name__ == "__main__":

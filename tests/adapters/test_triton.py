@@ -6,6 +6,7 @@ Fixtures come from ``tests/plugins/triton_fixtures.py``; the tests that need a s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -301,6 +302,43 @@ def test_server_stopped_mid_run_then_back(
                 await backend.aclose()
 
     anyio.run(run)
+
+
+@pytest.mark.triton
+def test_grpc_over_tls(
+    triton_server_tls: TritonProcess, tls_certificate: tuple[Path, Path], tiny_onnx_model: Path
+) -> None:
+    spec = f"triton://{triton_server_tls.grpc_url}/classifier"
+    batch = sample_batch(5, seed=5)
+    tls = {"ssl": "true", "ssl_ca": str(tls_certificate[0])}
+    scores = anyio.run(infer_once, spec, batch, 5.0, 2, None, tls)
+    np.testing.assert_allclose(scores, local_scores(tiny_onnx_model, batch), atol=1e-5)
+    # Plain text to a TLS port, and TLS without trusting the self-signed certificate, fail.
+    with pytest.raises(BackendError, match=r"cannot reach a Triton server"):
+        anyio.run(infer_once, spec, batch, 5.0)
+    with pytest.raises(BackendError, match=r"cannot reach a Triton server"):
+        anyio.run(infer_once, spec, batch, 5.0, 2, None, {"ssl": "true"})
+
+
+@pytest.mark.triton
+def test_cli_explains_through_triton(
+    triton_server: TritonProcess, tiny_onnx_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rex_stream.cli import main
+
+    common = ["--iters", "2", "--seed", "3", "--no-extract", "--json", "--quiet"]
+    assert main([str(IMAGE), "--model", str(tiny_onnx_model), *common]) == 0
+    local = json.loads(capsys.readouterr().out)
+    spec = spec_for(triton_server, "http")
+    assert main([str(IMAGE), "--backend", spec, *common]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["target"] == pytest.approx(local["target"])
+    assert remote["stats"]["queries"] == local["stats"]["queries"]
+    code = main([str(IMAGE), "--backend", f"triton://127.0.0.1:{free_port()}/m", "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == BackendError.exit_code
+    assert error.startswith("rex-stream: error: cannot reach a Triton server")
+    assert "\n" not in error
 
 
 @pytest.mark.triton

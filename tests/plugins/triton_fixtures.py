@@ -7,6 +7,8 @@ per session because each takes a few seconds to start.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -126,6 +128,34 @@ def triton_server_unbatched(
         batch_log=tmp_path_factory.mktemp("triton") / "batches.log",
         access_token=TRITON_TOKEN,
     )
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (PEM files)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def triton_server_tls(
+    tiny_onnx_model: Path, tls_certificate: tuple[Path, Path]
+) -> Iterator[TritonProcess]:
+    """A Triton server whose gRPC frontend speaks TLS only (tiny model ``classifier``)."""
+    yield from _serve(
+        model_path=tiny_onnx_model, model_name="classifier", max_batch_size=4,
+        grpc_tls=tls_certificate, access_token=TRITON_TOKEN,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,7 @@ class TritonProcess:
     batch_log: Path | None = None
     access_token: str | None = None
     restricted: Sequence[str] = DEFAULT_RESTRICTED
+    grpc_tls: tuple[Path, Path] | None = None  # (certificate, key): gRPC over TLS
     python: str | None = None
     ready_timeout_s: float = 90.0
     http_port: int = dataclasses.field(default_factory=free_port)
@@ -126,6 +127,13 @@ class TritonProcess:
             cmd += ["--slow-model", self.slow_model, "--slow-ms", str(self.slow_ms)]
         if self.batch_log is not None:
             cmd += ["--batch-log", str(self.batch_log)]
+        if self.grpc_tls is not None:
+            cmd += [
+                "--grpc-tls-cert",
+                str(self.grpc_tls[0]),
+                "--grpc-tls-key",
+                str(self.grpc_tls[1]),
+            ]
         return cmd
 
     def start(self) -> None:
@@ -227,7 +235,8 @@ def running_triton(
     """Run a Triton server for the duration of a ``with`` block; yields its :class:`TritonProcess`.
 
     Extra keyword arguments are :class:`TritonProcess` fields (``failing_model``, ``slow_model``,
-    ``slow_ms``, ``batch_log``, ``access_token``, ``restricted``, ``queue_delay_us``, ``python``).
+    ``slow_ms``, ``batch_log``, ``access_token``, ``restricted``, ``queue_delay_us``, ``grpc_tls``,
+    ``python``).
     """
     server = TritonProcess(
         model_path=Path(model_path), model_name=model_name, max_batch_size=max_batch_size,
@@ -328,6 +337,9 @@ def _serve(args: argparse.Namespace) -> None:  # pragma: no cover - runs in the 
         metrics_port=args.metrics_port,
         allow_metrics=False,
         exit_timeout_secs=2,
+        grpc_use_ssl=bool(args.grpc_tls_cert),
+        grpc_server_cert=args.grpc_tls_cert,
+        grpc_server_key=args.grpc_tls_key,
     )
     with Triton(config=config, security_config=security) as triton:
         binds = [(args.name, infer)]
@@ -363,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a scr
     parser.add_argument("--slow-model", default=None)
     parser.add_argument("--slow-ms", type=int, default=0)
     parser.add_argument("--batch-log", default=None)
+    parser.add_argument("--grpc-tls-cert", default=None, help="PEM certificate: gRPC over TLS")
+    parser.add_argument("--grpc-tls-key", default=None, help="PEM key of --grpc-tls-cert")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads")
     parser.add_argument("--restricted", default=",".join(DEFAULT_RESTRICTED))
     _serve(parser.parse_args(argv))
