@@ -165,6 +165,26 @@ class KeywordNet(nn.Module):
         return self.head(features.amax(dim=(2, 3)))
 
 
+def write_example(out: Path) -> dict:
+    """A 2 s test recording: noise, and "left" starting at 1.10 s (for tests and docs)."""
+    rng = np.random.default_rng(11)
+    speech = speak("left", "en-gb-x-rp", 160, 50)
+    speech = 0.6 * speech / np.abs(speech).max()
+    clip = 0.003 * rng.normal(size=2 * RATE).astype(np.float32)
+    start = int(1.10 * RATE)
+    clip[start : start + len(speech)] += speech
+    path = out / "audio-example-left.flac"
+    soundfile.write(str(path), clip, RATE, subtype="PCM_16")
+    word = {
+        "file": path.name,
+        "word": "left",
+        "start_s": 1.10,
+        "stop_s": (start + len(speech)) / RATE,
+    }
+    (out / "audio-example-left.json").write_text(json.dumps(word, indent=2) + "\n")
+    return word
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("rex_stream/data/models"))
@@ -213,6 +233,7 @@ def main() -> None:
         "train_size": len(y_train),
     }
     (args.out / "audio-keywords16k.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_example(args.out)
     print(json.dumps(report))
 
 
