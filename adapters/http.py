@@ -352,7 +352,7 @@ async def connect(spec: str, settings: BackendSettings) -> Backend:
     """Open an HTTP backend for an ``http(s)://`` spec (the entry point of ``http``/``https``)."""
     url = URL(spec)
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{spec!r} is not an http(s):// URL with a host")
+        raise ConfigError(f"{public_url(url)!r} is not an http(s):// URL with a host")
     options = HttpOptions.parse(url, settings.options)
     connector = aiohttp.TCPConnector(
         limit=max(1, settings.max_inflight), ssl=options.tls, keepalive_timeout=60

@@ -28,6 +28,7 @@ from rex_stream.adapters.http import HttpBackend
 
 from rex_stream import ExplainConfig, explain
 from rex_stream.backend import BackendSettings, open_backend
+from rex_stream.cli import main
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
 from tests.servers.http_apps import AppServer, serving_http_apps
 from tests.servers.mlserver_server import ENV_VAR as MLSERVER_ENV
@@ -528,3 +529,49 @@ async def test_explanations_through_http_equal_local_onnx(
     async with opened(url, max_inflight=4, **options) as backend:
         remote = await _map_through(backend, image)
     np.testing.assert_array_equal(remote, local)
+
+
+async def test_server_dying_mid_run_leaves_the_store_resumable(
+    apps: AppServer, image: np.ndarray, tmp_path: Path
+) -> None:
+    """A server that starts failing mid-run: a one-line error, and resuming the store against
+    a healthy server ends with the map of an uninterrupted run."""
+    config = ExplainConfig().with_overrides(iters=4, seed=11, max_concurrent_searches=1)
+    async with opened(apps.url("/rows"), max_batch="1") as backend:
+        full = await explain(image, backend, config, store=tmp_path / "full.zarr")
+    # One mutant per request, iterations one after another: failing after half the requests
+    # leaves some iterations committed and some not.
+    flaky = apps.url("/flaky") + f"?after={full.stats.calls // 2}&key={tmp_path.name}"
+    store = tmp_path / "interrupted.zarr"
+    with pytest.raises(BackendError) as caught:
+        async with opened(flaky, max_batch="1") as backend:
+            await explain(image, backend, config, store=store)
+    message = str(caught.value)
+    assert "503" in message and "server is shutting down" in message and "\n" not in message
+    healed = apps.url("/flaky") + f"?after={10**9}&key={tmp_path.name}-back"  # same model name
+    async with opened(healed, max_batch="1") as backend:
+        resumed = await explain(image, backend, config, store=store, resume=True)
+    assert 0 < resumed.stats.resumed_iterations < 4
+    np.testing.assert_array_equal(resumed.responsibility, full.responsibility)
+
+
+def test_cli_explains_through_http_and_reports_errors_in_one_line(
+    apps: AppServer,
+    tiny_onnx_model: Path,
+    tiny_image: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``rex-stream IMAGE --backend http://… --backend-option …`` matches the local model."""
+    common = [str(tiny_image), "--iters", "2", "--seed", "5", "--json", "-q", "-n"]
+    assert main([*common, "--model", str(tiny_onnx_model)]) == 0
+    local = json.loads(capsys.readouterr().out)
+    remote_flags = ["--backend", apps.url("/rows"), "--backend-option", "protocol=rows"]
+    assert main([*common, *remote_flags, "--input-shape", "3,32,32"]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["target"] == local["target"]
+    assert remote["stats"]["queries"] == local["stats"]["queries"]
+    code = main([*common, "--backend", apps.url("/error500"), "--input-shape", "3,32,32"])
+    error = capsys.readouterr().err.strip()
+    assert code == BackendError.exit_code
+    assert error.startswith("rex-stream: error:") and "model crashed" in error
+    assert "\n" not in error

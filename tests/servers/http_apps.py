@@ -17,6 +17,8 @@ Routes (all POST unless noted):
   ``/not-utf8``: 200 with bytes that are not even text;
 - ``/wrong-shape``: one prediction row too few; ``/nan``: a NaN score in the first row;
 - ``/slow``: never answers until the server stops (for client timeouts);
+- ``/flaky?after=N&key=K``: rows for the first N requests carrying key K, then 503 for good
+  (a server that dies mid-run);
 - ``/bad-request``: 400 with a multi-line text message.
 """
 
@@ -72,6 +74,7 @@ def build_app(
     score: Scorer, server: AppServer, token: str, release: asyncio.Event
 ) -> web.Application:
     """The aiohttp application with every route described in the module docstring."""
+    served: dict[str, int] = {}  # /flaky: requests served so far, per key
 
     async def read(request: web.Request) -> Any:
         document = await request.json()
@@ -145,6 +148,14 @@ def build_app(
         # Python's json writes NaN as a bare token, as many real servers do.
         return web.Response(text=json.dumps({"predictions": scores.tolist()}))
 
+    async def flaky(request: web.Request) -> web.Response:
+        batch = _batch(await read(request))
+        key = request.query.get("key", "")
+        served[key] = served.get(key, 0) + 1
+        if served[key] > int(request.query["after"]):
+            return web.json_response({"error": "server is shutting down"}, status=503)
+        return web.json_response({"predictions": score(batch).tolist()})
+
     async def slow(request: web.Request) -> web.Response:
         await read(request)
         await release.wait()  # set when the server stops; the client gives up first
@@ -165,6 +176,7 @@ def build_app(
             web.post("/not-utf8", not_utf8),
             web.post("/wrong-shape", wrong_shape),
             web.post("/nan", nan),
+            web.post("/flaky", flaky),
             web.post("/slow", slow),
         ]
     )
