@@ -430,6 +430,24 @@ async def test_error_replies_are_one_line(
     assert apps.base_url in message
 
 
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("no-inputs", "metadata lacks 'inputs'/'outputs'"),
+        ("no-outputs", "reply has no output 'logits' (it has: none)"),
+        ("other-output", "reply has no output 'logits' (it has: probs)"),
+        ("short-binary", "output 'logits' binary data is truncated"),
+        ("bad-size", "output 'logits' holds 19 values but declares shape [2, 10]"),
+    ],
+)
+async def test_malformed_v2_replies_are_one_line(
+    apps: AppServer, batch: np.ndarray, model: str, expected: str
+) -> None:
+    """v2 metadata or replies that break the protocol's promises."""
+    message = await failure(apps.url(f"/v2/models/{model}"), batch[:2], protocol="v2-json")
+    assert expected in message
+
+
 async def test_slow_reply_times_out(apps: AppServer, batch: np.ndarray) -> None:
     """A server that never answers trips the per-call deadline."""
     with pytest.raises(BackendTimeout, match=r"did not answer within 0\.3 s"):

@@ -19,7 +19,11 @@ Routes (all POST unless noted):
 - ``/slow``: never answers until the server stops (for client timeouts);
 - ``/flaky?after=N&key=K``: rows for the first N requests carrying key K, then 503 for good
   (a server that dies mid-run);
-- ``/bad-request``: 400 with a multi-line text message.
+- ``/bad-request``: 400 with a multi-line text message;
+- ``/v2/models/{name}`` (GET) and ``…/infer``: a v2 endpoint for broken replies. Every name
+  has the tiny model's metadata except ``no-inputs``; ``infer`` answers per name:
+  ``no-outputs`` (an empty list), ``other-output`` (only ``probs``), ``short-binary`` (binary
+  data shorter than announced), ``bad-size`` (data that does not fill its shape).
 """
 
 from __future__ import annotations
@@ -156,6 +160,30 @@ def build_app(
             return web.json_response({"error": "server is shutting down"}, status=503)
         return web.json_response({"predictions": score(batch).tolist()})
 
+    async def v2_metadata(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        tensor = {"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}
+        output = {"name": "logits", "datatype": "FP32", "shape": [-1, 10]}
+        if name == "no-inputs":
+            return web.json_response({"name": name, "outputs": [output]})
+        return web.json_response({"name": name, "inputs": [tensor], "outputs": [output]})
+
+    async def v2_infer(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        await request.read()
+        logits = {"name": "logits", "datatype": "FP32", "shape": [2, 10]}
+        if name == "no-outputs":
+            return web.json_response({"outputs": []})
+        if name == "other-output":
+            return web.json_response({"outputs": [{**logits, "name": "probs", "data": [0] * 20}]})
+        if name == "bad-size":
+            return web.json_response({"outputs": [{**logits, "data": [0.5] * 19}]})
+        header = json.dumps({"outputs": [{**logits, "parameters": {"binary_data_size": 80}}]})
+        return web.Response(
+            body=header.encode() + bytes(40),  # short-binary: half of the announced bytes
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+
     async def slow(request: web.Request) -> web.Response:
         await read(request)
         await release.wait()  # set when the server stops; the client gives up first
@@ -178,6 +206,8 @@ def build_app(
             web.post("/nan", nan),
             web.post("/flaky", flaky),
             web.post("/slow", slow),
+            web.get("/v2/models/{name}", v2_metadata),
+            web.post("/v2/models/{name}/infer", v2_infer),
         ]
     )
     return app
