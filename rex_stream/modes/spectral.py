@@ -103,7 +103,7 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
         raise InputError(f"{path}: reading .mat needs scipy (pip install scipy)") from exc
     try:
         contents = loadmat(path)
-    except (NotImplementedError, ValueError, TypeError) as exc:
+    except Exception as exc:  # scipy raises MatReadError, ValueError, TypeError…
         raise InputError(f"{path}: cannot read .mat file ({exc})") from exc
     arrays = {
         k: v
