@@ -155,18 +155,24 @@ def write_template(folder: Path, document: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    ("protocol", "resolved"),
-    [(None, "v2-binary"), ("v2-json", "v2-json"), ("v2-binary", "v2-binary")],
+    ("options", "resolved"),
+    [
+        ({}, "v2-binary"),
+        ({"protocol": "v2-json"}, "v2-json"),
+        ({"protocol": "v2-binary"}, "v2-binary"),
+        ({"protocol": "v2-binary", "gzip": "true"}, "v2-binary"),
+        ({"protocol": "v2-json", "gzip": "true"}, "v2-json"),
+    ],
 )
 async def test_triton_v2_scores_equal_onnxruntime(
     triton_server: TritonProcess,
     batch: np.ndarray,
     reference: np.ndarray,
-    protocol: str | None,
+    options: dict[str, str],
     resolved: str,
 ) -> None:
-    """Triton advertises binary tensors, so plain ``v2`` picks them; JSON and binary agree."""
-    options = {"protocol": protocol} if protocol else {}
+    """Triton advertises binary tensors, so plain ``v2`` picks them; JSON, binary and gzipped
+    requests all give the local scores exactly."""
     async with opened(triton_url(triton_server), **options) as backend:
         assert backend.protocol == resolved
         info = backend.info
