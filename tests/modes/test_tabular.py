@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rex_stream import ExplainConfig, InputError, explain_sync
 from rex_stream.backend import ModelInfo
+from rex_stream.config import ScoreKind
 from rex_stream.geometry import Box
 from rex_stream.modes import load_subject
 from rex_stream.modes.tabular import (
@@ -124,12 +125,13 @@ def test_real_model_end_to_end(tmp_path: Path) -> None:
     explanation = explain_sync(
         REAL_TEST,
         str(REAL_MODEL),
-        scores="probabilities",
+        scores=ScoreKind.PROBABILITIES,
         mode="tabular",
         mode_options={"row": "3", "drop": "label", "baseline": str(REAL_TRAIN)},
         **FAST,
     )
     assert explanation.target.classification in (0, 1)
+    assert 0.5 < explanation.target.confidence <= 1.0
     rows = feature_table(explanation)
     assert len(rows) == 30
     assert rows[0].responsibility == pytest.approx(1.0)
