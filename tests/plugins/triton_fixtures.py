@@ -17,7 +17,9 @@ import pytest
 
 from tests.servers.triton_server import TRITON_PYTHON_ENV, TritonProcess, triton_python
 
-DEMO_MODEL = Path("/work/shared/data/models/efficientnet-lite0.onnx")
+DATA = Path(__file__).resolve().parents[2] / "rex_stream" / "data"
+DEMO_MODEL = DATA / "efficientnet-lite0.onnx"  # the bundled demo model (ImageNet)
+DEMO_IMAGE = DATA / "ladybird.jpg"
 TRITON_TOKEN = "test-token-d41d8cd98f00"  # guards shared memory, statistics, model repository
 TINY_INPUT_SHAPE = (3, 32, 32)
 TINY_CLASSES = 10
