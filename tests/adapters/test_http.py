@@ -26,7 +26,7 @@ import onnxruntime as ort
 import pytest
 from rex_stream.adapters.http import HttpBackend
 
-from rex_stream import ExplainConfig, explain
+from rex_stream import ExplainConfig, explain, explain_sync
 from rex_stream.backend import BackendSettings, open_backend
 from rex_stream.cli import main
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
@@ -599,3 +599,13 @@ def test_cli_explains_through_http_and_reports_errors_in_one_line(
     assert code == BackendError.exit_code
     assert error.startswith("rex-stream: error:") and "model crashed" in error
     assert "\n" not in error
+
+
+def test_explain_sync_with_a_v2_url_spec(
+    triton_server: TritonProcess, tiny_onnx_model: Path, image: np.ndarray
+) -> None:
+    """The plain URL is a complete spec for v2: metadata supplies shape, batch limit, protocol."""
+    local = explain_sync(image, str(tiny_onnx_model), iters=2, seed=3)
+    remote = explain_sync(image, triton_url(triton_server), iters=2, seed=3)
+    assert remote.target.classification == local.target.classification
+    np.testing.assert_array_equal(remote.responsibility, local.responsibility)
