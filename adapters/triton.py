@@ -290,7 +290,7 @@ class TritonBackend:
         try:
             with anyio.fail_after(self._timeout_s):
                 return await _isolated(make())
-        except TimeoutError as exc:
+        except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct before 3.11
             raise BackendTimeout(
                 f"{self._target}: {what} got no answer within {self._timeout_s:g} s "
                 "(raise timeout_s, or check the server's load)"

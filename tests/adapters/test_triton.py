@@ -188,14 +188,23 @@ def test_scores_equal_local_onnxruntime(
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("shared_memory", [False, True], ids=["socket", "shm"])
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_model_without_batching_gets_one_input_per_call(
-    triton_server_unbatched: TritonProcess, tiny_onnx_model: Path, protocol: str
+    triton_server_unbatched: TritonProcess,
+    tiny_onnx_model: Path,
+    triton_token_env: str,
+    protocol: str,
+    shared_memory: bool,
 ) -> None:
     batch = sample_batch(3, seed=2)
+    options = {"token_env": triton_token_env, "auth": "triton"}
+    if shared_memory:
+        options["shared_memory"] = "system"
 
     async def run() -> tuple[int | None, np.ndarray]:
-        backend = await open_backend(spec_for(triton_server_unbatched, protocol))
+        settings = BackendSettings(max_inflight=2, options=options)
+        backend = await open_backend(spec_for(triton_server_unbatched, protocol), settings)
         try:
             return backend.info.max_batch, await backend.infer(batch)
         finally:
