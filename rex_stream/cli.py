@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="mode option (repeatable)",
     )
+    run.add_argument("--min-box-size", type=int, help="smallest box that is split (default 10)")
+    run.add_argument("--tree-depth", type=int, help="deepest level of the box tree (default 10)")
+    run.add_argument("--search-limit", type=int, help="most mutants per iteration")
+    run.add_argument("--chunk-size", type=int, help="elements revealed per extraction step")
+    run.add_argument(
+        "--extraction-search",
+        choices=["bracket", "linear"],
+        help="probe extraction candidates coarse to fine (default) or all in order",
+    )
     run.add_argument("--batch-size", type=int, help="largest batch per backend call")
     run.add_argument("--max-inflight", type=int, help="concurrent backend calls (default 2)")
     run.add_argument("--linger-ms", type=float, help="wait this long for a batch to fill")
@@ -129,6 +138,9 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
         search = replace(search, iters=args.iters)
     if args.seed is not None:
         search = replace(search, seed=args.seed)
+    for flag in ("min_box_size", "tree_depth", "search_limit"):
+        if getattr(args, flag) is not None:
+            search = replace(search, **{flag: getattr(args, flag)})
     if args.batch_size is not None:
         scheduler = replace(scheduler, max_batch=args.batch_size)
     if args.max_inflight is not None:
@@ -148,6 +160,10 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
     extraction = config.extraction
     if args.no_extract:
         extraction = replace(extraction, extract=False)
+    if args.chunk_size is not None:
+        extraction = replace(extraction, chunk_size=args.chunk_size)
+    if args.extraction_search:
+        extraction = replace(extraction, search=args.extraction_search)
     if args.confidence is not None:
         extraction = replace(extraction, minimum_confidence_threshold=args.confidence)
     evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation

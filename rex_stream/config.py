@@ -55,6 +55,11 @@ class SearchConfig:
     adaptive_lag: int = 4
 
     def __post_init__(self) -> None:
+        _coerce(self, "queue_style", QueueStyle, "causal.queue_style")
+        _coerce(self, "distribution", Distribution, "causal.distribution.distribution")
+        _coerce(self, "responsibility_style", ResponsibilityStyle, "causal.responsibility_style")
+        if self.distribution_args is not None:
+            object.__setattr__(self, "distribution_args", tuple(self.distribution_args))
         _require(self.iters > 0, "causal.iters", self.iters, "must be > 0")
         _require(self.tree_depth > 0, "causal.tree_depth", self.tree_depth, "must be > 0")
         _require(self.min_box_size > 0, "causal.min_box_size", self.min_box_size, "must be > 0")
@@ -122,6 +127,7 @@ class ScoringConfig:
     target: int | None = None
 
     def __post_init__(self) -> None:
+        _coerce(self, "scores", ScoreKind, "scores")
         if self.binary_threshold is not None:
             _require(
                 0.0 <= self.binary_threshold <= 1.0,
@@ -159,6 +165,7 @@ class ExtractionConfig:
     """Turning the map into an explanation (ReX's ``[explanation]``)."""
 
     strategy: str = "global"
+    search: str = "bracket"  # or "linear": every candidate in order
     chunk_size: int = 10
     minimum_confidence_threshold: float = 0.0
     extract: bool = True
@@ -169,6 +176,12 @@ class ExtractionConfig:
             "explanation.strategy",
             self.strategy,
             'only "global" is implemented',
+        )
+        _require(
+            self.search in ("bracket", "linear"),
+            "explanation.search",
+            self.search,
+            'must be "bracket" or "linear"',
         )
         _require(self.chunk_size > 0, "explanation.chunk_size", self.chunk_size, "must be > 0")
         _require(
@@ -233,6 +246,17 @@ class ExplainConfig:
         for name, values in changes.items():
             groups[name] = replace(groups[name], **values)
         return ExplainConfig(**groups)
+
+
+def _coerce(group: Any, name: str, kind: type[Enum], key: str) -> None:
+    """Accept an enum's value (``"probabilities"``) wherever the enum is expected."""
+    value = getattr(group, name)
+    if not isinstance(value, kind):
+        try:
+            object.__setattr__(group, name, kind(str(value).lower()))
+        except ValueError:
+            choices = ", ".join(str(k.value) for k in kind)  # type: ignore[attr-defined]
+            raise ConfigError(f"{key} = {value!r} must be one of {choices}") from None
 
 
 def _field_names(group: Any) -> set[str]:

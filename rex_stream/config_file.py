@@ -62,6 +62,7 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("causal.distribution", "dist_args"): ("search", "distribution_args"),
     ("causal.distribution", "blend"): None,
     ("explanation", "chunk_size"): ("extraction", "chunk_size"),
+    ("explanation", "search"): ("extraction", "search"),
     ("explanation", "minimum_confidence_threshold"): (
         "extraction",
         "minimum_confidence_threshold",
@@ -164,7 +165,7 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             "binary_threshold",
         ):
             return float(value)
-        if key == "heatmap_colours":
+        if key in ("heatmap_colours", "search"):
             return str(value)
         if key == "seed":
             return int(value)

@@ -9,7 +9,7 @@ import numpy as np
 
 from rex_stream.config import ExtractionConfig, ScoringConfig
 from rex_stream.ranking import rank_elements, rank_positions, reveal_top
-from rex_stream.scheduler import Scheduler
+from rex_stream.scheduler import Fill, Scheduler
 from rex_stream.search import Target
 from rex_stream.subject import Subject
 from rex_stream.verdicts import judge
@@ -18,6 +18,9 @@ from rex_stream.verdicts import judge
 #: instead of single elements: an element ranking of a 512³ volume takes several GiB of
 #: int64 and a chunk of 10 elements would mean millions of queries.
 LARGE_INPUT_ELEMENTS = 1 << 22
+
+#: Probes per round of the bracket search (at least one batch).
+BRACKET_PROBES = 16
 
 #: The most candidates a level-wise extraction evaluates.
 MAX_LEVEL_CANDIDATES = 1024
@@ -45,10 +48,9 @@ async def extract_global(
     extraction: ExtractionConfig,
     scoring: ScoringConfig,
 ) -> Sufficiency:
-    """Reveal the highest-ranked elements ``chunk_size`` at a time, in batches, and return the
-    first candidate classified as the target with enough confidence.
+    """Reveal the highest-ranked elements ``chunk_size`` at a time and return the first
+    candidate classified as the target with enough confidence (see :func:`first_sufficient`).
 
-    Every candidate is evaluated in order, the last partial batch included (ReX skips it).
     If no candidate passes, the whole input is the explanation.
     """
     if responsibility.size > LARGE_INPUT_ELEMENTS:
@@ -59,22 +61,70 @@ async def extract_global(
     position = rank_positions(order)
     size = order.size
     counts = [*range(extraction.chunk_size, size, extraction.chunk_size), size]
+    found, confidence, queries = await first_sufficient(
+        len(counts),
+        lambda i: reveal_top(subject, position, counts[i]),
+        target,
+        scheduler,
+        extraction,
+        scoring,
+    )
+    if found is None:
+        return Sufficiency(np.ones(responsibility.shape, bool), target.confidence, queries)
+    mask = (position < counts[found]).reshape(responsibility.shape)
+    return Sufficiency(mask, confidence, queries)
+
+
+async def first_sufficient(
+    count: int,
+    fill_for: Callable[[int], Fill],
+    target: Target,
+    scheduler: Scheduler,
+    extraction: ExtractionConfig,
+    scoring: ScoringConfig,
+) -> tuple[int | None, float, int]:
+    """The first of ``count`` growing candidates the model classifies as the target.
+
+    ``linear`` evaluates the candidates in order, a batch at a time, the last partial batch
+    included (ReX skips it). ``bracket`` probes them coarse to fine: a geometric sweep, then
+    evenly spaced probes inside the bracket between the last failing and the first passing
+    probe, until the bracket closes — the same candidate as ``linear`` whenever sufficiency
+    grows with the revealed set, for a few dozen queries instead of hundreds.
+    Returns (index or None, its confidence, queries spent).
+    """
     threshold = target.confidence * extraction.minimum_confidence_threshold
-    round_size = scheduler.max_batch
-    queries = 0
-    for first in range(0, len(counts), round_size):
-        batch = counts[first : first + round_size]
-        scores = await scheduler.evaluate([reveal_top(subject, position, n) for n in batch])
+    verdicts_of: dict[int, tuple[bool, float]] = {}
+
+    async def probe(indices: list[int]) -> None:
+        scores = await scheduler.evaluate([fill_for(i) for i in indices])
         verdicts = judge(scores, scoring, target.classification)
-        queries += len(batch)
-        hits = np.flatnonzero(
-            (verdicts.classes == target.classification) & (verdicts.confidences >= threshold)
-        )
-        if hits.size:
-            n = batch[int(hits[0])]
-            mask = (position < n).reshape(responsibility.shape)
-            return Sufficiency(mask, float(verdicts.confidences[hits[0]]), queries)
-    return Sufficiency(np.ones(responsibility.shape, bool), target.confidence, queries)
+        passes = (verdicts.classes == target.classification) & (verdicts.confidences >= threshold)
+        for i, ok, confidence in zip(indices, passes, verdicts.confidences):
+            verdicts_of[i] = (bool(ok), float(confidence))
+
+    if extraction.search == "linear":
+        for first in range(0, count, scheduler.max_batch):
+            indices = list(range(first, min(first + scheduler.max_batch, count)))
+            await probe(indices)
+            hits = [i for i in indices if verdicts_of[i][0]]
+            if hits:
+                return hits[0], verdicts_of[hits[0]][1], len(verdicts_of)
+        return None, 0.0, len(verdicts_of)
+
+    width = max(BRACKET_PROBES, scheduler.max_batch)
+    sweep = np.unique(np.round(np.geomspace(1, count, min(width, count))).astype(int) - 1)
+    await probe([int(i) for i in sweep])
+    while True:
+        passing = [i for i, (ok, _) in verdicts_of.items() if ok]
+        high = min(passing) if passing else count
+        low = max((i for i, (ok, _) in verdicts_of.items() if not ok and i < high), default=-1)
+        if high - low == 1:
+            break
+        inside = np.unique(np.linspace(low + 1, high - 1, min(width, high - low - 1)).round())
+        await probe([int(i) for i in inside if int(i) not in verdicts_of])
+    if high == count:
+        return None, 0.0, len(verdicts_of)
+    return high, verdicts_of[high][1], len(verdicts_of)
 
 
 def responsibility_levels(
@@ -122,26 +172,19 @@ async def extract_by_levels(
         marks = np.linspace(0, revealed[-1], MAX_LEVEL_CANDIDATES + 1)[1:]
         picked = np.searchsorted(revealed[chosen], marks)
         chosen = sorted({chosen[min(int(p), len(chosen) - 1)] for p in picked})
-    threshold = target.confidence * extraction.minimum_confidence_threshold
     shape = responsibility.shape
-    queries = 0
 
-    def reveal(level: float) -> Callable[[np.ndarray], None]:
+    def reveal(index: int) -> Fill:
+        level = float(levels[chosen[index]])
+
         def fill(out: np.ndarray) -> None:
             subject.fill_mask(out, (responsibility >= level).reshape(shape))
 
         return fill
 
-    round_size = scheduler.max_batch
-    for first in range(0, len(chosen), round_size):
-        batch = [float(levels[i]) for i in chosen[first : first + round_size]]
-        scores = await scheduler.evaluate([reveal(level) for level in batch])
-        verdicts = judge(scores, scoring, target.classification)
-        queries += len(batch)
-        hits = np.flatnonzero(
-            (verdicts.classes == target.classification) & (verdicts.confidences >= threshold)
-        )
-        if hits.size:
-            mask = responsibility >= batch[int(hits[0])]
-            return Sufficiency(mask, float(verdicts.confidences[hits[0]]), queries)
-    return Sufficiency(np.ones(shape, bool), target.confidence, queries)
+    found, confidence, queries = await first_sufficient(
+        len(chosen), reveal, target, scheduler, extraction, scoring
+    )
+    if found is None:
+        return Sufficiency(np.ones(shape, bool), target.confidence, queries)
+    return Sufficiency(responsibility >= levels[chosen[found]], confidence, queries)

@@ -124,3 +124,19 @@ def test_imagenet_photo(imagenet_model: Path) -> None:
     )
     assert result.target.classification == 301
     assert result.sufficiency is not None and 0 < result.sufficiency.area < 0.5
+
+
+def test_bracket_and_linear_extraction_agree_when_sufficiency_is_monotone(
+    patch_model: Path,
+) -> None:
+    """The patch model's verdict only grows as more of the ranking is revealed."""
+    results = {
+        search: explain_sync(
+            planted_image(), PythonBackendFor(patch_model), iters=8, seed=5, min_box_size=4,
+            chunk_size=1, search=search,
+        )
+        for search in ("linear", "bracket")
+    }
+    linear, bracket = results["linear"], results["bracket"]
+    assert np.array_equal(linear.mask, bracket.mask)
+    assert bracket.sufficiency.queries < linear.sufficiency.queries  # type: ignore[union-attr]

@@ -65,14 +65,28 @@ def load_subject(
     if mode:
         return mode_module(mode).load(path, info, config)
     suffix = path.suffix.lower()
-    for module in _modules():
-        if suffix in module.SUFFIXES:
-            return module.load(path, info, config)
+    claimed = [module for module in _modules() if suffix in module.SUFFIXES]
+    fitting = [module for module in claimed if _fits(module, info.input_shape)]
+    if fitting or claimed:
+        return (fitting or claimed)[0].load(path, info, config)
     known = sorted(s for module in _modules() for s in module.SUFFIXES)
     raise InputError(
         f"{path}: cannot tell how to read {suffix or 'a file without suffix'!r}; "
         f"known: {', '.join(known)} (or pass --mode)"
     )
+
+
+def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:
+    """Whether a model input of ``shape`` suits the mode (to choose between modes that
+    read the same suffix, e.g. ``.npy`` for spectra and volumes)."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    if name == "spectral":
+        return len(shape) == 1 or (len(shape) == 2 and 1 in shape)
+    if name == "voxel":
+        return len(shape) >= 3
+    if name == "tabular":
+        return len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)
+    return True
 
 
 def render_explanation(explanation: Explanation, path: Path) -> None:
