@@ -46,10 +46,10 @@ class OnnxBackend:
             names = ", ".join(i.name for i in inputs)
             raise BackendError(f"{path}: the model has {len(inputs)} inputs ({names}); need one")
         wanted_output = settings.options.get("output")
-        names = [o.name for o in outputs]
-        if wanted_output and wanted_output not in names:
-            raise ConfigError(f"{path} has no output {wanted_output!r}; outputs: {names}")
-        self._output = wanted_output or names[0]
+        output_names = [o.name for o in outputs]
+        if wanted_output and wanted_output not in output_names:
+            raise ConfigError(f"{path} has no output {wanted_output!r}; outputs: {output_names}")
+        self._output = wanted_output or output_names[0]
         model_input = inputs[0]
         shape = [d if isinstance(d, int) else -1 for d in model_input.shape]
         batch_dim = shape[0] if shape else -1
@@ -93,7 +93,7 @@ class OnnxBackend:
 
     async def aclose(self) -> None:
         """Drop the session."""
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 
 
 async def connect(spec: str, settings: BackendSettings) -> OnnxBackend:

@@ -40,7 +40,7 @@ class PythonBackend:
             and inspect.iscoroutinefunction(type(function).__call__)
         )
         self._info = ModelInfo(
-            name=name or getattr(function, "__name__", "python"),
+            name=name or str(getattr(function, "__name__", "python")),
             input_name="input",
             input_shape=tuple(int(d) for d in input_shape),
             dtype=np.dtype(dtype),

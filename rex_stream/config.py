@@ -255,7 +255,7 @@ def _coerce(group: Any, name: str, kind: type[Enum], key: str) -> None:
         try:
             object.__setattr__(group, name, kind(str(value).lower()))
         except ValueError:
-            choices = ", ".join(str(k.value) for k in kind)  # type: ignore[attr-defined]
+            choices = ", ".join(str(k.value) for k in kind)
             raise ConfigError(f"{key} = {value!r} must be one of {choices}") from None
 
 

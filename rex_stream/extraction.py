@@ -138,7 +138,7 @@ def responsibility_levels(
     flat = responsibility.reshape(-1)
     chunks = range(0, flat.size, chunk_elements)
     levels = np.unique(
-        np.concatenate([np.unique(flat[i : i + chunk_elements]) for i in chunks] or [[]])
+        np.concatenate([np.unique(flat[i : i + chunk_elements]) for i in chunks] or [np.empty(0)])
     )[::-1]
     counts = np.zeros(levels.size, np.int64)
     ascending = levels[::-1]

@@ -93,8 +93,8 @@ def split_box(
     if len(shape) == 1:
         cuts = _draw_cuts(shape[0], 3, rng, distribution, distribution_args, _marginal(weights, 0))
         edges = [box.start[0], *(box.start[0] + c for c in cuts), box.stop[0]]
-        children = tuple(box.child(i, (edges[i],), (edges[i + 1],)) for i in range(4))
-        return children  # type: ignore[return-value]
+        parts = [box.child(i, (edges[i],), (edges[i + 1],)) for i in range(4)]
+        return parts[0], parts[1], parts[2], parts[3]
 
     splittable = [axis for axis, extent in enumerate(shape) if extent >= 2]
     if len(shape) == 2:
@@ -108,7 +108,7 @@ def split_box(
         )[0]
         for axis in axes
     }
-    children = []
+    children: list[Box] = []
     for index, (low_first, low_second) in enumerate(itertools.product((True, False), repeat=2)):
         start, stop = list(box.start), list(box.stop)
         for axis, low in zip(axes, (low_first, low_second)):
@@ -117,7 +117,7 @@ def split_box(
             else:
                 start[axis] = cut_at[axis]
         children.append(box.child(index, tuple(start), tuple(stop)))
-    return tuple(children)  # type: ignore[return-value]
+    return children[0], children[1], children[2], children[3]
 
 
 def _marginal(weights: np.ndarray | None, axis: int) -> np.ndarray | None:

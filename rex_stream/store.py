@@ -105,11 +105,15 @@ class ExplanationStore:
         if "ledger" not in self.group:
             return {}
         ledgers = self.group["ledger"]
+        if not isinstance(ledgers, zarr.Group):
+            return {}
         done: dict[int, IterationResult] = {}
-        for name in sorted(ledgers.array_keys()):  # type: ignore[union-attr]
+        for name in sorted(ledgers.array_keys()):
             try:
                 array = ledgers[name]
-                attrs = dict(array.attrs)
+                if not isinstance(array, zarr.Array):
+                    continue
+                attrs: dict[str, Any] = dict(array.attrs)
                 if not attrs.get("committed"):
                     continue
                 table = np.asarray(array[:])
