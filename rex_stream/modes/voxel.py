@@ -195,7 +195,7 @@ def render(explanation: Explanation, path: Path) -> None:
             f"class {explanation.target.classification} "
             f"(confidence {explanation.target.confidence:.2f}); peak at {peak}"
         )
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 0.94))
         try:
             figure.savefig(path, dpi=110)
         except (OSError, ValueError) as exc:
