@@ -108,7 +108,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         ) from exc
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:  # type: ignore[attr-defined]
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as exc:
         raise InputError(f"{path}: cannot read audio ({exc})") from exc
     return samples, int(rate)
 
