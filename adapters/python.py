@@ -45,6 +45,7 @@ class PythonBackend:
             input_shape=tuple(int(d) for d in input_shape),
             dtype=np.dtype(dtype),
             max_batch=max_batch,
+            preferred_inflight=max_inflight,
         )
         self._limiter = anyio.CapacityLimiter(max(1, max_inflight))
 

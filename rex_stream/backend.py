@@ -27,7 +27,8 @@ class ModelInfo:
 
     ``input_shape`` excludes the batch axis. ``max_batch`` is the largest batch one call may
     carry (``None``: no limit; ``1``: the model takes one input per call).
-    ``preferred_batch`` is the batch size the adapter knows to be fastest, if any.
+    ``preferred_batch`` is the batch size the adapter knows to be fastest, if any, and
+    ``preferred_inflight`` how many concurrent calls suit it.
     """
 
     name: str
@@ -38,6 +39,7 @@ class ModelInfo:
     num_classes: int | None = None
     output_name: str | None = None
     preferred_batch: int | None = None
+    preferred_inflight: int | None = None
 
 
 @runtime_checkable
@@ -66,6 +68,20 @@ class BackendSettings:
     max_inflight: int = 2
     input_shape: tuple[int, ...] | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Concurrent calls when the user sets none: enough to hide a network round trip, or to keep
+#: a local CPU busy without oversubscribing it.
+NETWORK_INFLIGHT = 8
+LOCAL_INFLIGHT = 2
+NETWORK_KINDS = ("triton", "triton+http", "http", "https")
+
+
+def default_inflight(backend: Backend | str) -> int:
+    """How many calls to keep in flight for this backend when the user did not say."""
+    if isinstance(backend, str):
+        return NETWORK_INFLIGHT if backend_kind(backend) in NETWORK_KINDS else LOCAL_INFLIGHT
+    return backend.info.preferred_inflight or LOCAL_INFLIGHT
 
 
 BackendFactory = Callable[[str, BackendSettings], Awaitable[Backend]]

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.backend import BackendSettings
+from rex_stream.backend import BackendSettings, default_inflight
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     heatmap = _check_writable(args.heatmap, "--heatmap")
     settings = BackendSettings(
         timeout_s=args.timeout_s,
-        max_inflight=config.scheduler.max_inflight,
+        max_inflight=config.scheduler.max_inflight or default_inflight(spec),
         input_shape=_shape(args.input_shape),
         options=_pairs(args.backend_option, "--backend-option"),
     )

@@ -102,7 +102,7 @@ class SchedulerConfig:
     """How mutants are coalesced and sent to the backend."""
 
     max_batch: int | None = None  # None: the backend's preferred batch, else 64
-    max_inflight: int = 2
+    max_inflight: int | None = None  # None: 8 for network backends, else 2
     linger_ms: float = 2.0
     queue_size: int = 4096
 
@@ -113,7 +113,12 @@ class SchedulerConfig:
             self.max_batch,
             "must be > 0",
         )
-        _require(self.max_inflight > 0, "max_inflight", self.max_inflight, "must be > 0")
+        _require(
+            self.max_inflight is None or self.max_inflight > 0,
+            "max_inflight",
+            self.max_inflight,
+            "must be > 0",
+        )
         _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "must be >= 0")
         _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
 

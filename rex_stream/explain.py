@@ -8,14 +8,20 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 
-from rex_stream.backend import Backend, BackendSettings, ModelInfo, open_backend
+from rex_stream.backend import (
+    Backend,
+    BackendSettings,
+    ModelInfo,
+    default_inflight,
+    open_backend,
+)
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation import Curves, insertion_deletion
@@ -145,8 +151,13 @@ async def _explain(
     backend_settings: BackendSettings | None,
 ) -> Explanation:
     started = time.perf_counter()
+    if config.scheduler.max_inflight is None:
+        inflight = default_inflight(backend)
+        config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
     if isinstance(backend, str):
-        settings = backend_settings or BackendSettings(max_inflight=config.scheduler.max_inflight)
+        settings = backend_settings or BackendSettings(
+            max_inflight=config.scheduler.max_inflight or default_inflight(backend)
+        )
         opened = await open_backend(backend, settings)
         try:
             return await explain(

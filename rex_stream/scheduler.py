@@ -21,7 +21,7 @@ import anyio.abc
 import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from rex_stream.backend import Backend
+from rex_stream.backend import Backend, default_inflight
 from rex_stream.config import SchedulerConfig
 from rex_stream.errors import BackendError, RexStreamError
 
@@ -105,16 +105,17 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         info = self.backend.info
+        self.max_inflight: int = self.config.max_inflight or default_inflight(self.backend)
         wanted = self.config.max_batch or info.preferred_batch or DEFAULT_MAX_BATCH
         wanted = min(wanted, info.max_batch) if info.max_batch else wanted
         input_bytes = int(np.prod(info.input_shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize
-        self.max_batch = budget_batch(wanted, input_bytes, self.config.max_inflight)
+        self.max_batch = budget_batch(wanted, input_bytes, self.max_inflight)
         if self.max_batch < wanted:
             logger.info(
                 "max_batch %d → %d: %d buffers of %d inputs of %.0f MiB fit the %.0f MiB budget",
                 wanted,
                 self.max_batch,
-                self.config.max_inflight,
+                self.max_inflight,
                 self.max_batch,
                 input_bytes / 2**20,
                 BUFFER_BUDGET_BYTES / 2**20,
@@ -125,14 +126,12 @@ class Scheduler:
         send, receive = anyio.create_memory_object_stream[_Item](self.config.queue_size)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
-        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](
-            self.config.max_inflight
-        )
+        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](self.max_inflight)
         self._free_send = free_send
         self._free_receive = free_receive
 
     async def __aenter__(self) -> Scheduler:
-        for _ in range(self.config.max_inflight):
+        for _ in range(self.max_inflight):
             self._free_send.send_nowait(np.empty(self._shape, dtype=self._dtype))
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
