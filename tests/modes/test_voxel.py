@@ -106,3 +106,31 @@ def test_mismatched_mode(tmp_path: Path) -> None:
     np.save(npy, blob_volume())
     with pytest.raises(InputError):
         explain_sync(npy, str(MODEL), iters=1, mode="RGB")
+
+
+def test_large_volume_machinery_matches_the_plain_one() -> None:
+    """The bounded-memory paths give what the plain ones give (on a small map)."""
+    from rex_stream.config import ResponsibilityStyle
+    from rex_stream.extraction import responsibility_levels
+    from rex_stream.responsibility import Ledger, build_map, build_map_chunked, normalise
+    from rex_stream.scheduler import budget_batch
+
+    assert budget_batch(64, 512 * 2**20, 2) == 1  # a 512³ float32 volume
+    assert budget_batch(64, 4 * 2**20, 2) == 64  # an image is not affected
+    rng = np.random.default_rng(0)
+    ledgers = []
+    for _ in range(4):
+        start = rng.integers(0, 20, (30, 3))
+        ledgers.append(
+            Ledger(
+                start, start + rng.integers(1, 15, (30, 3)), rng.integers(0, 2, 30), rng.random(30)
+            )
+        )
+    for style in ResponsibilityStyle:
+        plain = normalise(build_map(ledgers, 1, (33, 17, 9), style), style)
+        chunked = build_map_chunked(ledgers, 1, (33, 17, 9), style, chunk_elements=200)
+        assert chunked.dtype == np.float32
+        np.testing.assert_allclose(chunked, plain, rtol=1e-6)
+    levels, revealed = responsibility_levels(chunked, chunk_elements=1000)
+    assert np.all(np.diff(levels) < 0) and revealed[-1] == chunked.size
+    assert revealed[3] == int((chunked >= levels[3]).sum())
