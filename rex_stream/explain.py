@@ -25,10 +25,10 @@ from rex_stream.backend import (
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation import Curves, insertion_deletion
-from rex_stream.extraction import Sufficiency, extract_global
+from rex_stream.extraction import LARGE_INPUT_ELEMENTS, Sufficiency, extract_global
 from rex_stream.modes import load_subject
 from rex_stream.progress import Progress
-from rex_stream.responsibility import build_map, normalise
+from rex_stream.responsibility import build_map, build_map_chunked, normalise
 from rex_stream.scheduler import Scheduler
 from rex_stream.search import IterationResult, Target, input_key, run_iteration
 from rex_stream.store import ExplanationStore
@@ -188,10 +188,16 @@ async def _explain(
         )
         ordered = [results[i] for i in sorted(results)]
         style = config.search.responsibility_style
-        raw = build_map(
-            (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
-        )
-        responsibility = normalise(raw, style).astype(np.float32)
+        if subject.size > LARGE_INPUT_ELEMENTS:
+            # region by region into one float32 map: never a float64 map of a large volume
+            responsibility = build_map_chunked(
+                [r.ledger for r in ordered], target.classification, subject.spatial_shape, style
+            )
+        else:
+            raw = build_map(
+                (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
+            )
+            responsibility = normalise(raw, style).astype(np.float32)
         sufficiency = None
         if config.extraction.extract:
             report(

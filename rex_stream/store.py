@@ -181,7 +181,12 @@ class ExplanationStore:
             array = self.group.create_array(
                 name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0, overwrite=True
             )
-            array[...] = values.astype(dtype)
+            # slab by slab: a whole-array astype would copy a large volume's map at once
+            step = max(1, chunks[0]) if values.ndim else 1
+            if values.ndim == 0:
+                array[...] = values.astype(dtype)
+            for first in range(0, values.shape[0] if values.ndim else 0, step):
+                array[first : first + step] = values[first : first + step].astype(dtype)
         except OSError as exc:
             raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
 
