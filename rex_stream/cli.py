@@ -265,6 +265,9 @@ def _human_summary(result: Explanation, outputs: dict[str, str]) -> str:
         f"(mean batch {stats.mean_batch:.1f}), {stats.passing} passing / {stats.failing} "
         f"failing, depth {stats.max_depth}, {stats.wall_s:.1f} s"
     )
+    from rex_stream.modes import summary_lines
+
+    lines.extend(summary_lines(result))
     for name, path in outputs.items():
         lines.append(f"{name}: {path}")
     return "\n".join(lines)
@@ -318,9 +321,9 @@ def run(args: argparse.Namespace) -> int:
         render_explanation(result, output)
         outputs["explanation picture"] = str(output)
     if heatmap is not None:
-        from rex_stream.visualise import save_heatmap
+        from rex_stream.modes import render_heatmap
 
-        save_heatmap(result, heatmap)
+        render_heatmap(result, heatmap)
         outputs["heatmap"] = str(heatmap)
     if result.store:
         outputs["store"] = result.store

@@ -92,3 +92,18 @@ def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:
 def render_explanation(explanation: Explanation, path: Path) -> None:
     """Draw the explanation picture the subject's mode defines."""
     mode_module(explanation.subject.mode).render(explanation, path)
+
+
+def render_heatmap(explanation: Explanation, path: Path) -> None:
+    """Draw the responsibility map: a heatmap over images; for the other modes, whose
+    explanation pictures already show responsibility, the mode's own picture."""
+    module = mode_module(explanation.subject.mode)
+    draw = getattr(module, "render_heatmap", module.render)
+    draw(explanation, path)
+
+
+def summary_lines(explanation: Explanation) -> list[str]:
+    """Extra lines a mode adds to the human summary (the ranked features of a table row)."""
+    module = mode_module(explanation.subject.mode)
+    lines = getattr(module, "summary_lines", None)
+    return list(lines(explanation)) if lines else []

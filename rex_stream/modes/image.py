@@ -134,6 +134,13 @@ def mask_baseline(tensor: np.ndarray, mask_value: float | str) -> float:
     return float(mask_value)
 
 
+def render_heatmap(explanation: Explanation, path: Path) -> None:
+    """The responsibility map as filled contours over the image."""
+    from rex_stream.visualise import save_heatmap
+
+    save_heatmap(explanation, path)
+
+
 def render(explanation: Explanation, path: Path) -> None:
     """The ReX-style overlay: the explanation in colour over a greyed image."""
     from rex_stream.visualise import save_overlay

@@ -418,3 +418,8 @@ __all__ = [
     "subject_from_array",
     "table_csv",
 ]
+
+
+def summary_lines(explanation: Explanation) -> list[str]:
+    """The ranked feature table, for the CLI's human summary."""
+    return format_table(feature_table(explanation), limit=10).splitlines()
