@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iters", type=int, help="iterations (default 20)")
     run.add_argument("--seed", type=int, help="random seed (default: random, kept in the store)")
     run.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
+    run.add_argument("--mask-value", help="what masked elements become: a number, min or mean")
     run.add_argument(
         "--mode-option",
         action="append",
@@ -155,6 +156,13 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
     image = config.image
     if args.mode:
         image = replace(image, mode=args.mode)
+    if args.mask_value is not None:
+        text = args.mask_value.strip().lower()
+        try:
+            value: float | str = text if text in ("min", "mean") else float(text)
+        except ValueError as exc:
+            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
+        image = replace(image, mask_value=value)
     if args.mode_option:
         image = replace(image, mode_options=_pairs(args.mode_option, "--mode-option"))
     extraction = config.extraction
