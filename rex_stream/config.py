@@ -43,7 +43,7 @@ class SearchConfig:
     search_limit: int | None = None
     min_box_size: int = 10
     confidence_filter: float = 0.0
-    weighted: bool = False
+    weighted: bool = True  # ReX: false; confidence-weighted credit measured better (README)
     concentrate: bool = False
     queue_style: QueueStyle = QueueStyle.AREA
     queue_len: int | None = 1  # None means "all"
