@@ -18,6 +18,7 @@ from rex_stream.adapters.http_protocols import CustomTemplate
 from yarl import URL
 
 from rex_stream.errors import ConfigError
+from rex_stream.options import option_flag
 
 logger = logging.getLogger("rex_stream.adapters.http")
 
@@ -29,15 +30,6 @@ HEADER_PREFIX = "header."
 def public_url(url: URL) -> str:
     """The URL without credentials, query or fragment (any of them may carry secrets)."""
     return str(url.with_user(None).with_query(None).with_fragment(None))
-
-
-def _flag(options: Mapping[str, str], key: str) -> bool:
-    value = options.get(key, "false").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"option {key}={value!r}: expected true or false")
 
 
 def _positive_int(options: Mapping[str, str], key: str) -> int | None:
@@ -73,7 +65,7 @@ def header_value(name: str, source: str) -> str:
 
 def _tls(options: Mapping[str, str], url: URL) -> ssl.SSLContext | bool:
     """TLS verification on by default; a private CA bundle; or off, loudly."""
-    if _flag(options, "insecure"):
+    if option_flag(options, "insecure"):
         logger.warning("TLS certificate verification is OFF for %s (insecure=true)", url.host)
         return False
     bundle = options.get("ca_bundle")
@@ -142,7 +134,7 @@ class HttpOptions:
             protocol=protocol,
             template=CustomTemplate.load(template) if template else None,
             max_batch=_positive_int(options, "max_batch"),
-            gzip=_flag(options, "gzip"),
+            gzip=option_flag(options, "gzip"),
             tls=_tls(options, url),
             headers=headers,
             input_name=options.get("input"),

@@ -35,6 +35,7 @@ import numpy as np
 
 from rex_stream.backend import BackendSettings, ModelInfo
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
+from rex_stream.options import option_flag
 
 try:
     import aiohttp
@@ -104,15 +105,6 @@ def parse_spec(spec: str) -> tuple[TritonTarget, dict[str, str]]:
     return target, dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
-def _flag(options: Mapping[str, str], key: str) -> bool:
-    value = options.get(key, "false").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"option {key}={value!r} must be true or false")
-
-
 def _read_token(options: Mapping[str, str]) -> str | None:
     """The secret named by ``token_env`` or ``token_file`` (never logged)."""
     if "token_env" in options and "token_file" in options:
@@ -175,7 +167,7 @@ def _make_client(
     target: TritonTarget, options: Mapping[str, str], settings: BackendSettings
 ) -> Any:
     """One client for the whole run, with TLS when asked for."""
-    use_ssl = _flag(options, "ssl")
+    use_ssl = option_flag(options, "ssl")
     tls = _tls_files(options) if use_ssl else {}
     if target.protocol == "grpc":
         return grpcclient.InferenceServerClient(

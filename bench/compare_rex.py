@@ -47,7 +47,7 @@ from rex_stream.explain import Explanation
 from rex_stream.scheduler import Scheduler
 
 HERE = Path(__file__).resolve().parent
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_MODEL = DATA / "models" / "efficientnet-lite0.onnx"
 DEFAULT_IMAGES = ("dog", "ladybird", "peacock", "starfish", "tennis")
 MEANS = (0.485, 0.456, 0.406)
@@ -339,11 +339,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--rex-python", default="/work/rexvenv/bin/python")
-    parser.add_argument("--rex-config", type=Path, default=Path("/work/rexcmp/rex.toml"))
+    parser.add_argument(
+        "--rex-config", type=Path, default=Path(__file__).with_name("rex-imagenet.toml")
+    )
     parser.add_argument(
         "--rex-batch-size", type=int, default=1, help="ReX's batch_size (its default is 1)"
     )
-    parser.add_argument("--max-batch", type=int, default=16, help="rex-stream's max_batch")
+    parser.add_argument("--max-batch", type=int, default=8, help="rex-stream's max_batch")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="0 skips step 5")
     parser.add_argument("--latency-inflight", type=int, default=8)
     parser.add_argument(

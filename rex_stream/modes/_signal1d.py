@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from rex_stream.errors import InputError
+from rex_stream.options import option_flag
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -51,15 +52,7 @@ def option_float(options: Mapping[str, str], name: str, default: float) -> float
 
 def option_bool(options: Mapping[str, str], name: str, default: bool) -> bool:
     """A boolean mode option (``true``/``false``/``1``/``0``/``yes``/``no``)."""
-    raw = options.get(name)
-    if raw is None:
-        return default
-    value = str(raw).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise InputError(f"mode option {name}={raw!r} must be true or false")
+    return option_flag(options, name, default, error=InputError, what="mode option")
 
 
 def check_finite(values: np.ndarray, what: str, names: list[str] | None = None) -> None:

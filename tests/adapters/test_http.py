@@ -480,7 +480,7 @@ async def test_connection_refused_and_dns_failure(batch: np.ndarray) -> None:
         ({"protocol": "v2"}, "needs a model URL such as"),
         ({"colour": "red"}, "unknown HTTP backend option(s) colour"),
         ({"max_batch": "0"}, "max_batch='0': expected a positive integer"),
-        ({"gzip": "maybe"}, "gzip='maybe': expected true or false"),
+        ({"gzip": "maybe"}, "gzip='maybe' must be true or false"),
         ({"protocol": "custom"}, "needs template=PATH"),
     ],
 )
