@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -70,12 +70,17 @@ def save_heatmap(explanation: Explanation, path: Path) -> None:
         axis.set_title(f"responsibility for class {explanation.target.classification}")
         axis.axis("off")
         figure.tight_layout()
-        try:
-            figure.savefig(path, dpi=150)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot write {path}: {exc}") from exc
+        save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def save_figure(figure: Any, path: Path, dpi: int | None = None) -> None:
+    """Save a matplotlib figure; a path that cannot be written is an OutputError."""
+    try:
+        figure.savefig(path, dpi=dpi)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
 
 
 def _save(image: Image.Image, path: Path) -> None:

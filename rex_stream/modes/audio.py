@@ -32,8 +32,9 @@ import numpy as np
 
 from rex_stream.backend import Backend, ModelInfo
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError, InputError, OutputError
+from rex_stream.errors import ConfigError, InputError
 from rex_stream.subject import Subject
+from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.explain import Explanation
@@ -364,9 +365,6 @@ def render(explanation: Explanation, path: Path) -> None:
             )
         )
         figure.tight_layout()
-        try:
-            figure.savefig(path, dpi=110)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot write {path}: {exc}") from exc
+        save_figure(figure, path, dpi=110)
     finally:
         plt.close(figure)

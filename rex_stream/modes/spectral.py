@@ -22,10 +22,11 @@ import numpy as np
 
 from rex_stream.backend import ModelInfo
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import InputError, OutputError
+from rex_stream.errors import InputError
 from rex_stream.geometry import Box
 from rex_stream.modes._signal1d import check_finite, option_bool, option_float, option_int, runs
 from rex_stream.subject import Subject
+from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.explain import Explanation
@@ -261,8 +262,6 @@ def render(explanation: Explanation, path: Path) -> None:
     bottom.set_xlabel("sample")
     figure.tight_layout()
     try:
-        figure.savefig(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+        save_figure(figure, path)
     finally:
         plt.close(figure)

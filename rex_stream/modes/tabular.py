@@ -27,11 +27,12 @@ import numpy as np
 
 from rex_stream.backend import Backend, ModelInfo
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import InputError, OutputError
+from rex_stream.errors import InputError
 from rex_stream.geometry import Box
 from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
 from rex_stream.modes._table_io import Table, read_table
 from rex_stream.subject import Subject
+from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.explain import Explanation
@@ -350,9 +351,7 @@ def render(explanation: Explanation, path: Path) -> None:
     )
     figure.tight_layout()
     try:
-        figure.savefig(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+        save_figure(figure, path)
     finally:
         plt.close(figure)
 

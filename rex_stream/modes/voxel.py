@@ -18,9 +18,10 @@ import numpy as np
 
 from rex_stream.backend import ModelInfo
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import InputError, OutputError
+from rex_stream.errors import InputError
 from rex_stream.modes.image import mask_baseline
 from rex_stream.subject import Subject
+from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.explain import Explanation
@@ -196,9 +197,6 @@ def render(explanation: Explanation, path: Path) -> None:
             f"(confidence {explanation.target.confidence:.2f}); peak at {peak}"
         )
         figure.tight_layout(rect=(0, 0, 1, 0.94))
-        try:
-            figure.savefig(path, dpi=110)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"cannot write {path}: {exc}") from exc
+        save_figure(figure, path, dpi=110)
     finally:
         plt.close(figure)
