@@ -25,7 +25,7 @@ from rex_stream.errors import (
     RexStreamError,
     StoreError,
 )
-from rex_stream.explain import Explanation, RunStats, explain
+from rex_stream.explain import Explanation, InputFailure, RunStats, explain, explain_many
 from rex_stream.progress import Progress
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "ExtractionConfig",
     "ImageConfig",
     "InputError",
+    "InputFailure",
     "ModelInfo",
     "OutputError",
     "Progress",
@@ -52,6 +53,7 @@ __all__ = [
     "VisualConfig",
     "__version__",
     "explain",
+    "explain_many",
     "explain_stream",
     "explain_sync",
     "open_backend",

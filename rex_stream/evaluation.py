@@ -8,7 +8,7 @@ import numpy as np
 
 from rex_stream.config import EvaluationConfig, ScoringConfig
 from rex_stream.ranking import hide_top, rank_elements, rank_positions, reveal_top
-from rex_stream.scheduler import Scheduler
+from rex_stream.scheduler import Evaluator
 from rex_stream.search import Target
 from rex_stream.subject import Subject
 from rex_stream.verdicts import judge
@@ -36,7 +36,7 @@ async def insertion_deletion(
     subject: Subject,
     responsibility: np.ndarray,
     target: Target,
-    scheduler: Scheduler,
+    scheduler: Evaluator,
     evaluation: EvaluationConfig,
     scoring: ScoringConfig,
 ) -> Curves:

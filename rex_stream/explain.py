@@ -7,7 +7,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,13 @@ from rex_stream.backend import (
     open_backend,
 )
 from rex_stream.config import Distribution, ExplainConfig
-from rex_stream.errors import InputError, StoreError, first_error
+from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, first_error
 from rex_stream.evaluation import Curves, insertion_deletion
 from rex_stream.extraction import LARGE_INPUT_ELEMENTS, Sufficiency, extract_global
 from rex_stream.modes import load_subject
 from rex_stream.progress import Progress
 from rex_stream.responsibility import build_map, build_map_chunked, normalise
-from rex_stream.scheduler import Scheduler
+from rex_stream.scheduler import CountingEvaluator, Evaluator, Scheduler
 from rex_stream.search import IterationResult, Target, input_key, run_iteration
 from rex_stream.store import ExplanationStore
 from rex_stream.subject import Subject
@@ -172,66 +172,173 @@ async def _explain(
         finally:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
-    info = backend.info
-    subject = load_subject(source, info, config)
-    report = on_progress or (lambda _: None)
     async with Scheduler(backend, config.scheduler) as scheduler:
-        target = await _predict_target(subject, scheduler, config, info)
+        return await explain_input(
+            source,
+            backend.info,
+            scheduler,
+            config,
+            store=store,
+            resume=resume,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            started=started,
+        )
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input of :func:`explain_many` that could not be explained, and why."""
+
+    source: str
+    error: RexStreamError
+
+
+async def explain_many(
+    sources: Sequence[str | Path],
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    names: Sequence[str] | None = None,
+    on_result: Callable[[Explanation | InputFailure], None] | None = None,
+    backend_settings: BackendSettings | None = None,
+) -> list[Explanation | InputFailure]:
+    """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
+    time, so that their mutants share batches.
+
+    An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
+    place); a backend failure ends the run. ``names`` are the store keys (default: file stems).
+    """
+    config = config or ExplainConfig()
+    inflight = config.scheduler.max_inflight or default_inflight(backend)
+    config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
+    opened = (
+        await open_backend(backend, backend_settings or BackendSettings(max_inflight=inflight))
+        if isinstance(backend, str)
+        else backend
+    )
+    results: list[Explanation | InputFailure | None] = [None] * len(sources)
+    limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
+
+    async def one(index: int, scheduler: Scheduler) -> None:
+        source = sources[index]
+        async with limiter:
+            try:
+                outcome: Explanation | InputFailure = await explain_input(
+                    source,
+                    opened.info,
+                    scheduler,
+                    config,
+                    store=store,
+                    resume=resume,
+                    overwrite=overwrite,
+                    name=None if names is None else names[index],
+                )
+            except (InputError, StoreError, OutputError) as error:
+                outcome = InputFailure(str(source), error)
+        results[index] = outcome
+        if on_result is not None:
+            on_result(outcome)
+
+    try:
+        async with Scheduler(opened, config.scheduler) as scheduler:
+            async with anyio.create_task_group() as group:
+                for index in range(len(sources)):
+                    group.start_soon(one, index, scheduler)
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None
+    finally:
+        if opened is not backend:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+    return [r for r in results if r is not None]
+
+
+async def explain_input(
+    source: str | Path | np.ndarray,
+    info: ModelInfo,
+    scheduler: Scheduler,
+    config: ExplainConfig,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    started: float | None = None,
+    name: str | None = None,
+) -> Explanation:
+    """Explain one input through a scheduler that other inputs may share.
+
+    ``name`` replaces the subject's name (the store group's key). Stats count this input's
+    queries; calls, batch fill and backend time are the shared scheduler's.
+    """
+    started = time.perf_counter() if started is None else started
+    subject = load_subject(source, info, config)
+    if name is not None:
+        subject.name = name
+    report = on_progress or (lambda _: None)
+    evaluator = CountingEvaluator(scheduler)
+    target = await _predict_target(subject, evaluator, config, info)
+    report(Progress.snapshot("target", 0, config.search.iters, scheduler.stats, started, target))
+    explanation_store, seed = _open_store(
+        store, subject, target, info, config, resume=resume, overwrite=overwrite
+    )
+    results, resumed = await _search_all(
+        subject, target, evaluator, scheduler, config, seed, explanation_store, report, started
+    )
+    ordered = [results[i] for i in sorted(results)]
+    style = config.search.responsibility_style
+    if subject.size > LARGE_INPUT_ELEMENTS:
+        # region by region into one float32 map: never a float64 map of a large volume
+        responsibility = build_map_chunked(
+            [r.ledger for r in ordered], target.classification, subject.spatial_shape, style
+        )
+    else:
+        raw = build_map(
+            (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
+        )
+        responsibility = normalise(raw, style).astype(np.float32)
+    sufficiency = None
+    if config.extraction.extract:
         report(
-            Progress.snapshot("target", 0, config.search.iters, scheduler.stats, started, target)
+            Progress.snapshot(
+                "extraction",
+                len(results),
+                config.search.iters,
+                scheduler.stats,
+                started,
+                target,
+            )
         )
-        explanation_store, seed = _open_store(
-            store, subject, target, info, config, resume=resume, overwrite=overwrite
+        sufficiency = await extract_global(
+            subject, responsibility, target, evaluator, config.extraction, config.scoring
         )
-        results, resumed = await _search_all(
-            subject, target, scheduler, config, seed, explanation_store, report, started
+    curves = None
+    if config.evaluation.analyse:
+        report(
+            Progress.snapshot(
+                "evaluation",
+                len(results),
+                config.search.iters,
+                scheduler.stats,
+                started,
+                target,
+            )
         )
-        ordered = [results[i] for i in sorted(results)]
-        style = config.search.responsibility_style
-        if subject.size > LARGE_INPUT_ELEMENTS:
-            # region by region into one float32 map: never a float64 map of a large volume
-            responsibility = build_map_chunked(
-                [r.ledger for r in ordered], target.classification, subject.spatial_shape, style
-            )
-        else:
-            raw = build_map(
-                (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
-            )
-            responsibility = normalise(raw, style).astype(np.float32)
-        sufficiency = None
-        if config.extraction.extract:
-            report(
-                Progress.snapshot(
-                    "extraction",
-                    len(results),
-                    config.search.iters,
-                    scheduler.stats,
-                    started,
-                    target,
-                )
-            )
-            sufficiency = await extract_global(
-                subject, responsibility, target, scheduler, config.extraction, config.scoring
-            )
-        curves = None
-        if config.evaluation.analyse:
-            report(
-                Progress.snapshot(
-                    "evaluation",
-                    len(results),
-                    config.search.iters,
-                    scheduler.stats,
-                    started,
-                    target,
-                )
-            )
-            curves = await insertion_deletion(
-                subject, responsibility, target, scheduler, config.evaluation, config.scoring
-            )
+        curves = await insertion_deletion(
+            subject, responsibility, target, evaluator, config.evaluation, config.scoring
+        )
     box_total = sum(r.box_area_sum for r in ordered)
     box_count = sum(r.box_count for r in ordered)
     stats = RunStats(
-        queries=scheduler.stats.mutants,
+        queries=evaluator.queries,
         calls=scheduler.stats.calls,
         mean_batch=round(scheduler.stats.mean_batch, 2),
         passing=sum(r.passing for r in ordered),
@@ -266,7 +373,7 @@ async def _explain(
 
 
 async def _predict_target(
-    subject: Subject, scheduler: Scheduler, config: ExplainConfig, info: ModelInfo
+    subject: Subject, scheduler: Evaluator, config: ExplainConfig, info: ModelInfo
 ) -> Target:
     """Classify the unmodified input; with a fixed ``target`` class, check it exists."""
     scores = await scheduler.evaluate([lambda out: np.copyto(out, subject.tensor)])
@@ -343,6 +450,7 @@ def _open_store(
 async def _search_all(
     subject: Subject,
     target: Target,
+    evaluator: Evaluator,
     scheduler: Scheduler,
     config: ExplainConfig,
     seed: int,
@@ -385,7 +493,7 @@ async def _search_all(
         weights = await prior_map(index) if adaptive else None
         async with limiter:
             result = await run_iteration(
-                index, subject, target, scheduler, search, config.scoring, seed, key, weights
+                index, subject, target, evaluator, search, config.scoring, seed, key, weights
             )
         if store is not None:
             await anyio.to_thread.run_sync(store.commit, result)

@@ -9,7 +9,7 @@ import numpy as np
 
 from rex_stream.config import ExtractionConfig, ScoringConfig
 from rex_stream.ranking import rank_elements, rank_positions, reveal_top
-from rex_stream.scheduler import Fill, Scheduler
+from rex_stream.scheduler import Evaluator, Fill
 from rex_stream.search import Target
 from rex_stream.subject import Subject
 from rex_stream.verdicts import judge
@@ -44,7 +44,7 @@ async def extract_global(
     subject: Subject,
     responsibility: np.ndarray,
     target: Target,
-    scheduler: Scheduler,
+    scheduler: Evaluator,
     extraction: ExtractionConfig,
     scoring: ScoringConfig,
 ) -> Sufficiency:
@@ -79,7 +79,7 @@ async def first_sufficient(
     count: int,
     fill_for: Callable[[int], Fill],
     target: Target,
-    scheduler: Scheduler,
+    scheduler: Evaluator,
     extraction: ExtractionConfig,
     scoring: ScoringConfig,
 ) -> tuple[int | None, float, int]:
@@ -152,7 +152,7 @@ async def extract_by_levels(
     subject: Subject,
     responsibility: np.ndarray,
     target: Target,
-    scheduler: Scheduler,
+    scheduler: Evaluator,
     extraction: ExtractionConfig,
     scoring: ScoringConfig,
 ) -> Sufficiency:

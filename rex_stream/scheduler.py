@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -44,6 +45,30 @@ def budget_batch(wanted: int, input_bytes: int, max_inflight: int) -> int:
 
 
 Fill = Callable[[np.ndarray], None]
+
+
+class Evaluator(Protocol):
+    """What searches and extraction need from a scheduler: score fills, know the batch size."""
+
+    max_batch: int
+
+    async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
+        """One score row per fill, in order."""
+        ...
+
+
+class CountingEvaluator:
+    """A view of a shared scheduler that counts the mutants one input sends through it."""
+
+    def __init__(self, scheduler: Evaluator) -> None:
+        self._scheduler = scheduler
+        self.max_batch = scheduler.max_batch
+        self.queries = 0
+
+    async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
+        """Count, then score through the shared scheduler."""
+        self.queries += len(fills)
+        return await self._scheduler.evaluate(fills)
 
 
 @dataclass

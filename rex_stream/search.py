@@ -18,7 +18,7 @@ import numpy as np
 from rex_stream.config import QueueStyle, ScoringConfig, SearchConfig
 from rex_stream.geometry import SUBSETS, Box, can_split, root_box, split_box
 from rex_stream.responsibility import Ledger
-from rex_stream.scheduler import Scheduler
+from rex_stream.scheduler import Evaluator
 from rex_stream.subject import Subject
 from rex_stream.verdicts import judge
 
@@ -76,7 +76,7 @@ async def run_iteration(
     index: int,
     subject: Subject,
     target: Target,
-    scheduler: Scheduler,
+    scheduler: Evaluator,
     search: SearchConfig,
     scoring: ScoringConfig,
     seed: int,

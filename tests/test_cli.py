@@ -175,3 +175,38 @@ def test_bad_config_file(bad_files: dict[str, Path], tiny_image: Path, tmp_path:
 
 def test_no_model_given(tiny_image: Path) -> None:
     _one_line_error(rex(str(tiny_image)), "no model")
+
+
+def test_directory_mode_one_backend_one_store(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    """Every input of a directory, one bad file reported without stopping the others."""
+    import shutil
+
+    inputs = tmp_path / "inputs"
+    (inputs / "sub").mkdir(parents=True)
+    shutil.copy(tiny_image, inputs / "a.png")
+    shutil.copy(tiny_image, inputs / "sub" / "b.png")
+    (inputs / "broken.png").write_text("not an image")
+    out = rex(
+        str(inputs),
+        "--model",
+        str(tiny_cnn),
+        "--iters",
+        "2",
+        "--seed",
+        "3",
+        "--output",
+        str(tmp_path / "pictures"),
+        "--store",
+        str(tmp_path / "many.zarr"),
+        "--json",
+    )
+    assert out.returncode == 1, out.stderr
+    assert "broken.png is not an image" in out.stderr
+    summaries = json.loads(out.stdout)
+    assert len(summaries) == 3
+    assert sum("error" in s for s in summaries) == 1
+    assert (tmp_path / "pictures" / "a.png").is_file()
+    assert (tmp_path / "pictures" / "sub__b.png").is_file()
+    assert (tmp_path / "many.zarr" / "sub__b" / "responsibility").is_dir()

@@ -132,11 +132,51 @@ def test_bracket_and_linear_extraction_agree_when_sufficiency_is_monotone(
     """The patch model's verdict only grows as more of the ranking is revealed."""
     results = {
         search: explain_sync(
-            planted_image(), PythonBackendFor(patch_model), iters=8, seed=5, min_box_size=4,
-            chunk_size=1, search=search,
+            planted_image(),
+            PythonBackendFor(patch_model),
+            iters=8,
+            seed=5,
+            min_box_size=4,
+            chunk_size=1,
+            search=search,
         )
         for search in ("linear", "bracket")
     }
     linear, bracket = results["linear"], results["bracket"]
     assert np.array_equal(linear.mask, bracket.mask)
     assert bracket.sufficiency.queries < linear.sufficiency.queries  # type: ignore[union-attr]
+
+
+def test_progress_stream_ends_with_the_explanation(tiny_cnn: Path, tiny_image: Path) -> None:
+    import anyio
+
+    from rex_stream import Explanation, Progress, explain_stream
+
+    async def main() -> list[object]:
+        config = ExplainConfig().with_overrides(iters=4, seed=1, min_box_size=4)
+        events: list[object] = []
+        async with explain_stream(tiny_image, str(tiny_cnn), config) as stream:
+            async for event in stream:
+                events.append(event)
+        return events
+
+    events = anyio.run(main)
+    assert isinstance(events[-1], Explanation)
+    phases = [e.phase for e in events[:-1] if isinstance(e, Progress)]
+    assert phases[0] == "target" and "iteration" in phases and phases[-1] == "done"
+
+
+def test_many_inputs_share_one_scheduler(tiny_cnn: Path, tiny_image: Path) -> None:
+    """explain_many gives each input the map it would get alone."""
+    import anyio
+
+    from rex_stream import explain_many
+
+    config = ExplainConfig().with_overrides(iters=3, seed=2, min_box_size=4)
+    alone = explain_sync(tiny_image, str(tiny_cnn), config)
+    results = anyio.run(
+        lambda: explain_many([tiny_image, tiny_image, tiny_image], str(tiny_cnn), config)
+    )
+    assert len(results) == 3
+    for result in results:
+        assert np.array_equal(result.responsibility, alone.responsibility)  # type: ignore[union-attr]

@@ -89,6 +89,11 @@ def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:
     return True
 
 
+def known_suffixes() -> set[str]:
+    """Every file suffix some mode reads."""
+    return {suffix for module in _modules() for suffix in module.SUFFIXES}
+
+
 def render_explanation(explanation: Explanation, path: Path) -> None:
     """Draw the explanation picture the subject's mode defines."""
     mode_module(explanation.subject.mode).render(explanation, path)
