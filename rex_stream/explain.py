@@ -7,7 +7,8 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -121,17 +122,31 @@ async def explain(
     ``python:module:function``); a spec is opened and closed here. With ``store``, every
     finished iteration is committed to a Zarr store and ``resume`` continues a killed run.
     """
+    with _single_error():
+        started = time.perf_counter()
+        async with _backend_for(backend, config or ExplainConfig(), backend_settings) as (
+            opened,
+            resolved,
+        ):
+            async with Scheduler(opened, resolved.scheduler) as scheduler:
+                return await explain_input(
+                    source,
+                    opened.info,
+                    scheduler,
+                    resolved,
+                    store=store,
+                    resume=resume,
+                    overwrite=overwrite,
+                    on_progress=on_progress,
+                    started=started,
+                )
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """Re-raise the telling error of an exception group from the task groups inside."""
     try:
-        return await _explain(
-            source,
-            backend,
-            config or ExplainConfig(),
-            store=store,
-            resume=resume,
-            overwrite=overwrite,
-            on_progress=on_progress,
-            backend_settings=backend_settings,
-        )
+        yield
     except BaseExceptionGroup as group:
         error = first_error(group)
         if error is group:
@@ -139,51 +154,23 @@ async def explain(
         raise error from None
 
 
-async def _explain(
-    source: str | Path | np.ndarray,
-    backend: Backend | str,
-    config: ExplainConfig,
-    *,
-    store: str | Path | None,
-    resume: bool,
-    overwrite: bool,
-    on_progress: ProgressCallback | None,
-    backend_settings: BackendSettings | None,
-) -> Explanation:
-    started = time.perf_counter()
-    if config.scheduler.max_inflight is None:
-        inflight = default_inflight(backend)
-        config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
-    if isinstance(backend, str):
-        settings = backend_settings or BackendSettings(
-            max_inflight=config.scheduler.max_inflight or default_inflight(backend)
-        )
-        opened = await open_backend(backend, settings)
-        try:
-            return await explain(
-                source,
-                opened,
-                config,
-                store=store,
-                resume=resume,
-                overwrite=overwrite,
-                on_progress=on_progress,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await opened.aclose()
-    async with Scheduler(backend, config.scheduler) as scheduler:
-        return await explain_input(
-            source,
-            backend.info,
-            scheduler,
-            config,
-            store=store,
-            resume=resume,
-            overwrite=overwrite,
-            on_progress=on_progress,
-            started=started,
-        )
+@asynccontextmanager
+async def _backend_for(
+    backend: Backend | str, config: ExplainConfig, settings: BackendSettings | None
+) -> AsyncIterator[tuple[Backend, ExplainConfig]]:
+    """The backend to use (a spec is opened here and closed after) and the config with the
+    number of calls in flight settled for it."""
+    inflight = config.scheduler.max_inflight or default_inflight(backend)
+    config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
+    if not isinstance(backend, str):
+        yield backend, config
+        return
+    opened = await open_backend(backend, settings or BackendSettings(max_inflight=inflight))
+    try:
+        yield opened, config
+    finally:
+        with anyio.CancelScope(shield=True):
+            await opened.aclose()
 
 
 @dataclass(frozen=True)
@@ -213,26 +200,20 @@ async def explain_many(
     An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
     place); a backend failure ends the run. ``names`` are the store keys (default: file stems).
     """
-    config = config or ExplainConfig()
-    inflight = config.scheduler.max_inflight or default_inflight(backend)
-    config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
-    opened = (
-        await open_backend(backend, backend_settings or BackendSettings(max_inflight=inflight))
-        if isinstance(backend, str)
-        else backend
-    )
     results: list[Explanation | InputFailure | None] = [None] * len(sources)
     limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
-    async def one(index: int, scheduler: Scheduler) -> None:
+    async def one(
+        index: int, info: ModelInfo, scheduler: Scheduler, resolved: ExplainConfig
+    ) -> None:
         source = sources[index]
         async with limiter:
             try:
                 outcome: Explanation | InputFailure = await explain_input(
                     source,
-                    opened.info,
+                    info,
                     scheduler,
-                    config,
+                    resolved,
                     store=store,
                     resume=resume,
                     overwrite=overwrite,
@@ -244,20 +225,15 @@ async def explain_many(
         if on_result is not None:
             on_result(outcome)
 
-    try:
-        async with Scheduler(opened, config.scheduler) as scheduler:
-            async with anyio.create_task_group() as group:
-                for index in range(len(sources)):
-                    group.start_soon(one, index, scheduler)
-    except BaseExceptionGroup as group:
-        error = first_error(group)
-        if error is group:
-            raise
-        raise error from None
-    finally:
-        if opened is not backend:
-            with anyio.CancelScope(shield=True):
-                await opened.aclose()
+    with _single_error():
+        async with _backend_for(backend, config or ExplainConfig(), backend_settings) as (
+            opened,
+            resolved,
+        ):
+            async with Scheduler(opened, resolved.scheduler) as scheduler:
+                async with anyio.create_task_group() as group:
+                    for index in range(len(sources)):
+                        group.start_soon(one, index, opened.info, scheduler, resolved)
     return [r for r in results if r is not None]
 
 
