@@ -101,7 +101,7 @@ class SearchConfig:
 class SchedulerConfig:
     """How mutants are coalesced and sent to the backend."""
 
-    max_batch: int | None = None  # None: the backend's preferred batch, else 64
+    max_batch: int | None = None  # None: the backend's preferred batch, else 32
     max_inflight: int | None = None  # None: 8 for network backends, else 2
     linger_ms: float = 2.0
     queue_size: int = 4096

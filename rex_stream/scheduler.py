@@ -28,7 +28,9 @@ from rex_stream.errors import BackendError, RexStreamError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH = 64
+#: Batch size when neither the user nor the backend names one: large enough for a GPU server,
+#: small enough not to slow a CPU one (EfficientNet-Lite0 on 2 cores: 175/s at 32, 137/s at 64).
+DEFAULT_MAX_BATCH = 32
 
 #: Bytes all batch buffers together may take before ``max_batch`` shrinks (never below 1).
 BUFFER_BUDGET_BYTES = 1 << 30
