@@ -15,6 +15,8 @@ from rex_stream.errors import BackendError, ConfigError
 #: batch 8 with 2 single-threaded runs in flight, 178/s at 16, 137/s at 64).
 CPU_PREFERRED_BATCH = 8
 
+KNOWN_OPTIONS = {"threads", "providers", "output"}
+
 _TYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -31,8 +33,16 @@ class OnnxBackend:
     def __init__(self, path: Path, settings: BackendSettings) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
+        unknown = set(settings.options) - KNOWN_OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown ONNX backend option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(KNOWN_OPTIONS))}"
+            )
         threads = settings.options.get("threads")
+        if threads is not None and (not threads.isdigit() or int(threads) < 1):
+            raise ConfigError(f"backend option threads={threads!r} must be a positive integer")
+        options = ort.SessionOptions()
         # one session serves max_inflight concurrent runs: share the cores between them
         # rather than oversubscribe (2 runs × 2 threads on 2 cores measured 15 % slower)
         cores = os.cpu_count() or 1

@@ -74,6 +74,9 @@ class PythonBackend:
 
 async def connect(spec: str, settings: BackendSettings) -> PythonBackend:
     """Import ``python:module:function`` and wrap the function."""
+    if settings.options:
+        names = ", ".join(sorted(settings.options))
+        raise ConfigError(f"the python backend takes no options (got {names})")
     target = spec.removeprefix("python:")
     module_name, _, attribute = target.rpartition(":")
     if not module_name or not attribute:

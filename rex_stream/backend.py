@@ -19,6 +19,8 @@ import numpy as np
 from rex_stream.errors import BackendError, ConfigError
 
 ENTRY_POINT_GROUP = "rex_stream.backends"
+#: The pip extra that brings each bundled network adapter's client library.
+EXTRAS = {"triton": "triton", "triton+http": "triton", "http": "http", "https": "http"}
 
 
 @dataclass(frozen=True)
@@ -112,16 +114,18 @@ async def open_backend(spec: str, settings: BackendSettings | None = None) -> Ba
     adapters = available_backends()
     if kind not in adapters:
         known = ", ".join(sorted(adapters)) or "none"
+        extra = EXTRAS.get(kind)
+        hint = f"; install it with pip install 'rex-stream[{extra}]'" if extra else ""
         raise ConfigError(
-            f"no backend adapter for {kind!r} (spec {spec!r}); installed adapters: {known}. "
-            f"An extra may be missing, e.g. pip install 'rex-stream[{kind.split('+')[0]}]'"
+            f"no backend adapter for {kind!r} (spec {spec!r}); installed adapters: {known}{hint}"
         )
     try:
         factory: BackendFactory = adapters[kind].load()
     except ImportError as exc:
+        extra = EXTRAS.get(kind, kind)
         raise ConfigError(
             f"the {kind!r} backend needs a package that is not installed ({exc.name or exc}); "
-            f"try pip install 'rex-stream[{kind.split('+')[0]}]'"
+            f"try pip install 'rex-stream[{extra}]'"
         ) from exc
     backend = await factory(spec, settings or BackendSettings())
     if not isinstance(backend, Backend):

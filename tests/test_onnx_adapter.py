@@ -38,5 +38,11 @@ def test_unknown_output_and_missing_file(tiny_cnn: Path) -> None:
             await open_backend("missing.onnx")
         with pytest.raises(ConfigError, match="cannot tell which backend"):
             await open_backend("not-a-spec")
+        with pytest.raises(ConfigError, match="unknown ONNX backend option"):
+            await open_backend(str(tiny_cnn), BackendSettings(options={"thread": "1"}))
+        with pytest.raises(ConfigError, match="positive integer"):
+            await open_backend(str(tiny_cnn), BackendSettings(options={"threads": "x"}))
+        with pytest.raises(ConfigError, match="no backend adapter for 'grpc'"):
+            await open_backend("grpc://host:1/model")
 
     anyio.run(main)
