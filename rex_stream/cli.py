@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-box-size", type=int, help="smallest box that is split (default 10)")
     run.add_argument("--tree-depth", type=int, help="deepest level of the box tree (default 10)")
     run.add_argument("--search-limit", type=int, help="most mutants per iteration")
+    run.add_argument(
+        "-s",
+        "--strategy",
+        choices=["global", "spatial"],
+        help="extraction strategy (default global)",
+    )
     run.add_argument("--chunk-size", type=int, help="elements revealed per extraction step")
     run.add_argument(
         "--extraction-search",
@@ -178,6 +184,8 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
     extraction = config.extraction
     if args.no_extract:
         extraction = replace(extraction, extract=False)
+    if args.strategy is not None:
+        extraction = replace(extraction, strategy=args.strategy)
     if args.chunk_size is not None:
         extraction = replace(extraction, chunk_size=args.chunk_size)
     if args.extraction_search:

@@ -169,18 +169,34 @@ class ImageConfig:
 class ExtractionConfig:
     """Turning the map into an explanation (ReX's ``[explanation]``)."""
 
-    strategy: str = "global"
+    strategy: str = "global"  # or "spatial"
     search: str = "bracket"  # or "linear": every candidate in order
     chunk_size: int = 10
     minimum_confidence_threshold: float = 0.0
     extract: bool = True
+    spatial_initial_radius: int = 25
+    spatial_radius_eta: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.strategy == "linear":  # ReX's alias
+            object.__setattr__(self, "strategy", "global")
         _require(
-            self.strategy == "global",
+            self.strategy in ("global", "spatial"),
             "explanation.strategy",
             self.strategy,
-            'only "global" is implemented',
+            'must be "global" or "spatial" (multi and contrastive are not implemented)',
+        )
+        _require(
+            self.spatial_initial_radius > 0,
+            "explanation.spatial.spatial_initial_radius",
+            self.spatial_initial_radius,
+            "must be > 0",
+        )
+        _require(
+            0.0 < self.spatial_radius_eta <= 1.0,
+            "explanation.spatial.spatial_radius_eta",
+            self.spatial_radius_eta,
+            "must be in (0, 1]",
         )
         _require(
             self.search in ("bracket", "linear"),

@@ -62,6 +62,12 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("causal.distribution", "dist_args"): ("search", "distribution_args"),
     ("causal.distribution", "blend"): None,
     ("explanation", "chunk_size"): ("extraction", "chunk_size"),
+    ("explanation", "strategy"): ("extraction", "strategy"),
+    ("explanation.spatial", "spatial_initial_radius"): ("extraction", "spatial_initial_radius"),
+    ("explanation.spatial", "initial_radius"): ("extraction", "spatial_initial_radius"),
+    ("explanation.spatial", "spatial_radius_eta"): ("extraction", "spatial_radius_eta"),
+    ("explanation.spatial", "radius_eta"): ("extraction", "spatial_radius_eta"),
+    ("explanation.spatial", "no_expansions"): None,
     ("explanation", "search"): ("extraction", "search"),
     ("explanation", "minimum_confidence_threshold"): (
         "extraction",
@@ -71,7 +77,7 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("explanation.evaluation", "normalise_curves"): ("evaluation", "normalise_curves"),
 }
 
-SECTIONS = {section for section, _ in KEYS} | {"explanation.spatial", "explanation.multi"}
+SECTIONS = {section for section, _ in KEYS} | {"explanation.multi"}
 
 
 def default_config_path() -> Path | None:
@@ -103,8 +109,8 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
         if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if (section, key) not in KEYS:
-            if section in ("explanation.spatial", "explanation.multi"):
-                continue  # spatial and multi extraction are not implemented; their keys wait
+            if section == "explanation.multi":
+                continue  # multi extraction is not implemented; its keys wait
             raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
         target = KEYS[(section, key)]
         if target is None:
@@ -165,8 +171,12 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             "binary_threshold",
         ):
             return float(value)
-        if key in ("heatmap_colours", "search"):
+        if key == "heatmap_colours":
             return str(value)
+        if key in ("search", "strategy"):
+            return str(value).lower()
+        if key in ("spatial_radius_eta", "radius_eta"):
+            return float(value)
         if key == "seed":
             return int(value)
         return int(value)

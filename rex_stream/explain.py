@@ -26,7 +26,12 @@ from rex_stream.backend import (
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, first_error
 from rex_stream.evaluation import Curves, insertion_deletion
-from rex_stream.extraction import LARGE_INPUT_ELEMENTS, Sufficiency, extract_global
+from rex_stream.extraction import (
+    LARGE_INPUT_ELEMENTS,
+    Sufficiency,
+    extract_global,
+    extract_spatial,
+)
 from rex_stream.modes import load_subject
 from rex_stream.progress import Progress
 from rex_stream.responsibility import build_map, build_map_chunked, normalise
@@ -293,7 +298,8 @@ async def explain_input(
                 target,
             )
         )
-        sufficiency = await extract_global(
+        extract = extract_spatial if config.extraction.strategy == "spatial" else extract_global
+        sufficiency = await extract(
             subject, responsibility, target, evaluator, config.extraction, config.scoring
         )
     curves = None

@@ -188,3 +188,49 @@ async def extract_by_levels(
     if found is None:
         return Sufficiency(np.ones(shape, bool), target.confidence, queries)
     return Sufficiency(responsibility >= levels[chosen[found]], confidence, queries)
+
+
+async def extract_spatial(
+    subject: Subject,
+    responsibility: np.ndarray,
+    target: Target,
+    scheduler: Evaluator,
+    extraction: ExtractionConfig,
+    scoring: ScoringConfig,
+) -> Sufficiency:
+    """ReX's spatial strategy in any number of dimensions: the smallest ball around the
+    responsibility peak (radius ``spatial_initial_radius``, grown by ``spatial_radius_eta``) that
+    alone is classified as the target, then global extraction inside it.
+
+    All radii are probed in one batch. Without a passing ball, or for inputs too large for a
+    distance map, this is global extraction.
+    """
+    if responsibility.size > LARGE_INPUT_ELEMENTS:
+        return await extract_global(subject, responsibility, target, scheduler, extraction, scoring)
+    shape = responsibility.shape
+    centre = np.unravel_index(int(np.argmax(responsibility)), shape)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    squared = np.zeros(shape, np.int64)
+    for grid, c in zip(grids, centre):
+        squared = squared + (grid - c) ** 2
+    radii = [extraction.spatial_initial_radius]
+    while radii[-1] ** 2 < int(squared.max()):
+        radii.append(max(radii[-1] + 1, int(radii[-1] * (1 + extraction.spatial_radius_eta))))
+
+    def ball(index: int) -> Fill:
+        def fill(out: np.ndarray) -> None:
+            subject.fill_mask(out, squared <= radii[index] ** 2)
+
+        return fill
+
+    found, _, queries = await first_sufficient(
+        len(radii), ball, target, scheduler, extraction, scoring
+    )
+    if found is None:
+        inner = await extract_global(
+            subject, responsibility, target, scheduler, extraction, scoring
+        )
+    else:
+        inside = np.where(squared <= radii[found] ** 2, responsibility, 0)
+        inner = await extract_global(subject, inside, target, scheduler, extraction, scoring)
+    return Sufficiency(inner.mask, inner.confidence, queries + inner.queries)

@@ -79,3 +79,17 @@ def test_mistakes_are_errors_naming_key_and_file(tmp_path: Path, text: str, need
         load_config(path)
     assert needle in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def test_spatial_section(tmp_path: Path) -> None:
+    path = tmp_path / "rex.toml"
+    path.write_text(
+        "[explanation]\nstrategy = 'spatial'\n"
+        "[explanation.spatial]\ninitial_radius = 12\nspatial_radius_eta = 0.5\n"
+        "[rex.visual]\nheatmap_colours = 'Blues'\n"
+    )
+    config = load_config(path)
+    assert config.extraction.strategy == "spatial"
+    assert config.extraction.spatial_initial_radius == 12
+    assert config.extraction.spatial_radius_eta == 0.5
+    assert config.visual.heatmap_colours == "Blues"

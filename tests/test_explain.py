@@ -180,3 +180,21 @@ def test_many_inputs_share_one_scheduler(tiny_cnn: Path, tiny_image: Path) -> No
     assert len(results) == 3
     for result in results:
         assert np.array_equal(result.responsibility, alone.responsibility)  # type: ignore[union-attr]
+
+
+def test_spatial_strategy_finds_the_patch(patch_model: Path) -> None:
+    """The ball around the peak is where the patch is; the explanation stays inside it."""
+    result = explain_sync(
+        planted_image(),
+        PythonBackendFor(patch_model),
+        iters=8,
+        seed=4,
+        min_box_size=4,
+        strategy="spatial",
+        spatial_initial_radius=3,
+    )
+    inside = np.zeros(result.responsibility.shape, bool)
+    inside[PATCH] = True
+    mask = result.mask
+    assert mask is not None and mask.any()
+    assert (mask & inside).sum() / mask.sum() > 0.6
