@@ -85,8 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-s",
         "--strategy",
-        choices=["global", "spatial"],
+        choices=["global", "spatial", "contrastive"],
         help="extraction strategy (default global)",
+    )
+    run.add_argument(
+        "--contrastive",
+        action="store_const",
+        const="contrastive",
+        dest="strategy",
+        help="a sufficient and necessary explanation (= --strategy contrastive)",
     )
     run.add_argument("--chunk-size", type=int, help="elements revealed per extraction step")
     run.add_argument(

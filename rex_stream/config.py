@@ -169,7 +169,7 @@ class ImageConfig:
 class ExtractionConfig:
     """Turning the map into an explanation (ReX's ``[explanation]``)."""
 
-    strategy: str = "global"  # or "spatial"
+    strategy: str = "global"  # or "spatial", "contrastive"
     search: str = "bracket"  # or "linear": every candidate in order
     chunk_size: int = 10
     minimum_confidence_threshold: float = 0.0
@@ -181,10 +181,10 @@ class ExtractionConfig:
         if self.strategy == "linear":  # ReX's alias
             object.__setattr__(self, "strategy", "global")
         _require(
-            self.strategy in ("global", "spatial"),
+            self.strategy in ("global", "spatial", "contrastive"),
             "explanation.strategy",
             self.strategy,
-            'must be "global" or "spatial" (multi and contrastive are not implemented)',
+            'must be "global", "spatial" or "contrastive" (multi is not implemented)',
         )
         _require(
             self.spatial_initial_radius > 0,

@@ -29,6 +29,7 @@ from rex_stream.evaluation import Curves, insertion_deletion
 from rex_stream.extraction import (
     LARGE_INPUT_ELEMENTS,
     Sufficiency,
+    extract_contrastive,
     extract_global,
     extract_spatial,
 )
@@ -298,7 +299,9 @@ async def explain_input(
                 target,
             )
         )
-        extract = extract_spatial if config.extraction.strategy == "spatial" else extract_global
+        extract = {"spatial": extract_spatial, "contrastive": extract_contrastive}.get(
+            config.extraction.strategy, extract_global
+        )
         sufficiency = await extract(
             subject, responsibility, target, evaluator, config.extraction, config.scoring
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rex_stream.config import ExtractionConfig, ScoringConfig
-from rex_stream.ranking import rank_elements, rank_positions, reveal_top
+from rex_stream.ranking import hide_top, rank_elements, rank_positions, reveal_top
 from rex_stream.scheduler import Evaluator, Fill
 from rex_stream.search import Target
 from rex_stream.subject import Subject
@@ -82,8 +82,10 @@ async def first_sufficient(
     scheduler: Evaluator,
     extraction: ExtractionConfig,
     scoring: ScoringConfig,
+    counter_for: Callable[[int], Fill] | None = None,
 ) -> tuple[int | None, float, int]:
-    """The first of ``count`` growing candidates the model classifies as the target.
+    """The first of ``count`` growing candidates the model classifies as the target (and,
+    with ``counter_for``, whose counterpart — the input without the candidate — it does not).
 
     ``linear`` evaluates the candidates in order, a batch at a time, the last partial batch
     included (ReX skips it). ``bracket`` probes them coarse to fine: a geometric sweep, then
@@ -94,12 +96,22 @@ async def first_sufficient(
     """
     threshold = target.confidence * extraction.minimum_confidence_threshold
     verdicts_of: dict[int, tuple[bool, float]] = {}
+    spent = 0
 
     async def probe(indices: list[int]) -> None:
-        scores = await scheduler.evaluate([fill_for(i) for i in indices])
-        verdicts = judge(scores, scoring, target.classification)
-        passes = (verdicts.classes == target.classification) & (verdicts.confidences >= threshold)
-        for i, ok, confidence in zip(indices, passes, verdicts.confidences):
+        nonlocal spent
+        fills = [fill_for(i) for i in indices]
+        if counter_for is not None:
+            fills += [counter_for(i) for i in indices]
+        verdicts = judge(await scheduler.evaluate(fills), scoring, target.classification)
+        spent += len(fills)
+        shown = slice(0, len(indices))
+        passes = (verdicts.classes[shown] == target.classification) & (
+            verdicts.confidences[shown] >= threshold
+        )
+        if counter_for is not None:
+            passes &= verdicts.classes[len(indices) :] != target.classification
+        for i, ok, confidence in zip(indices, passes, verdicts.confidences[shown]):
             verdicts_of[i] = (bool(ok), float(confidence))
 
     if extraction.search == "linear":
@@ -108,8 +120,8 @@ async def first_sufficient(
             await probe(indices)
             hits = [i for i in indices if verdicts_of[i][0]]
             if hits:
-                return hits[0], verdicts_of[hits[0]][1], len(verdicts_of)
-        return None, 0.0, len(verdicts_of)
+                return hits[0], verdicts_of[hits[0]][1], spent
+        return None, 0.0, spent
 
     width = max(BRACKET_PROBES, scheduler.max_batch)
     sweep = np.unique(np.round(np.geomspace(1, count, min(width, count))).astype(int) - 1)
@@ -123,8 +135,8 @@ async def first_sufficient(
         inside = np.unique(np.linspace(low + 1, high - 1, min(width, high - low - 1)).round())
         await probe([int(i) for i in inside if int(i) not in verdicts_of])
     if high == count:
-        return None, 0.0, len(verdicts_of)
-    return high, verdicts_of[high][1], len(verdicts_of)
+        return None, 0.0, spent
+    return high, verdicts_of[high][1], spent
 
 
 def responsibility_levels(
@@ -234,3 +246,38 @@ async def extract_spatial(
         inside = np.where(squared <= radii[found] ** 2, responsibility, 0)
         inner = await extract_global(subject, inside, target, scheduler, extraction, scoring)
     return Sufficiency(inner.mask, inner.confidence, queries + inner.queries)
+
+
+async def extract_contrastive(
+    subject: Subject,
+    responsibility: np.ndarray,
+    target: Target,
+    scheduler: Evaluator,
+    extraction: ExtractionConfig,
+    scoring: ScoringConfig,
+) -> Sufficiency:
+    """The smallest top-ranked set that is sufficient (shown alone, the model still says the
+    target) and necessary (hidden from the input, it no longer does): ReX 0.4's contrastive
+    explanation, from paired insertion/deletion candidates. Without such a set, the global
+    (sufficient-only) explanation.
+    """
+    if responsibility.size > LARGE_INPUT_ELEMENTS:
+        return await extract_global(subject, responsibility, target, scheduler, extraction, scoring)
+    position = rank_positions(rank_elements(responsibility))
+    counts = [*range(extraction.chunk_size, position.size, extraction.chunk_size), position.size]
+    found, confidence, queries = await first_sufficient(
+        len(counts),
+        lambda i: reveal_top(subject, position, counts[i]),
+        target,
+        scheduler,
+        extraction,
+        scoring,
+        counter_for=lambda i: hide_top(subject, position, counts[i]),
+    )
+    if found is None:
+        fallback = await extract_global(
+            subject, responsibility, target, scheduler, extraction, scoring
+        )
+        return Sufficiency(fallback.mask, fallback.confidence, queries + fallback.queries)
+    mask = (position < counts[found]).reshape(responsibility.shape)
+    return Sufficiency(mask, confidence, queries)

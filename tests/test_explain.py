@@ -198,3 +198,24 @@ def test_spatial_strategy_finds_the_patch(patch_model: Path) -> None:
     mask = result.mask
     assert mask is not None and mask.any()
     assert (mask & inside).sum() / mask.sum() > 0.6
+
+
+def test_contrastive_explanation_is_sufficient_and_necessary(patch_model: Path) -> None:
+    """Shown alone the explanation keeps class 1; removed from the image it loses it."""
+    session = ort.InferenceSession(str(patch_model))
+    result = explain_sync(
+        planted_image(),
+        PythonBackendFor(patch_model),
+        iters=8,
+        seed=4,
+        min_box_size=4,
+        strategy="contrastive",
+        chunk_size=2,
+    )
+    mask = result.mask
+    assert mask is not None and 0 < mask.mean() < 1
+    image = planted_image()
+    shown = np.where(mask, image[0], 0.0)[None, None].astype(np.float32)
+    hidden = np.where(mask, 0.0, image[0])[None, None].astype(np.float32)
+    assert session.run(None, {"input": shown})[0].argmax() == 1
+    assert session.run(None, {"input": hidden})[0].argmax() == 0
