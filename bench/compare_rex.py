@@ -43,7 +43,7 @@ from rex_stream import BackendSettings, ExplainConfig, explain, open_backend
 from rex_stream.backend import Backend
 from rex_stream.config import EvaluationConfig, SchedulerConfig
 from rex_stream.evaluation import Curves, insertion_deletion
-from rex_stream.explain import Explanation
+from rex_stream.result import Explanation
 from rex_stream.scheduler import Scheduler
 
 HERE = Path(__file__).resolve().parent

@@ -25,8 +25,10 @@ from rex_stream.errors import (
     RexStreamError,
     StoreError,
 )
-from rex_stream.explain import Explanation, InputFailure, RunStats, explain, explain_many
+from rex_stream.explain import explain
+from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
+from rex_stream.result import Explanation, RunStats
 
 __all__ = [
     "Backend",

@@ -19,8 +19,9 @@ from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.errors import ConfigError, OutputError, RexStreamError
-from rex_stream.explain import Explanation, explain
+from rex_stream.explain import explain
 from rex_stream.progress import Progress
+from rex_stream.result import Explanation
 
 logger = logging.getLogger("rex_stream")
 
@@ -402,7 +403,7 @@ def _run_directory(
 ) -> int:
     """Directory mode: every input through one backend and one scheduler; pictures go to the
     ``--output`` / ``--heatmap`` directories; one bad input does not stop the others."""
-    from rex_stream.explain import InputFailure, explain_many
+    from rex_stream.many import InputFailure, explain_many
     from rex_stream.modes import render_explanation, render_heatmap
 
     root = Path(args.filename)

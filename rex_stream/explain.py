@@ -7,9 +7,9 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,10 @@ from rex_stream.backend import (
     open_backend,
 )
 from rex_stream.config import Distribution, ExplainConfig
-from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, first_error
-from rex_stream.evaluation import Curves, insertion_deletion
+from rex_stream.errors import InputError, StoreError, first_error
+from rex_stream.evaluation import insertion_deletion
 from rex_stream.extraction import (
     LARGE_INPUT_ELEMENTS,
-    Sufficiency,
     extract_contrastive,
     extract_global,
     extract_spatial,
@@ -36,6 +35,7 @@ from rex_stream.extraction import (
 from rex_stream.modes import load_subject
 from rex_stream.progress import Progress
 from rex_stream.responsibility import build_map, build_map_chunked, normalise
+from rex_stream.result import Explanation, RunStats
 from rex_stream.scheduler import CountingEvaluator, Evaluator, Scheduler
 from rex_stream.search import IterationResult, Target, input_key, run_iteration
 from rex_stream.store import ExplanationStore
@@ -48,67 +48,6 @@ if sys.version_info < (3, 11):  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass(frozen=True)
-class RunStats:
-    """What a run cost and found (``queries`` counts every input the model evaluated)."""
-
-    queries: int
-    calls: int
-    mean_batch: float
-    passing: int
-    failing: int
-    max_depth: int
-    avg_box_size: float
-    iterations: int
-    resumed_iterations: int
-    wall_s: float
-    backend_s: float
-
-
-@dataclass
-class Explanation:
-    """The result of explaining one input."""
-
-    subject: Subject
-    target: Target
-    responsibility: np.ndarray
-    stats: RunStats
-    config: ExplainConfig
-    sufficiency: Sufficiency | None = None
-    curves: Curves | None = None
-    store: str | None = None
-    seed: int = 0
-    model: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        """The sufficient explanation over the spatial axes, if one was extracted."""
-        return None if self.sufficiency is None else self.sufficiency.mask
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary (the CLI's ``--json``)."""
-        out: dict[str, Any] = {
-            "input": self.subject.source or self.subject.name,
-            "model": self.model,
-            "target": {"class": self.target.classification, "confidence": self.target.confidence},
-            "seed": self.seed,
-            "store": self.store,
-            "stats": asdict(self.stats),
-        }
-        if self.sufficiency is not None:
-            out["explanation"] = {
-                "area": self.sufficiency.area,
-                "confidence": self.sufficiency.confidence,
-            }
-        if self.curves is not None:
-            out["evaluation"] = {
-                "insertion_auc": self.curves.insertion_auc,
-                "deletion_auc": self.curves.deletion_auc,
-            }
-        return out
 
 
 async def explain(
@@ -128,9 +67,9 @@ async def explain(
     ``python:module:function``); a spec is opened and closed here. With ``store``, every
     finished iteration is committed to a Zarr store and ``resume`` continues a killed run.
     """
-    with _single_error():
+    with raise_first_error():
         started = time.perf_counter()
-        async with _backend_for(backend, config or ExplainConfig(), backend_settings) as (
+        async with backend_for_run(backend, config or ExplainConfig(), backend_settings) as (
             opened,
             resolved,
         ):
@@ -149,7 +88,7 @@ async def explain(
 
 
 @contextmanager
-def _single_error() -> Iterator[None]:
+def raise_first_error() -> Iterator[None]:
     """Re-raise the telling error of an exception group from the task groups inside."""
     try:
         yield
@@ -161,7 +100,7 @@ def _single_error() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def _backend_for(
+async def backend_for_run(
     backend: Backend | str, config: ExplainConfig, settings: BackendSettings | None
 ) -> AsyncIterator[tuple[Backend, ExplainConfig]]:
     """The backend to use (a spec is opened here and closed after) and the config with the
@@ -177,70 +116,6 @@ async def _backend_for(
     finally:
         with anyio.CancelScope(shield=True):
             await opened.aclose()
-
-
-@dataclass(frozen=True)
-class InputFailure:
-    """An input of :func:`explain_many` that could not be explained, and why."""
-
-    source: str
-    error: RexStreamError
-
-
-async def explain_many(
-    sources: Sequence[str | Path],
-    backend: Backend | str,
-    config: ExplainConfig | None = None,
-    *,
-    store: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    concurrent_inputs: int = 4,
-    names: Sequence[str] | None = None,
-    on_result: Callable[[Explanation | InputFailure], None] | None = None,
-    backend_settings: BackendSettings | None = None,
-) -> list[Explanation | InputFailure]:
-    """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
-    time, so that their mutants share batches.
-
-    An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
-    place); a backend failure ends the run. ``names`` are the store keys (default: file stems).
-    """
-    results: list[Explanation | InputFailure | None] = [None] * len(sources)
-    limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
-
-    async def one(
-        index: int, info: ModelInfo, scheduler: Scheduler, resolved: ExplainConfig
-    ) -> None:
-        source = sources[index]
-        async with limiter:
-            try:
-                outcome: Explanation | InputFailure = await explain_input(
-                    source,
-                    info,
-                    scheduler,
-                    resolved,
-                    store=store,
-                    resume=resume,
-                    overwrite=overwrite,
-                    name=None if names is None else names[index],
-                )
-            except (InputError, StoreError, OutputError) as error:
-                outcome = InputFailure(str(source), error)
-        results[index] = outcome
-        if on_result is not None:
-            on_result(outcome)
-
-    with _single_error():
-        async with _backend_for(backend, config or ExplainConfig(), backend_settings) as (
-            opened,
-            resolved,
-        ):
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
-                async with anyio.create_task_group() as group:
-                    for index in range(len(sources)):
-                        group.start_soon(one, index, opened.info, scheduler, resolved)
-    return [r for r in results if r is not None]
 
 
 async def explain_input(

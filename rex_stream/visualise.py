@@ -11,7 +11,7 @@ from PIL import Image
 from rex_stream.errors import OutputError
 
 if TYPE_CHECKING:
-    from rex_stream.explain import Explanation
+    from rex_stream.result import Explanation
 
 
 def _display_rgb(explanation: Explanation) -> np.ndarray:

@@ -21,7 +21,7 @@ from rex_stream.errors import InputError
 from rex_stream.subject import Subject
 
 if TYPE_CHECKING:
-    from rex_stream.explain import Explanation
+    from rex_stream.result import Explanation
 
 __all__ = ["load_subject", "mode_module", "render_explanation"]
 

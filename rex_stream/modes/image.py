@@ -14,7 +14,7 @@ from rex_stream.errors import InputError
 from rex_stream.subject import Subject
 
 if TYPE_CHECKING:
-    from rex_stream.explain import Explanation
+    from rex_stream.result import Explanation
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 MODES = ("RGB", "L")

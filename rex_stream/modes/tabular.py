@@ -35,7 +35,7 @@ from rex_stream.subject import Subject
 from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
-    from rex_stream.explain import Explanation
+    from rex_stream.result import Explanation
 
 SUFFIXES = {".csv", ".tsv", ".parquet", ".pq"}
 MODES = ("tabular",)

@@ -1,0 +1,80 @@
+"""Many inputs through one backend and one scheduler, so that their mutants share batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from rex_stream.backend import Backend, BackendSettings, ModelInfo
+from rex_stream.config import ExplainConfig
+from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError
+from rex_stream.explain import backend_for_run, explain_input, raise_first_error
+from rex_stream.result import Explanation
+from rex_stream.scheduler import Scheduler
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input of :func:`explain_many` that could not be explained, and why."""
+
+    source: str
+    error: RexStreamError
+
+
+async def explain_many(
+    sources: Sequence[str | Path],
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    names: Sequence[str] | None = None,
+    on_result: Callable[[Explanation | InputFailure], None] | None = None,
+    backend_settings: BackendSettings | None = None,
+) -> list[Explanation | InputFailure]:
+    """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
+    time, so that their mutants share batches.
+
+    An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
+    place); a backend failure ends the run. ``names`` are the store keys (default: file stems).
+    """
+    results: list[Explanation | InputFailure | None] = [None] * len(sources)
+    limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
+
+    async def one(
+        index: int, info: ModelInfo, scheduler: Scheduler, resolved: ExplainConfig
+    ) -> None:
+        source = sources[index]
+        async with limiter:
+            try:
+                outcome: Explanation | InputFailure = await explain_input(
+                    source,
+                    info,
+                    scheduler,
+                    resolved,
+                    store=store,
+                    resume=resume,
+                    overwrite=overwrite,
+                    name=None if names is None else names[index],
+                )
+            except (InputError, StoreError, OutputError) as error:
+                outcome = InputFailure(str(source), error)
+        results[index] = outcome
+        if on_result is not None:
+            on_result(outcome)
+
+    with raise_first_error():
+        async with backend_for_run(backend, config or ExplainConfig(), backend_settings) as (
+            opened,
+            resolved,
+        ):
+            async with Scheduler(opened, resolved.scheduler) as scheduler:
+                async with anyio.create_task_group() as group:
+                    for index in range(len(sources)):
+                        group.start_soon(one, index, opened.info, scheduler, resolved)
+    return [r for r in results if r is not None]

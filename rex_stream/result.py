@@ -1,0 +1,75 @@
+"""What an explanation run returns: the map, the explanation, the stats."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rex_stream.config import ExplainConfig
+from rex_stream.evaluation import Curves
+from rex_stream.extraction import Sufficiency
+from rex_stream.search import Target
+from rex_stream.subject import Subject
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a run cost and found (``queries`` counts every input the model evaluated)."""
+
+    queries: int
+    calls: int
+    mean_batch: float
+    passing: int
+    failing: int
+    max_depth: int
+    avg_box_size: float
+    iterations: int
+    resumed_iterations: int
+    wall_s: float
+    backend_s: float
+
+
+@dataclass
+class Explanation:
+    """The result of explaining one input."""
+
+    subject: Subject
+    target: Target
+    responsibility: np.ndarray
+    stats: RunStats
+    config: ExplainConfig
+    sufficiency: Sufficiency | None = None
+    curves: Curves | None = None
+    store: str | None = None
+    seed: int = 0
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The sufficient explanation over the spatial axes, if one was extracted."""
+        return None if self.sufficiency is None else self.sufficiency.mask
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json``)."""
+        out: dict[str, Any] = {
+            "input": self.subject.source or self.subject.name,
+            "model": self.model,
+            "target": {"class": self.target.classification, "confidence": self.target.confidence},
+            "seed": self.seed,
+            "store": self.store,
+            "stats": asdict(self.stats),
+        }
+        if self.sufficiency is not None:
+            out["explanation"] = {
+                "area": self.sufficiency.area,
+                "confidence": self.sufficiency.confidence,
+            }
+        if self.curves is not None:
+            out["evaluation"] = {
+                "insertion_auc": self.curves.insertion_auc,
+                "deletion_auc": self.curves.deletion_auc,
+            }
+        return out
