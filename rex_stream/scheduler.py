@@ -33,13 +33,19 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 32
 
 #: Bytes all batch buffers together may take before ``max_batch`` shrinks (never below 1).
-BUFFER_BUDGET_BYTES = 1 << 30
+BUFFER_BUDGET_BYTES = 1 << 29
+
+
+def budget_inflight(wanted: int, input_bytes: int) -> int:
+    """The most calls in flight ≤ ``wanted`` whose one-input buffers fit the memory budget
+    (at least one): a 512³ float32 volume (512 MiB) gets one call at a time."""
+    return max(1, min(wanted, BUFFER_BUDGET_BYTES // max(1, input_bytes)))
 
 
 def budget_batch(wanted: int, input_bytes: int, max_inflight: int) -> int:
     """The largest batch ≤ ``wanted`` whose ``max_inflight`` buffers fit the memory budget.
 
-    Small inputs are unaffected (an ImageNet image is 0.6 MB, so 64 × 2 buffers take 77 MB);
+    Small inputs are unaffected (an ImageNet image is 0.6 MB, so 32 × 8 buffers take 154 MB);
     a 512³ float32 volume (512 MiB) gets batches of 1.
     """
     fitting = BUFFER_BUDGET_BYTES // max(1, input_bytes * max_inflight)
@@ -136,6 +142,7 @@ class Scheduler:
         wanted = self.config.max_batch or info.preferred_batch or DEFAULT_MAX_BATCH
         wanted = min(wanted, info.max_batch) if info.max_batch else wanted
         input_bytes = int(np.prod(info.input_shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize
+        self.max_inflight = budget_inflight(self.max_inflight, input_bytes)
         self.max_batch = budget_batch(wanted, input_bytes, self.max_inflight)
         if self.max_batch < wanted:
             logger.info(

@@ -138,3 +138,15 @@ async def test_cancellation_cleans_up() -> None:
             await scheduler.evaluate([_fill(1)] * 10)
     assert scope.cancelled_caught
     assert backend.active == 0
+
+
+def test_memory_budget_shrinks_batches_and_calls_for_huge_inputs() -> None:
+    from rex_stream.scheduler import budget_inflight
+
+    volume = 512 * 2**20  # a 512³ float32 volume
+    assert budget_inflight(2, volume) == 1
+    assert budget_inflight(8, 600_000) == 8  # an ImageNet image is not affected
+    backend = FakeBackend()
+    backend.info = ModelInfo("big", "x", (512, 512, 512))
+    scheduler = Scheduler(backend, SchedulerConfig(max_batch=16, max_inflight=2))
+    assert (scheduler.max_batch, scheduler.max_inflight) == (1, 1)
