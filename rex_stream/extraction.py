@@ -57,10 +57,29 @@ async def extract_global(
         return await extract_by_levels(
             subject, responsibility, target, scheduler, extraction, scoring
         )
-    order = rank_elements(responsibility)
-    position = rank_positions(order)
-    size = order.size
-    counts = [*range(extraction.chunk_size, size, extraction.chunk_size), size]
+    mask, confidence, queries = await _first_top_set(
+        subject, responsibility, target, scheduler, extraction, scoring, necessary=False
+    )
+    if mask is None:
+        return Sufficiency(np.ones(responsibility.shape, bool), target.confidence, queries)
+    return Sufficiency(mask, confidence, queries)
+
+
+async def _first_top_set(
+    subject: Subject,
+    responsibility: np.ndarray,
+    target: Target,
+    scheduler: Evaluator,
+    extraction: ExtractionConfig,
+    scoring: ScoringConfig,
+    *,
+    necessary: bool,
+) -> tuple[np.ndarray | None, float, int]:
+    """The first set of the top-ranked elements, grown ``chunk_size`` at a time, that is
+    sufficient (and, with ``necessary``, whose removal changes the class): (mask or None,
+    confidence, queries)."""
+    position = rank_positions(rank_elements(responsibility))
+    counts = [*range(extraction.chunk_size, position.size, extraction.chunk_size), position.size]
     found, confidence, queries = await first_sufficient(
         len(counts),
         lambda i: reveal_top(subject, position, counts[i]),
@@ -68,11 +87,11 @@ async def extract_global(
         scheduler,
         extraction,
         scoring,
+        counter_for=(lambda i: hide_top(subject, position, counts[i])) if necessary else None,
     )
     if found is None:
-        return Sufficiency(np.ones(responsibility.shape, bool), target.confidence, queries)
-    mask = (position < counts[found]).reshape(responsibility.shape)
-    return Sufficiency(mask, confidence, queries)
+        return None, confidence, queries
+    return (position < counts[found]).reshape(responsibility.shape), confidence, queries
 
 
 async def first_sufficient(
@@ -263,21 +282,12 @@ async def extract_contrastive(
     """
     if responsibility.size > LARGE_INPUT_ELEMENTS:
         return await extract_global(subject, responsibility, target, scheduler, extraction, scoring)
-    position = rank_positions(rank_elements(responsibility))
-    counts = [*range(extraction.chunk_size, position.size, extraction.chunk_size), position.size]
-    found, confidence, queries = await first_sufficient(
-        len(counts),
-        lambda i: reveal_top(subject, position, counts[i]),
-        target,
-        scheduler,
-        extraction,
-        scoring,
-        counter_for=lambda i: hide_top(subject, position, counts[i]),
+    mask, confidence, queries = await _first_top_set(
+        subject, responsibility, target, scheduler, extraction, scoring, necessary=True
     )
-    if found is None:
+    if mask is None:
         fallback = await extract_global(
             subject, responsibility, target, scheduler, extraction, scoring
         )
         return Sufficiency(fallback.mask, fallback.confidence, queries + fallback.queries)
-    mask = (position < counts[found]).reshape(responsibility.shape)
     return Sufficiency(mask, confidence, queries)
