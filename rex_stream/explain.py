@@ -143,7 +143,11 @@ async def explain_input(
     report = on_progress or (lambda _: None)
     evaluator = CountingEvaluator(scheduler)
     target = await _predict_target(subject, evaluator, config, info)
-    report(Progress.snapshot("target", 0, config.search.iters, scheduler.stats, started, target))
+
+    def phase(name: str, done: int) -> None:
+        report(Progress.snapshot(name, done, config.search.iters, scheduler.stats, started, target))
+
+    phase("target", 0)
     explanation_store, seed = _open_store(
         store, subject, target, info, config, resume=resume, overwrite=overwrite
     )
@@ -164,16 +168,7 @@ async def explain_input(
         responsibility = normalise(raw, style).astype(np.float32)
     sufficiency = None
     if config.extraction.extract:
-        report(
-            Progress.snapshot(
-                "extraction",
-                len(results),
-                config.search.iters,
-                scheduler.stats,
-                started,
-                target,
-            )
-        )
+        phase("extraction", len(results))
         extract = {"spatial": extract_spatial, "contrastive": extract_contrastive}.get(
             config.extraction.strategy, extract_global
         )
@@ -182,16 +177,7 @@ async def explain_input(
         )
     curves = None
     if config.evaluation.analyse:
-        report(
-            Progress.snapshot(
-                "evaluation",
-                len(results),
-                config.search.iters,
-                scheduler.stats,
-                started,
-                target,
-            )
-        )
+        phase("evaluation", len(results))
         curves = await insertion_deletion(
             subject, responsibility, target, evaluator, config.evaluation, config.scoring
         )
@@ -224,11 +210,7 @@ async def explain_input(
     )
     if explanation_store is not None:
         await anyio.to_thread.run_sync(_save_results, explanation_store, result)
-    report(
-        Progress.snapshot(
-            "done", len(ordered), config.search.iters, scheduler.stats, started, target
-        )
-    )
+    phase("done", len(ordered))
     return result
 
 
