@@ -48,7 +48,7 @@ from rex_stream.adapters.http_protocols import (
 from rex_stream.adapters.http_v2 import V2Codec, choose_tensor, v2_layout, v2_tensor
 from yarl import URL
 
-from rex_stream.backend import Backend, BackendSettings, ModelInfo
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
 
 __all__ = ["CustomTemplate", "HttpBackend", "HttpOptions", "connect"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from rex_stream.adapters.http_protocols import CustomTemplate
 from yarl import URL
 
+from rex_stream.engine.options import option_flag
 from rex_stream.errors import ConfigError
-from rex_stream.options import option_flag
 
 logger = logging.getLogger("rex_stream.adapters.http")
 

@@ -20,7 +20,7 @@ from rex_stream.adapters.http_protocols import (
     parse_json,
 )
 
-from rex_stream.backend import BackendSettings
+from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import BackendError, ConfigError
 
 BINARY_HEADER = "Inference-Header-Content-Length"

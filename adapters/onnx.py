@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from rex_stream.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.errors import BackendError, ConfigError
 
 #: On CPUs, small batches keep the working set in cache (efficientnet-lite0 on 2 cores: 190/s at

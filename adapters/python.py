@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.errors import BackendError, ConfigError
 
 ScoreFunction = Callable[[np.ndarray], Any]

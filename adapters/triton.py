@@ -33,9 +33,9 @@ from urllib.parse import parse_qsl, urlsplit
 import anyio
 import numpy as np
 
-from rex_stream.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.options import option_flag
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
-from rex_stream.options import option_flag
 
 try:
     import aiohttp

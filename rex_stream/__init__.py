@@ -5,7 +5,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from rex_stream.api import explain_stream, explain_sync
-from rex_stream.backend import Backend, BackendSettings, ModelInfo, open_backend
 from rex_stream.config import (
     EvaluationConfig,
     ExplainConfig,
@@ -16,6 +15,7 @@ from rex_stream.config import (
     SearchConfig,
     VisualConfig,
 )
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, open_backend
 from rex_stream.errors import (
     BackendError,
     BackendTimeout,

@@ -11,8 +11,8 @@ import anyio
 import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from rex_stream.backend import Backend
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend
 from rex_stream.explain import explain
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
+from rex_stream.engine.geometry import Distribution
 from rex_stream.errors import ConfigError
-from rex_stream.geometry import Distribution
 
 
 class QueueStyle(str, Enum):

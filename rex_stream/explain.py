@@ -16,31 +16,32 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.backend import (
+from rex_stream.causal.extraction import (
+    LARGE_INPUT_ELEMENTS,
+    extract_contrastive,
+    extract_global,
+    extract_spatial,
+)
+from rex_stream.causal.records import commit_iteration, committed_iterations
+from rex_stream.causal.responsibility import build_map, build_map_chunked, normalise
+from rex_stream.causal.search import IterationResult, input_key, run_iteration
+from rex_stream.config import Distribution, ExplainConfig
+from rex_stream.engine.backend import (
     Backend,
     BackendSettings,
     ModelInfo,
     default_inflight,
     open_backend,
 )
-from rex_stream.config import Distribution, ExplainConfig
+from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Scheduler
+from rex_stream.engine.store import ExplanationStore
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError, first_error
-from rex_stream.evaluation import insertion_deletion
-from rex_stream.extraction import (
-    LARGE_INPUT_ELEMENTS,
-    extract_contrastive,
-    extract_global,
-    extract_spatial,
-)
+from rex_stream.evaluation.insertion_deletion import insertion_deletion
 from rex_stream.modes import load_subject
 from rex_stream.progress import Progress
-from rex_stream.responsibility import build_map, build_map_chunked, normalise
 from rex_stream.result import Explanation, RunStats
-from rex_stream.scheduler import CountingEvaluator, Evaluator, Scheduler
-from rex_stream.search import IterationResult, Target, input_key, run_iteration
-from rex_stream.store import ExplanationStore
-from rex_stream.subject import Subject
-from rex_stream.verdicts import judge
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -307,7 +308,7 @@ async def _search_all(
     search = config.search
     results: dict[int, IterationResult] = {}
     if store is not None:
-        committed = await anyio.to_thread.run_sync(store.committed)
+        committed = await anyio.to_thread.run_sync(committed_iterations, store)
         results.update({i: r for i, r in committed.items() if i < search.iters})
     resumed = len(results)
     key = input_key(subject)
@@ -338,7 +339,7 @@ async def _search_all(
                 index, subject, target, evaluator, search, config.scoring, seed, key, weights
             )
         if store is not None:
-            await anyio.to_thread.run_sync(store.commit, result)
+            await anyio.to_thread.run_sync(commit_iteration, store, result)
         results[index] = result
         finished[index].set()
         report(

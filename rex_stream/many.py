@@ -8,12 +8,12 @@ from pathlib import Path
 
 import anyio
 
-from rex_stream.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
+from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError
 from rex_stream.explain import backend_for_run, explain_input, raise_first_error
 from rex_stream.result import Explanation
-from rex_stream.scheduler import Scheduler
 
 
 @dataclass(frozen=True)

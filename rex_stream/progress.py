@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rex_stream.scheduler import SchedulerStats
-    from rex_stream.search import Target
+    from rex_stream.engine.scheduler import SchedulerStats
+    from rex_stream.engine.verdicts import Target
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rex_stream.backend import ModelInfo
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
-from rex_stream.subject import Subject
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rex_stream.engine.options import option_flag
 from rex_stream.errors import InputError
-from rex_stream.options import option_flag
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rex_stream.backend import Backend, ModelInfo
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend, ModelInfo
+from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
-from rex_stream.subject import Subject
 from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ async def explain_windows(
     :class:`Explanation`'s subject is an :class:`AudioSubject` whose ``offset_s`` places it in
     the file. ``kwargs`` go to :func:`rex_stream.explain`.
     """
-    from rex_stream.backend import BackendSettings, open_backend
+    from rex_stream.engine.backend import BackendSettings, open_backend
     from rex_stream.explain import explain
 
     if windows not in ("best", "all"):

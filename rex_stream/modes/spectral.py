@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rex_stream.backend import ModelInfo
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.geometry import Box
+from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
-from rex_stream.geometry import Box
 from rex_stream.modes._signal1d import check_finite, option_bool, option_float, option_int, runs
-from rex_stream.subject import Subject
 from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:

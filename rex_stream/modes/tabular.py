@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rex_stream.backend import Backend, ModelInfo
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend, ModelInfo
+from rex_stream.engine.geometry import Box
+from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
-from rex_stream.geometry import Box
 from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
 from rex_stream.modes._table_io import Table, read_table
-from rex_stream.subject import Subject
 from rex_stream.visualise import save_figure
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ async def explain_rows(
     **kwargs: Any,
 ) -> list[Explanation]:
     """Explain several rows of one table (default: all), sharing one open backend."""
-    from rex_stream.backend import BackendSettings, open_backend
+    from rex_stream.engine.backend import BackendSettings, open_backend
     from rex_stream.explain import explain
 
     config = config or ExplainConfig()

@@ -27,8 +27,8 @@ import pytest
 from rex_stream.adapters.http import HttpBackend
 
 from rex_stream import ExplainConfig, explain, explain_sync
-from rex_stream.backend import BackendSettings, open_backend
-from rex_stream.cli import main
+from rex_stream.cli.main import main
+from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
 from tests.servers.http_apps import AppServer, serving_http_apps
 from tests.servers.mlserver_server import ENV_VAR as MLSERVER_ENV

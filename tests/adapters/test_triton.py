@@ -17,7 +17,7 @@ import pytest
 from rex_stream.adapters.triton import TritonBackend, auth_headers, connect, parse_spec
 
 import rex_stream
-from rex_stream.backend import BackendSettings, open_backend
+from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
 from tests.plugins.triton_fixtures import DEMO_MODEL
@@ -334,7 +334,7 @@ def test_grpc_over_tls(
 def test_cli_explains_through_triton(
     triton_server: TritonProcess, tiny_onnx_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rex_stream.cli import main
+    from rex_stream.cli.main import main
 
     common = ["--iters", "2", "--seed", "3", "--no-extract", "--json", "--quiet"]
     assert main([str(IMAGE), "--model", str(tiny_onnx_model), *common]) == 0

@@ -10,8 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rex_stream import ExplainConfig, InputError, explain_sync
-from rex_stream.backend import ModelInfo
-from rex_stream.geometry import Box
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.geometry import Box
 from rex_stream.modes import load_subject
 from rex_stream.modes.spectral import SpectralSubject, explanation_intervals, render
 

@@ -11,9 +11,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rex_stream import ExplainConfig, InputError, explain_sync
-from rex_stream.backend import ModelInfo
+from rex_stream.causal.responsibility import Ledger
+from rex_stream.causal.search import _in_input
 from rex_stream.config import ScoreKind
-from rex_stream.geometry import Box
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.geometry import Box
 from rex_stream.modes import load_subject
 from rex_stream.modes.tabular import (
     TabularSubject,
@@ -23,8 +25,6 @@ from rex_stream.modes.tabular import (
     render,
     table_csv,
 )
-from rex_stream.responsibility import Ledger
-from rex_stream.search import _in_input
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 REAL_MODEL = MODELS / "tabular-breast-cancer.onnx"

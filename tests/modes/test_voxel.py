@@ -110,10 +110,10 @@ def test_mismatched_mode(tmp_path: Path) -> None:
 
 def test_large_volume_machinery_matches_the_plain_one() -> None:
     """The bounded-memory paths give what the plain ones give (on a small map)."""
+    from rex_stream.causal.extraction import responsibility_levels
+    from rex_stream.causal.responsibility import Ledger, build_map, build_map_chunked, normalise
     from rex_stream.config import ResponsibilityStyle
-    from rex_stream.extraction import responsibility_levels
-    from rex_stream.responsibility import Ledger, build_map, build_map_chunked, normalise
-    from rex_stream.scheduler import budget_batch
+    from rex_stream.engine.scheduler import budget_batch
 
     assert budget_batch(64, 512 * 2**20, 2) == 1  # a 512³ float32 volume
     assert budget_batch(64, 4 * 2**20, 2) == 64  # an image is not affected

@@ -11,7 +11,7 @@ from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain_sync
 from rex_stream.config import QueueStyle, ResponsibilityStyle
-from rex_stream.geometry import Distribution
+from rex_stream.engine.geometry import Distribution
 from tests.onnx_models import PATCH, planted_image
 
 
@@ -120,7 +120,7 @@ def test_imagenet_photo(imagenet_model: Path) -> None:
         means=(0.485, 0.456, 0.406), stds=(0.229, 0.224, 0.225), iters=3, seed=0
     )
     result = explain_sync(
-        Path(__file__).parents[1] / "rex_stream/data/ladybird.jpg", str(imagenet_model), config
+        Path(__file__).parents[2] / "rex_stream/data/ladybird.jpg", str(imagenet_model), config
     )
     assert result.target.classification == 301
     assert result.sufficiency is not None and 0 < result.sufficiency.area < 0.5

@@ -8,8 +8,8 @@ import pytest
 
 from rex_stream.config import QueueStyle, ResponsibilityStyle
 from rex_stream.config_file import load_config
+from rex_stream.engine.geometry import Distribution
 from rex_stream.errors import ConfigError
-from rex_stream.geometry import Distribution
 
 
 def test_rex_sections_and_keys(tmp_path: Path) -> None:

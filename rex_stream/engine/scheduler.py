@@ -22,8 +22,8 @@ import anyio.abc
 import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from rex_stream.backend import Backend, default_inflight
 from rex_stream.config import SchedulerConfig
+from rex_stream.engine.backend import Backend, default_inflight
 from rex_stream.errors import BackendError, RexStreamError
 
 logger = logging.getLogger(__name__)

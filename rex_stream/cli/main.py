@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.backend import BackendSettings, default_inflight
+from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
-from rex_stream.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
+from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import ConfigError, OutputError, RexStreamError
 from rex_stream.explain import explain
 from rex_stream.progress import Progress
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         options=_pairs(args.backend_option, "--backend-option"),
     )
     if Path(args.filename).is_dir():
-        from rex_stream.cli_directory import run_directory
+        from rex_stream.cli.directory import run_directory
 
         return run_directory(args, spec, config, settings)
     output = _check_writable(args.output, "--output")

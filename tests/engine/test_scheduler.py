@@ -6,10 +6,10 @@ import anyio
 import numpy as np
 import pytest
 
-from rex_stream.backend import ModelInfo
 from rex_stream.config import SchedulerConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import BackendError, first_error
-from rex_stream.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
 
@@ -141,7 +141,7 @@ async def test_cancellation_cleans_up() -> None:
 
 
 def test_memory_budget_shrinks_batches_and_calls_for_huge_inputs() -> None:
-    from rex_stream.scheduler import budget_inflight
+    from rex_stream.engine.scheduler import budget_inflight
 
     volume = 512 * 2**20  # a 512³ float32 volume
     assert budget_inflight(2, volume) == 1

@@ -15,22 +15,14 @@ from functools import partial
 
 import numpy as np
 
+from rex_stream.causal.responsibility import Ledger
 from rex_stream.config import QueueStyle, ScoringConfig, SearchConfig
-from rex_stream.geometry import SUBSETS, Box, can_split, root_box, split_box
-from rex_stream.responsibility import Ledger
-from rex_stream.scheduler import Evaluator
-from rex_stream.subject import Subject
-from rex_stream.verdicts import judge
+from rex_stream.engine.geometry import SUBSETS, Box, can_split, root_box, split_box
+from rex_stream.engine.scheduler import Evaluator
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target, judge
 
 Job = tuple[Box, ...]
-
-
-@dataclass(frozen=True)
-class Target:
-    """The class being explained and the model's confidence in it on the unmodified input."""
-
-    classification: int
-    confidence: float
 
 
 @dataclass(frozen=True)

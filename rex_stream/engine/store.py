@@ -1,4 +1,11 @@
-"""The Zarr store: one group per explained input, durable iteration by iteration.
+"""The Zarr store: one group per explained input, durable record by record.
+
+The seam between the engine and the methods: the store knows nothing of any method. A method
+hands it :class:`Record` s — a numeric table plus a few scalar attributes, filed under a *kind*
+(``"ledger"`` for the causal method's iterations; the evaluation, CEM and L2X wings file their
+own kinds) and an index — and reads back the ones that were completely written. Turning a
+method's own results into records and back is the method's business (e.g.
+``rex_stream.causal.records``).
 
 Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +32,19 @@ import numpy as np
 import zarr
 
 from rex_stream.errors import StoreError
-from rex_stream.responsibility import Ledger
-from rex_stream.search import IterationResult
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """One durable unit of a method's work: a float64 table and its scalar attributes."""
+
+    index: int
+    table: np.ndarray
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ExplanationStore:
@@ -100,67 +115,49 @@ class ExplanationStore:
         except (FileNotFoundError, KeyError, OSError, ValueError):
             return None
 
-    def committed(self) -> dict[int, IterationResult]:
-        """Iterations whose ledgers were completely written, by index."""
-        if "ledger" not in self.group:
+    def committed(self, kind: str) -> dict[int, Record]:
+        """Records of ``kind`` that were completely written, by index."""
+        if kind not in self.group:
             return {}
-        ledgers = self.group["ledger"]
-        if not isinstance(ledgers, zarr.Group):
+        records = self.group[kind]
+        if not isinstance(records, zarr.Group):
             return {}
-        done: dict[int, IterationResult] = {}
-        for name in sorted(ledgers.array_keys()):
+        done: dict[int, Record] = {}
+        for name in sorted(records.array_keys()):
             try:
-                array = ledgers[name]
+                array = records[name]
                 if not isinstance(array, zarr.Array):
                     continue
                 attrs: dict[str, Any] = dict(array.attrs)
-                if not attrs.get("committed"):
+                if not attrs.pop("committed", False):
                     continue
                 table = np.asarray(array[:])
-            except Exception as exc:  # a torn write from a killed run: redo that iteration
-                logger.warning("ignoring unreadable ledger %s: %s", name, exc)
+            except Exception as exc:  # a torn write from a killed run: redo that record
+                logger.warning("ignoring unreadable %s record %s: %s", kind, name, exc)
                 continue
-            index = int(name)
-            done[index] = IterationResult(
-                index=index,
-                ledger=Ledger.from_array(table, self.ndim),
-                passing=int(attrs["passing"]),
-                failing=int(attrs["failing"]),
-                depth=int(attrs["depth"]),
-                box_area_sum=float(attrs["box_area_sum"]),
-                box_count=int(attrs["box_count"]),
-            )
+            done[int(name)] = Record(int(name), table, attrs)
         return done
 
-    def commit(self, result: IterationResult) -> None:
-        """Write one iteration's ledger, then mark it committed."""
-        table = result.ledger.to_array()
-        name = f"ledger/{result.index:06d}"
+    def commit(self, kind: str, record: Record) -> None:
+        """Write one record's table, then mark it committed (the mark is written last)."""
+        table = np.asarray(record.table, dtype=np.float64)
+        name = f"{kind}/{record.index:06d}"
         rows = max(1, table.shape[0])
         try:
             array = self.group.create_array(
                 name,
                 shape=table.shape,
                 dtype="float64",
-                chunks=(rows, table.shape[1]),
+                chunks=(rows, *table.shape[1:]),
                 attributes={"committed": False},
                 overwrite=True,
             )
             if table.size:
                 array[:] = table
-            array.update_attributes(
-                {
-                    "committed": True,
-                    "passing": result.passing,
-                    "failing": result.failing,
-                    "depth": result.depth,
-                    "box_area_sum": result.box_area_sum,
-                    "box_count": result.box_count,
-                }
-            )
+            array.update_attributes({**_plain(record.attributes), "committed": True})
         except OSError as exc:
             raise StoreError(
-                f"cannot write iteration {result.index} to {self.location}: {exc}"
+                f"cannot write {kind} {record.index} to {self.location}: {exc}"
             ) from exc
 
     def update_attributes(self, values: Mapping[str, Any]) -> None:

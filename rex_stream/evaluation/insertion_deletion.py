@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rex_stream.config import EvaluationConfig, ScoringConfig
-from rex_stream.ranking import hide_top, rank_elements, rank_positions, reveal_top
-from rex_stream.scheduler import Evaluator
-from rex_stream.search import Target
-from rex_stream.subject import Subject
-from rex_stream.verdicts import judge
+from rex_stream.engine.ranking import hide_top, rank_elements, rank_positions, reveal_top
+from rex_stream.engine.scheduler import Evaluator
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target, judge
 
 
 @dataclass(frozen=True)

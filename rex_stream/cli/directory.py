@@ -11,8 +11,8 @@ from typing import Any
 
 import anyio
 
-from rex_stream.backend import BackendSettings
 from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError, OutputError
 from rex_stream.result import Explanation
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rex_stream.subject import Subject
+from rex_stream.engine.subject import Subject
 
 
 def rank_elements(responsibility: np.ndarray) -> np.ndarray:

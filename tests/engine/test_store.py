@@ -16,7 +16,7 @@ import zarr
 from rex_stream import StoreError, explain_sync
 from tests.slow_run import SETTINGS, slow_backend
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _committed(store: Path) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rex_stream.config import ResponsibilityStyle
-from rex_stream.geometry import Box
+from rex_stream.engine.geometry import Box
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rex_stream.geometry import Box
+from rex_stream.engine.geometry import Box
 
 
 @dataclass

@@ -15,6 +15,14 @@ CONFIDENCE_DECIMALS = 6
 
 
 @dataclass(frozen=True)
+class Target:
+    """The class being explained and the model's confidence in it on the unmodified input."""
+
+    classification: int
+    confidence: float
+
+
+@dataclass(frozen=True)
 class Verdicts:
     """One batch of verdicts: ``classes[i]`` with ``confidences[i]``; ``target_confidences[i]``
     is the confidence given to the target class (used by insertion/deletion curves)."""
