@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import sys
 import time
@@ -40,6 +39,7 @@ from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation.insertion_deletion import insertion_deletion
 from rex_stream.modes import load_subject
+from rex_stream.naming import check_name, input_name
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, RunStats
 
@@ -134,13 +134,15 @@ async def explain_input(
 ) -> Explanation:
     """Explain one input through a scheduler that other inputs may share.
 
-    ``name`` replaces the subject's name (the store group's key). Stats count this input's
-    queries; calls, batch fill and backend time are the shared scheduler's.
+    ``name`` replaces the subject's name and is the store group's key as it is (see
+    :mod:`rex_stream.naming`; by default the key comes from the file's stem). Stats count this
+    input's queries; calls, batch fill and backend time are the shared scheduler's.
     """
     started = time.perf_counter() if started is None else started
     subject = load_subject(source, info, config)
     if name is not None:
-        subject.name = name
+        subject.name = check_name(name)
+    key = subject.name if name is not None else input_name(subject.name)
     report = on_progress or (lambda _: None)
     evaluator = CountingEvaluator(scheduler)
     target = await _predict_target(subject, evaluator, config, info)
@@ -150,7 +152,7 @@ async def explain_input(
 
     phase("target", 0)
     explanation_store, seed = _open_store(
-        store, subject, target, info, config, resume=resume, overwrite=overwrite
+        store, key, subject, target, info, config, resume=resume, overwrite=overwrite
     )
     results, resumed = await _search_all(
         subject, target, evaluator, scheduler, config, seed, explanation_store, report, started
@@ -257,6 +259,7 @@ def _settings(
 
 def _open_store(
     path: str | Path | None,
+    key: str,
     subject: Subject,
     target: Target,
     info: ModelInfo,
@@ -267,7 +270,6 @@ def _open_store(
 ) -> tuple[ExplanationStore | None, int]:
     """Open the store group for this input, and settle the seed (a resumed run reuses it)."""
     seed = config.search.seed
-    key = re.sub(r"[^A-Za-z0-9_.-]", "_", subject.name) or "input"
     if path is None:
         return None, seed if seed is not None else secrets.randbits(32)
     if resume and seed is None:

@@ -11,8 +11,9 @@ import anyio
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError
+from rex_stream.errors import ConfigError, InputError, OutputError, RexStreamError, StoreError
 from rex_stream.explain import backend_for_run, explain_input, raise_first_error
+from rex_stream.naming import input_name
 from rex_stream.result import Explanation
 
 
@@ -41,8 +42,11 @@ async def explain_many(
     time, so that their mutants share batches.
 
     An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
-    place); a backend failure ends the run. ``names`` are the store keys (default: file stems).
+    place); a backend failure ends the run. ``names`` are the store group and output names
+    (default: each file's name through :func:`rex_stream.naming.input_name`); two inputs
+    sharing one in a store is refused.
     """
+    names = _names(sources, names, distinct=store is not None)
     results: list[Explanation | InputFailure | None] = [None] * len(sources)
     limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
@@ -60,7 +64,7 @@ async def explain_many(
                     store=store,
                     resume=resume,
                     overwrite=overwrite,
-                    name=None if names is None else names[index],
+                    name=names[index],
                 )
             except (InputError, StoreError, OutputError) as error:
                 outcome = InputFailure(str(source), error)
@@ -78,3 +82,22 @@ async def explain_many(
                     for index in range(len(sources)):
                         group.start_soon(one, index, opened.info, scheduler, resolved)
     return [r for r in results if r is not None]
+
+
+def _names(
+    sources: Sequence[str | Path], names: Sequence[str] | None, *, distinct: bool
+) -> list[str]:
+    """One store name per source (``distinct``: no two alike)."""
+    if names is None:
+        names = [input_name(Path(source).name) for source in sources]
+    elif len(names) != len(sources):
+        raise ConfigError(f"{len(names)} names for {len(sources)} inputs")
+    first: dict[str, int] = {}
+    for index, name in enumerate(names if distinct else ()):
+        if name in first:
+            raise ConfigError(
+                f"inputs {sources[first[name]]} and {sources[index]} would share the store "
+                f"name {name!r}; give each its own name (names=…)"
+            )
+        first[name] = index
+    return list(names)

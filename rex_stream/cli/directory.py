@@ -50,10 +50,11 @@ def run_directory(
     ``--output`` / ``--heatmap`` directories; one bad input does not stop the others."""
     from rex_stream.many import InputFailure, explain_many
     from rex_stream.modes import render_explanation, render_heatmap
+    from rex_stream.naming import input_name
 
     root = Path(args.filename)
     inputs = _directory_inputs(root)
-    names = [str(p.relative_to(root).with_suffix("")).replace(os.sep, "__") for p in inputs]
+    names = [input_name(p.relative_to(root)) for p in inputs]
     output = _output_directory(args.output, "--output")
     heatmap = _output_directory(args.heatmap, "--heatmap")
     summaries: list[dict[str, Any]] = []

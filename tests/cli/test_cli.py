@@ -207,6 +207,6 @@ def test_directory_mode_one_backend_one_store(
     summaries = json.loads(out.stdout)
     assert len(summaries) == 3
     assert sum("error" in s for s in summaries) == 1
-    assert (tmp_path / "pictures" / "a.png").is_file()
-    assert (tmp_path / "pictures" / "sub__b.png").is_file()
-    assert (tmp_path / "many.zarr" / "sub__b" / "responsibility").is_dir()
+    assert (tmp_path / "pictures" / "a.png.png").is_file()
+    assert (tmp_path / "pictures" / "sub__b.png.png").is_file()
+    assert (tmp_path / "many.zarr" / "sub__b.png" / "responsibility").is_dir()
