@@ -169,7 +169,7 @@ class ImageConfig:
 class ExtractionConfig:
     """Turning the map into an explanation (ReX's ``[explanation]``)."""
 
-    strategy: str = "global"  # or "spatial", "contrastive"
+    strategy: str = "global"  # or "spatial", "contrastive", "multi"
     search: str = "bracket"  # or "linear": every candidate in order
     chunk_size: int = 10
     minimum_confidence_threshold: float = 0.0
@@ -178,13 +178,13 @@ class ExtractionConfig:
     spatial_radius_eta: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.strategy == "linear":  # ReX's alias
-            object.__setattr__(self, "strategy", "global")
+        aliases = {"linear": "global", "spotlight": "multi"}  # ReX's aliases
+        object.__setattr__(self, "strategy", aliases.get(self.strategy, self.strategy))
         _require(
-            self.strategy in ("global", "spatial", "contrastive"),
+            self.strategy in ("global", "spatial", "contrastive", "multi"),
             "explanation.strategy",
             self.strategy,
-            'must be "global", "spatial" or "contrastive" (multi is not implemented)',
+            'must be "global", "spatial", "contrastive" or "multi"',
         )
         _require(
             self.spatial_initial_radius > 0,
@@ -214,6 +214,55 @@ class ExtractionConfig:
 
 
 @dataclass(frozen=True)
+class MultiConfig:
+    """Multiple explanations by spotlight search (ReX's ``[explanation.multi]``)."""
+
+    spotlights: int = 10
+    spotlight_size: int = 20  # recorded only, as in ReX (spotlights use the spatial radius)
+    spotlight_eta: float = 0.2  # recorded only, as in ReX
+    spotlight_step: int = 5
+    max_spotlight_budget: int = 40
+    spotlight_objective_function: str = "none"
+    permitted_overlap: float = 0.0
+    no_expansions: int = 4
+
+    def __post_init__(self) -> None:
+        _require(
+            self.spotlights > 0, "explanation.multi.spotlights", self.spotlights, "must be > 0"
+        )
+        _require(
+            self.spotlight_step > 0,
+            "explanation.multi.spotlight_step",
+            self.spotlight_step,
+            "must be > 0",
+        )
+        _require(
+            self.max_spotlight_budget > 0,
+            "explanation.multi.max_spotlight_budget",
+            self.max_spotlight_budget,
+            "must be > 0",
+        )
+        _require(
+            self.spotlight_objective_function in ("none", "mean", "max"),
+            "explanation.multi.spotlight_objective_function",
+            self.spotlight_objective_function,
+            'must be "none", "mean" or "max"',
+        )
+        _require(
+            0.0 <= self.permitted_overlap <= 1.0,
+            "explanation.multi.permitted_overlap",
+            self.permitted_overlap,
+            "must be in [0, 1]",
+        )
+        _require(
+            self.no_expansions > 0,
+            "explanation.spatial.no_expansions",
+            self.no_expansions,
+            "must be > 0",
+        )
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Insertion/deletion curves (ReX's ``[explanation.evaluation]``)."""
 
@@ -237,8 +286,15 @@ class VisualConfig:
     colour: int = 200
     alpha: float = 0.2
     heatmap_colours: str = "magma"
+    multi_style: str = "composite"  # or "separate"
 
     def __post_init__(self) -> None:
+        _require(
+            self.multi_style in ("composite", "separate"),
+            "rex.visual.multi_style",
+            self.multi_style,
+            'must be "composite" or "separate"',
+        )
         _require(0 <= self.colour <= 255, "rex.visual.colour", self.colour, "must be 0..255")
         _require(0.0 <= self.alpha <= 1.0, "rex.visual.alpha", self.alpha, "must be in [0, 1]")
 
@@ -254,6 +310,7 @@ class ExplainConfig:
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
+    multi: MultiConfig = field(default_factory=MultiConfig)
 
     def with_overrides(self, **overrides: Any) -> ExplainConfig:
         """Return a copy with flat field overrides (``iters=5``, ``max_batch=14``…) applied."""

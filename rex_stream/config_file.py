@@ -46,7 +46,7 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("rex.visual", "raw"): None,
     ("rex.visual", "grid"): None,
     ("rex.visual", "mark_segments"): None,
-    ("rex.visual", "multi_style"): None,
+    ("rex.visual", "multi_style"): ("visual", "multi_style"),
     ("causal", "tree_depth"): ("search", "tree_depth"),
     ("causal", "search_limit"): ("search", "search_limit"),
     ("causal", "iters"): ("search", "iters"),
@@ -67,7 +67,20 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("explanation.spatial", "initial_radius"): ("extraction", "spatial_initial_radius"),
     ("explanation.spatial", "spatial_radius_eta"): ("extraction", "spatial_radius_eta"),
     ("explanation.spatial", "radius_eta"): ("extraction", "spatial_radius_eta"),
-    ("explanation.spatial", "no_expansions"): None,
+    ("explanation.spatial", "no_expansions"): ("multi", "no_expansions"),
+    ("explanation.multi", "spotlights"): ("multi", "spotlights"),
+    ("explanation.multi", "spotlight_size"): ("multi", "spotlight_size"),
+    ("explanation.multi", "spotlight_eta"): ("multi", "spotlight_eta"),
+    ("explanation.multi", "spotlight_step"): ("multi", "spotlight_step"),
+    ("explanation.multi", "max_spotlight_budget"): ("multi", "max_spotlight_budget"),
+    ("explanation.multi", "spotlight_objective_function"): (
+        "multi",
+        "spotlight_objective_function",
+    ),
+    ("explanation.multi", "objective_function"): ("multi", "spotlight_objective_function"),
+    ("explanation.multi", "permitted_overlap"): ("multi", "permitted_overlap"),
+    ("explanation.multi", "strategy"): None,  # ReX reads it, then the command line decides
+    ("explanation.multi", "method"): None,
     ("explanation", "search"): ("extraction", "search"),
     ("explanation", "minimum_confidence_threshold"): (
         "extraction",
@@ -109,8 +122,6 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
         if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}]")
         if (section, key) not in KEYS:
-            if section == "explanation.multi":
-                continue  # multi extraction is not implemented; its keys wait
             raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
         target = KEYS[(section, key)]
         if target is None:
@@ -171,8 +182,12 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             "binary_threshold",
         ):
             return float(value)
-        if key == "heatmap_colours":
+        if key in ("heatmap_colours", "multi_style"):
             return str(value)
+        if key in ("spotlight_objective_function", "objective_function"):
+            return str(value).lower()
+        if key in ("spotlight_eta", "permitted_overlap"):
+            return float(value)
         if key in ("search", "strategy"):
             return str(value).lower()
         if key in ("spatial_radius_eta", "radius_eta"):

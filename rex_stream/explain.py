@@ -21,6 +21,7 @@ from rex_stream.causal.extraction import (
     extract_global,
     extract_spatial,
 )
+from rex_stream.causal.multi import MultiExplanation, extract_multi
 from rex_stream.causal.records import commit_iteration, committed_iterations
 from rex_stream.causal.responsibility import build_map, build_map_chunked, normalise
 from rex_stream.causal.search import IterationResult, input_key, run_iteration
@@ -170,7 +171,22 @@ async def explain_input(
         )
         responsibility = normalise(raw, style).astype(np.float32)
     sufficiency = None
-    if config.extraction.extract:
+    multi: MultiExplanation | None = None
+    if config.extraction.extract and config.extraction.strategy == "multi":
+        phase("extraction", len(results))
+        multi = await extract_multi(
+            subject,
+            responsibility,
+            target,
+            evaluator,
+            config.extraction,
+            config.multi,
+            config.scoring,
+            seed,
+            input_key(subject),
+        )
+        sufficiency = multi.first
+    elif config.extraction.extract:
         phase("extraction", len(results))
         extract = {"spatial": extract_spatial, "contrastive": extract_contrastive}.get(
             config.extraction.strategy, extract_global
@@ -210,6 +226,7 @@ async def explain_input(
         store=explanation_store.location if explanation_store else None,
         seed=seed,
         model=info.name,
+        multi=multi,
     )
     if explanation_store is not None:
         await anyio.to_thread.run_sync(_save_results, explanation_store, result)
@@ -363,4 +380,7 @@ def _save_results(store: ExplanationStore, result: Explanation) -> None:
     summary = result.summary()
     if result.mask is not None:
         store.write_array("explanation", result.mask, "uint8")
+    if result.multi is not None and result.multi.kept:
+        kept = np.stack([e.mask for e in result.multi.kept])
+        store.write_array("explanations", kept, "uint8")
     store.update_attributes({k: v for k, v in summary.items() if k not in ("input", "store")})

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from rex_stream.causal.extraction import Sufficiency
+from rex_stream.causal.multi import MultiExplanation
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
@@ -46,6 +47,7 @@ class Explanation:
     seed: int = 0
     model: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    multi: MultiExplanation | None = None
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -66,6 +68,24 @@ class Explanation:
             out["explanation"] = {
                 "area": self.sufficiency.area,
                 "confidence": self.sufficiency.confidence,
+            }
+        if self.multi is not None:
+            out["explanations"] = [
+                {
+                    "spotlight": e.index,
+                    "area": e.area,
+                    "confidence": e.confidence,
+                    "centre": list(e.centre),
+                }
+                for e in self.multi.kept
+            ]
+            out["multi"] = {
+                "spotlights": self.multi.spotlights,
+                "found": len(self.multi.found),
+                "kept": len(self.multi.kept),
+                "failed_spotlights": self.multi.failed_spotlights,
+                "queries": self.multi.queries,
+                "permitted_overlap": self.config.multi.permitted_overlap,
             }
         if self.curves is not None:
             out["evaluation"] = {

@@ -97,3 +97,55 @@ def planted_image(size: int = 24) -> np.ndarray:
     image = rng.uniform(0.0, 0.2, (1, size, size)).astype(np.float32)
     image[(0, *PATCH)] = 1.0
     return image
+
+
+#: The two patches of the two-patch model: either one alone makes the model say class 1.
+PATCHES = ((slice(2, 8), slice(2, 8)), (slice(15, 21), slice(14, 20)))
+
+
+def save_two_patch_model(path: Path, size: int = 24) -> Path:
+    """logits = [2, max(Σ patch A, Σ patch B) / 9]: class 1 when either bright patch is seen.
+
+    Input (N, 1, size, size) greyscale in [0, 1]; each patch has 36 pixels, so either one,
+    more than about half visible, suffices on its own: two disjoint sufficient explanations.
+    """
+    weights = []
+    for patch in PATCHES:
+        w = np.zeros((1, 1, size, size), np.float32)
+        w[(0, 0, *patch)] = 1.0 / 9.0
+        weights.append(w)
+    nodes = [
+        helper.make_node("Mul", ["input", "wa"], ["ma"]),
+        helper.make_node("ReduceSum", ["ma", "axes"], ["sa"], keepdims=0),
+        helper.make_node("Mul", ["input", "wb"], ["mb"]),
+        helper.make_node("ReduceSum", ["mb", "axes"], ["sb"], keepdims=0),
+        helper.make_node("Max", ["sa", "sb"], ["s"]),
+        helper.make_node("Reshape", ["s", "col"], ["s2"]),
+        helper.make_node("Mul", ["s2", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "two"], ["base"]),
+        helper.make_node("Concat", ["base", "s2"], ["logits"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_patches",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        [
+            numpy_helper.from_array(weights[0], "wa"),
+            numpy_helper.from_array(weights[1], "wb"),
+            numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+            numpy_helper.from_array(np.array([-1, 1], np.int64), "col"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        ],
+    )
+    return _save(graph, path)
+
+
+def two_patch_image(size: int = 24) -> np.ndarray:
+    """A (1, size, size) dim, noisy image with both bright patches of the two-patch model."""
+    rng = np.random.default_rng(7)
+    image = rng.uniform(0.0, 0.2, (1, size, size)).astype(np.float32)
+    for patch in PATCHES:
+        image[(0, *patch)] = 1.0
+    return image

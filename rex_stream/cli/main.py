@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
+from rex_stream.cli import rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-s",
         "--strategy",
-        choices=["global", "spatial", "contrastive"],
+        choices=["global", "spatial", "contrastive", "multi", "spotlight"],
         help="extraction strategy (default global)",
     )
     run.add_argument(
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
+    rex_options.add_arguments(parser)
     return parser
 
 
@@ -201,7 +203,7 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
     if args.confidence is not None:
         extraction = replace(extraction, minimum_confidence_threshold=args.confidence)
     evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation
-    return replace(
+    config = replace(
         config,
         search=search,
         scheduler=scheduler,
@@ -210,6 +212,7 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
         extraction=extraction,
         evaluation=evaluation,
     )
+    return rex_options.apply_arguments(args, config)
 
 
 def _check_writable(path: str | None, flag: str) -> Path | None:
@@ -302,6 +305,7 @@ def _human_summary(result: Explanation, outputs: dict[str, str]) -> str:
     from rex_stream.modes import summary_lines
 
     lines.extend(summary_lines(result))
+    lines.extend(rex_options.human_lines(result))
     for name, path in outputs.items():
         lines.append(f"{name}: {path}")
     return "\n".join(lines)
@@ -358,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
 
         render_explanation(result, output)
         outputs["explanation picture"] = str(output)
+    outputs.update(rex_options.render_outputs(result, output))
     if heatmap is not None:
         from rex_stream.modes import render_heatmap
 

@@ -1,0 +1,265 @@
+"""Multiple explanations (ReX's ``--multi``): the global explanation, then spotlight searches
+from other places of the map, then the largest set of them that barely overlap.
+
+A *spotlight* is a ball (an interval in 1-D, a disc in 2-D, a ball in 3-D) around a centre. It
+is probed with only the ball shown; if the model still says the target, global extraction
+restricted to the ball gives a further sufficient explanation. Otherwise the spotlight moves —
+to a random untried centre (objective ``none``) or one ``spotlight_step`` away, climbing the
+mean or max responsibility under the ball (``mean``/``max``) — up to ``max_spotlight_budget``
+times.
+
+Unlike ReX, which probes one spotlight at a time with batch-1 calls, every spotlight runs as its
+own task and all of their probes meet in the scheduler, which coalesces them into batches. Each
+spotlight draws from its own generator seeded from (seed, input, spotlight), and what it does
+next depends only on its own draws and verdicts, so the result does not depend on batch size,
+concurrency or completion order. A try probes the largest ball first (one query) and the
+smaller radii only when that passes, so a failed try costs one query instead of up to
+``no_expansions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+import numpy as np
+
+from rex_stream.causal.extraction import Sufficiency, extract_global, first_sufficient
+from rex_stream.causal.separation import separate
+from rex_stream.config import ExtractionConfig, MultiConfig, ScoringConfig
+from rex_stream.engine.ranking import rank_elements, rank_positions, reveal_top
+from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Fill
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target, judge
+
+logger = logging.getLogger(__name__)
+
+#: Tag mixed into every spotlight's seed, so spotlights never share draws with the search.
+_MULTI_STREAM = 0x6D756C74
+
+#: Random draws a spotlight makes for an untried centre before accepting a tried one.
+_CENTRE_DRAWS = 64
+
+
+@dataclass(frozen=True)
+class SpotlightExplanation(Sufficiency):
+    """A sufficient explanation found by a spotlight (index 0: the global explanation)."""
+
+    index: int = 0
+    centre: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MultiExplanation:
+    """Every explanation found (``found``) and the ones kept by the overlap rule (``kept``)."""
+
+    found: tuple[SpotlightExplanation, ...]
+    kept: tuple[SpotlightExplanation, ...]
+    spotlights: int
+    failed_spotlights: int
+    queries: int
+
+    @property
+    def first(self) -> SpotlightExplanation:
+        """The global explanation (spotlight 0)."""
+        return self.found[0]
+
+
+def spotlight_radii(extraction: ExtractionConfig, multi: MultiConfig) -> list[int]:
+    """The radii a spotlight tries: ``spatial_initial_radius`` grown by
+    ``spatial_radius_eta``, ``no_expansions`` radii in all (as ReX's expansion limit)."""
+    radii = [extraction.spatial_initial_radius]
+    while len(radii) < multi.no_expansions:
+        radii.append(max(radii[-1] + 1, int(radii[-1] * (1 + extraction.spatial_radius_eta))))
+    return radii
+
+
+def ball(shape: Sequence[int], centre: Sequence[int], radius: float) -> np.ndarray:
+    """Boolean mask of the elements within ``radius`` of ``centre`` (Euclidean)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    squared = np.zeros(tuple(shape), np.int64)
+    for grid, c in zip(grids, centre):
+        squared = squared + (grid - int(c)) ** 2
+    return squared <= radius * radius
+
+
+class _Spotlights:
+    """What every spotlight of one input shares: the subject, map, target and scheduler."""
+
+    def __init__(
+        self,
+        subject: Subject,
+        responsibility: np.ndarray,
+        target: Target,
+        scheduler: Evaluator,
+        extraction: ExtractionConfig,
+        multi: MultiConfig,
+        scoring: ScoringConfig,
+    ) -> None:
+        self.subject = subject
+        self.responsibility = responsibility
+        self.target = target
+        self.scheduler = scheduler
+        self.extraction = extraction
+        self.multi = multi
+        self.scoring = scoring
+        self.shape = responsibility.shape
+        self.radii = spotlight_radii(extraction, multi)
+        self.threshold = target.confidence * extraction.minimum_confidence_threshold
+
+    async def passes(self, masks: Sequence[np.ndarray]) -> list[bool]:
+        """Whether the model says the target with only each mask shown."""
+
+        def showing(mask: np.ndarray) -> Fill:
+            return lambda out: self.subject.fill_mask(out, mask)
+
+        verdicts = judge(
+            await self.scheduler.evaluate([showing(m) for m in masks]),
+            self.scoring,
+            self.target.classification,
+        )
+        return [
+            bool(c == self.target.classification and p >= self.threshold)
+            for c, p in zip(verdicts.classes, verdicts.confidences)
+        ]
+
+    def random_centre(self, rng: np.random.Generator, tried: set[tuple[int, ...]]) -> tuple:
+        """A uniformly drawn centre not tried yet (ReX 0.4.1 no longer revisits centres)."""
+        centre: tuple[int, ...] = ()
+        for _ in range(_CENTRE_DRAWS):
+            centre = tuple(int(rng.integers(0, n)) for n in self.shape)
+            if centre not in tried:
+                break
+        return centre
+
+    def objective(self, centre: tuple[int, ...]) -> float:
+        """Mean or max responsibility under the largest ball at ``centre``."""
+        values = self.responsibility[ball(self.shape, centre, self.radii[-1])]
+        if values.size == 0:
+            return 0.0
+        if self.multi.spotlight_objective_function == "max":
+            return float(values.max())
+        return float(values.mean())
+
+    def step(self, rng: np.random.Generator, centre: tuple[int, ...]) -> tuple[int, ...]:
+        """``spotlight_step`` along every axis, in a random direction each, inside the input."""
+        step = self.multi.spotlight_step
+        return tuple(
+            int(np.clip(c + (step if rng.integers(0, 2) else -step), 0, n - 1))
+            for c, n in zip(centre, self.shape)
+        )
+
+    async def search(self, index: int, rng: np.random.Generator) -> SpotlightExplanation | None:
+        """One spotlight: move until a ball is sufficient, then extract inside it."""
+        tried: set[tuple[int, ...]] = set()
+        climbing = self.multi.spotlight_objective_function != "none"
+        centre = self.random_centre(rng, tried)
+        best_centre, best_score = centre, self.objective(centre) if climbing else 0.0
+        for _ in range(self.multi.max_spotlight_budget + 1):
+            tried.add(centre)
+            found = await self.try_centre(index, centre)
+            if found is not None:
+                return found
+            if not climbing:
+                centre = self.random_centre(rng, tried)
+                continue
+            score = self.objective(centre)
+            if score >= best_score:
+                best_centre, best_score = centre, score
+            centre = self.step(rng, best_centre)
+            if centre in tried:
+                centre = self.random_centre(rng, tried)
+        return None
+
+    async def try_centre(self, index: int, centre: tuple[int, ...]) -> SpotlightExplanation | None:
+        """Probe the balls at ``centre``: the largest first, the smaller ones if it passes."""
+        balls = [ball(self.shape, centre, r) for r in self.radii]
+        queries = 1
+        if not (await self.passes([balls[-1]]))[0]:
+            return None
+        smallest = len(balls) - 1
+        if len(balls) > 1:
+            verdicts = await self.passes(balls[:-1])
+            queries += len(balls) - 1
+            smallest = next((i for i, ok in enumerate(verdicts) if ok), smallest)
+        inner = await self.extract_inside(balls[smallest])
+        return SpotlightExplanation(
+            inner.mask, inner.confidence, queries + inner.queries, index, centre
+        )
+
+    async def extract_inside(self, region: np.ndarray) -> Sufficiency:
+        """Global extraction over the elements of ``region`` only (the region itself passes,
+        so the last candidate is always sufficient)."""
+        inside = np.where(region, self.responsibility.astype(np.float64), -np.inf)
+        position = rank_positions(rank_elements(inside))
+        total = int(region.sum())
+        chunk = self.extraction.chunk_size
+        counts = [*range(chunk, total, chunk), total]
+        found, confidence, queries = await first_sufficient(
+            len(counts),
+            lambda i: reveal_top(self.subject, position, counts[i]),
+            self.target,
+            self.scheduler,
+            self.extraction,
+            self.scoring,
+        )
+        if found is None:  # a nondeterministic model: the region itself passed before
+            return Sufficiency(region, self.target.confidence, queries)
+        return Sufficiency((position < counts[found]).reshape(self.shape), confidence, queries)
+
+
+async def extract_multi(
+    subject: Subject,
+    responsibility: np.ndarray,
+    target: Target,
+    scheduler: Evaluator,
+    extraction: ExtractionConfig,
+    multi: MultiConfig,
+    scoring: ScoringConfig,
+    seed: int,
+    key: int = 0,
+) -> MultiExplanation:
+    """The global explanation and ``spotlights - 1`` spotlight searches, all concurrent; then
+    the largest set whose pairwise Dice overlap is ≤ ``permitted_overlap`` (the global one
+    and the spotlights' explanations are candidates alike)."""
+    scheduler = CountingEvaluator(scheduler)
+    spotlights = _Spotlights(subject, responsibility, target, scheduler, extraction, multi, scoring)
+    results: dict[int, SpotlightExplanation | None] = {}
+
+    async def global_explanation() -> None:
+        found = await extract_global(
+            subject, responsibility, target, scheduler, extraction, scoring
+        )
+        peak = np.unravel_index(int(np.argmax(responsibility)), responsibility.shape)
+        results[0] = SpotlightExplanation(
+            found.mask, found.confidence, found.queries, 0, tuple(int(c) for c in peak)
+        )
+
+    async def spotlight(index: int) -> None:
+        rng = np.random.default_rng([seed, key & 0xFFFFFFFFFFFFFFFF, _MULTI_STREAM, index])
+        results[index] = await spotlights.search(index, rng)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(global_explanation)
+        for index in range(1, multi.spotlights):
+            group.start_soon(spotlight, index)
+    found = tuple(r for _, r in sorted(results.items()) if r is not None)
+    kept_indices = separate([e.mask for e in found], multi.permitted_overlap)
+    kept = tuple(found[i] for i in kept_indices)
+    failed = sum(1 for r in results.values() if r is None)
+    logger.info(
+        "%d of %d spotlights found an explanation; %d kept at overlap ≤ %g",
+        len(found),
+        multi.spotlights,
+        len(kept),
+        multi.permitted_overlap,
+    )
+    return MultiExplanation(
+        found=found,
+        kept=kept,
+        spotlights=multi.spotlights,
+        failed_spotlights=failed,
+        queries=scheduler.queries,
+    )

@@ -1,0 +1,103 @@
+"""ReX 0.4.1's own command-line options that rex-stream takes as they are: ``--multi [N]``
+and the options that go with the causal wing's further outputs.
+
+``add_arguments`` adds them to the parser; ``apply_arguments`` folds them into the config
+after the config file; ``after_run`` writes the outputs they ask for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rex_stream.config import ExplainConfig
+from rex_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rex_stream.result import Explanation
+
+#: ``--multi`` without a number: ReX's default spotlight count.
+DEFAULT_SPOTLIGHTS = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ReX's multi-explanation options."""
+    group = parser.add_argument_group("ReX multi-explanation")
+    group.add_argument(
+        "--multi",
+        nargs="?",
+        const=str(DEFAULT_SPOTLIGHTS),
+        metavar="N",
+        help=f"multiple explanations from N spotlights (default {DEFAULT_SPOTLIGHTS}); "
+        "= --strategy multi",
+    )
+    group.add_argument(
+        "--permitted-overlap",
+        type=str,
+        help="largest Dice overlap between two kept explanations, 0..1 (default 0: disjoint)",
+    )
+    group.add_argument(
+        "--multi-style",
+        choices=["composite", "separate"],
+        help="--output for multi: one picture with every explanation, or one file each",
+    )
+
+
+def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainConfig:
+    """The config with ReX's options from the command line applied."""
+    multi = config.multi
+    extraction = config.extraction
+    if getattr(args, "multi", None) is not None:
+        text = str(args.multi).strip()
+        try:
+            spotlights = int(text)
+        except ValueError:
+            raise ConfigError(f"--multi {text!r}: expected a whole number of spotlights") from None
+        if spotlights < 1:
+            raise ConfigError(f"--multi {text!r}: expected at least 1 spotlight")
+        multi = replace(multi, spotlights=spotlights)
+        extraction = replace(extraction, strategy="multi")
+    if getattr(args, "permitted_overlap", None) is not None:
+        try:
+            overlap = float(args.permitted_overlap)
+        except ValueError:
+            raise ConfigError(
+                f"--permitted-overlap {args.permitted_overlap!r}: expected a number in [0, 1]"
+            ) from None
+        if not 0.0 <= overlap <= 1.0:
+            raise ConfigError(f"--permitted-overlap {overlap:g}: expected a number in [0, 1]")
+        multi = replace(multi, permitted_overlap=overlap)
+    visual = config.visual
+    if getattr(args, "multi_style", None):
+        visual = replace(visual, multi_style=args.multi_style)
+    return replace(config, multi=multi, extraction=extraction, visual=visual)
+
+
+def render_outputs(result: Explanation, output: Path | None) -> dict[str, str]:
+    """Draw the multi explanations when ``--output`` is given; returns what was written."""
+    if output is None or result.multi is None:
+        return {}
+    from rex_stream.multi_pictures import render_multi
+
+    paths = render_multi(result, output)
+    return {f"explanation {i}": str(p) for i, p in enumerate(paths)} if len(paths) > 1 else {}
+
+
+def human_lines(result: Explanation) -> list[str]:
+    """Extra summary lines for multi explanations."""
+    if result.multi is None:
+        return []
+    multi = result.multi
+    lines = [
+        f"multi: {len(multi.kept)} explanations kept of {len(multi.found)} found by "
+        f"{multi.spotlights} spotlights (overlap ≤ {result.config.multi.permitted_overlap:g})"
+    ]
+    for number, found in enumerate(multi.kept):
+        centre = ", ".join(str(c) for c in found.centre)
+        lines.append(
+            f"  explanation {number} (spotlight {found.index}, centre ({centre})): "
+            f"{found.area:.1%} of the input, confidence {found.confidence:.3f}"
+        )
+    return lines
