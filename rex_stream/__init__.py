@@ -5,6 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from rex_stream.api import explain_stream, explain_sync
+from rex_stream.cem import CemConfig, CemResult
 from rex_stream.config import (
     EvaluationConfig,
     ExplainConfig,
@@ -15,6 +16,7 @@ from rex_stream.config import (
     SearchConfig,
     VisualConfig,
 )
+from rex_stream.contrastive import explain_cem, explain_cem_sync
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, open_backend
 from rex_stream.errors import (
     BackendError,
@@ -35,6 +37,8 @@ __all__ = [
     "BackendError",
     "BackendSettings",
     "BackendTimeout",
+    "CemConfig",
+    "CemResult",
     "ConfigError",
     "EvaluationConfig",
     "ExplainConfig",
@@ -55,6 +59,8 @@ __all__ = [
     "VisualConfig",
     "__version__",
     "explain",
+    "explain_cem",
+    "explain_cem_sync",
     "explain_many",
     "explain_stream",
     "explain_sync",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rex_stream.config import ExplainConfig
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DEMO_MODEL = DATA / "efficientnet-lite0.onnx"
 DEMO_IMAGE = DATA / "ladybird.jpg"
 IMAGENET_MEANS = (0.485, 0.456, 0.406)

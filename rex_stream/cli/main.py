@@ -381,6 +381,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one-line errors and exit codes, never a traceback for a mistake."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_subcommand(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
@@ -389,6 +392,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return run(args)
+    except RexStreamError as exc:
+        print(f"rex-stream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rex-stream: interrupted (with --store, continue with --resume)", file=sys.stderr)
+        return 130
+
+
+#: Sub-commands with modules of their own: name → module in ``rex_stream.cli``.
+SUBCOMMANDS = {"cem": "cem", "l2x-train": "l2x", "l2x": "l2x"}
+
+
+def run_subcommand(name: str, argv: list[str]) -> int:
+    """Run a sub-command module's ``run(argv)`` (``l2x`` modules take the name too)."""
+    import importlib
+
+    module = importlib.import_module(f"rex_stream.cli.{SUBCOMMANDS[name]}")
+    try:
+        return int(module.run(argv) if name == "cem" else module.run(name, argv))
     except RexStreamError as exc:
         print(f"rex-stream: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,139 @@
+"""``rex-stream cem INPUT… --model …``: pertinent positives (``--kind pp``) or negatives."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rex_stream.cem import CemConfig, CemResult
+from rex_stream.cli.method_options import (
+    add_model_arguments,
+    backend_settings,
+    check_output,
+    configure_logging,
+    explain_config,
+    model_spec,
+    print_json,
+)
+from rex_stream.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cem`` sub-command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="rex-stream cem",
+        description="Contrastive explanations (CEM), black-box: the pertinent positive (what "
+        "must be present for the class) or pertinent negative (what, added, changes it).",
+    )
+    parser.add_argument("inputs", nargs="+", help="input files (all share one scheduler)")
+    add_model_arguments(parser)
+    cem = parser.add_argument_group("cem")
+    cem.add_argument("--kind", choices=["pp", "pn"], default="pp", help="PP (default) or PN")
+    cem.add_argument("--penalties", help="penalty constants c, comma-separated (default 1,10)")
+    cem.add_argument("--restarts", type=int, help="chains per penalty (default 1)")
+    cem.add_argument("--directions", type=int, help="q: a step costs 1 + 2q queries (default 10)")
+    cem.add_argument("--steps", type=int, help="most steps per chain (default 150)")
+    cem.add_argument("--patience", type=int, help="stop a chain after this many steps without gain")
+    cem.add_argument("--learning-rate", type=float, help="step size (default 0.05)")
+    cem.add_argument("--beta", type=float, help="L1 weight (default 0.5)")
+    cem.add_argument("--kappa", type=float, help="margin in logits (default 0.5)")
+    cem.add_argument("--region-size", type=int, help="region edge in elements (default: ~100)")
+    cem.add_argument("--seed", type=int, default=0, help="seed of the directions (default 0)")
+    cem.add_argument("--reference", help="PN: move regions toward this input (same mode)")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--store", help="Zarr store: chain states (resumable) and solutions")
+    out.add_argument("--resume", action="store_true", help="continue the run in --store")
+    out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
+    out.add_argument("--output", help="picture of the solution (PNG; one input only)")
+    out.add_argument("--json", action="store_true", help="a JSON summary per input on stdout")
+    return parser
+
+
+def cem_config(args: argparse.Namespace) -> CemConfig:
+    """The CEM settings the arguments give (defaults for the rest)."""
+    values: dict[str, object] = {"kind": args.kind, "seed": args.seed}
+    if args.penalties:
+        try:
+            values["penalties"] = tuple(float(p) for p in args.penalties.split(",") if p.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--penalties {args.penalties!r}: numbers like 1,10") from exc
+    for name in (
+        "restarts",
+        "directions",
+        "steps",
+        "patience",
+        "learning_rate",
+        "beta",
+        "kappa",
+        "region_size",
+    ):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return CemConfig(**values)  # type: ignore[arg-type]
+
+
+def run(argv: list[str]) -> int:
+    """Run the sub-command; returns the exit code (errors propagate to ``main``)."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    spec = model_spec(args)
+    assert spec is not None
+    config = explain_config(args)
+    settings = backend_settings(args, spec, config)
+    cem = cem_config(args)
+    output = check_output(args.output, "--output")
+    if output is not None and len(args.inputs) > 1:
+        raise ConfigError("--output draws one input's solution: give one input")
+    for item in args.inputs:
+        if not Path(item).exists():
+            raise ConfigError(f"{item}: no such file")
+    from rex_stream.contrastive import explain_cem_sync
+
+    results = explain_cem_sync(
+        args.inputs,
+        spec,
+        cem,
+        config,
+        reference=args.reference,
+        store=args.store,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        backend_settings=settings,
+    )
+    if output is not None:
+        from rex_stream.cem_pictures import save_solution
+
+        save_solution(results[0], output)
+    if args.json:
+        summaries = [r.summary() for r in results]
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
+    else:
+        for result in results:
+            print(human_summary(result))
+        if output is not None:
+            print(f"picture: {output}")
+    return 0
+
+
+def human_summary(result: CemResult) -> str:
+    """Two lines per input: what was found, and what it cost."""
+    summary = result.summary()
+    head = (
+        f"{summary['input']}: class {result.target.classification} "
+        f"(confidence {result.target.confidence:.3f})"
+    )
+    if not result.found:
+        found = f"no {result.name.replace('_', ' ')} found (try more --steps or --penalties)"
+    else:
+        part = summary[result.name]
+        found = (
+            f"{result.name.replace('_', ' ')}: class {part['class']} (margin {part['margin']:.3f} "
+            f"logits), L1 {part['l1']:.2f} over {part['regions']} regions of edge "
+            f"{part['region_edge']}, c {part['penalty']:g}"
+        )
+    stats = summary["stats"]
+    cost = (
+        f"{stats['queries']} queries, {stats['steps']} steps in {stats['chains']} chains "
+        f"({stats['resumed_chains']} resumed), {stats['wall_s']:.1f} s"
+    )
+    return "\n".join([head, found, cost])

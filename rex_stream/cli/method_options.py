@@ -1,0 +1,144 @@
+"""Options every method sub-command shares (model, input reading, scheduling), and their
+translation into an :class:`ExplainConfig` and :class:`BackendSettings`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rex_stream.config import ExplainConfig, ScoreKind
+from rex_stream.engine.backend import BackendSettings, default_inflight
+from rex_stream.errors import ConfigError, OutputError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--model``/``--backend`` and how the model's inputs are read and batched."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="local ONNX model file")
+    model.add_argument("--backend", help="backend spec: model.onnx, triton://…, http(s)://…")
+    model.add_argument(
+        "--backend-option", action="append", default=[], metavar="KEY=VALUE", help="adapter option"
+    )
+    model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 1,30")
+    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    model.add_argument(
+        "--scores", choices=[k.value for k in ScoreKind], help="what the model outputs"
+    )
+    model.add_argument("--target", type=int, help="explain this class instead of the prediction")
+    model.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
+    model.add_argument("--mask-value", help="what removed elements become: a number, min or mean")
+    model.add_argument(
+        "--mode-option", action="append", default=[], metavar="KEY=VALUE", help="mode option"
+    )
+    model.add_argument("--batch-size", type=int, help="largest batch per backend call")
+    model.add_argument("--max-inflight", type=int, help="concurrent backend calls")
+    model.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.set_defaults(model_required=required)
+
+
+def pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` items as a dict."""
+    found = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def model_spec(args: argparse.Namespace) -> str | None:
+    """The backend spec the arguments name (None when none was given and none is needed)."""
+    if args.model and args.backend:
+        raise ConfigError("give --model or --backend, not both")
+    if args.model and not args.model.lower().endswith(".onnx"):
+        raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
+    spec = args.backend or args.model
+    if not spec and args.model_required:
+        raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
+    return spec
+
+
+def explain_config(args: argparse.Namespace) -> ExplainConfig:
+    """The reading, scoring and scheduling settings the arguments give."""
+    config = ExplainConfig()
+    scoring, image, scheduler = config.scoring, config.image, config.scheduler
+    if args.scores:
+        scoring = replace(scoring, scores=ScoreKind(args.scores))
+    if args.target is not None:
+        scoring = replace(scoring, target=args.target)
+    if args.mode:
+        image = replace(image, mode=args.mode)
+    if args.mask_value is not None:
+        text = args.mask_value.strip().lower()
+        try:
+            value: float | str = text if text in ("min", "mean") else float(text)
+        except ValueError as exc:
+            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
+        image = replace(image, mask_value=value)
+    if args.mode_option:
+        image = replace(image, mode_options=pairs(args.mode_option, "--mode-option"))
+    if args.batch_size is not None:
+        scheduler = replace(scheduler, max_batch=args.batch_size)
+    if args.max_inflight is not None:
+        scheduler = replace(scheduler, max_inflight=args.max_inflight)
+    return replace(config, scoring=scoring, image=image, scheduler=scheduler)
+
+
+def backend_settings(args: argparse.Namespace, spec: str, config: ExplainConfig) -> BackendSettings:
+    """Adapter settings from the arguments."""
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(p) for p in args.input_shape.replace("x", ",").split(",") if p)
+        except ValueError as exc:
+            raise ConfigError(f"--input-shape {args.input_shape!r}: expected integers") from exc
+    return BackendSettings(
+        timeout_s=args.timeout_s,
+        max_inflight=config.scheduler.max_inflight or default_inflight(spec),
+        input_shape=shape,
+        options=pairs(args.backend_option, "--backend-option"),
+    )
+
+
+def configure_logging(verbose: int) -> None:
+    """Warnings by default, more with ``-v``."""
+    logging.basicConfig(
+        level=max(logging.WARNING - 10 * verbose, logging.DEBUG),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def check_output(path: str | None, flag: str, suffixes: tuple[str, ...] = (".png",)) -> Path | None:
+    """Fail before the run when an output cannot be written."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.suffix.lower() not in suffixes:
+        raise OutputError(f"{flag} {path}: use the suffix {' or '.join(suffixes)}")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{flag} {path}: not writable")
+    return target
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (NaN as null)."""
+    print(json.dumps(_finite(value), indent=2))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

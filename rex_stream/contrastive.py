@@ -1,0 +1,95 @@
+"""Contrastive explanations (CEM) of one or many inputs through one scheduler: the library API.
+
+``await explain_cem(["a.png", "b.png"], "model.onnx", CemConfig(kind="pp"))`` returns one
+:class:`~rex_stream.cem.CemResult` per input. Every input's chains share one scheduler, so
+batches fill however few directions a step uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+from rex_stream.cem import CemConfig, CemResult, explain_subject
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend, BackendSettings
+from rex_stream.engine.scheduler import Scheduler
+from rex_stream.explain import backend_for_run, raise_first_error
+from rex_stream.modes import load_subject
+
+Source = str | Path | np.ndarray
+
+
+async def explain_cem(
+    sources: Source | Sequence[Source],
+    backend: Backend | str,
+    cem: CemConfig | None = None,
+    config: ExplainConfig | None = None,
+    *,
+    reference: Source | None = None,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    backend_settings: BackendSettings | None = None,
+) -> list[CemResult]:
+    """Pertinent positives (or negatives, ``cem.kind``) of every input, in order.
+
+    ``config`` carries how inputs are read (mode, mask value, options), scored and batched.
+    ``reference`` (a file or model-space array read like the inputs) is what a pertinent
+    negative moves regions toward. With ``store``, chain states are committed as they go and
+    ``resume`` continues a killed run to the same result.
+    """
+    cem = cem or CemConfig()
+    items = [sources] if isinstance(sources, (str, Path, np.ndarray)) else list(sources)
+    with raise_first_error():
+        async with backend_for_run(backend, config or ExplainConfig(), backend_settings) as (
+            opened,
+            resolved,
+        ):
+            info = opened.info
+            subjects = [load_subject(item, info, resolved) for item in items]
+            names = [s.name for s in subjects]
+            for position, subject in enumerate(subjects):
+                if names.count(subject.name) > 1:
+                    subject.name = f"{subject.name}_{position}"
+            reference_tensor = (
+                None if reference is None else load_subject(reference, info, resolved).tensor
+            )
+            results: list[CemResult | None] = [None] * len(subjects)
+            async with Scheduler(opened, resolved.scheduler) as scheduler:
+
+                async def one(position: int) -> None:
+                    results[position] = await explain_subject(
+                        subjects[position],
+                        scheduler,
+                        info,
+                        cem,
+                        resolved.scoring,
+                        reference=reference_tensor,
+                        store=store,
+                        resume=resume,
+                        overwrite=overwrite,
+                    )
+
+                async with anyio.create_task_group() as group:
+                    for position in range(len(subjects)):
+                        group.start_soon(one, position)
+    return [r for r in results if r is not None]
+
+
+def explain_cem_sync(
+    sources: Source | Sequence[Source],
+    backend: Backend | str,
+    cem: CemConfig | None = None,
+    config: ExplainConfig | None = None,
+    **kwargs: object,
+) -> list[CemResult]:
+    """Blocking :func:`explain_cem`."""
+
+    async def run() -> list[CemResult]:
+        return await explain_cem(sources, backend, cem, config, **kwargs)  # type: ignore[arg-type]
+
+    return anyio.run(run)

@@ -1,0 +1,165 @@
+"""CEM checked against the models themselves: real onnxruntime sessions, held-out inputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from rex_stream.cem import CemConfig
+from rex_stream.cem.regions import Regions
+from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
+from rex_stream.config import ExplainConfig, ScoreKind
+from rex_stream.contrastive import explain_cem_sync
+from rex_stream.engine.backend import open_backend
+from rex_stream.errors import BackendError, ConfigError
+
+MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
+TABULAR = MODELS / "tabular-breast-cancer.onnx"
+SPECTRAL = MODELS / "spectral-markers.onnx"
+HELD_OUT = MODELS / "tabular-breast-cancer-test.csv"
+
+
+def tabular_config(batch: int | None = None) -> ExplainConfig:
+    config = ExplainConfig()
+    options = {"baseline": str(MODELS / "tabular-breast-cancer-train.csv")}
+    return replace(
+        config,
+        image=replace(config.image, mode="tabular", mode_options=options),
+        scoring=replace(config.scoring, scores=ScoreKind.PROBABILITIES),
+        scheduler=replace(config.scheduler, max_batch=batch),
+    )
+
+
+def held_out_rows(count: int) -> list[np.ndarray]:
+    table = np.loadtxt(HELD_OUT, delimiter=",", skiprows=1, dtype=np.float32)
+    return [row[:-1] for row in table[:count]]
+
+
+def classify(model: Path, tensor: np.ndarray) -> int:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return int(session.run(None, {name: tensor[None].astype(np.float32)})[0].argmax())
+
+
+def test_regions_partition_every_mode_shape() -> None:
+    features = Regions.grid((30,))
+    assert features.count == 30 and features.edge == 1
+    intervals = Regions.grid((1356,), 20)
+    assert intervals.count == 68 and intervals.sizes().sum() == 1356
+    cells = Regions.grid((224, 224))
+    assert 64 <= cells.count <= 121 and cells.sizes().min() > 0
+    blocks = Regions.grid((32, 32, 32), 8)
+    assert blocks.count == 64 and set(blocks.sizes()) == {512}
+
+
+def test_tabular_pertinent_positive_alone_keeps_the_class() -> None:
+    rows = held_out_rows(6)
+    results = explain_cem_sync(rows, str(TABULAR), CemConfig(steps=80), tabular_config())
+    for row, result in zip(rows, results):
+        assert result.found
+        assert classify(TABULAR, result.solution) == result.target.classification
+        assert result.target.classification == classify(TABULAR, row)
+        assert result.values is not None and result.values.sum() < 0.5 * result.regions.count
+        assert result.queries <= 1 + 2 * 80 * 21
+
+
+def test_tabular_pertinent_negative_added_changes_the_class() -> None:
+    rows = held_out_rows(6)
+    cem = CemConfig(kind="pn", steps=150)
+    results = explain_cem_sync(rows, str(TABULAR), cem, tabular_config())
+    found = [r for r in results if r.found]
+    assert len(found) >= 4
+    for result in found:
+        assert result.solution is not None
+        assert classify(TABULAR, result.solution) != result.target.classification
+
+
+def test_same_answer_at_batch_sizes_1_and_16() -> None:
+    rows = held_out_rows(2)
+    cem = CemConfig(steps=12, directions=4)
+    one = explain_cem_sync(rows, str(TABULAR), cem, tabular_config(batch=1))
+    sixteen = explain_cem_sync(rows, str(TABULAR), cem, tabular_config(batch=16))
+    for a, b in zip(one, sixteen):
+        assert a.values is not None and b.values is not None
+        np.testing.assert_array_equal(a.values, b.values)
+        assert a.queries == b.queries and a.margin == b.margin
+
+
+def test_spectral_pertinent_positive_and_negative_through_the_model() -> None:
+    sample = MODELS / "spectral-markers-A.npy"
+    (pp,) = explain_cem_sync(str(sample), str(SPECTRAL), CemConfig(region_size=20))
+    assert pp.found and pp.target.classification == 1
+    assert classify(SPECTRAL, pp.solution) == 1
+    (pn,) = explain_cem_sync(
+        str(MODELS / "spectral-markers-none.npy"),
+        str(SPECTRAL),
+        CemConfig(kind="pn", region_size=20),
+    )
+    assert pn.found and pn.target.classification == 0
+    assert classify(SPECTRAL, pn.solution) != 0
+
+
+def test_imagenet_photo_pertinent_positive_in_a_few_steps() -> None:
+    config = demo_config()
+    cem = CemConfig(steps=4, directions=3, penalties=(1.0,), region_size=32)
+    (result,) = explain_cem_sync(str(DEMO_IMAGE), str(DEMO_MODEL), cem, config)
+    assert result.found and result.regions.count == 49
+    assert classify(DEMO_MODEL, result.solution) == result.target.classification
+    assert result.queries == 1 + 4 * 7
+
+
+class _FailingAfter:
+    """An ONNX backend that fails its ``calls``-th call (a crash in the middle of a run)."""
+
+    def __init__(self, inner: object, calls: int) -> None:
+        self.inner, self.left = inner, calls
+        self.info = inner.info  # type: ignore[attr-defined]
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("server went away")
+        return await self.inner.infer(batch)  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()  # type: ignore[attr-defined]
+
+
+def test_killed_run_resumes_from_the_store_to_the_same_answer(tmp_path: Path) -> None:
+    import anyio
+
+    rows = held_out_rows(2)
+    cem = CemConfig(steps=30, directions=4, block_steps=5)
+    config = tabular_config(batch=8)
+    whole = explain_cem_sync(rows, str(TABULAR), cem, config, store=tmp_path / "whole.zarr")
+
+    async def failing() -> object:
+        return _FailingAfter(await open_backend(str(TABULAR)), calls=40)
+
+    broken = anyio.run(failing)
+    with pytest.raises(BackendError):
+        explain_cem_sync(rows, broken, cem, config, store=tmp_path / "cut.zarr")  # type: ignore[arg-type]
+    resumed = explain_cem_sync(
+        rows, str(TABULAR), cem, config, store=tmp_path / "cut.zarr", resume=True
+    )
+    for a, b in zip(whole, resumed):
+        assert b.resumed_chains > 0
+        assert a.values is not None and b.values is not None
+        np.testing.assert_array_equal(a.values, b.values)
+        assert a.queries == b.queries
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "cut.zarr"), mode="r")[resumed[0].subject.name]
+    stored = np.asarray(group["pertinent_positive"][:])  # type: ignore[index]
+    np.testing.assert_allclose(stored, resumed[0].solution)
+    assert group.attrs["cem"]["stats"]["queries"] == resumed[0].queries  # type: ignore[index]
+
+
+def test_pertinent_negative_needs_an_addition_basis() -> None:
+    audio = MODELS / "audio-example-left.flac"
+    with pytest.raises(ConfigError, match="addition basis"):
+        explain_cem_sync(str(audio), str(MODELS / "audio-keywords16k.onnx"), CemConfig(kind="pn"))
