@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from rex_stream.cli import rex_options
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError, OutputError
@@ -74,6 +75,9 @@ def run_directory(
             summary["outputs"] = {"explanation picture": str(output / f"{name}.png")}
         if heatmap is not None:
             render_heatmap(outcome, heatmap / f"{name}-heatmap.png")
+        written = rex_options.after_run(args, outcome, None)
+        if written:
+            summary.setdefault("outputs", {}).update(written)
         summaries.append(summary)
         if not args.json:
             area = f", explanation {outcome.sufficiency.area:.1%}" if outcome.sufficiency else ""

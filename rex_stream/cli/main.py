@@ -362,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
 
         render_explanation(result, output)
         outputs["explanation picture"] = str(output)
-    outputs.update(rex_options.render_outputs(result, output))
+    outputs.update(rex_options.after_run(args, result, output))
     if heatmap is not None:
         from rex_stream.modes import render_heatmap
 

@@ -1,8 +1,9 @@
-"""ReX 0.4.1's own command-line options that rex-stream takes as they are: ``--multi [N]``
-and the options that go with the causal wing's further outputs.
+"""ReX 0.4.1's own command-line options that rex-stream takes as they are: ``--multi [N]``,
+``-db/--database`` and the options that go with the causal wing's further outputs.
 
 ``add_arguments`` adds them to the parser; ``apply_arguments`` folds them into the config
-after the config file; ``after_run`` writes the outputs they ask for.
+after the config file (and checks outputs before the run); ``after_run`` writes the outputs
+they ask for.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest Dice overlap between two kept explanations, 0..1 (default 0: disjoint)",
     )
     group.add_argument(
+        "-db",
+        "--database",
+        metavar="FILE",
+        help="append one row per explanation to ReX's sqlite database FILE (created if missing)",
+    )
+    group.add_argument(
         "--multi-style",
         choices=["composite", "separate"],
         help="--output for multi: one picture with every explanation, or one file each",
@@ -69,20 +76,32 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         if not 0.0 <= overlap <= 1.0:
             raise ConfigError(f"--permitted-overlap {overlap:g}: expected a number in [0, 1]")
         multi = replace(multi, permitted_overlap=overlap)
+    if getattr(args, "database", None):
+        from rex_stream.database import check_database
+
+        check_database(args.database)
     visual = config.visual
     if getattr(args, "multi_style", None):
         visual = replace(visual, multi_style=args.multi_style)
     return replace(config, multi=multi, extraction=extraction, visual=visual)
 
 
-def render_outputs(result: Explanation, output: Path | None) -> dict[str, str]:
-    """Draw the multi explanations when ``--output`` is given; returns what was written."""
-    if output is None or result.multi is None:
-        return {}
-    from rex_stream.multi_pictures import render_multi
+def after_run(args: argparse.Namespace, result: Explanation, output: Path | None) -> dict[str, str]:
+    """Write the outputs ReX's options ask for (multi pictures, database rows); returns
+    what was written, by name."""
+    written: dict[str, str] = {}
+    if output is not None and result.multi is not None:
+        from rex_stream.multi_pictures import render_multi
 
-    paths = render_multi(result, output)
-    return {f"explanation {i}": str(p) for i, p in enumerate(paths)} if len(paths) > 1 else {}
+        paths = render_multi(result, output)
+        if len(paths) > 1:
+            written.update({f"explanation {i}": str(p) for i, p in enumerate(paths)})
+    if getattr(args, "database", None):
+        from rex_stream.database import append_explanation
+
+        rows = append_explanation(args.database, result)
+        written["database"] = f"{args.database} ({rows} row{'s' if rows != 1 else ''})"
+    return written
 
 
 def human_lines(result: Explanation) -> list[str]:
