@@ -70,6 +70,15 @@ class OnnxBackend:
         shape = [d if isinstance(d, int) else -1 for d in model_input.shape]
         batch_dim = shape[0] if shape else -1
         input_shape = settings.input_shape or tuple(shape[1:])
+        declared = shape[1:]
+        if settings.input_shape and (
+            len(declared) != len(input_shape)
+            or any(d > 0 and d != w for d, w in zip(declared, input_shape))
+        ):
+            raise ConfigError(
+                f"--input-shape {','.join(map(str, input_shape))} contradicts {path.name}, "
+                f"which takes {tuple('?' if d < 0 else d for d in declared)}"
+            )
         output_shape = next(o.shape for o in outputs if o.name == self._output)
         classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
         dtype = _TYPES.get(model_input.type)

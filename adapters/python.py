@@ -1,15 +1,20 @@
 """Python-callable backend: any sync or async ``f(batch) -> scores`` serves as a model.
 
 From the CLI: ``--backend python:package.module:function``; the input shape (no batch axis)
-comes from ``--input-shape`` or the module's ``input_shape`` attribute, and an optional
+comes from ``--input-shape`` or the module's ``input_shape`` attribute (the module is looked
+up in the current directory first, as ``python -m`` does), and an optional
 ``max_batch`` attribute caps the batch. Sync functions run in a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -72,6 +77,19 @@ class PythonBackend:
         """Nothing to release."""
 
 
+def _import_from_cwd_first(module_name: str) -> ModuleType:
+    """Import a module, looking in the current directory first (as ``python -m`` does)."""
+    cwd = os.getcwd()
+    if cwd in sys.path:
+        return importlib.import_module(module_name)
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
+
+
 async def connect(spec: str, settings: BackendSettings) -> PythonBackend:
     """Import ``python:module:function`` and wrap the function."""
     if settings.options:
@@ -82,7 +100,7 @@ async def connect(spec: str, settings: BackendSettings) -> PythonBackend:
     if not module_name or not attribute:
         raise ConfigError(f"{spec!r}: expected python:package.module:function")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_cwd_first(module_name)
     except ImportError as exc:
         raise ConfigError(f"{spec!r}: cannot import {module_name} ({exc})") from exc
     function = getattr(module, attribute, None)

@@ -1,10 +1,13 @@
-"""rex-stream: causal-responsibility explanations for classifiers you can only query."""
+"""rex-stream: causal-responsibility explanations for classifiers you can only query.
 
-from __future__ import annotations
+Async: :func:`explain`, :func:`explain_many`, :func:`explain_stream` (an async context
+manager). Sync: :func:`explain_sync`, :func:`explain_many_sync`. Every entry point raises the
+library's own errors (subclasses of :class:`RexStreamError`).
+"""
 
 __version__ = "0.1.0"
 
-from rex_stream.api import explain_stream, explain_sync
+from rex_stream.api import explain_many_sync, explain_stream, explain_sync
 from rex_stream.cem import CemConfig, CemResult
 from rex_stream.config import (
     EvaluationConfig,
@@ -62,6 +65,7 @@ __all__ = [
     "explain_cem",
     "explain_cem_sync",
     "explain_many",
+    "explain_many_sync",
     "explain_stream",
     "explain_sync",
     "open_backend",

@@ -13,7 +13,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend
-from rex_stream.explain import explain
+from rex_stream.explain import explain, raise_first_error
+from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
 
@@ -28,7 +29,11 @@ def explain_sync(
     overwrite: bool = False,
     **overrides: Any,
 ) -> Explanation:
-    """Blocking :func:`explain`; flat ``overrides`` (``iters=5``…) adjust ``config``."""
+    """Blocking :func:`explain` (sync); flat ``overrides`` (``iters=5``…) adjust ``config``.
+
+    Raises the library's own errors (:class:`~rex_stream.InputError`,
+    :class:`~rex_stream.BackendError`, …), never an exception group.
+    """
     config = (config or ExplainConfig()).with_overrides(**overrides)
 
     async def run() -> Explanation:
@@ -46,7 +51,7 @@ async def explain_stream(
     config: ExplainConfig | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[MemoryObjectReceiveStream[Progress | Explanation]]:
-    """Run :func:`explain` in the background and stream its progress, then its result.
+    """Run :func:`explain` in the background and stream its progress, then its result (async).
 
     ``async with explain_stream(img, "model.onnx") as events: async for event in events: …``
     yields :class:`Progress` snapshots and finally the :class:`Explanation`. Leaving the block
@@ -65,10 +70,41 @@ async def explain_stream(
             result = await explain(source, backend, config, on_progress=publish, **kwargs)
             await send.send(result)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
-        try:
-            yield receive
-        finally:
-            group.cancel_scope.cancel()
-            receive.close()
+    with raise_first_error():
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            try:
+                yield receive
+            finally:
+                group.cancel_scope.cancel()
+                receive.close()
+
+
+def explain_many_sync(
+    sources: list[str | Path],
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    **overrides: Any,
+) -> list[Explanation | InputFailure]:
+    """Blocking :func:`~rex_stream.explain_many` (sync): every input through one scheduler;
+    flat ``overrides`` (``iters=5``…) adjust ``config``."""
+    config = (config or ExplainConfig()).with_overrides(**overrides)
+
+    async def run() -> list[Explanation | InputFailure]:
+        return await explain_many(
+            sources,
+            backend,
+            config,
+            store=store,
+            resume=resume,
+            overwrite=overwrite,
+            concurrent_inputs=concurrent_inputs,
+        )
+
+    with raise_first_error():
+        return anyio.run(run)

@@ -311,10 +311,12 @@ class ExplainConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     multi: MultiConfig = field(default_factory=MultiConfig)
+    #: the rex.toml these settings came from (reported in summaries and stores), if any
+    config_file: str | None = None
 
     def with_overrides(self, **overrides: Any) -> ExplainConfig:
         """Return a copy with flat field overrides (``iters=5``, ``max_batch=14``…) applied."""
-        groups = {f.name: getattr(self, f.name) for f in fields(self)}
+        groups = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config_file"}
         changes: dict[str, dict[str, Any]] = {}
         for key, value in overrides.items():
             owners = [name for name, group in groups.items() if key in _field_names(group)]
@@ -323,7 +325,7 @@ class ExplainConfig:
             changes.setdefault(owners[0], {})[key] = value
         for name, values in changes.items():
             groups[name] = replace(groups[name], **values)
-        return ExplainConfig(**groups)
+        return ExplainConfig(**groups, config_file=self.config_file)
 
 
 def _coerce(group: Any, name: str, kind: type[Enum], key: str) -> None:

@@ -40,6 +40,7 @@ from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation.insertion_deletion import insertion_deletion
 from rex_stream.modes import load_subject
+from rex_stream.modes.image import imagenet_variant
 from rex_stream.naming import check_name, input_name
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, RunStats
@@ -50,6 +51,9 @@ if sys.version_info < (3, 11):  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+
+#: seconds between live progress snapshots while iterations run
+PROGRESS_TICK_S = 0.5
 
 
 async def explain(
@@ -145,6 +149,7 @@ async def explain_input(
         subject.name = check_name(name)
     key = subject.name if name is not None else input_name(subject.name)
     report = on_progress or (lambda _: None)
+    calls_before = scheduler.stats.calls
     evaluator = CountingEvaluator(scheduler)
     target = await _predict_target(subject, evaluator, config, info)
 
@@ -155,6 +160,9 @@ async def explain_input(
     explanation_store, seed = _open_store(
         store, key, subject, target, info, config, resume=resume, overwrite=overwrite
     )
+    before_checks = evaluator.queries
+    warnings = await _check_normalisation(subject, evaluator, config, target)
+    check_queries = evaluator.queries - before_checks
     results, resumed = await _search_all(
         subject, target, evaluator, scheduler, config, seed, explanation_store, report, started
     )
@@ -170,6 +178,14 @@ async def explain_input(
             (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
         )
         responsibility = normalise(raw, style).astype(np.float32)
+    if not any(np.any(r.ledger.classes == target.classification) for r in ordered):
+        message = (
+            f"the responsibility map is empty: no mutant was classified as class "
+            f"{target.classification}, so nothing is responsible for it (is --target a class "
+            "the model predicts here?)"
+        )
+        logger.warning(message)
+        warnings.append(message)
     sufficiency = None
     multi: MultiExplanation | None = None
     if config.extraction.extract and config.extraction.strategy == "multi":
@@ -204,7 +220,7 @@ async def explain_input(
     box_count = sum(r.box_count for r in ordered)
     stats = RunStats(
         queries=evaluator.queries,
-        calls=scheduler.stats.calls,
+        calls=scheduler.stats.calls - calls_before,
         mean_batch=round(scheduler.stats.mean_batch, 2),
         passing=sum(r.passing for r in ordered),
         failing=sum(r.failing for r in ordered),
@@ -214,6 +230,7 @@ async def explain_input(
         resumed_iterations=resumed,
         wall_s=round(time.perf_counter() - started, 3),
         backend_s=round(scheduler.stats.backend_s, 3),
+        check_queries=check_queries,
     )
     result = Explanation(
         subject=subject,
@@ -227,11 +244,36 @@ async def explain_input(
         seed=seed,
         model=info.name,
         multi=multi,
+        extra={"warnings": warnings} if warnings else {},
     )
     if explanation_store is not None:
         await anyio.to_thread.run_sync(_save_results, explanation_store, result)
     phase("done", len(ordered))
     return result
+
+
+async def _check_normalisation(
+    subject: Subject, evaluator: Evaluator, config: ExplainConfig, target: Target
+) -> list[str]:
+    """Warn (one extra query) when an RGB model looks as if it expects ImageNet-normalised
+    input that the user did not ask for: normalised, it is clearly more confident."""
+    variant = imagenet_variant(subject, config.image)
+    if variant is None:
+        return []
+    scores = await evaluator.evaluate([lambda out: np.copyto(out, variant)])
+    verdicts = judge(scores, config.scoring, target.classification)
+    normalised = float(verdicts.confidences[0])
+    same = int(verdicts.classes[0]) == target.classification
+    if normalised < 0.5 or (same and normalised < target.confidence + 0.1):
+        return []
+    message = (
+        f"the model may expect normalised input: with ImageNet's means/stds it predicts class "
+        f"{int(verdicts.classes[0])} ({float(verdicts.confidences[0]):.2f}) instead of "
+        f"{target.classification} ({target.confidence:.2f}); pass --means 0.485,0.456,0.406 "
+        "--stds 0.229,0.224,0.225 (or [rex.onnx] means/stds in rex.toml) if it was trained so"
+    )
+    logger.warning(message)
+    return [message]
 
 
 async def _predict_target(
@@ -367,11 +409,30 @@ async def _search_all(
             )
         )
 
+    async def tick() -> None:
+        """Live progress between iterations (throughput and batch fill as they are now)."""
+        while True:
+            await anyio.sleep(PROGRESS_TICK_S)
+            report(
+                Progress.snapshot(
+                    "iteration", len(results), search.iters, scheduler.stats, started, target
+                )
+            )
+
     async with anyio.create_task_group() as group:
         for index in range(search.iters):
             if index not in results:
                 group.start_soon(one, index)
+        async with anyio.create_task_group() as ticker:
+            ticker.start_soon(tick)
+            await _wait_all(finished)
+            ticker.cancel_scope.cancel()
     return results, resumed
+
+
+async def _wait_all(events: dict[int, anyio.Event]) -> None:
+    for event in events.values():
+        await event.wait()
 
 
 def _save_results(store: ExplanationStore, result: Explanation) -> None:

@@ -17,7 +17,9 @@ from rex_stream.evaluation.insertion_deletion import Curves
 
 @dataclass(frozen=True)
 class RunStats:
-    """What a run cost and found (``queries`` counts every input the model evaluated)."""
+    """What a run cost and found. ``queries`` counts every input the model evaluated for this
+    run; ``calls`` the backend calls made while it ran (in directory mode those batches also
+    carry other inputs' rows, and ``mean_batch`` is the shared scheduler's)."""
 
     queries: int
     calls: int
@@ -30,6 +32,8 @@ class RunStats:
     resumed_iterations: int
     wall_s: float
     backend_s: float
+    #: queries spent on checks of the setup (e.g. whether the model expects normalised input)
+    check_queries: int = 0
 
 
 @dataclass
@@ -49,6 +53,17 @@ class Explanation:
     extra: dict[str, Any] = field(default_factory=dict)
     multi: MultiExplanation | None = None
 
+    def __repr__(self) -> str:
+        explanation = (
+            f", explanation {self.sufficiency.area:.1%}" if self.sufficiency is not None else ""
+        )
+        return (
+            f"Explanation({self.subject.source or self.subject.name!r}, "
+            f"class {self.target.classification} ({self.target.confidence:.3f}), "
+            f"map {tuple(self.responsibility.shape)}{explanation}, "
+            f"{self.stats.queries} queries, {self.stats.wall_s:.1f} s)"
+        )
+
     @property
     def mask(self) -> np.ndarray | None:
         """The sufficient explanation over the spatial axes, if one was extracted."""
@@ -61,6 +76,8 @@ class Explanation:
             "model": self.model,
             "target": {"class": self.target.classification, "confidence": self.target.confidence},
             "seed": self.seed,
+            "mode": self.subject.mode,
+            "config_file": self.config.config_file,
             "store": self.store,
             "stats": asdict(self.stats),
         }
@@ -92,4 +109,6 @@ class Explanation:
                 "insertion_auc": self.curves.insertion_auc,
                 "deletion_auc": self.curves.deletion_auc,
             }
+        if self.extra.get("warnings"):
+            out["warnings"] = list(self.extra["warnings"])
         return out

@@ -35,6 +35,11 @@ def _output_directory(path: str | None, flag: str) -> Path | None:
     if path is None:
         return None
     directory = Path(path)
+    if directory.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"):
+        raise OutputError(
+            f"{flag} {path}: with a directory input {flag} names a directory for one picture "
+            "per input, not a picture file"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="adapter option (repeatable), e.g. threads=2, token_env=TOKEN",
     )
     model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 3,224,224")
+    model.add_argument(
+        "--means",
+        help="per-channel means subtracted after /norm, e.g. 0.485,0.456,0.406 (ImageNet); "
+        "ReX's [rex.onnx] means",
+    )
+    model.add_argument(
+        "--stds",
+        help="per-channel standard deviations divided by after the means, e.g. "
+        "0.229,0.224,0.225 (ImageNet); ReX's [rex.onnx] stds",
+    )
+    model.add_argument(
+        "--norm", type=float, help="pixel values are divided by this first (default 255)"
+    )
     model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
     model.add_argument(
         "--scores",
@@ -154,12 +167,56 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from exc
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406")
+    return values
+
+
+#: settings keys (as config errors name them) → the flag a user types
+_FLAGS = {
+    "causal.iters": ("--iters", "iters"),
+    "causal.tree_depth": ("--tree-depth", "tree_depth"),
+    "causal.min_box_size": ("--min-box-size", "min_box_size"),
+    "causal.search_limit": ("--search-limit", "search_limit"),
+    "rex.batch_size": ("--batch-size", "batch_size"),
+    "max_inflight": ("--max-inflight", "max_inflight"),
+    "linger_ms": ("--linger-ms", "linger_ms"),
+    "explanation.chunk_size": ("--chunk-size", "chunk_size"),
+    "explanation.minimum_confidence_threshold": ("--confidence", "confidence"),
+    "rex.onnx.means": ("--means", "means"),
+    "rex.onnx.stds": ("--stds", "stds"),
+}
+
+
 def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConfig:
-    """Defaults, then the config file, then the command line (the command line wins)."""
+    """Defaults, then the config file, then the command line (the command line wins).
+
+    A value the user typed that the settings refuse is reported under the flag's name.
+    """
+    try:
+        return _resolve_config(args, base)
+    except ConfigError as exc:
+        key, sep, rest = str(exc).partition(" = ")
+        flag = _FLAGS.get(key)
+        if sep and flag and getattr(args, flag[1], None) is not None:
+            raise ConfigError(f"{flag[0]} {rest}") from exc
+        raise
+
+
+def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConfig:
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: must be >= 0")
     config_path = Path(args.config) if args.config else default_config_path()
     config = load_config(config_path, base) if config_path else base
     if config_path:
-        logger.info("settings from %s", config_path)
+        config = replace(config, config_file=str(config_path))
+        if not getattr(args, "quiet", False):
+            print(f"rex-stream: settings from {config_path}", file=sys.stderr)
     search, scheduler = config.search, config.scheduler
     if args.iters is not None:
         search = replace(search, iters=args.iters)
@@ -191,6 +248,14 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
         image = replace(image, mask_value=value)
     if args.mode_option:
         image = replace(image, mode_options=_pairs(args.mode_option, "--mode-option"))
+    if args.means is not None:
+        image = replace(image, means=_floats(args.means, "--means"))
+    if args.stds is not None:
+        image = replace(image, stds=_floats(args.stds, "--stds"))
+    if args.norm is not None:
+        if args.norm <= 0:
+            raise ConfigError(f"--norm {args.norm:g}: must be > 0")
+        image = replace(image, norm=args.norm)
     extraction = config.extraction
     if args.no_extract:
         extraction = replace(extraction, extract=False)
@@ -213,6 +278,20 @@ def resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainConf
         evaluation=evaluation,
     )
     return rex_options.apply_arguments(args, config)
+
+
+def _refuse_idle_options(args: argparse.Namespace, config: ExplainConfig) -> None:
+    """Options that would do nothing are mistakes: say so before the run."""
+    if (args.resume or args.overwrite) and not args.store:
+        flag = "--resume" if args.resume else "--overwrite"
+        raise ConfigError(f"{flag} needs --store (the Zarr store to continue or replace)")
+    if args.resume and args.overwrite:
+        raise ConfigError("give --resume or --overwrite, not both")
+    if not config.extraction.extract and args.output:
+        raise ConfigError(
+            "--output draws the explanation, but -n/--no-extract computes only the map; "
+            "use --heatmap for the map"
+        )
 
 
 def _check_writable(path: str | None, flag: str) -> Path | None:
@@ -329,6 +408,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model and not args.model.lower().endswith(".onnx"):
         raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
     config = resolve_config(args, base)
+    _refuse_idle_options(args, config)
     settings = BackendSettings(
         timeout_s=args.timeout_s,
         max_inflight=config.scheduler.max_inflight or default_inflight(spec),

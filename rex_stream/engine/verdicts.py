@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rex_stream.config import ScoreKind, ScoringConfig
-from rex_stream.errors import BackendError
+from rex_stream.errors import BackendError, ConfigError
 
 #: Confidences are rounded to this many decimals, so that the last-bit differences between
 #: batch sizes in a backend's kernels do not change weighted maps.
@@ -52,6 +52,12 @@ def to_probabilities(scores: np.ndarray, scoring: ScoringConfig) -> np.ndarray:
             p = 1.0 / (1.0 + np.exp(-p))
         return np.stack([1.0 - p, p], axis=1)
     if scoring.scores is ScoreKind.PROBABILITIES:
+        if scores.min() < -1e-6 or scores.max() > 1 + 1e-6:
+            outside = scores.max() if scores.max() > 1 else scores.min()
+            raise ConfigError(
+                f"--scores probabilities, but the model returned {outside:.4g}, outside [0, 1]: "
+                "its outputs look like logits (drop --scores probabilities)"
+            )
         return scores
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)

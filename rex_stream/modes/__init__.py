@@ -18,7 +18,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.subject import Subject
-from rex_stream.errors import InputError
+from rex_stream.errors import InputError, OutputError
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -99,11 +99,21 @@ def render_explanation(explanation: Explanation, path: Path) -> None:
     mode_module(explanation.subject.mode).render(explanation, path)
 
 
+def has_heatmap(mode: str) -> bool:
+    """Whether ``mode`` draws a heatmap distinct from its explanation picture."""
+    return hasattr(mode_module(mode), "render_heatmap")
+
+
 def render_heatmap(explanation: Explanation, path: Path) -> None:
-    """Draw the responsibility map: a heatmap over images; for the other modes, whose
-    explanation pictures already show responsibility, the mode's own picture."""
+    """Draw the responsibility heatmap (image modes). The other modes' explanation pictures
+    already show responsibility: asking them for a heatmap is an error, never a copy."""
     module = mode_module(explanation.subject.mode)
-    draw = getattr(module, "render_heatmap", module.render)
+    draw = getattr(module, "render_heatmap", None)
+    if draw is None:
+        raise OutputError(
+            f"--heatmap: the {explanation.subject.mode} mode has no separate heatmap; its "
+            "--output picture shows the responsibility"
+        )
     draw(explanation, path)
 
 

@@ -311,11 +311,43 @@ async def explain_windows(
             await opened.aclose()
 
 
-def explanation_intervals(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``[start, stop)`` sample intervals where a 1-D mask is true."""
+#: explanation intervals closer than this are shown as one (a gap of a few samples is noise)
+MERGE_GAP_S = 0.005
+
+
+def explanation_intervals(mask: np.ndarray, min_gap: int = 0) -> list[tuple[int, int]]:
+    """``[start, stop)`` sample intervals where a 1-D mask is true; intervals separated by
+    fewer than ``min_gap`` samples are merged (for display)."""
     padded = np.concatenate([[False], np.asarray(mask, bool).ravel(), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    merged: list[tuple[int, int]] = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if merged and a - merged[-1][1] < min_gap:
+            merged[-1] = (merged[-1][0], int(b))
+        else:
+            merged.append((int(a), int(b)))
+    return merged
+
+
+def _shown_intervals(explanation: Explanation) -> list[tuple[int, int]]:
+    if explanation.mask is None:
+        return []
+    rate = getattr(explanation.subject, "sample_rate", DEFAULT_RATE)
+    return explanation_intervals(explanation.mask, max(1, round(rate * MERGE_GAP_S)))
+
+
+def summary_lines(explanation: Explanation) -> list[str]:
+    """The explanation's time intervals, for the human summary."""
+    rate = getattr(explanation.subject, "sample_rate", DEFAULT_RATE)
+    offset_s = getattr(explanation.subject, "offset_s", 0.0)
+    intervals = _shown_intervals(explanation)
+    if not intervals:
+        return []
+    shown = ", ".join(
+        f"{offset_s + a / rate:.3f}–{offset_s + b / rate:.3f} s" for a, b in intervals[:8]
+    )
+    more = f" (+{len(intervals) - 8} more)" if len(intervals) > 8 else ""
+    return [f"explanation intervals: {shown}{more}"]
 
 
 def render(explanation: Explanation, path: Path) -> None:
@@ -334,7 +366,7 @@ def render(explanation: Explanation, path: Path) -> None:
     )[:, 0]
     times = offset_s + np.arange(waveform.size) / rate
     responsibility = np.asarray(explanation.responsibility, np.float32).ravel()
-    intervals = [] if explanation.mask is None else explanation_intervals(explanation.mask)
+    intervals = _shown_intervals(explanation)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
     try:
         top.plot(times, waveform, color="0.3", linewidth=0.6)

@@ -40,6 +40,7 @@ def image_layout(shape: tuple[int, ...]) -> tuple[int | None, tuple[int, int]]:
 def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> Subject:
     """Read an image file and prepare it as the model expects."""
     config = explain_config.image
+    _refuse_mode_options(config)
     channel_axis, (h_axis, w_axis) = image_layout(info.input_shape)
     channels = 1 if channel_axis is None else info.input_shape[channel_axis]
     try:
@@ -82,6 +83,16 @@ def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> Subject:
         display=display,
         source=str(path),
     )
+
+
+def _refuse_mode_options(config: ImageConfig) -> None:
+    """Images take no mode options: say so instead of ignoring them."""
+    if config.mode_options:
+        names = ", ".join(sorted(config.mode_options))
+        raise InputError(
+            f"--mode-option {names}: the image mode takes no mode options "
+            "(normalisation is --means/--stds/--norm)"
+        )
 
 
 def subject_from_array(
@@ -146,3 +157,27 @@ def render(explanation: Explanation, path: Path) -> None:
     from rex_stream.visualise import save_overlay
 
     save_overlay(explanation, path)
+
+
+IMAGENET_MEANS = (0.485, 0.456, 0.406)
+IMAGENET_STDS = (0.229, 0.224, 0.225)
+
+
+def imagenet_variant(subject: Subject, config: ImageConfig) -> np.ndarray | None:
+    """The subject normalised with ImageNet's statistics, when the user gave none.
+
+    Used once per run to warn that a model may expect normalised input: None unless the
+    subject is a 3-channel image scaled to [0, 1] with no ``means``/``stds`` set.
+    """
+    if subject.mode != "RGB" or config.means is not None or config.stds is not None:
+        return None
+    if config.norm != 255.0 or subject.tensor.ndim != 3:
+        return None
+    channel_axis = next(a for a in range(3) if a not in subject.spatial_axes)
+    if subject.tensor.shape[channel_axis] != 3:
+        return None
+    shape = [1, 1, 1]
+    shape[channel_axis] = 3
+    means = np.asarray(IMAGENET_MEANS, np.float32).reshape(shape)
+    stds = np.asarray(IMAGENET_STDS, np.float32).reshape(shape)
+    return ((subject.tensor - means) / stds).astype(subject.tensor.dtype)
