@@ -103,6 +103,8 @@ class SchedulerConfig:
 
     max_batch: int | None = None  # None: the backend's preferred batch, else 32
     max_inflight: int | None = None  # None: 8 for network backends, else 2
+    # add calls while round trips, not the backend, limit; None: when max_inflight is unset
+    adaptive_inflight: bool | None = None
     linger_ms: float = 2.0
     queue_size: int = 4096
 

@@ -111,8 +111,14 @@ async def backend_for_run(
 ) -> AsyncIterator[tuple[Backend, ExplainConfig]]:
     """The backend to use (a spec is opened here and closed after) and the config with the
     number of calls in flight settled for it."""
-    inflight = config.scheduler.max_inflight or default_inflight(backend)
-    config = replace(config, scheduler=replace(config.scheduler, max_inflight=inflight))
+    given = config.scheduler
+    inflight = given.max_inflight or default_inflight(backend)
+    adaptive = (
+        given.max_inflight is None if given.adaptive_inflight is None else given.adaptive_inflight
+    )
+    config = replace(
+        config, scheduler=replace(given, max_inflight=inflight, adaptive_inflight=adaptive)
+    )
     if not isinstance(backend, str):
         yield backend, config
         return
@@ -166,6 +172,7 @@ async def explain_input(
     results, resumed = await _search_all(
         subject, target, evaluator, scheduler, config, seed, explanation_store, report, started
     )
+    evaluator.join()  # what follows waits for the slowest iteration
     ordered = [results[i] for i in sorted(results)]
     style = config.search.responsibility_style
     if subject.size > LARGE_INPUT_ELEMENTS:
@@ -231,6 +238,7 @@ async def explain_input(
         wall_s=round(time.perf_counter() - started, 3),
         backend_s=round(scheduler.stats.backend_s, 3),
         check_queries=check_queries,
+        round_trips=evaluator.rounds,
     )
     result = Explanation(
         subject=subject,

@@ -34,6 +34,8 @@ class RunStats:
     backend_s: float
     #: queries spent on checks of the setup (e.g. whether the model expects normalised input)
     check_queries: int = 0
+    #: model round trips on the longest chain of dependent calls (target, levels, extraction)
+    round_trips: int = 0
 
 
 @dataclass

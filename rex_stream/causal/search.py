@@ -3,7 +3,9 @@
 Each level of the box tree is one step: every active box of every queued job is split into 4
 children (from a generator seeded by the box itself, so the tree does not depend on the order
 in which anything runs), the 14 mutants of every split are submitted together, and their
-verdicts decide the responsibility and the next level's jobs.
+verdicts decide the responsibility and the next level's jobs. The next level starts as soon
+as the verdicts that choose its jobs are in (see :class:`_Level`); the rest of a level is
+still scored, and credited, as if it had been scored at once.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import anyio
+import anyio.abc
 import numpy as np
 
 from rex_stream.causal.responsibility import Ledger
 from rex_stream.config import QueueStyle, ScoringConfig, SearchConfig
 from rex_stream.engine.geometry import SUBSETS, Box, can_split, root_box, split_box
-from rex_stream.engine.scheduler import Evaluator
+from rex_stream.engine.scheduler import Evaluator, continue_after, rounds_behind
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
 
@@ -74,66 +78,50 @@ async def run_iteration(
     seed: int,
     key: int,
     weights: np.ndarray | None = None,
+    *,
+    early: bool = True,
 ) -> IterationResult:
     """Run iteration ``index`` of the search on ``subject`` and return its ledger and stats.
 
     ``weights`` (a responsibility map over the spatial axes) drives the adaptive distribution.
+    With ``early`` (and an area-ordered queue of bounded length), a level's mutants go to the
+    model smallest first and the next level starts as soon as the verdicts that decide its
+    jobs are in, while the rest of the level is still being scored; the ledger is the same,
+    summed level by level in the same order once every verdict is in.
     """
     ndim = len(subject.spatial_shape)
     subject = subject.for_iteration(seed, key, index)
     if weights is not None:
         weights = subject.weights_for_view(weights)
-    entries: dict[tuple[Box, int], float] = {}
+    threshold = target.confidence * search.confidence_filter
     queue: list[Job] = [(root_box(subject.spatial_shape),)]
-    passing_total = failing_total = depth_reached = 0
+    levels: list[_Level] = []
     area_by_depth: dict[int, tuple[float, int]] = {}
     work = 0
-    while queue:
-        splits = _split_level(queue, subject, search, seed, key, index, weights)
-        if not splits:
-            break
-        for _, children in splits:
-            depth = children[0].depth
-            total, count = area_by_depth.get(depth, (0.0, 0))
-            area_by_depth[depth] = (total + sum(c.area for c in children), count + 4)
-        fills = [
-            partial(subject.fill_boxes, boxes=static + tuple(children[i] for i in subset))
-            for static, children in splits
-            for subset in SUBSETS
-        ]
-        verdicts = judge(await scheduler.evaluate(fills), scoring, target.classification)
-        work += len(fills)
-        threshold = target.confidence * search.confidence_filter
-        passes = (verdicts.classes == target.classification) & (verdicts.confidences >= threshold)
-        candidates: list[_Candidate] = []
-        for number, (static, children) in enumerate(splits):
-            rows = slice(number * len(SUBSETS), (number + 1) * len(SUBSETS))
-            split_passes = passes[rows]
-            passed = int(split_passes.sum())
-            passing_total += passed
-            failing_total += len(SUBSETS) - passed
-            if not passed:
-                continue
-            static_area = sum(b.area for b in static)
-            for subset, cls, confidence, ok in zip(
-                SUBSETS, verdicts.classes[rows], verdicts.confidences[rows], split_passes
-            ):
-                share = 1.0 / len(subset)
-                if search.weighted:
-                    share *= float(confidence)
-                for i in subset:
-                    amount = share * children[i].depth if search.concentrate else share
-                    slot = (children[i], int(cls))
-                    entries[slot] = entries.get(slot, 0.0) + amount
-                if ok:
-                    active = tuple(children[i] for i in subset)
-                    area = static_area + sum(b.area for b in active)
-                    candidates.append(_Candidate(active, area))
+    async with anyio.create_task_group() as group:
+        while queue:
+            splits = _split_level(queue, subject, search, seed, key, index, weights)
+            if not splits:
+                break
+            for _, children in splits:
+                depth = children[0].depth
+                total, count = area_by_depth.get(depth, (0.0, 0))
+                area_by_depth[depth] = (total + sum(c.area for c in children), count + 4)
+            level = _Level(splits, subject, early)
+            levels.append(level)
+            level.submit(group, scheduler, scoring, target.classification, threshold)
+            work += level.size
+            queue = await level.next_jobs(search)
+            if search.search_limit is not None and work >= search.search_limit:
+                break
+    entries: dict[tuple[Box, int], float] = {}
+    passing_total = failing_total = depth_reached = 0
+    for level in levels:
+        passed, candidates = level.credit(entries, search)
+        passing_total += passed
+        failing_total += level.size - passed
         if candidates:
             depth_reached = max(depth_reached, max(c.active[0].depth for c in candidates))
-        queue = _prune(candidates, search.queue_style, search.queue_len)
-        if search.search_limit is not None and work >= search.search_limit:
-            break
     area_total, area_count = area_by_depth.get(depth_reached, (0.0, 0))
     return IterationResult(
         index=index,
@@ -144,6 +132,125 @@ async def run_iteration(
         box_area_sum=area_total,
         box_count=area_count,
     )
+
+
+class _Level:
+    """One level of one iteration: its splits, their mutants and, as they arrive, verdicts.
+
+    Mutant ``m`` is subset ``m % 14`` of split ``m // 14``. With ``early``, the mutants are
+    scored in chunks of one batch, smallest visible area first (ties in mutant order: the
+    order in which the pruning sorts them), so the jobs of the next level are known as soon
+    as every mutant before the first ``queue_len`` passing ones has its verdict.
+    """
+
+    def __init__(
+        self, splits: list[tuple[Job, tuple[Box, Box, Box, Box]]], subject: Subject, early: bool
+    ) -> None:
+        self.splits = splits
+        self.size = len(splits) * len(SUBSETS)
+        self.fills = [
+            partial(subject.fill_boxes, boxes=static + tuple(children[i] for i in subset))
+            for static, children in splits
+            for subset in SUBSETS
+        ]
+        self.active = [
+            tuple(children[i] for i in subset) for _, children in splits for subset in SUBSETS
+        ]
+        static_areas = [sum(b.area for b in static) for static, _ in splits]
+        self.areas = [
+            static_areas[m // len(SUBSETS)] + sum(b.area for b in self.active[m])
+            for m in range(self.size)
+        ]
+        self.early = early
+        mutants = range(self.size)
+        self.order = sorted(mutants, key=lambda m: self.areas[m]) if early else list(mutants)
+        self.classes = np.zeros(self.size, np.int64)
+        self.confidences = np.zeros(self.size, np.float64)
+        self.passes = np.zeros(self.size, bool)
+        self._chunk_of = np.zeros(self.size, np.int64)
+        self._chunks: list[anyio.Event] = []
+        self._rounds: list[int] = []
+
+    def submit(
+        self,
+        group: anyio.abc.TaskGroup,
+        scheduler: Evaluator,
+        scoring: ScoringConfig,
+        target: int,
+        threshold: float,
+    ) -> None:
+        """Start scoring the level's mutants (in chunks, in ``order``)."""
+        step = max(1, scheduler.max_batch) if self.early else self.size
+        for number, first in enumerate(range(0, self.size, step)):
+            rows = self.order[first : first + step]
+            self._chunk_of[rows] = number
+            self._chunks.append(anyio.Event())
+            self._rounds.append(0)
+            group.start_soon(self._score, number, rows, scheduler, scoring, target, threshold)
+
+    async def _score(
+        self,
+        number: int,
+        rows: list[int],
+        scheduler: Evaluator,
+        scoring: ScoringConfig,
+        target: int,
+        threshold: float,
+    ) -> None:
+        verdicts = judge(await scheduler.evaluate([self.fills[m] for m in rows]), scoring, target)
+        self.classes[rows] = verdicts.classes
+        self.confidences[rows] = verdicts.confidences
+        self.passes[rows] = (verdicts.classes == target) & (verdicts.confidences >= threshold)
+        self._rounds[number] = rounds_behind()
+        self._chunks[number].set()
+
+    async def _decided(self, mutant: int) -> None:
+        """Wait for ``mutant``'s verdict; the caller's chain of rounds now runs through it."""
+        number = int(self._chunk_of[mutant])
+        await self._chunks[number].wait()
+        continue_after(self._rounds[number])
+
+    async def next_jobs(self, search: SearchConfig) -> list[Job]:
+        """The next level's jobs: the same as pruning the whole level's passing mutants."""
+        keep = search.queue_len
+        if self.early and search.queue_style is QueueStyle.AREA and keep is not None:
+            jobs: list[Job] = []
+            for mutant in self.order:
+                await self._decided(mutant)
+                if self.passes[mutant]:
+                    jobs.append(self.active[mutant])
+                    if len(jobs) == keep:
+                        break
+            return jobs
+        for mutant in range(self.size):
+            await self._decided(mutant)
+        return _prune(self.candidates(), search.queue_style, keep)
+
+    def candidates(self) -> list[_Candidate]:
+        """The level's passing mutants, in mutant order (every verdict must be in)."""
+        return [_Candidate(self.active[m], self.areas[m]) for m in np.flatnonzero(self.passes)]
+
+    def credit(
+        self, entries: dict[tuple[Box, int], float], search: SearchConfig
+    ) -> tuple[int, list[_Candidate]]:
+        """Add the level's responsibility to ``entries``, split by split in order (so the
+        float sums are those of a level scored at once); return (passing, candidates)."""
+        passed_total = 0
+        for number, (_, children) in enumerate(self.splits):
+            rows = slice(number * len(SUBSETS), (number + 1) * len(SUBSETS))
+            passed = int(self.passes[rows].sum())
+            passed_total += passed
+            if not passed:
+                continue
+            for subset, cls, confidence in zip(SUBSETS, self.classes[rows], self.confidences[rows]):
+                share = 1.0 / len(subset)
+                if search.weighted:
+                    share *= float(confidence)
+                for i in subset:
+                    amount = share * children[i].depth if search.concentrate else share
+                    slot = (children[i], int(cls))
+                    entries[slot] = entries.get(slot, 0.0) + amount
+        return passed_total, self.candidates()
 
 
 def _split_level(

@@ -2,14 +2,16 @@
 
 Callers submit mutants as *fill functions* (which write one input row into a buffer) and
 await their score rows. A dispatcher coalesces queued mutants into batches of up to
-``max_batch``, lingers briefly for a batch to fill, and runs at most ``max_inflight`` backend
-calls at once. Each call owns one of ``max_inflight`` preallocated batch buffers, so memory is
-bounded by ``max_inflight × max_batch × input size`` however many mutants wait; the queue of
-waiting mutants is bounded too (producers block when it is full: backpressure).
+``max_batch``, lingers briefly for a batch to fill, and runs ``max_inflight`` backend calls at
+once, more while round trips rather than the backend limit the run (:mod:`.inflight`). Each
+call owns a batch buffer, and all buffers together stay within ``BUFFER_BUDGET_BYTES`` however
+many mutants wait; the queue of waiting mutants is bounded too (producers block when it is
+full: backpressure).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import Backend, default_inflight
+from rex_stream.engine.inflight import ADAPTIVE_CEILING, InflightWindow
 from rex_stream.errors import BackendError, RexStreamError
 
 logger = logging.getLogger(__name__)
@@ -65,18 +68,42 @@ class Evaluator(Protocol):
         ...
 
 
+#: Sequential ``evaluate`` rounds behind the current task (tasks inherit it when started).
+_rounds_behind: contextvars.ContextVar[int] = contextvars.ContextVar("rounds_behind", default=0)
+
+
+def rounds_behind() -> int:
+    """Dependent ``evaluate`` rounds (through a :class:`CountingEvaluator`) behind this task."""
+    return _rounds_behind.get()
+
+
+def continue_after(rounds: int) -> None:
+    """Mark this task as waiting for a result that came ``rounds`` rounds deep (another task's)."""
+    _rounds_behind.set(max(_rounds_behind.get(), rounds))
+
+
 class CountingEvaluator:
-    """A view of a shared scheduler that counts the mutants one input sends through it."""
+    """A view of a shared scheduler that counts the mutants one input sends through it, and
+    the rounds on its longest chain of dependent ``evaluate`` calls (its critical path)."""
 
     def __init__(self, scheduler: Evaluator) -> None:
         self._scheduler = scheduler
         self.max_batch = scheduler.max_batch
         self.queries = 0
+        self.rounds = 0
 
     async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
         """Count, then score through the shared scheduler."""
         self.queries += len(fills)
-        return await self._scheduler.evaluate(fills)
+        depth = _rounds_behind.get() + 1
+        scores = await self._scheduler.evaluate(fills)
+        _rounds_behind.set(depth)
+        self.rounds = max(self.rounds, depth)
+        return scores
+
+    def join(self) -> None:
+        """Mark the calling task as waiting for every round so far (after a task group)."""
+        _rounds_behind.set(self.rounds)
 
 
 @dataclass
@@ -156,17 +183,26 @@ class Scheduler:
             )
         self._shape = (self.max_batch, *info.input_shape)
         self._dtype = info.dtype
+        row_bytes = input_bytes * self.max_batch
+        adaptive = self.config.adaptive_inflight
+        if adaptive is None:  # adapt unless the caller fixed the number of calls
+            adaptive = self.config.max_inflight is None
+        ceiling = ADAPTIVE_CEILING if adaptive else self.max_inflight
+        self.window = InflightWindow(
+            self.max_inflight, min(ceiling, BUFFER_BUDGET_BYTES // max(1, row_bytes))
+        )
+        self._allocated = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         send, receive = anyio.create_memory_object_stream[_Item](self.config.queue_size)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
-        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](self.max_inflight)
+        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](self.window.ceiling)
         self._free_send = free_send
         self._free_receive = free_receive
 
     async def __aenter__(self) -> Scheduler:
         for _ in range(self.max_inflight):
-            self._free_send.send_nowait(np.empty(self._shape, dtype=self._dtype))
+            self._free_send.send_nowait(self._new_buffer())
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._dispatch)
@@ -216,7 +252,7 @@ class Scheduler:
         linger_s = self.config.linger_ms / 1000.0
         async with self._receive:
             while True:
-                buffer = await self._free_receive.receive()
+                buffer = await self._take_buffer()
                 try:
                     first = await self._receive.receive()
                 except anyio.EndOfStream:
@@ -233,6 +269,26 @@ class Scheduler:
                             self._drain(batch)
                 self._task_group.start_soon(self._call, batch, buffer)
 
+    def _new_buffer(self) -> np.ndarray:
+        self._allocated += 1
+        return np.empty(self._shape, dtype=self._dtype)
+
+    async def _take_buffer(self) -> np.ndarray:
+        """A free batch buffer; a new one while the in-flight window has grown past them."""
+        try:
+            return self._free_receive.receive_nowait()
+        except anyio.WouldBlock:
+            if self._allocated < self.window.size:
+                return self._new_buffer()
+        return await self._free_receive.receive()
+
+    def _give_back(self, buffer: np.ndarray) -> None:
+        """Return a buffer after its call; drop it while the window is smaller than them."""
+        if self._allocated > self.window.size:
+            self._allocated -= 1
+        else:
+            self._free_send.send_nowait(buffer)
+
     def _drain(self, batch: list[_Item]) -> None:
         while len(batch) < self.max_batch:
             try:
@@ -248,7 +304,10 @@ class Scheduler:
             await anyio.to_thread.run_sync(_fill_all, batch, view)
             started = time.perf_counter()
             scores = np.asarray(await self.backend.infer(view))
-            self.stats.backend_s += time.perf_counter() - started
+            round_trip_s = time.perf_counter() - started
+            self.stats.backend_s += round_trip_s
+            waiting = self._receive.statistics().current_buffer_used
+            self.window.observe(round_trip_s, backlog=waiting >= self.max_batch)
             if scores.ndim == 1:
                 scores = scores[:, None]
             if scores.shape[0] != count:
@@ -268,7 +327,7 @@ class Scheduler:
                 item.ticket.fail(error)
             return
         finally:
-            self._free_send.send_nowait(buffer)
+            self._give_back(buffer)
         self.stats.calls += 1
         self.stats.mutants += count
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, count)

@@ -1,0 +1,172 @@
+"""ReX 0.4.1 against rex-stream behind a server, and rex-stream against its critical path.
+
+    python bench/bench_critical_path.py [--images dog ladybird] [--latency-ms 20 50]
+
+A fast model (``bench/fast_model.py``: ImageNet-shaped, ~4000 images/s on one core) behind a
+simulated network: every call first waits ``latency`` (``bench/latency_backend.py``). For
+each photo and latency, in one run:
+
+1. ReX 0.4.1 (its own venv, ``--rex-python``; ``bench/rex_runner.py``) with a prediction
+   function that sleeps ``latency`` per call, batch ``--rex-batch-size``;
+2. rex-stream through the same model behind the same latency, with the in-flight window
+   adapting to the round trips (from ``--inflight`` calls), and with it fixed at ``--inflight``;
+3. rex-stream's critical path: the model round trips on its longest chain of dependent calls
+   (target prediction, one per level of the deepest iteration, extraction rounds), counted by
+   the run itself (``stats.round_trips``); the bound is round trips × latency, and
+   wall ÷ bound says how close the run is to it (1.0 = nothing but unavoidable round trips).
+
+Both sides' maps are checked to be the same across rex-stream's two runs (identical results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fast_model import save_fast_model
+from latency_backend import latency_onnx_backend
+
+from rex_stream import ExplainConfig, explain
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data"
+MEANS = (0.485, 0.456, 0.406)
+STDS = (0.229, 0.224, 0.225)
+
+
+def run_rex(options: argparse.Namespace, image: Path, model: Path, latency_ms: float) -> dict:
+    """ReX behind ``latency_ms`` per call: its JSON record (wall time, calls, queries)."""
+    out = Path(tempfile.mkdtemp(prefix="rexcp"))
+    command = [
+        options.rex_python,
+        str(HERE / "rex_runner.py"),
+        str(image),
+        "--model",
+        str(model),
+        "--config",
+        str(HERE / "rex-imagenet.toml"),
+        "--iters",
+        str(options.iters),
+        "--seed",
+        str(options.seed),
+        "--batch-size",
+        str(options.rex_batch_size),
+        "--latency-ms",
+        str(latency_ms),
+        "--out-map",
+        str(out / "map.npy"),
+        "--out-json",
+        str(out / "record.json"),
+    ]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ReX failed on {image.name}:\n{done.stderr[-3000:]}")
+    return json.loads((out / "record.json").read_text())
+
+
+async def run_stream(
+    options: argparse.Namespace, image: Path, model: Path, latency_s: float, adaptive: bool
+) -> dict:
+    """rex-stream behind ``latency_s``: wall, counts, round trips and a digest of the results."""
+    backend = latency_onnx_backend(
+        str(model), latency_s, max_batch=options.max_batch, max_inflight=options.inflight
+    )
+    await backend.infer(np.zeros((options.max_batch, 3, 224, 224), np.float32))  # warm-up
+    config = ExplainConfig().with_overrides(
+        iters=options.iters,
+        seed=options.seed,
+        means=MEANS,
+        stds=STDS,
+        max_batch=options.max_batch,
+        max_inflight=options.inflight,
+        analyse=False,
+    )
+    config = replace(config, scheduler=replace(config.scheduler, adaptive_inflight=adaptive))
+    result = await explain(image, backend, config)
+    stats = result.stats
+    bound = stats.round_trips * latency_s
+    return {
+        "wall_s": stats.wall_s,
+        "queries": stats.queries,
+        "calls": stats.calls,
+        "round_trips": stats.round_trips,
+        "bound_s": bound,
+        "wall_over_bound": stats.wall_s / bound if bound else float("nan"),
+        "map": result.responsibility,
+        "mask": result.mask,
+    }
+
+
+async def main_async(options: argparse.Namespace) -> None:
+    model = save_fast_model(Path(tempfile.mkdtemp(prefix="fastmodel")) / "fast.onnx")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+        f"iters {options.iters}, seed {options.seed}, ReX batch {options.rex_batch_size}, "
+        f"rex-stream batch {options.max_batch} from {options.inflight} calls in flight"
+    )
+    head = (
+        f"{'image':<9} {'ms':>3} {'ReX s':>6} {'calls':>5} {'q':>5} | {'rs s':>5} {'calls':>5} "
+        f"{'q':>5} {'fixed s':>7} | {'ReX/rs':>6} | {'rounds':>6} {'bound s':>7} {'rs/bound':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for name in options.images:
+        image = DATA / "images" / f"{name}.jpg"
+        for latency_ms in options.latency_ms:
+            latency_s = latency_ms / 1000.0
+            rex = await anyio.to_thread.run_sync(run_rex, options, image, model, latency_ms)
+            fixed = await run_stream(options, image, model, latency_s, adaptive=False)
+            ours = await run_stream(options, image, model, latency_s, adaptive=True)
+            same = np.array_equal(ours["map"], fixed["map"]) and np.array_equal(
+                ours["mask"], fixed["mask"]
+            )
+            ratio = rex["wall_s"] / ours["wall_s"]
+            print(
+                f"{name:<9} {latency_ms:3g} {rex['wall_s']:6.2f} {rex['calls']:5d} "
+                f"{rex['queries']:5d} | {ours['wall_s']:5.2f} {ours['calls']:5d} "
+                f"{ours['queries']:5d} {fixed['wall_s']:7.2f} | {ratio:6.1f} | "
+                f"{ours['round_trips']:6d} {ours['bound_s']:7.2f} {ours['wall_over_bound']:8.2f}"
+                + ("" if same else "  RESULTS DIFFER")
+            )
+            rows.append((latency_ms, rex["wall_s"], ours["wall_s"], ours["bound_s"]))
+    for latency_ms in options.latency_ms:
+        mine = [r for r in rows if r[0] == latency_ms]
+        rex_total = sum(r[1] for r in mine)
+        ours_total = sum(r[2] for r in mine)
+        bound_total = sum(r[3] for r in mine)
+        print(
+            f"{latency_ms:g} ms: ReX {rex_total:.2f} s, rex-stream {ours_total:.2f} s → "
+            f"ReX ÷ rex-stream {rex_total / ours_total:.1f}×; rex-stream ÷ its critical path "
+            f"{ours_total / bound_total:.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", nargs="+", default=["dog", "ladybird"])
+    parser.add_argument("--latency-ms", nargs="+", type=float, default=[20.0, 50.0])
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--rex-batch-size", type=int, default=8)
+    parser.add_argument("--rex-python", default="/work/.venv-rexbench/bin/python")
+    anyio.run(main_async, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

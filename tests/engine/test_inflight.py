@@ -1,0 +1,91 @@
+"""The in-flight window: more calls while round trips dominate, never beyond the budget."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+
+from rex_stream.config import SchedulerConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.inflight import InflightWindow
+from rex_stream.engine.scheduler import Scheduler
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_window_grows_while_round_trips_stay_flat_and_work_waits() -> None:
+    window = InflightWindow(2, 10)
+    for _ in range(20):
+        window.observe(0.020, backlog=True)
+    assert window.size == 10  # capped at the ceiling
+
+
+def test_window_does_not_grow_without_backlog() -> None:
+    window = InflightWindow(2, 10)
+    for _ in range(20):
+        window.observe(0.020, backlog=False)
+    assert window.size == 2
+
+
+def test_window_shrinks_to_its_floor_when_round_trips_grow() -> None:
+    window = InflightWindow(2, 10)
+    for _ in range(20):
+        window.observe(0.020, backlog=True)
+    for _ in range(40):
+        window.observe(0.200, backlog=True)  # the backend, not the network, is the limit
+    assert window.size == 2
+
+
+class LatencyBackend:
+    """Every call takes the same round trip however many overlap (a fast server far away)."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.info = ModelInfo("far", "x", (4,))
+        self.latency_s = latency_s
+        self.active = 0
+        self.max_active = 0
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await anyio.sleep(self.latency_s)
+            return batch.sum(axis=1, keepdims=True)
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _fill(value: float):
+    def fill(out: np.ndarray) -> None:
+        out[:] = value
+
+    return fill
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("adaptive", [True, False])
+async def test_scheduler_adds_calls_behind_latency_only_when_adaptive(adaptive: bool) -> None:
+    backend = LatencyBackend(0.01)
+    config = SchedulerConfig(max_batch=4, max_inflight=2, adaptive_inflight=adaptive)
+    async with Scheduler(backend, config) as scheduler:
+        scores = await scheduler.evaluate([_fill(float(i)) for i in range(400)])
+    assert np.array_equal(scores[:, 0], 4.0 * np.arange(400))
+    if adaptive:
+        assert backend.max_active > 2
+    else:
+        assert backend.max_active == 2
+    assert backend.max_active <= scheduler.window.ceiling
+
+
+def test_window_ceiling_keeps_buffers_in_the_budget() -> None:
+    backend = LatencyBackend(0.01)
+    backend.info = ModelInfo("big", "x", (64, 512, 512))  # 64 MiB per input
+    scheduler = Scheduler(backend, SchedulerConfig(max_batch=2, max_inflight=1))
+    assert scheduler.window.ceiling * scheduler.max_batch * 64 * 2**20 <= 2**29
