@@ -13,6 +13,8 @@ from rex_stream.errors import OutputError
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
 
+_PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
 
 def _display_rgb(explanation: Explanation) -> np.ndarray:
     """The input as an (H, W, 3) uint8 picture."""
@@ -34,40 +36,136 @@ def _display_rgb(explanation: Explanation) -> np.ndarray:
     return display
 
 
-def save_overlay(explanation: Explanation, path: Path) -> None:
-    """The explanation in colour over the image greyed with ``colour`` and ``alpha``."""
-    visual = explanation.config.visual
-    image = _display_rgb(explanation)
-    mask = explanation.mask
-    if mask is None:
-        mask = np.ones(image.shape[:2], bool)
-    grey = np.full_like(image, visual.colour)
-    hidden = Image.blend(Image.fromarray(grey), Image.fromarray(image), visual.alpha)
-    picture = np.where(mask[:, :, None], image, np.asarray(hidden))
-    _save(Image.fromarray(picture.astype(np.uint8)), path)
+#: the longest side of a picture drawn at the original image's resolution
+MAX_PICTURE_SIDE = 1024
 
 
-def save_heatmap(explanation: Explanation, path: Path) -> None:
-    """The responsibility map as filled contours over the image."""
+def class_text(explanation: Explanation) -> str:
+    """ "ladybug (301)" when the class has a name, else "class 301"."""
+    index = explanation.target.classification
+    name = explanation.extra.get("class_name")
+    return f"{name} ({index})" if name else f"class {index}"
+
+
+def _original_rgb(explanation: Explanation) -> np.ndarray:
+    """The input at its own resolution and aspect ratio (EXIF orientation applied, at most
+    ``MAX_PICTURE_SIDE`` pixels on its longest side), else the model-space picture."""
+    source = explanation.subject.source
+    if source and Path(source).suffix.lower() in _PICTURE_SUFFIXES:
+        try:
+            from PIL import ImageOps
+
+            with Image.open(source) as opened:
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+            image.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE))
+            return np.asarray(image)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return _display_rgb(explanation)
+
+
+def _resize(values: np.ndarray, shape: tuple[int, int], smooth: bool) -> np.ndarray:
+    """A 2-D map or mask resized to (height, width): bilinear for maps, nearest for masks."""
+    if values.shape == shape:
+        return values
+    resample = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    picture = Image.fromarray(np.asarray(values, np.float32), mode="F")
+    return np.asarray(picture.resize((shape[1], shape[0]), resample))
+
+
+def _figure(image: np.ndarray) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    image = _display_rgb(explanation)
-    responsibility = explanation.responsibility
-    figure, axis = plt.subplots(figsize=(5, 5 * image.shape[0] / image.shape[1]))
+    height, width = image.shape[:2]
+    scale = 6.0 / max(height, width)
+    figure, axis = plt.subplots(figsize=(max(3.5, width * scale + 1.2), height * scale + 1.0))
+    return figure, axis
+
+
+def save_overlay(explanation: Explanation, path: Path) -> None:
+    """The explanation in colour over the image greyed with ``colour`` and ``alpha``, drawn at
+    the image's own resolution, titled with the class, its confidence and the explanation's
+    area and confidence, with a legend."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    visual = explanation.config.visual
+    image = _original_rgb(explanation)
+    mask = explanation.mask
+    if mask is None:
+        mask = np.ones(explanation.responsibility.shape[:2], bool)
+    shown = _resize(mask.astype(np.float32), image.shape[:2], smooth=False) > 0.5
+    grey = np.full_like(image, visual.colour)
+    hidden = Image.blend(Image.fromarray(grey), Image.fromarray(image), visual.alpha)
+    picture = np.where(shown[:, :, None], image, np.asarray(hidden)).astype(np.uint8)
+    figure, axis = _figure(image)
+    try:
+        axis.imshow(picture)
+        if shown.any() and not shown.all():
+            axis.contour(shown.astype(np.float32), levels=[0.5], colors=["#00e5ff"], linewidths=1.5)
+        axis.set_title(
+            f"{class_text(explanation)}, confidence {explanation.target.confidence:.2f}",
+            fontsize=11,
+        )
+        handles = [
+            Patch(facecolor="none", edgecolor="#00e5ff", label=_explanation_text(explanation))
+        ]
+        handles.append(
+            Patch(facecolor=np.asarray(grey[0, 0]) / 255, alpha=1 - visual.alpha, label="hidden")
+        )
+        axis.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.01),
+            ncol=2,
+            fontsize=8,
+            frameon=False,
+        )
+        axis.axis("off")
+        figure.tight_layout()
+        save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)
+
+
+def _explanation_text(explanation: Explanation) -> str:
+    sufficiency = explanation.sufficiency
+    if sufficiency is None:
+        return "no explanation extracted (-n)"
+    return (
+        f"explanation: {sufficiency.area:.1%} of the input, confidence {sufficiency.confidence:.2f}"
+    )
+
+
+def save_heatmap(explanation: Explanation, path: Path) -> None:
+    """The responsibility map as filled contours over the image at its own resolution."""
+    import matplotlib.pyplot as plt
+
+    image = _original_rgb(explanation)
+    responsibility = _resize(explanation.responsibility, image.shape[:2], smooth=True)
+    figure, axis = _figure(image)
     try:
         axis.imshow(image)
-        levels = np.linspace(float(responsibility.min()), float(responsibility.max()) + 1e-12, 15)
+        low, high = float(responsibility.min()), float(responsibility.max())
+        levels = np.linspace(low, high + 1e-12, 15)
+        # the lowest band stays clear, so the picture is not veiled where nothing is responsible
+        shown = np.ma.masked_less_equal(responsibility, levels[1] if high > low else low)
         contours = axis.contourf(
-            responsibility,
+            shown,
             levels=levels,
             cmap=explanation.config.visual.heatmap_colours,
             alpha=0.6,
         )
-        figure.colorbar(contours, ax=axis, fraction=0.046, pad=0.04)
-        axis.set_title(f"responsibility for class {explanation.target.classification}")
+        bar = figure.colorbar(contours, ax=axis, fraction=0.046, pad=0.04)
+        bar.set_label("causal responsibility (relative)")
+        axis.set_title(
+            f"responsibility for {class_text(explanation)}, "
+            f"confidence {explanation.target.confidence:.2f}",
+            fontsize=11,
+        )
         axis.axis("off")
         figure.tight_layout()
         save_figure(figure, path, dpi=150)
