@@ -142,12 +142,14 @@ async def explain_input(
     on_progress: ProgressCallback | None = None,
     started: float | None = None,
     name: str | None = None,
+    target: Target | None = None,
 ) -> Explanation:
     """Explain one input through a scheduler that other inputs may share.
 
     ``name`` replaces the subject's name and is the store group's key as it is (see
     :mod:`rex_stream.naming`; by default the key comes from the file's stem). Stats count this
-    input's queries; calls, batch fill and backend time are the shared scheduler's.
+    input's queries; calls, batch fill and backend time are the shared scheduler's. ``target``
+    is a target already predicted (a split run predicts it once, not once per task).
     """
     started = time.perf_counter() if started is None else started
     subject = load_subject(source, info, config)
@@ -157,13 +159,14 @@ async def explain_input(
     report = on_progress or (lambda _: None)
     calls_before = scheduler.stats.calls
     evaluator = CountingEvaluator(scheduler)
-    target = await _predict_target(subject, evaluator, config, info)
+    if target is None:
+        target = await predict_target(subject, evaluator, config, info)
 
     def phase(name: str, done: int) -> None:
         report(Progress.snapshot(name, done, config.search.iters, scheduler.stats, started, target))
 
     phase("target", 0)
-    explanation_store, seed = _open_store(
+    explanation_store, seed = open_store(
         store, key, subject, target, info, config, resume=resume, overwrite=overwrite
     )
     before_checks = evaluator.queries
@@ -284,7 +287,7 @@ async def _check_normalisation(
     return [message]
 
 
-async def _predict_target(
+async def predict_target(
     subject: Subject, scheduler: Evaluator, config: ExplainConfig, info: ModelInfo
 ) -> Target:
     """Classify the unmodified input; with a fixed ``target`` class, check it exists."""
@@ -324,7 +327,7 @@ def _settings(
     }
 
 
-def _open_store(
+def open_store(
     path: str | Path | None,
     key: str,
     subject: Subject,

@@ -66,3 +66,10 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert _violations(tmp_path, ("rex_stream.causal",)) == [
         "bad.py imports rex_stream.causal.search"
     ]
+
+
+def test_only_the_glue_imports_the_distributed_wing() -> None:
+    for folder in ("engine", *METHOD_WINGS, "modes"):
+        if (PACKAGE / folder).is_dir():
+            assert _violations(PACKAGE / folder, ("rex_stream.distributed",)) == [], folder
+    assert _violations(ADAPTERS, ("rex_stream.distributed",)) == []

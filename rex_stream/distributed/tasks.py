@@ -1,0 +1,257 @@
+"""The Dask tasks: plain, idempotent sync functions that run coroutines on the worker's engine.
+
+A task returns a small summary (a JSON-ready dict, well under a kilobyte); maps and masks are
+written to the shared Zarr store by the worker and never travel through Dask. Every task
+resumes what the store already holds, so a task retried after its worker died continues from
+the committed iterations, and a finished input (its ``complete`` marker written last) is
+skipped without a single model query.
+
+A huge input may be split: :func:`prepare_input` predicts the target once and settles the
+seed, :func:`run_iterations` runs and commits one range of iterations, and
+:func:`finalise_input` builds the map from every committed iteration, in iteration order, and
+extracts: the same bytes as one machine running the whole input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import zarr
+
+from rex_stream.causal.records import commit_iteration, committed_iterations
+from rex_stream.causal.search import IterationResult, input_key, run_iteration
+from rex_stream.distributed.runtime import Engine, worker_runtime
+from rex_stream.engine.scheduler import CountingEvaluator
+from rex_stream.engine.store import ExplanationStore
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target
+from rex_stream.errors import InputError, OutputError, StoreError
+from rex_stream.explain import explain_input, open_store, predict_target
+from rex_stream.modes import load_subject
+from rex_stream.naming import check_name
+
+#: Errors that belong to one input: it fails alone, the run goes on.
+INPUT_ERRORS = (InputError, StoreError, OutputError)
+COMPLETE = "complete"
+_KEPT = ("model", "target", "seed", "stats", "explanation", "evaluation")
+
+Summary = dict[str, Any]
+
+
+def explain_shard(runtime: str, store: str, items: list[tuple[str, str]]) -> list[Summary]:
+    """Explain a shard of ``(source, name)`` inputs concurrently on this worker's engine."""
+
+    async def work(engine: Engine) -> list[Summary]:
+        summaries: list[Summary] = [{} for _ in items]
+
+        async def one(position: int, source: str, name: str) -> None:
+            work = _explain(engine, store, source, name)
+            summaries[position] = await _guarded(source, name, work)
+
+        async with anyio.create_task_group() as group:
+            for position, (source, name) in enumerate(items):
+                group.start_soon(one, position, source, name)
+        return summaries
+
+    return worker_runtime(runtime).run(work)
+
+
+def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
+    """Split run, first task: the target (one query) and the seed, settled in the store."""
+
+    async def work(engine: Engine) -> Summary:
+        async def prepare() -> Summary:
+            subject = _load(engine, source, name)
+            done = await _finished(engine, store, subject)
+            if done is not None:
+                return {"finished": done}
+            evaluator = CountingEvaluator(engine.scheduler)
+            target = await predict_target(subject, evaluator, engine.config, engine.info)
+            opened, seed = await anyio.to_thread.run_sync(
+                lambda: open_store(
+                    store,
+                    subject.name,
+                    subject,
+                    target,
+                    engine.info,
+                    engine.config,
+                    resume=True,
+                    overwrite=False,
+                )
+            )
+            assert opened is not None
+            await anyio.to_thread.run_sync(lambda: opened.group.require_group("ledger"))
+            return {
+                "target": [target.classification, target.confidence],
+                "seed": seed,
+                "queries": evaluator.queries,
+            }
+
+        return await _guarded(source, name, prepare())
+
+    return worker_runtime(runtime).run(work)
+
+
+def run_iterations(
+    runtime: str, store: str, source: str, name: str, prepared: Summary, first: int, stop: int
+) -> Summary:
+    """Split run: iterations ``first`` to ``stop - 1`` not yet committed, each committed as it
+    ends; this task writes only these iterations' records."""
+    if "target" not in prepared:
+        return {"iterations": 0, "queries": 0}
+
+    async def work(engine: Engine) -> Summary:
+        subject = _load(engine, source, name)
+        config = _seeded(engine, prepared)
+        group = await anyio.to_thread.run_sync(
+            lambda: zarr.open_group(f"{store}/{subject.name}", mode="r+")
+        )
+        attached = ExplanationStore(group, len(subject.spatial_shape), str(store))
+        committed = await anyio.to_thread.run_sync(committed_iterations, attached)
+        target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
+        evaluator = CountingEvaluator(engine.scheduler)
+        limiter = anyio.CapacityLimiter(config.search.max_concurrent_searches)
+        key = input_key(subject)
+        ran = 0
+
+        async def one(index: int) -> None:
+            nonlocal ran
+            async with limiter:
+                result: IterationResult = await run_iteration(
+                    index,
+                    subject,
+                    target,
+                    evaluator,
+                    config.search,
+                    config.scoring,
+                    int(prepared["seed"]),
+                    key,
+                )
+            await anyio.to_thread.run_sync(commit_iteration, attached, result)
+            ran += 1
+
+        async with anyio.create_task_group() as group_of_iterations:
+            for index in range(first, stop):
+                if index not in committed:
+                    group_of_iterations.start_soon(one, index)
+        return {"iterations": ran, "queries": evaluator.queries}
+
+    return worker_runtime(runtime).run(work)
+
+
+def finalise_input(
+    runtime: str, store: str, source: str, name: str, prepared: Summary, *ranges: Summary
+) -> Summary:
+    """Split run, last task: the map from every committed iteration, extraction, outputs."""
+    if "target" not in prepared:
+        return prepared.get("finished") or prepared
+
+    async def work(engine: Engine) -> Summary:
+        target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
+        summary = await _guarded(
+            source, name, _explain(engine, store, source, name, _seeded(engine, prepared), target)
+        )
+        if "stats" in summary and not summary.get("skipped"):
+            before = int(prepared["queries"]) + sum(int(r["queries"]) for r in ranges)
+            summary["stats"]["queries"] += before
+            summary["split_tasks"] = len(ranges)
+        return summary
+
+    return worker_runtime(runtime).run(work)
+
+
+async def _guarded(source: str, name: str, work: Any) -> Summary:
+    """``await work``; an error of this input alone becomes its summary."""
+    try:
+        summary: Summary = await work
+    except INPUT_ERRORS as error:
+        return {"input": source, "name": name, "error": str(error), "kind": type(error).__name__}
+    summary.setdefault("name", name)
+    return summary
+
+
+async def _explain(
+    engine: Engine,
+    store: str,
+    source: str,
+    name: str,
+    config: Any = None,
+    target: Target | None = None,
+) -> Summary:
+    """One input, resumed from the store, skipped if its ``complete`` marker matches."""
+    config = config or engine.config
+    subject = _load(engine, source, name)
+    done = await _finished(engine, store, subject)
+    if done is not None:
+        return done
+    result = await explain_input(
+        source, engine.info, engine.scheduler, config, store=store, resume=True, name=name,
+        target=target,
+    )  # fmt: skip
+    marker = _fingerprint(engine, subject)
+    path = f"{store}/{subject.name}"
+    await anyio.to_thread.run_sync(_mark_complete, path, marker)
+    summary = result.summary()
+    summary["skipped"] = False
+    return summary
+
+
+def _load(engine: Engine, source: str, name: str) -> Subject:
+    """The input as a Subject named ``name`` (its store group's key)."""
+    subject = load_subject(source, engine.info, engine.config)
+    subject.name = check_name(name)
+    return subject
+
+
+def _seeded(engine: Engine, prepared: Summary) -> Any:
+    """The config with the seed the prepare task settled."""
+    search = replace(engine.config.search, seed=int(prepared["seed"]))
+    return replace(engine.config, search=search)
+
+
+def _fingerprint(engine: Engine, subject: Subject) -> str:
+    """What a finished input's result depends on: input, model and every setting but the
+    scheduler's (batching never changes a result)."""
+    config = asdict(engine.config)
+    config.pop("scheduler", None)
+    content = {
+        "config": config,
+        "model": [engine.info.name, list(engine.info.input_shape)],
+        "input": f"{input_key(subject):016x}",
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+async def _finished(engine: Engine, store: str, subject: Subject) -> Summary | None:
+    """The stored summary of an input whose ``complete`` marker matches this run, else None."""
+    path = f"{store}/{subject.name}"
+    marker = _fingerprint(engine, subject)
+    attrs = await anyio.to_thread.run_sync(_attributes, path)
+    if attrs is None or attrs.get(COMPLETE) != marker:
+        return None
+    summary = {k: attrs[k] for k in _KEPT if k in attrs}
+    summary.update({"input": subject.source or subject.name, "store": path, "skipped": True})
+    return summary
+
+
+def _attributes(path: str) -> dict[str, Any] | None:
+    if not Path(path).exists():
+        return None
+    try:
+        return dict(zarr.open_group(path, mode="r").attrs)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _mark_complete(path: str, marker: str) -> None:
+    """Written last: from here on, a rerun of this input costs nothing."""
+    try:
+        zarr.open_group(path, mode="r+").attrs.update({COMPLETE: marker})
+    except OSError as exc:
+        raise StoreError(f"cannot mark {path} complete: {exc}") from exc

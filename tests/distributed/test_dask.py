@@ -1,0 +1,220 @@
+"""Dask scale-out on a real LocalCluster of 2 worker processes: the store a cluster leaves
+equals the one a single process leaves, with splits, a killed worker and reruns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip("distributed", reason="needs the dask extra: pip install 'rex-stream[dask]'")
+
+from distributed import Client, LocalCluster
+
+from rex_stream import ExplainConfig
+from rex_stream.distributed import InputSummary, explain_on_cluster
+from rex_stream.errors import ConfigError
+from rex_stream.many import InputFailure, explain_many
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = ExplainConfig().with_overrides(iters=6, seed=11, min_box_size=4)
+SLOW_MODEL = "python:tests.distributed.slow_model:score"
+#: Attributes that count time or batching, which a cluster changes and a result does not.
+RUN_STATS = ("calls", "mean_batch", "wall_s", "backend_s", "queries", "resumed_iterations")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as dask_client,
+    ):
+        yield dask_client
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Six 32 × 32 pictures, each with a bright square somewhere else."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(3)
+    paths = []
+    for number in range(6):
+        pixels = rng.integers(0, 80, size=(32, 32, 3), dtype=np.uint8)
+        row, col = 4 * number % 20, 3 * number % 18
+        pixels[row : row + 10, col : col + 10] = 230
+        path = folder / f"picture{number}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def _one_process(sources: list[Path], model: str, store: Path, config: ExplainConfig) -> None:
+    anyio.run(lambda: explain_many(sources, model, config, store=store))
+
+
+def assert_same_store(expected: Path, actual: Path) -> None:
+    """Same groups, ledgers, maps, masks and results; only run statistics may differ."""
+    want, got = zarr.open_group(str(expected), mode="r"), zarr.open_group(str(actual), mode="r")
+    assert sorted(want.group_keys()) == sorted(got.group_keys())
+    assert len(list(want.group_keys())) > 0
+    for key in want.group_keys():
+        a, b = want[key], got[key]
+        for name in ("responsibility", "explanation"):
+            assert np.array_equal(np.asarray(a[name][:]), np.asarray(b[name][:])), (key, name)
+            assert a[name].dtype == b[name].dtype
+        ledgers = sorted(a["ledger"].array_keys())
+        assert ledgers == sorted(b["ledger"].array_keys())
+        for ledger in ledgers:
+            assert np.array_equal(a["ledger"][ledger][:], b["ledger"][ledger][:]), (key, ledger)
+        attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+        for attrs in (attrs_a, attrs_b):
+            attrs.pop("complete", None)
+            for stat in RUN_STATS:
+                attrs["stats"].pop(stat)
+        assert attrs_a == attrs_b, key
+
+
+def test_cluster_store_equals_one_process(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    _one_process(images, str(tiny_cnn), tmp_path / "one.zarr", CONFIG)
+    report = explain_on_cluster(
+        client, images, str(tiny_cnn), CONFIG, store=tmp_path / "dask.zarr", inputs_per_task=2
+    )
+    assert all(isinstance(o, InputSummary) and not o.skipped for o in report.outcomes)
+    assert [o.source for o in report.outcomes] == [str(p) for p in images]
+    assert_same_store(tmp_path / "one.zarr", tmp_path / "dask.zarr")
+    # both workers served, and each batched the mutants of the inputs it ran at once
+    assert all(counters["calls"] > 0 for counters in report.workers.values())
+
+    again = explain_on_cluster(client, images, str(tiny_cnn), CONFIG, store=tmp_path / "dask.zarr")
+    assert all(isinstance(o, InputSummary) and o.skipped for o in again.outcomes)
+    assert sum(c["calls"] for c in again.workers.values()) == 0
+
+
+def test_split_iterations_equal_one_process(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    config = CONFIG.with_overrides(iters=7)
+    _one_process(images[:2], str(tiny_cnn), tmp_path / "one.zarr", config)
+    report = explain_on_cluster(
+        client, images[:2], str(tiny_cnn), config, store=tmp_path / "split.zarr",
+        split_iterations=3,
+    )  # fmt: skip
+    assert all(isinstance(o, InputSummary) for o in report.outcomes)
+    assert all(o.summary["split_tasks"] == 3 for o in report.outcomes)  # type: ignore[union-attr]
+    assert_same_store(tmp_path / "one.zarr", tmp_path / "split.zarr")
+
+
+def test_split_refuses_the_adaptive_distribution(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    config = CONFIG.with_overrides(distribution="adaptive")
+    with pytest.raises(ConfigError, match="adaptive"):
+        explain_on_cluster(
+            client, images, str(tiny_cnn), config, store=tmp_path / "s.zarr", split_iterations=2
+        )
+
+
+@pytest.fixture(scope="module")
+def slow_client() -> Iterator[Client]:
+    """Workers whose model sleeps 40 ms a call; one input at a time per worker; a poisoned
+    task fails after its second death."""
+    import dask
+
+    with dask.config.set(
+        {
+            "distributed.scheduler.allowed-failures": 1,
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
+    ):
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                env={"REX_STREAM_TEST_DELAY_S": "0.04"},
+            ) as cluster,
+            Client(cluster) as dask_client,
+        ):
+            yield dask_client
+
+
+def _committed(group: Path) -> int:
+    """Iterations the store holds committed for one input (read from the files: the test
+    must not open what a worker is writing through zarr's caches)."""
+    import json
+
+    count = 0
+    for meta in (group / "ledger").glob("*/zarr.json"):
+        try:
+            count += bool(json.loads(meta.read_text()).get("attributes", {}).get("committed"))
+        except (OSError, ValueError):
+            continue
+    return count
+
+
+def test_a_killed_worker_leaves_the_same_store(
+    slow_client: Client, images: list[Path], tmp_path: Path
+) -> None:
+    config = CONFIG.with_overrides(iters=8, max_concurrent_searches=1)
+    sources = images[:4]
+    _one_process(sources, SLOW_MODEL, tmp_path / "one.zarr", config)
+    store = tmp_path / "dask.zarr"
+    finished: list[object] = []
+    run = threading.Thread(
+        target=lambda: finished.append(
+            explain_on_cluster(slow_client, sources, SLOW_MODEL, config, store=store)
+        )
+    )
+    run.start()
+    pids = slow_client.run(os.getpid)
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        for position, source in enumerate(sources):
+            if 2 <= _committed(store / source.stem) < 8:
+                running = slow_client.processing()
+                for address, keys in running.items():
+                    if any(str(k).startswith(f"rex-explain-{position}-") for k in keys):
+                        victim = (position, address)
+        time.sleep(0.02)
+    assert victim is not None, "no input reached 2 committed iterations"
+    os.kill(pids[victim[1]], signal.SIGKILL)
+    run.join(90)
+    assert finished, "the cluster run did not end"
+    report = finished[0]
+    outcomes = report.outcomes  # type: ignore[attr-defined]
+    assert all(isinstance(o, InputSummary) for o in outcomes), outcomes
+    assert outcomes[victim[0]].summary["stats"]["resumed_iterations"] >= 2
+    assert_same_store(tmp_path / "one.zarr", store)
+
+
+def test_a_poison_input_fails_alone(
+    slow_client: Client, images: list[Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    poison = tmp_path / "white.png"
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(poison)
+    sources = [images[0], poison, images[1]]
+    config = CONFIG.with_overrides(iters=3)
+    report = explain_on_cluster(slow_client, sources, SLOW_MODEL, config, store=tmp_path / "p.zarr")
+    first, failed, last = report.outcomes
+    assert isinstance(first, InputSummary) and isinstance(last, InputSummary)
+    assert isinstance(failed, InputFailure)
+    assert "died" in str(failed.error) and failed.source == str(poison)
