@@ -185,9 +185,9 @@ def test_a_killed_worker_leaves_the_same_store(
     pids = slow_client.run(os.getpid)
     victim = None
     deadline = time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline:
+    while victim is None and time.monotonic() < deadline and run.is_alive():
         for position, source in enumerate(sources):
-            if 2 <= _committed(store / source.stem) < 8:
+            if 2 <= _committed(store / source.name) < 8:
                 running = slow_client.processing()
                 for address, keys in running.items():
                     if any(str(k).startswith(f"rex-explain-{position}-") for k in keys):
