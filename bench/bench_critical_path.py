@@ -41,7 +41,7 @@ from latency_backend import latency_onnx_backend
 from rex_stream import ExplainConfig, explain
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1] / "shared" / "data"
+DATA = next(p / "shared" / "data" for p in HERE.parents if (p / "shared" / "data").is_dir())
 MEANS = (0.485, 0.456, 0.406)
 STDS = (0.229, 0.224, 0.225)
 

@@ -37,6 +37,7 @@ async def explain_many(
     names: Sequence[str] | None = None,
     on_result: Callable[[Explanation | InputFailure], None] | None = None,
     backend_settings: BackendSettings | None = None,
+    keep_results: bool = True,
 ) -> list[Explanation | InputFailure]:
     """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
     time, so that their mutants share batches.
@@ -44,7 +45,9 @@ async def explain_many(
     An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
     place); a backend failure ends the run. ``names`` are the store group and output names
     (default: each file's name through :func:`rex_stream.naming.input_name`); two inputs
-    sharing one in a store is refused.
+    sharing one in a store is refused. With ``keep_results=False`` each outcome is handed to
+    ``on_result`` and released (the list returned is empty), so memory does not grow with
+    the number of inputs.
     """
     names = _names(sources, names, distinct=store is not None)
     results: list[Explanation | InputFailure | None] = [None] * len(sources)
@@ -68,7 +71,8 @@ async def explain_many(
                 )
             except (InputError, StoreError, OutputError) as error:
                 outcome = InputFailure(str(source), error)
-        results[index] = outcome
+        if keep_results:
+            results[index] = outcome
         if on_result is not None:
             on_result(outcome)
 

@@ -103,6 +103,7 @@ def run_directory(
             names=names,
             on_result=report,
             backend_settings=settings,
+            keep_results=False,  # each input is reported as it finishes, then released
         )
 
     anyio.run(main)

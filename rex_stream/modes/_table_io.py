@@ -48,26 +48,50 @@ def read_table(path: Path, drop: Sequence[str] = ()) -> Table:
     return table
 
 
+#: Rows converted at a time: a large CSV is never held as Python lists of strings.
+CHUNK_ROWS = 4096
+
+
 def _read_delimited(path: Path, delimiter: str) -> Table:
-    """CSV without pandas: a header row is recognised by non-numeric cells."""
+    """CSV without pandas: a header row is recognised by non-numeric cells. Rows are checked
+    and converted ``CHUNK_ROWS`` at a time, so memory is the float table plus one chunk."""
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle, delimiter=delimiter) if r]
-    if not rows:
-        raise InputError(f"{path}: the table is empty")
-    names = [f"f{i}" for i in range(len(rows[0]))]
-    if not all(_is_number(cell) for cell in rows[0]):
-        names, rows = [c.strip() for c in rows[0]], rows[1:]
-    if not rows:
+        reader = (r for r in csv.reader(handle, delimiter=delimiter) if r)
+        first = next(reader, None)
+        if first is None:
+            raise InputError(f"{path}: the table is empty")
+        names = [f"f{i}" for i in range(len(first))]
+        pending: list[list[str]] = []
+        if all(_is_number(cell) for cell in first):
+            pending.append(first)
+        else:
+            names = [c.strip() for c in first]
+        chunks: list[np.ndarray] = []
+        number = 0
+        for row in reader:
+            pending.append(row)
+            if len(pending) >= CHUNK_ROWS:
+                chunks.append(_convert(path, pending, names, number))
+                number += len(pending)
+                pending = []
+        if pending:
+            chunks.append(_convert(path, pending, names, number))
+    if not chunks:
         raise InputError(f"{path}: the table has a header but no rows")
+    values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return Table(values, names)
+
+
+def _convert(path: Path, rows: list[list[str]], names: list[str], first: int) -> np.ndarray:
+    """Check a chunk of rows (numbered from ``first``) and make it a float array."""
     width = len(names)
-    for number, row in enumerate(rows):
+    for number, row in enumerate(rows, start=first):
         if len(row) != width:
             raise InputError(f"{path}: row {number} has {len(row)} cells, expected {width}")
         bad = [names[i] for i, cell in enumerate(row) if not _is_number(cell)]
         if bad:
             raise InputError(f"{path}: row {number} has non-numeric values in {bad[:3]}")
-    values = np.array([[float(c) if c.strip() else np.nan for c in r] for r in rows])
-    return Table(values, names)
+    return np.array([[float(c) if c.strip() else np.nan for c in r] for r in rows], np.float64)
 
 
 def _is_number(cell: str) -> bool:
