@@ -30,6 +30,8 @@ from rex_stream.errors import (
     RexStreamError,
     StoreError,
 )
+from rex_stream.evaluation.report import Evaluation
+from rex_stream.evaluation.run import evaluate, evaluate_sync
 from rex_stream.explain import explain
 from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
@@ -43,6 +45,7 @@ __all__ = [
     "CemConfig",
     "CemResult",
     "ConfigError",
+    "Evaluation",
     "EvaluationConfig",
     "ExplainConfig",
     "Explanation",
@@ -61,6 +64,8 @@ __all__ = [
     "StoreError",
     "VisualConfig",
     "__version__",
+    "evaluate",
+    "evaluate_sync",
     "explain",
     "explain_cem",
     "explain_cem_sync",

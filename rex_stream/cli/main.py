@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: Sub-commands with modules of their own: name → module in ``rex_stream.cli``.
-SUBCOMMANDS = {"cem": "cem", "l2x-train": "l2x", "l2x": "l2x"}
+SUBCOMMANDS = {"cem": "cem", "l2x-train": "l2x", "l2x": "l2x", "evaluate": "evaluate"}
 
 
 def run_subcommand(name: str, argv: list[str]) -> int:
@@ -490,7 +490,7 @@ def run_subcommand(name: str, argv: list[str]) -> int:
 
     module = importlib.import_module(f"rex_stream.cli.{SUBCOMMANDS[name]}")
     try:
-        return int(module.run(argv) if name == "cem" else module.run(name, argv))
+        return int(module.run(argv) if name in ("cem", "evaluate") else module.run(name, argv))
     except RexStreamError as exc:
         print(f"rex-stream: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,203 @@
+"""``rex-stream evaluate``: score attribution maps with Quantus-style metrics, black-box."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+
+from rex_stream.config import ExplainConfig, ScoreKind
+from rex_stream.config_file import default_config_path, load_config
+from rex_stream.engine.backend import BackendSettings, default_inflight
+from rex_stream.errors import ConfigError
+from rex_stream.evaluation.registry import METRICS, choose
+from rex_stream.evaluation.report import Evaluation
+from rex_stream.evaluation.sources import MapSource, default_name, split_named
+
+logger = logging.getLogger("rex_stream")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``evaluate`` sub-command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="rex-stream evaluate",
+        description="Score attribution maps of a black-box model with Quantus' metrics "
+        "(faithfulness, complexity, localisation), every query batched through one scheduler.",
+    )
+    parser.add_argument("input", nargs="?", help="input file or directory of inputs")
+    parser.add_argument(
+        "--attribution",
+        action="append",
+        default=[],
+        metavar="[NAME=]SOURCE",
+        help="map to score (repeatable: one column each): A.npy, a directory of <stem>.npy, "
+        "or a rex-stream store RUNS.zarr[/group]",
+    )
+    parser.add_argument(
+        "--metrics",
+        help="comma-separated metrics with Quantus' parameter names, e.g. "
+        '"pixel-flipping:features_in_step=224,selectivity:patch_size=16"',
+    )
+    parser.add_argument("--list-metrics", action="store_true", help="list metrics and exit")
+    parser.add_argument("--mask", help="ground-truth mask (picture or .npy; or a directory)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random metric")
+    parser.add_argument(
+        "--quantus-compatible",
+        action="store_true",
+        help="Quantus 0.6.0's conventions: channel elements as features, its baselines",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="local ONNX model file")
+    model.add_argument("--backend", help="backend spec (as for rex-stream)")
+    model.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
+    model.add_argument("--input-shape", help="model input shape without batch axis")
+    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    model.add_argument("--scores", choices=[k.value for k in ScoreKind])
+    model.add_argument("--target", type=int, help="score this class instead of the prediction")
+    prep = parser.add_argument_group("inputs")
+    prep.add_argument("-c", "--config", help="rex.toml (default ./rex.toml, ~/.config/rex.toml)")
+    prep.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
+    prep.add_argument("--means", help="per-channel means to subtract, e.g. 0.485,0.456,0.406")
+    prep.add_argument("--stds", help="per-channel standard deviations, e.g. 0.229,0.224,0.225")
+    prep.add_argument("--mask-value", help="baseline of removed features: a number, min or mean")
+    prep.add_argument("--batch-size", type=int, help="largest batch per backend call")
+    prep.add_argument("--max-inflight", type=int, help="concurrent backend calls")
+    prep.add_argument("--concurrent-inputs", type=int, default=4, help="inputs at once")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--store", help="Zarr store for results and curves (resumable)")
+    out.add_argument("--resume", action="store_true", help="continue the run in --store")
+    out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
+    out.add_argument("--json", action="store_true", help="print JSON on stdout")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    out.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    return parser
+
+
+def _numbers(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from None
+
+
+def resolve_config(args: argparse.Namespace) -> ExplainConfig:
+    """Defaults, then the config file, then the command line."""
+    config_path = Path(args.config) if args.config else default_config_path()
+    config = load_config(config_path) if config_path else ExplainConfig()
+    image, scheduler, scoring = config.image, config.scheduler, config.scoring
+    if args.mode:
+        image = replace(image, mode=args.mode)
+    means, stds = _numbers(args.means, "--means"), _numbers(args.stds, "--stds")
+    if means is not None:
+        image = replace(image, means=means)
+    if stds is not None:
+        image = replace(image, stds=stds)
+    if args.mask_value is not None:
+        text = args.mask_value.strip().lower()
+        try:
+            value: float | str = text if text in ("min", "mean") else float(text)
+        except ValueError:
+            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from None
+        image = replace(image, mask_value=value)
+    if args.batch_size is not None:
+        scheduler = replace(scheduler, max_batch=args.batch_size)
+    if args.max_inflight is not None:
+        scheduler = replace(scheduler, max_inflight=args.max_inflight)
+    if args.scores:
+        scoring = replace(scoring, scores=ScoreKind(args.scores))
+    if args.target is not None:
+        scoring = replace(scoring, target=args.target)
+    return replace(config, image=image, scheduler=scheduler, scoring=scoring)
+
+
+def _attributions(values: list[str]) -> dict[str, MapSource]:
+    if not values:
+        raise ConfigError("no attribution: pass --attribution A.npy (repeatable, NAME=A.npy)")
+    named: dict[str, MapSource] = {}
+    for value in values:
+        name, source = split_named(value)
+        name = name or default_name(source, set(named))
+        if name in named:
+            raise ConfigError(f"--attribution: the name {name!r} is used twice")
+        named[name] = source
+    return named
+
+
+def list_metrics() -> str:
+    """One line per metric: name, what it needs, direction, Quantus' defaults."""
+    lines = []
+    for name, spec in METRICS.items():
+        arrow = "↑" if spec.higher_is_better else "↓"
+        defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+        lines.append(f"{name:26} {spec.needs:8} {arrow}  ({spec.quantus}: {defaults})")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Evaluate as the arguments say; returns the exit code."""
+    if args.list_metrics:
+        print(list_metrics())
+        return 0
+    if not args.input:
+        raise ConfigError("no input: rex-stream evaluate INPUT_OR_DIR --attribution … --metrics …")
+    if not args.metrics:
+        raise ConfigError("no metrics: pass --metrics m1,m2,… (see --list-metrics)")
+    choices = choose(args.metrics)
+    named = _attributions(args.attribution)
+    if args.model and args.backend:
+        raise ConfigError("give --model or --backend, not both")
+    spec = args.backend or args.model
+    if not spec:
+        raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
+    if not Path(args.input).exists():
+        raise ConfigError(f"{args.input}: no such file or directory")
+    from rex_stream.cli.main import _pairs, _shape
+    from rex_stream.evaluation.run import evaluate
+
+    config = resolve_config(args)
+    settings = BackendSettings(
+        timeout_s=args.timeout_s,
+        max_inflight=config.scheduler.max_inflight or default_inflight(spec),
+        input_shape=_shape(args.input_shape),
+        options=_pairs(args.backend_option, "--backend-option"),
+    )
+
+    async def main() -> Evaluation:
+        return await evaluate(
+            args.input,
+            spec,
+            named,
+            choices,
+            mask=args.mask,
+            config=config,
+            seed=args.seed,
+            quantus_compatible=args.quantus_compatible,
+            store=args.store,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            backend_settings=settings,
+            concurrent_inputs=args.concurrent_inputs,
+        )
+
+    result = anyio.run(main)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(result.table())
+    return 0
+
+
+def run(argv: list[str]) -> int:
+    """``rex-stream evaluate …`` (the CLI turns errors into one line and an exit code)."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
+    return _run(args)

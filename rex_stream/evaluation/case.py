@@ -1,0 +1,196 @@
+"""A case: one input, one attribution map, the target class, and the conventions in force.
+
+Features are what metrics rank and remove. By default they are the mode's spatial elements
+(a pixel with all its channels, a voxel, a table feature), and a removed feature takes the
+subject's baseline (the mode's mask value). With ``compatible`` (``--quantus-compatible``)
+they are Quantus 0.6.0's: the map broadcast over every element of the channel-first input
+tensor, ranked by an unstable ``argsort``, removed to Quantus' baseline values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rex_stream.engine.ranking import rank_elements
+from rex_stream.engine.scheduler import Fill
+from rex_stream.engine.subject import Subject
+from rex_stream.errors import ConfigError
+
+#: Quantus' named baselines (``perturb_baseline``).
+BASELINES = ("black", "white", "mean", "uniform")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model query: ``key`` names its content (equal keys are scored once), ``fill``
+    writes it into a batch buffer."""
+
+    key: tuple[object, ...]
+    fill: Fill
+
+
+@dataclass
+class Case:
+    """One (input, attribution) pair under evaluation."""
+
+    subject: Subject
+    attribution: np.ndarray  # over the subject's spatial axes
+    target: int
+    compatible: bool = False
+    seed: int = 0
+    input_key: str = "input"
+    attribution_name: str = "attribution"
+    mask: np.ndarray | None = None  # ground truth over the spatial axes (bool)
+    _tokens: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    # -- the map ---------------------------------------------------------------------------
+
+    def prepared(self, params: dict[str, object] | object) -> np.ndarray:
+        """The map as the metric sees it: normalised by max |a|, then abs (Quantus' order)."""
+        options = params if isinstance(params, dict) else {}
+        a = self.attribution if self.compatible else self.attribution.astype(np.float64)
+        a = np.array(a, copy=True)
+        if options.get("normalise", True) and not np.all(a == 0.0):
+            a = a / np.max(np.abs(a))
+        if options.get("abs", False):
+            a = np.abs(a)
+        return a
+
+    def feature_weights(self, prepared: np.ndarray) -> np.ndarray:
+        """The map over features, flat: spatial elements, or (compatible) every tensor element."""
+        if not self.compatible:
+            return prepared.reshape(-1)
+        expanded = self.subject.expand(prepared)
+        return np.broadcast_to(expanded, self.subject.tensor.shape).reshape(-1)
+
+    @property
+    def feature_count(self) -> int:
+        """How many features there are."""
+        return self.subject.tensor.size if self.compatible else self.subject.size
+
+    def descending(self, weights: np.ndarray) -> np.ndarray:
+        """Feature indices from most to least relevant."""
+        if self.compatible:
+            return np.argsort(-weights)
+        return rank_elements(weights)
+
+    def ascending(self, weights: np.ndarray) -> np.ndarray:
+        """Feature indices from least to most relevant."""
+        if self.compatible:
+            return np.argsort(weights)
+        return rank_elements(-weights)
+
+    # -- randomness ------------------------------------------------------------------------
+
+    def generator(self, metric: str) -> np.random.Generator | np.random.RandomState:
+        """The metric's random source: seeded by (seed, input, attribution, metric); with
+        ``compatible``, numpy's legacy generator seeded as ``np.random.seed(seed)`` is."""
+        if self.compatible:
+            return np.random.RandomState(self.seed)
+        words = [zlib.crc32(text.encode()) for text in (self.input_key, metric)]
+        return np.random.default_rng([self.seed, *words])
+
+    # -- baselines -------------------------------------------------------------------------
+
+    def baseline(
+        self, name: str | float, rng: np.random.Generator | np.random.RandomState
+    ) -> float | None:
+        """The value removed features take for one perturbation (None: the subject's own
+        baseline). Compatible mode draws one uniform number per call, as Quantus does."""
+        drawn = float(rng.uniform(0.0, 1.0, size=1)[0]) if self.compatible else None
+        if isinstance(name, (int, float)) and not isinstance(name, bool):
+            return float(name)
+        text = str(name).strip().lower()
+        x = self.subject.tensor
+        if text == "black":
+            return float(x.min()) if self.compatible else None
+        if text == "white":
+            return float(x.max())
+        if text == "mean":
+            return float(x.mean())
+        if text == "uniform":
+            return drawn if drawn is not None else float(rng.uniform(0.0, 1.0))
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(
+                f"perturb_baseline={name!r}: use a number or one of {', '.join(BASELINES)}"
+            ) from None
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def original(self) -> Row:
+        """The unmodified input."""
+        tensor = self.subject.tensor
+        return Row((self.input_key, "x"), lambda out: np.copyto(out, tensor))
+
+    def token(self, array: np.ndarray) -> bytes:
+        """A content digest of an array (cached per array object)."""
+        found = self._tokens.get(id(array))
+        if found is None:
+            found = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
+            self._tokens[id(array)] = found
+        return found
+
+    def removed_first(
+        self, position: np.ndarray, count: int, values: float | np.ndarray | None
+    ) -> Row:
+        """The input with every feature whose ``position`` < ``count`` replaced.
+
+        ``values``: one number, one per feature, or None (the subject's baseline).
+        """
+        if count <= 0:
+            return self.original()
+        value_key: object = (
+            None
+            if values is None
+            else self.token(values)
+            if isinstance(values, np.ndarray)
+            else float(values)
+        )
+        key = (self.input_key, "first", self.token(position), int(count), value_key)
+        return Row(key, self._fill_where(lambda: position < count, values))
+
+    def removed_set(self, indices: np.ndarray, value: float | None) -> Row:
+        """The input with the features ``indices`` replaced by ``value``."""
+        if indices.size == 0:
+            return self.original()
+        digest = hashlib.blake2b(np.sort(indices).tobytes(), digest_size=16).digest()
+        key = (self.input_key, "set", digest, value)
+        size = self.feature_count
+
+        def where() -> np.ndarray:
+            chosen = np.zeros(size, dtype=bool)
+            chosen[indices] = True
+            return chosen
+
+        return Row(key, self._fill_where(where, value))
+
+    def _fill_where(self, where: object, values: float | np.ndarray | None) -> Fill:
+        subject = self.subject
+        compatible = self.compatible
+
+        def fill(out: np.ndarray) -> None:
+            chosen = where()  # type: ignore[operator]
+            if compatible:
+                np.copyto(out, subject.tensor)
+                flat = out.reshape(-1)
+                flat[chosen] = values[chosen] if isinstance(values, np.ndarray) else values
+                return
+            spatial = chosen.reshape(subject.spatial_shape)
+            if values is None:
+                subject.fill_mask(out, ~spatial)
+                return
+            region = subject.expand(spatial)
+            if isinstance(values, np.ndarray):
+                source: np.ndarray = subject.expand(values.reshape(subject.spatial_shape))
+            else:
+                source = np.asarray(values, dtype=out.dtype)
+            np.copyto(out, subject.tensor)
+            np.copyto(out, source, where=region)
+
+        return fill

@@ -1,0 +1,15 @@
+"""Every metric rex-stream evaluates, by name."""
+
+from __future__ import annotations
+
+from rex_stream.evaluation import complexity, faithfulness, localisation
+from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
+
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec for module in (faithfulness, complexity, localisation) for spec in module.SPECS
+}
+
+
+def choose(text: str) -> list[MetricChoice]:
+    """Parse a ``--metrics`` string against the registry."""
+    return parse_metrics(text, METRICS)

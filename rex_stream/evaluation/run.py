@@ -1,0 +1,268 @@
+"""Evaluating attributions: every metric × input × attribution through one shared scheduler.
+
+Each (input, attribution, metric) is a task; their rows meet in one :class:`RowScorer` in
+front of one :class:`Scheduler`, so batches fill across metrics and inputs and no row is
+scored twice. With a store, each finished pair is committed at once and ``resume`` picks up
+exactly the pairs a killed run had not finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
+from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.store import ExplanationStore
+from rex_stream.errors import ConfigError, InputError, StoreError
+from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.metric import MetricChoice, MetricResult
+from rex_stream.evaluation.records import METRIC, committed_results, to_record
+from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.report import Evaluation, InputScores
+from rex_stream.evaluation.scoring import RowScorer
+from rex_stream.evaluation.sources import MapSource, default_name, load_map, load_mask
+from rex_stream.explain import backend_for_run, raise_first_error
+from rex_stream.modes import known_suffixes, load_subject
+
+Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
+
+
+async def evaluate(
+    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    backend: Backend | str,
+    attributions: Attributions,
+    metrics: str | Sequence[MetricChoice],
+    *,
+    mask: MapSource | None = None,
+    config: ExplainConfig | None = None,
+    seed: int = 0,
+    quantus_compatible: bool = False,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    backend_settings: BackendSettings | None = None,
+    concurrent_inputs: int = 4,
+) -> Evaluation:
+    """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
+
+    ``inputs``: a file, a directory (every input in it), an array, or a list of them.
+    ``attributions``: a map source (array, ``.npy``, directory of ``<stem>.npy``, rex-stream
+    ``.zarr`` store), or several, named in a mapping. ``mask`` is the ground truth that the
+    localisation metrics need. ``quantus_compatible`` reproduces Quantus 0.6.0's conventions.
+    """
+    started = time.perf_counter()
+    choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
+    named = _named(attributions)
+    if mask is None and any(c.spec.needs == "mask" for c in choices):
+        needing = [c.label for c in choices if c.spec.needs == "mask"]
+        raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    sources = _expand_inputs(inputs)
+    config = config or ExplainConfig()
+    _check_resumable(store, resume)
+    with raise_first_error():
+        async with backend_for_run(backend, config, backend_settings) as (opened, resolved):
+            async with Scheduler(opened, resolved.scheduler) as scheduler:
+                scorer = RowScorer(scheduler, resolved.scoring)
+                results: list[InputScores | None] = [None] * len(sources)
+                limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
+
+                async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
+                    async with limiter:
+                        results[position] = await _evaluate_input(
+                            key,
+                            source,
+                            opened.info,
+                            resolved,
+                            scorer,
+                            named,
+                            choices,
+                            mask,
+                            seed,
+                            quantus_compatible,
+                            store,
+                            resume,
+                            overwrite,
+                        )
+
+                async with anyio.create_task_group() as group:
+                    for position, (key, source) in enumerate(sources):
+                        group.start_soon(one, position, key, source)
+                stats = scheduler.stats
+    return Evaluation(
+        metrics=choices,
+        attributions=list(named),
+        inputs=[r for r in results if r is not None],
+        queries=scorer.sent,
+        requested=scorer.requested,
+        calls=stats.calls,
+        mean_batch=stats.mean_batch,
+        wall_s=time.perf_counter() - started,
+        compatible=quantus_compatible,
+        seed=seed,
+    )
+
+
+def evaluate_sync(*args: Any, **kwargs: Any) -> Evaluation:
+    """Blocking :func:`evaluate`."""
+
+    async def run() -> Evaluation:
+        return await evaluate(*args, **kwargs)
+
+    return anyio.run(run)
+
+
+async def _evaluate_input(
+    key: str,
+    source: str | Path | np.ndarray,
+    info: ModelInfo,
+    config: ExplainConfig,
+    scorer: RowScorer,
+    named: dict[str, MapSource],
+    choices: list[MetricChoice],
+    mask_source: MapSource | None,
+    seed: int,
+    compatible: bool,
+    store_path: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+) -> InputScores:
+    subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
+    subject.name = key
+    trailing = tuple(range(subject.tensor.ndim - len(subject.spatial_axes), subject.tensor.ndim))
+    if compatible and subject.spatial_axes != trailing:
+        raise InputError(
+            f"--quantus-compatible needs a channel-first input (C, H, W); the model takes "
+            f"{subject.tensor.shape} with spatial axes {subject.spatial_axes}"
+        )
+    maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
+    mask = load_mask(mask_source, key, subject) if mask_source is not None else None
+    base = Case(subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key)
+    target = await scorer.classify(base.original(), config.scoring.target)
+    scores = InputScores(str(subject.source or key), target)
+    store = None
+    done: dict[int, tuple[str, str, MetricResult]] = {}
+    if store_path is not None:
+        settings = _settings(info, config, choices, maps, mask, seed, compatible, target)
+        store = ExplanationStore.open(
+            store_path,
+            key,
+            settings,
+            len(subject.spatial_shape),
+            resume=resume,
+            overwrite=overwrite,
+        )
+        done = await anyio.to_thread.run_sync(committed_results, store)
+    scores.resumed = len(done)
+
+    async def one(index: int, name: str, choice: MetricChoice) -> None:
+        case = Case(subject, maps[name], target, compatible, seed, key, name, mask)
+        result = await choice.spec.compute(case, choice.params, scorer)
+        if store is not None:
+            record = to_record(index, choice.label, name, result)
+            await anyio.to_thread.run_sync(store.commit, METRIC, record)
+        scores.results[name][choice.label] = result
+
+    async with anyio.create_task_group() as group:
+        for a_index, name in enumerate(named):
+            scores.results[name] = {}
+            for m_index, choice in enumerate(choices):
+                index = a_index * len(choices) + m_index
+                if index in done:
+                    scores.results[name][choice.label] = done[index][2]
+                else:
+                    group.start_soon(one, index, name, choice)
+    # keep the metrics in the order asked, whichever finished first
+    for name in named:
+        scores.results[name] = {c.label: scores.results[name][c.label] for c in choices}
+    return scores
+
+
+def _settings(
+    info: ModelInfo,
+    config: ExplainConfig,
+    choices: list[MetricChoice],
+    maps: dict[str, np.ndarray],
+    mask: np.ndarray | None,
+    seed: int,
+    compatible: bool,
+    target: int,
+) -> dict[str, Any]:
+    """Everything that decides the results: a resumed group must match it."""
+
+    def digest(array: np.ndarray) -> str:
+        data = np.ascontiguousarray(array)
+        return hashlib.blake2b(data.tobytes() + str(data.dtype).encode(), digest_size=8).hexdigest()
+
+    return {
+        "evaluation": {
+            "metrics": [{"metric": c.label, "params": dict(c.params)} for c in choices],
+            "attributions": {name: digest(a) for name, a in maps.items()},
+            "mask": digest(mask) if mask is not None else None,
+            "seed": seed,
+            "quantus_compatible": compatible,
+        },
+        "scoring": asdict(config.scoring),
+        "image": asdict(config.image),
+        "model": {"name": info.name, "input_shape": list(info.input_shape)},
+        "target": target,
+    }
+
+
+def _check_resumable(store: str | Path | None, resume: bool) -> None:
+    if resume and store is not None and not Path(store).exists():
+        raise StoreError(f"cannot resume: {store} does not exist")
+
+
+def _named(attributions: Attributions) -> dict[str, MapSource]:
+    if isinstance(attributions, Mapping):
+        named = {str(k): v for k, v in attributions.items()}
+    elif isinstance(attributions, (str, Path, np.ndarray)):
+        named = {default_name(attributions, set()): attributions}
+    else:
+        named = {}
+        for source in attributions:
+            named[default_name(source, set(named))] = source
+    if not named:
+        raise ConfigError("no attribution given: pass --attribution A.npy (or NAME=A.npy)")
+    return named
+
+
+def _expand_inputs(
+    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+) -> list[tuple[str, str | Path | np.ndarray]]:
+    """(unique key, source) for every input; a directory brings every file a mode reads."""
+    listed: list[str | Path | np.ndarray]
+    listed = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
+    found: list[str | Path | np.ndarray] = []
+    for item in listed:
+        if not isinstance(item, np.ndarray) and Path(item).is_dir():
+            suffixes = known_suffixes()
+            files = sorted(
+                p for p in Path(item).rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+            )
+            if not files:
+                raise InputError(f"{item}: no input files in it")
+            found.extend(files)
+        else:
+            found.append(item)
+    keys: list[tuple[str, str | Path | np.ndarray]] = []
+    taken: set[str] = set()
+    for item in found:
+        stem = "array" if isinstance(item, np.ndarray) else Path(item).stem
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "input"
+        key, number = base, 2
+        while key in taken:
+            key, number = f"{base}-{number}", number + 1
+        taken.add(key)
+        keys.append((key, item))
+    return keys

@@ -1,0 +1,124 @@
+"""Scoring rows through the shared scheduler, each distinct row once.
+
+Every metric of every (input, attribution) sends its rows here. A row's key names its content,
+so f(x) is predicted once per input however many metrics ask, Infidelity's repeats and
+identical rankings cost nothing, and a row another task is already scoring is awaited, not
+sent again. Only the target class's logit and probability are kept per row (16 bytes).
+Plans hand their rows over in chunks, so no metric ever holds all of its rows at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+
+import anyio
+import numpy as np
+
+from rex_stream.config import ScoringConfig
+from rex_stream.engine.scheduler import Evaluator
+from rex_stream.engine.verdicts import judge, to_probabilities
+from rex_stream.errors import InputError
+from rex_stream.evaluation.case import Row
+
+LOGIT, PROBABILITY = 0, 1
+
+
+class _Pending:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+
+class RowScorer:
+    """Score rows through an evaluator with a content cache; counts what it sends."""
+
+    def __init__(self, evaluator: Evaluator, scoring: ScoringConfig) -> None:
+        self._evaluator = evaluator
+        self._scoring = scoring
+        self._scores: dict[tuple[object, ...], np.ndarray] = {}
+        self._pending: dict[tuple[object, ...], _Pending] = {}
+        self.sent = 0
+        self.requested = 0
+
+    @property
+    def chunk(self) -> int:
+        """Rows a plan hands over at once: enough to fill several batches."""
+        return max(64, 8 * self._evaluator.max_batch)
+
+    async def score(self, rows: Sequence[Row], target: int) -> np.ndarray:
+        """``(len(rows), 2)``: the target's logit and probability for each row."""
+        self.requested += len(rows)
+        out = np.empty((len(rows), 2), dtype=np.float64)
+        fresh: list[tuple[int, Row]] = []
+        waiting: list[tuple[int, tuple[object, ...]]] = []
+        for index, row in enumerate(rows):
+            known = self._scores.get(row.key)
+            if known is not None:
+                out[index] = known
+            elif row.key in self._pending:
+                waiting.append((index, row.key))
+            else:
+                self._pending[row.key] = _Pending()
+                fresh.append((index, row))
+        if fresh:
+            await self._send(fresh, target, out)
+        for index, key in waiting:
+            pending = self._pending.get(key)
+            if pending is not None:
+                await pending.done.wait()
+                if pending.error is not None:
+                    raise pending.error
+            out[index] = self._scores[key]
+        return out
+
+    async def classify(self, row: Row, wanted: int | None) -> int:
+        """Predict the class of ``row`` (or check ``wanted`` exists), caching its scores."""
+        raw = np.asarray(await self._evaluator.evaluate([row.fill]), np.float64)
+        self.sent += 1
+        classes = raw.shape[1] if raw.shape[1] > 1 else 2
+        if wanted is not None and not 0 <= wanted < classes:
+            raise InputError(
+                f"class index {wanted} is out of range: the model has {classes} classes"
+            )
+        target = wanted if wanted is not None else int(judge(raw, self._scoring, None).classes[0])
+        self._scores[row.key] = self._columns(raw, target)[0]
+        return target
+
+    def _columns(self, raw: np.ndarray, target: int) -> np.ndarray:
+        values = np.empty((raw.shape[0], 2), dtype=np.float64)
+        values[:, LOGIT] = np.asarray(raw, np.float64)[:, min(target, raw.shape[1] - 1)]
+        values[:, PROBABILITY] = to_probabilities(raw, self._scoring)[:, target]
+        return values
+
+    async def score_all(self, rows: Iterable[Row], target: int) -> np.ndarray:
+        """Score a (lazy) sequence of rows chunk by chunk."""
+        parts = [np.empty((0, 2))]
+        iterator: Iterator[Row] = iter(rows)
+        while chunk := list(islice(iterator, self.chunk)):
+            parts.append(await self.score(chunk, target))
+        return np.concatenate(parts)
+
+    async def _send(self, fresh: list[tuple[int, Row]], target: int, out: np.ndarray) -> None:
+        keys = [row.key for _, row in fresh]
+        try:
+            raw = await self._evaluator.evaluate([row.fill for _, row in fresh])
+            self.sent += len(fresh)
+            values = self._columns(raw, target)
+        except BaseException as exc:
+            for key in keys:
+                pending = self._pending.pop(key)
+                pending.error = exc
+                pending.done.set()
+            raise
+        for (index, _), key, value in zip(fresh, keys, values):
+            self._scores[key] = value
+            out[index] = value
+            self._pending.pop(key).done.set()
+
+
+def target_scores(values: np.ndarray, softmax: bool) -> np.ndarray:
+    """The probability column (softmax on) or the logit column (off)."""
+    return values[:, PROBABILITY if softmax else LOGIT]

@@ -1,0 +1,155 @@
+"""Where maps and masks come from: arrays, ``.npy`` files, directories of them (one per input,
+by file stem), rex-stream Zarr stores (``responsibility`` of each input's group), pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rex_stream.engine.subject import Subject
+from rex_stream.errors import ConfigError, InputError
+
+MapSource = np.ndarray | str | Path
+
+_PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _zarr_map(path: str, key: str) -> np.ndarray:
+    import zarr
+
+    root_text, _, inner = path.partition(".zarr")
+    root = root_text + ".zarr"
+    try:
+        group = zarr.open_group(root, mode="r")
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise InputError(f"cannot open the Zarr store {root}: {exc}") from exc
+    inner = inner.strip("/")
+    try:
+        node = group[inner] if inner else group
+        if isinstance(node, zarr.Group) and "responsibility" not in node:
+            node = node[key]
+        array = node["responsibility"] if isinstance(node, zarr.Group) else node
+        return np.asarray(array[...])
+    except KeyError:
+        where = f"{root}/{inner}" if inner else root
+        raise InputError(
+            f"{where} holds no responsibility map for {key!r} (run rex-stream … --store first)"
+        ) from None
+
+
+def _file_for(folder: Path, key: str, suffixes: tuple[str, ...]) -> Path:
+    for suffix in suffixes:
+        candidate = folder / f"{key}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{folder} has no file for input {key!r} ({key}{'|'.join(suffixes)})")
+
+
+def read_map(source: MapSource, key: str) -> np.ndarray:
+    """The raw array ``source`` holds for the input ``key``."""
+    if isinstance(source, np.ndarray):
+        return source
+    text = str(source)
+    if ".zarr" in text:
+        return _zarr_map(text.rstrip("/"), key)
+    path = Path(text)
+    if path.is_dir():
+        path = _file_for(path, key, (".npy",))
+    if not path.is_file():
+        raise InputError(f"attribution {path}: no such file")
+    if path.suffix.lower() != ".npy":
+        raise InputError(f"attribution {path}: expected a .npy file, a directory or a .zarr store")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"attribution {path}: cannot read it ({exc})") from exc
+
+
+def fit_map(raw: np.ndarray, subject: Subject, what: str) -> np.ndarray:
+    """The map over the subject's spatial axes: squeezed, or summed over the channels of a
+    map in the input's full shape; a shape that fits neither is an error."""
+    array = np.asarray(raw)
+    if array.dtype.kind not in "fiub":
+        raise InputError(f"{what} has dtype {array.dtype}, expected numbers")
+    spatial = subject.spatial_shape
+    if array.shape != spatial:
+        squeezed = array.reshape([d for d in array.shape if d != 1] or [1])
+        if squeezed.shape == tuple(d for d in spatial if d != 1) or squeezed.shape == spatial:
+            array = squeezed.reshape(spatial)
+        elif array.shape == subject.tensor.shape:
+            others = tuple(a for a in range(subject.tensor.ndim) if a not in subject.spatial_axes)
+            array = array.sum(axis=others)
+        else:
+            raise InputError(
+                f"{what} has shape {raw.shape} but the input's spatial shape is {spatial} "
+                f"(tensor {subject.tensor.shape})"
+            )
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise InputError(f"{what} contains NaN or infinite values")
+    return array
+
+
+def load_map(source: MapSource, key: str, subject: Subject, name: str) -> np.ndarray:
+    """The attribution ``name`` for one input, fitted to its spatial axes."""
+    return fit_map(read_map(source, key), subject, f"attribution {name!r} for {key}")
+
+
+def load_mask(source: MapSource, key: str, subject: Subject) -> np.ndarray:
+    """A ground-truth mask (bool over the spatial axes): an array, ``.npy``, or a picture
+    (non-zero is inside; resized to the input's size like the input itself)."""
+    if isinstance(source, np.ndarray):
+        raw = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            path = _file_for(path, key, (".npy", *_PICTURES))
+        if not path.is_file():
+            raise InputError(f"mask {path}: no such file")
+        if path.suffix.lower() in _PICTURES:
+            raw = _picture_mask(path, subject)
+        elif path.suffix.lower() == ".npy":
+            raw = read_map(path, key)
+        else:
+            raise InputError(f"mask {path}: expected a picture (.png …) or a .npy file")
+    return fit_map(np.asarray(raw) != 0, subject, f"mask for {key}") != 0
+
+
+def _picture_mask(path: Path, subject: Subject) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            grey = image.convert("L")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"mask {path}: cannot read it ({exc})") from exc
+    shape = subject.spatial_shape
+    if len(shape) != 2:
+        raise InputError(f"mask {path}: a picture mask needs a 2-D input, not {shape}")
+    height, width = shape
+    return np.asarray(grey.resize((width, height), Image.Resampling.NEAREST)) > 0
+
+
+def split_named(text: str) -> tuple[str | None, str]:
+    """``NAME=SOURCE`` → (NAME, SOURCE); a bare source has no name."""
+    name, sep, source = text.partition("=")
+    if sep and name and "/" not in name and not name.endswith(".npy"):
+        if not source:
+            raise ConfigError(f"--attribution {text!r}: expected NAME=PATH")
+        return name.strip(), source.strip()
+    return None, text
+
+
+def default_name(source: MapSource, taken: set[str]) -> str:
+    """A column name for an unnamed attribution: the file's stem, or ``map``."""
+    if isinstance(source, np.ndarray):
+        name = "map"
+    else:
+        text = str(source).rstrip("/")
+        name = Path(text.partition(".zarr")[0]).name if ".zarr" in text else Path(text).stem
+    unique, number = name or "map", 2
+    while unique in taken:
+        unique, number = f"{name}-{number}", number + 1
+    return unique

@@ -1,0 +1,151 @@
+"""Evaluation end to end on real onnxruntime models: meaning, sharing, determinism, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from rex_stream.config import ExplainConfig
+from rex_stream.errors import ConfigError, InputError, StoreError
+from rex_stream.evaluation.run import evaluate_sync
+from tests.onnx_models import patch_weights, planted_image
+
+ROOT = Path(__file__).resolve().parents[2]
+FAITHFUL = (
+    "pixel-flipping:features_in_step=8,selectivity:patch_size=4,"
+    "region-perturbation:patch_size=4:regions_evaluation=12"
+)
+
+
+def _maps() -> dict[str, np.ndarray]:
+    on_patch = patch_weights()[0, 0] + np.linspace(0, 0.01, 576).reshape(24, 24)
+    off_patch = 1.0 - on_patch
+    return {"on": on_patch, "off": off_patch}
+
+
+def test_faithfulness_prefers_the_map_on_the_planted_patch(patch_model: Path) -> None:
+    result = evaluate_sync(
+        planted_image(),
+        str(patch_model),
+        _maps(),
+        FAITHFUL + ",faithfulness-correlation:subset_size=36",
+    )
+    scores = result.inputs[0].results
+    assert result.inputs[0].target == 1
+    for metric in ("pixel-flipping:features_in_step=8", "selectivity:patch_size=4"):
+        assert scores["on"][metric].score < scores["off"][metric].score, metric
+    region = "region-perturbation:patch_size=4:regions_evaluation=12"
+    assert scores["on"][region].score > scores["off"][region].score
+    assert scores["on"]["faithfulness-correlation:subset_size=36"].score > 0.5
+    curve = scores["on"]["pixel-flipping:features_in_step=8"].curve
+    assert curve is not None and curve.size == 576 // 8 and curve[-1] < curve[0]
+
+
+def test_rows_are_shared_and_results_do_not_depend_on_batching(patch_model: Path) -> None:
+    maps = {**_maps(), "again": _maps()["on"]}
+    metrics = FAITHFUL + ",faithfulness-correlation:nr_runs=10,sparseness"
+    batched = evaluate_sync(planted_image(), str(patch_model), maps, metrics, seed=3)
+    config = ExplainConfig()
+    config = replace(config, scheduler=replace(config.scheduler, max_batch=1, max_inflight=1))
+    single = evaluate_sync(planted_image(), str(patch_model), maps, metrics, seed=3, config=config)
+    for name in maps:
+        for label, result in batched.inputs[0].results[name].items():
+            assert single.inputs[0].results[name][label].score == result.score, (name, label)
+    # the third map repeats the first: none of its rows is sent again, f(x) is sent once
+    per_map = sum(r.queries for r in batched.inputs[0].results["on"].values())
+    assert batched.requested == 3 * per_map + 0
+    assert batched.queries <= 2 * per_map - 2 + 1
+    assert single.calls == single.queries
+
+
+def test_resume_redoes_exactly_the_unfinished_pairs(patch_model: Path, tmp_path: Path) -> None:
+    store = tmp_path / "eval.zarr"
+    metrics = FAITHFUL + ",faithfulness-correlation:nr_runs=10"
+    first = evaluate_sync(planted_image(), str(patch_model), _maps(), metrics, store=store)
+    with pytest.raises(StoreError, match="already exists"):
+        evaluate_sync(planted_image(), str(patch_model), _maps(), metrics, store=store)
+    # a killed run: one record never got its committed mark
+    group = zarr.open_group(str(store / "array" / "metric"), mode="a")
+    names = sorted(group.array_keys())
+    assert len(names) == 8
+    group[names[5]].attrs["committed"] = False
+    again = evaluate_sync(
+        planted_image(), str(patch_model), _maps(), metrics, store=store, resume=True
+    )
+    assert again.inputs[0].resumed == 7
+    assert again.queries < first.queries
+    assert (
+        again.summary()["inputs"][0]["attributions"] == first.summary()["inputs"][0]["attributions"]
+    )
+    with pytest.raises(StoreError, match="different settings"):
+        evaluate_sync(
+            planted_image(), str(patch_model), _maps(), metrics, store=store, resume=True, seed=9
+        )
+
+
+def test_bad_inputs_are_one_line_errors(patch_model: Path) -> None:
+    with pytest.raises(ConfigError, match="pointing-game need a ground-truth mask"):
+        evaluate_sync(planted_image(), str(patch_model), _maps(), "pointing-game")
+    with pytest.raises(InputError, match=r"shape \(5, 5\)"):
+        evaluate_sync(planted_image(), str(patch_model), np.ones((5, 5)), "sparseness")
+    with pytest.raises(ConfigError, match="patch_size=30 is larger"):
+        evaluate_sync(planted_image(), str(patch_model), _maps(), "selectivity:patch_size=30")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rex_stream.cli", "evaluate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def test_cli_table_json_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.npy"
+    np.save(good, np.random.default_rng(1).random((32, 32)).astype(np.float32))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((32, 32), np.nan))
+    mask = tmp_path / "mask.npy"
+    np.save(mask, np.pad(np.ones((8, 8)), 12))
+    common = [str(tiny_image), "--model", str(tiny_cnn), "--attribution", f"mine={good}"]
+    out = _cli(*common, "--metrics", "selectivity:patch_size=4,auc", "--mask", str(mask), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    entry = summary["inputs"][0]["attributions"]["mine"]
+    assert len(entry["selectivity:patch_size=4"]["curve"]) == 64
+    assert summary["queries"] == 65 and summary["metrics"]["auc"]["better"] == "higher"
+    table = _cli(*common, "--metrics", "sparseness")
+    assert table.returncode == 0 and "sparseness" in table.stdout and "mine" in table.stdout
+    cases = [
+        (["--metrics", "pixelflip"], "unknown metric 'pixelflip'; valid metrics:"),
+        (["--metrics", "auc"], "auc need a ground-truth mask (--mask)"),
+        (["--metrics", "selectivity:size=3"], "has no parameter 'size'"),
+        (["--metrics", "sparseness", "--attribution", f"bad={nan}"], "contains NaN"),
+    ]
+    for extra, message in cases:
+        failed = _cli(*common, *extra)
+        assert failed.returncode != 0
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rex-stream: error: "), failed.stderr
+        assert message in lines[0]
+    wrong = _cli(
+        str(tiny_image),
+        "--model",
+        str(tiny_cnn),
+        "--attribution",
+        str(mask.with_name("x.npy")),
+        "--metrics",
+        "auc",
+        "--mask",
+        str(mask),
+    )
+    assert wrong.returncode != 0 and "no such file" in wrong.stderr
