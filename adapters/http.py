@@ -25,6 +25,8 @@ scheduler never has more calls in flight), keep-alive, a deadline on every reque
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import gzip
 import logging
 import re
@@ -49,7 +51,7 @@ from rex_stream.adapters.http_v2 import V2Codec, choose_tensor, v2_layout, v2_te
 from yarl import URL
 
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
-from rex_stream.errors import BackendError, BackendTimeout, ConfigError
+from rex_stream.errors import BackendError, BackendTimeout, ConfigError, TransientBackendError
 
 __all__ = ["CustomTemplate", "HttpBackend", "HttpOptions", "connect"]
 
@@ -57,6 +59,26 @@ logger = logging.getLogger(__name__)
 
 # Replies that mean "this batch is too large" without being a 413 (Triton answers 400 with this).
 TOO_LARGE = re.compile(r"batch[-_ ]?size must be <=|too large|exceeds? .*max", re.IGNORECASE)
+
+
+#: Server errors that will not pass by retrying (not implemented, HTTP version not supported…).
+NOT_TRANSIENT = frozenset({501, 505, 506, 508, 510, 511})
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
 class _TooLarge(Exception):
@@ -134,17 +156,29 @@ class HttpBackend:
                     f"cannot resolve host {url.host!r} (DNS failure) for {where}; check the URL"
                 ) from exc
             reason = exc.os_error.strerror or one_line(str(exc), 120)
-            raise BackendError(
+            raise TransientBackendError(
                 f"cannot connect to {url.host}:{url.port} ({reason}); "
-                "is the server running and the URL right?"
+                "is the server running and the URL right?",
+                unreachable=True,
+            ) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise TransientBackendError(
+                f"{where} dropped the connection: {one_line(str(exc) or type(exc).__name__)}",
+                unreachable=True,
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise TransientBackendError(
+                f"{where} broke off its reply: {one_line(str(exc) or type(exc).__name__)}"
             ) from exc
         except aiohttp.ClientError as exc:
             raise BackendError(
                 f"HTTP exchange with {where} failed: {one_line(str(exc) or type(exc).__name__)}"
             ) from exc
 
-    def _check_status(self, url: URL, status: int, body: bytes) -> None:
-        """Turn a non-2xx status into the error a user can act on."""
+    def _check_status(
+        self, url: URL, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Turn a non-2xx status into the error a user can act on (5xx and 429 transient)."""
         if 200 <= status < 300:
             return
         where = public_url(url)
@@ -168,7 +202,11 @@ class HttpBackend:
                 + (f": {message}" if message else "")
             )
         kind = "server error" if status >= 500 else "request rejected"
-        raise BackendError(f"{where} answered {status} ({kind}): {message or 'no message'}")
+        text = f"{where} answered {status} ({kind}): {message or 'no message'}"
+        if status == 429 or (status >= 500 and status not in NOT_TRANSIENT):
+            retry_after = retry_after_s(headers.get("Retry-After") if headers else None)
+            raise TransientBackendError(text, retry_after)
+        raise BackendError(text)
 
     async def get_json(self, url: URL) -> Any:
         """GET a JSON document (metadata), raising the usual errors."""
@@ -226,7 +264,7 @@ class HttpBackend:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         status, reply_headers, reply = await self._request("POST", self._infer_url, body, headers)
-        self._check_status(self._infer_url, status, reply)
+        self._check_status(self._infer_url, status, reply, reply_headers)
         try:
             scores = self._codec.decode(reply, reply_headers, len(batch))
         except ReplyError as exc:

@@ -35,7 +35,13 @@ import numpy as np
 
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.options import option_flag
-from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
+from rex_stream.errors import (
+    BackendError,
+    BackendTimeout,
+    ConfigError,
+    InputError,
+    TransientBackendError,
+)
 
 try:
     import aiohttp
@@ -59,6 +65,10 @@ KNOWN_OPTIONS = frozenset(
 )
 TRITON_ACCESS_HEADER = "triton-access-token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: HTTP statuses of failures that may pass: overload, gateways, a server restarting.
+TRANSIENT_HTTP = frozenset({"429", "500", "502", "503", "504"})
+#: What Triton says while a model is being unloaded or reloaded (a restart, a repository poll).
+MODEL_RELOADING = ("unknown model", "has no available versions", "is not ready")
 
 
 @dataclass(frozen=True)
@@ -290,8 +300,9 @@ class TritonBackend:
         except InferenceServerException as exc:
             raise self._server_error(what, exc) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise BackendError(
-                f"{self._target}: {what} failed, cannot reach the server ({exc}); is it running?"
+            raise TransientBackendError(
+                f"{self._target}: {what} failed, cannot reach the server ({exc}); is it running?",
+                unreachable=True,
             ) from exc
 
     def _server_error(self, what: str, exc: InferenceServerException) -> BackendError:
@@ -308,11 +319,14 @@ class TritonBackend:
                 "give it with token_env=NAME or token_file=PATH (and auth=triton for Triton's "
                 "own access header)"
             )
-        if "UNAVAILABLE" in status:
-            return BackendError(
+        if "UNAVAILABLE" in status or "stopping" in message.lower():
+            return TransientBackendError(
                 f"{self._target}: {what} failed, cannot reach the server ({message}); "
-                "is it running?"
+                "is it running?",
+                unreachable=True,
             )
+        if "RESOURCE_EXHAUSTED" in status or status in TRANSIENT_HTTP:
+            return TransientBackendError(f"{self._target}: {what} failed on the server: {message}")
         if "UNAUTHENTICATED" in status or "PERMISSION_DENIED" in status or status in ("401", "403"):
             return BackendError(
                 f"{self._target}: {what} was refused ({message}); "
@@ -560,12 +574,20 @@ class TritonBackend:
         kw: dict[str, Any] = {"headers": self._headers}
         if t.protocol == "grpc":
             kw["client_timeout"] = self._timeout_s
-        return await self._call(
-            f"inference on a batch of {batch.shape[0]}",
-            lambda: self._client.infer(
-                t.model, [model_input], model_version=t.version, outputs=[output], **kw
-            ),
-        )
+        try:
+            return await self._call(
+                f"inference on a batch of {batch.shape[0]}",
+                lambda: self._client.infer(
+                    t.model, [model_input], model_version=t.version, outputs=[output], **kw
+                ),
+            )
+        except (TransientBackendError, BackendTimeout):
+            raise
+        except BackendError as exc:
+            # The model was ready when we connected: now missing means unloading or reloading.
+            if any(phrase in str(exc) for phrase in MODEL_RELOADING):
+                raise TransientBackendError(str(exc)) from exc
+            raise
 
     async def _infer_socket(self, batch: np.ndarray) -> np.ndarray:
         model_input, output, _ = self._request(batch)

@@ -107,6 +107,7 @@ class SchedulerConfig:
     adaptive_inflight: bool | None = None
     linger_ms: float = 2.0
     queue_size: int = 4096
+    retry_s: float = 120.0  # how long a failing backend call is retried (0: never)
 
     def __post_init__(self) -> None:
         _require(
@@ -123,6 +124,7 @@ class SchedulerConfig:
         )
         _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "must be >= 0")
         _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
+        _require(self.retry_s >= 0, "retry_s", self.retry_s, "must be >= 0 (0: no retries)")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,23 @@ class BackendTimeout(BackendError):
     """A backend call did not answer within its deadline."""
 
 
+class TransientBackendError(BackendError):
+    """A backend call failed in a way that may pass (5xx, 429, a reset or refused connection,
+    gRPC UNAVAILABLE); the scheduler retries it within its retry budget.
+
+    ``retry_after`` is the server's own advice in seconds (``Retry-After``), if it gave any;
+    ``unreachable`` says the server itself is gone or going (refused or dropped connections,
+    "server is stopping"), so calls still waiting on it will not be answered either.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
 class StoreError(RexStreamError):
     """The Zarr store cannot be written, read, or resumed."""
 

@@ -23,6 +23,8 @@ class Progress:
     mean_batch: float
     elapsed_s: float
     target: Target | None = None
+    retries: int = 0  # backend calls repeated after transient faults so far
+    retrying: int = 0  # calls waiting to be retried right now
 
     @classmethod
     def snapshot(
@@ -37,8 +39,25 @@ class Progress:
         """The state of a run that started at ``started`` (a ``perf_counter`` reading)."""
         elapsed = time.perf_counter() - started
         return cls(
-            phase, done, total, stats.mutants, stats.calls, stats.mean_batch, elapsed, target
+            phase,
+            done,
+            total,
+            stats.mutants,
+            stats.calls,
+            stats.mean_batch,
+            elapsed,
+            target,
+            stats.retries,
+            stats.retrying,
         )
+
+    @property
+    def fault_note(self) -> str:
+        """``retries 3 (2 waiting)`` once a backend call was retried, else empty."""
+        if not self.retries:
+            return ""
+        waiting = f" ({self.retrying} waiting)" if self.retrying else ""
+        return f"retries {self.retries}{waiting}"
 
     @property
     def mutants_per_s(self) -> float:

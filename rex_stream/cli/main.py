@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.cli import rex_options
+from rex_stream.cli import faults, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--norm", type=float, help="pixel values are divided by this first (default 255)"
     )
     model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    faults.add_arguments(model)
     model.add_argument(
         "--scores",
         choices=[k.value for k in ScoreKind],
@@ -349,6 +350,8 @@ class _Display:
         if self._progress is None:
             return
         rate = f"{event.mutants_per_s:6.0f} mutants/s  batch {event.mean_batch:4.1f}"
+        if event.fault_note:
+            rate += f"  {event.fault_note}"
         description = "iterations" if event.phase in ("target", "iteration") else event.phase
         self._progress.update(
             self._task,
@@ -407,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
     if args.model and not args.model.lower().endswith(".onnx"):
         raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
-    config = resolve_config(args, base)
+    config = faults.apply(args, resolve_config(args, base))
     _refuse_idle_options(args, config)
     settings = BackendSettings(
         timeout_s=args.timeout_s,
@@ -470,14 +473,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return run(args)
-    except RexStreamError as exc:
-        print(f"rex-stream: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("rex-stream: interrupted (with --store, continue with --resume)", file=sys.stderr)
-        return 130
+    with faults.sigterm_interrupts() as signals:
+        try:
+            return run(args)
+        except RexStreamError as exc:
+            print(f"rex-stream: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            how = "terminated" if signals.received else "interrupted"
+            print(f"rex-stream: {how} (with --store, continue with --resume)", file=sys.stderr)
+            return faults.TERMINATED_EXIT if signals.received else 130
 
 
 #: Sub-commands with modules of their own: name → module in ``rex_stream.cli``.

@@ -71,6 +71,13 @@ class BackendSettings:
     input_shape: tuple[int, ...] | None = None
     options: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not (self.timeout_s > 0 and self.timeout_s != float("inf")):  # NaN fails too
+            raise ConfigError(
+                f"timeout_s = {self.timeout_s!r}: the deadline of each backend call must be a "
+                "positive number of seconds"
+            )
+
 
 #: Concurrent calls when the user sets none: enough to hide a network round trip, or to keep
 #: a local CPU busy without oversubscribing it.

@@ -6,7 +6,8 @@ await their score rows. A dispatcher coalesces queued mutants into batches of up
 once, more while round trips rather than the backend limit the run (:mod:`.inflight`). Each
 call owns a batch buffer, and all buffers together stay within ``BUFFER_BUDGET_BYTES`` however
 many mutants wait; the queue of waiting mutants is bounded too (producers block when it is
-full: backpressure).
+full: backpressure). Calls that fail transiently are retried within ``config.retry_s``
+(see :mod:`rex_stream.engine.retry`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import Backend, default_inflight
 from rex_stream.engine.inflight import ADAPTIVE_CEILING, InflightWindow
+from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry
 from rex_stream.errors import BackendError, RexStreamError
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,9 @@ class SchedulerStats:
     mutants: int = 0
     backend_s: float = 0.0
     max_batch_seen: int = 0
+    retries: int = 0  # backend calls repeated after a transient fault
+    retrying: int = 0  # calls waiting to be retried right now
+    retry_wait_s: float = 0.0  # time those calls spent waiting, summed over calls
 
     @property
     def mean_batch(self) -> float:
@@ -181,6 +186,8 @@ class Scheduler:
                 input_bytes / 2**20,
                 BUFFER_BUDGET_BYTES / 2**20,
             )
+        self._retry = RetryPolicy(budget_s=self.config.retry_s)
+        self._outage = Outage()
         self._shape = (self.max_batch, *info.input_shape)
         self._dtype = info.dtype
         row_bytes = input_bytes * self.max_batch
@@ -303,11 +310,17 @@ class Scheduler:
         try:
             await anyio.to_thread.run_sync(_fill_all, batch, view)
             started = time.perf_counter()
-            scores = np.asarray(await self.backend.infer(view))
+            retries = self.stats.retries
+            scores = np.asarray(
+                await call_with_retry(
+                    lambda: self.backend.infer(view), self._retry, self.stats, self._outage
+                )
+            )
             round_trip_s = time.perf_counter() - started
             self.stats.backend_s += round_trip_s
             waiting = self._receive.statistics().current_buffer_used
-            self.window.observe(round_trip_s, backlog=waiting >= self.max_batch)
+            if self.stats.retries == retries:  # a retried call's time says nothing of load
+                self.window.observe(round_trip_s, backlog=waiting >= self.max_batch)
             if scores.ndim == 1:
                 scores = scores[:, None]
             if scores.shape[0] != count:

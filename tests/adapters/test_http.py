@@ -560,7 +560,9 @@ async def test_server_dying_mid_run_leaves_the_store_resumable(
 ) -> None:
     """A server that starts failing mid-run: a one-line error, and resuming the store against
     a healthy server ends with the map of an uninterrupted run."""
-    config = ExplainConfig().with_overrides(iters=4, seed=11, max_concurrent_searches=1)
+    config = ExplainConfig().with_overrides(
+        iters=4, seed=11, max_concurrent_searches=1, retry_s=0.5
+    )
     async with opened(apps.url("/rows"), max_batch="1") as backend:
         full = await explain(image, backend, config, store=tmp_path / "full.zarr")
     # One mutant per request, iterations one after another: failing after half the requests
@@ -594,7 +596,8 @@ def test_cli_explains_through_http_and_reports_errors_in_one_line(
     remote = json.loads(capsys.readouterr().out)
     assert remote["target"] == local["target"]
     assert remote["stats"]["queries"] == local["stats"]["queries"]
-    code = main([*common, "--backend", apps.url("/error500"), "--input-shape", "3,32,32"])
+    broken = ["--backend", apps.url("/error500"), "--input-shape", "3,32,32", "--retry-s", "0"]
+    code = main([*common, *broken])
     error = capsys.readouterr().err.strip()
     assert code == BackendError.exit_code
     assert error.startswith("rex-stream: error:") and "model crashed" in error

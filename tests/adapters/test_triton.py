@@ -391,7 +391,7 @@ def test_server_stopped_mid_explanation_leaves_a_store_that_resumes(
     server = triton_process_factory(max_batch_size=4)
     server.start()
     config = rex_stream.ExplainConfig().with_overrides(
-        iters=6, seed=11, min_box_size=4, max_concurrent_searches=1, max_inflight=1
+        iters=6, seed=11, min_box_size=4, max_concurrent_searches=1, max_inflight=1, retry_s=0
     )
     store = tmp_path / "run.zarr"
     spec = f"triton://{server.grpc_url}/classifier"

@@ -19,6 +19,10 @@ Routes (all POST unless noted):
 - ``/slow``: never answers until the server stops (for client timeouts);
 - ``/flaky?after=N&key=K``: rows for the first N requests carrying key K, then 503 for good
   (a server that dies mid-run);
+- ``/faulty?key=K``: rows, with faults injected by request count (per key): a 500 every tenth
+  request, a 503 with ``Retry-After: 1`` on the third, a 429 with ``Retry-After: 0`` on every
+  tenth from the seventh, and a TCP reset (no reply) on the fifth and every 25th from the 12th;
+  ``server.faults`` counts what was injected;
 - ``/bad-request``: 400 with a multi-line text message;
 - ``/v2/models/{name}`` (GET) and ``…/infer``: a v2 endpoint for broken replies. Every name
   has the tiny model's metadata except ``no-inputs``; ``infer`` answers per name:
@@ -31,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +66,7 @@ class AppServer:
 
     base_url: str
     received: list[Received] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)  # /faulty: injected faults by kind
 
     def url(self, route: str) -> str:
         """Absolute URL of one route."""
@@ -160,6 +167,24 @@ def build_app(
             return web.json_response({"error": "server is shutting down"}, status=503)
         return web.json_response({"predictions": score(batch).tolist()})
 
+    async def faulty(request: web.Request) -> web.StreamResponse:
+        batch = _batch(await read(request))
+        key = request.query.get("key", "")
+        served[key] = n = served.get(key, 0) + 1
+        kind = _fault(n)
+        if kind is not None:
+            server.faults[kind] = server.faults.get(kind, 0) + 1
+        if kind == "reset":
+            _reset(request)
+            return web.Response()  # never sent: the connection is gone
+        if kind == "500":
+            return web.json_response({"error": "injected fault"}, status=500)
+        if kind in ("503", "429"):
+            wait = "1" if kind == "503" else "0"
+            document = {"error": "busy" if kind == "503" else "slow down"}
+            return web.json_response(document, status=int(kind), headers={"Retry-After": wait})
+        return web.json_response({"predictions": score(batch).tolist()})
+
     async def v2_metadata(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         tensor = {"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}
@@ -205,12 +230,36 @@ def build_app(
             web.post("/wrong-shape", wrong_shape),
             web.post("/nan", nan),
             web.post("/flaky", flaky),
+            web.post("/faulty", faulty),
             web.post("/slow", slow),
             web.get("/v2/models/{name}", v2_metadata),
             web.post("/v2/models/{name}/infer", v2_infer),
         ]
     )
     return app
+
+
+def _fault(n: int) -> str | None:
+    """The fault ``/faulty`` injects into its n-th request (1-based), if any."""
+    if n == 5 or n % 25 == 12:
+        return "reset"
+    if n % 10 == 0:
+        return "500"
+    if n == 3:
+        return "503"
+    if n % 10 == 7:
+        return "429"
+    return None
+
+
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0, then abort), as a crashing proxy does."""
+    transport = request.transport
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 @contextmanager
