@@ -29,6 +29,7 @@ from rex_stream.errors import (
     OutputError,
     RexStreamError,
     StoreError,
+    StoreLocked,
 )
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.run import evaluate, evaluate_sync
@@ -62,6 +63,7 @@ __all__ = [
     "ScoringConfig",
     "SearchConfig",
     "StoreError",
+    "StoreLocked",
     "VisualConfig",
     "__version__",
     "evaluate",

@@ -54,6 +54,10 @@ class StoreError(RexStreamError):
     exit_code = 5
 
 
+class StoreLocked(StoreError):
+    """Another writer holds the lock on a store group."""
+
+
 class OutputError(RexStreamError):
     """An output file (PNG, JSON) cannot be written."""
 

@@ -6,7 +6,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -151,6 +151,41 @@ async def explain_input(
     input's queries; calls, batch fill and backend time are the shared scheduler's. ``target``
     is a target already predicted (a split run predicts it once, not once per task).
     """
+    opened: list[ExplanationStore] = []  # closed here whatever happens: the lock is freed
+    try:
+        return await _explain_input(
+            source,
+            info,
+            scheduler,
+            config,
+            store=store,
+            resume=resume,
+            overwrite=overwrite,
+            on_progress=on_progress,
+            started=started,
+            name=name,
+            opened=opened,
+        )
+    finally:
+        for held in opened:
+            held.close()
+
+
+async def _explain_input(
+    source: str | Path | np.ndarray,
+    info: ModelInfo,
+    scheduler: Scheduler,
+    config: ExplainConfig,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_progress: ProgressCallback | None = None,
+    started: float | None = None,
+    name: str | None = None,
+    opened: list[ExplanationStore],
+) -> Explanation:
+    """:func:`explain_input`; the store it opens goes into ``opened``."""
     started = time.perf_counter() if started is None else started
     subject = load_subject(source, info, config)
     if name is not None:
@@ -169,6 +204,8 @@ async def explain_input(
     explanation_store, seed = open_store(
         store, key, subject, target, info, config, resume=resume, overwrite=overwrite
     )
+    if explanation_store is not None:
+        opened.append(explanation_store)
     before_checks = evaluator.queries
     warnings = await _check_normalisation(subject, evaluator, config, target)
     check_queries = evaluator.queries - before_checks
@@ -339,26 +376,34 @@ def open_store(
     overwrite: bool,
 ) -> tuple[ExplanationStore | None, int]:
     """Open the store group for this input, and settle the seed (a resumed run reuses it)."""
-    seed = config.search.seed
     if path is None:
+        seed = config.search.seed
         return None, seed if seed is not None else secrets.randbits(32)
-    if resume and seed is None:
-        stored = ExplanationStore.stored_settings(path, key)
-        seed = stored.get("seed") if stored else None
-    if seed is None:
-        seed = secrets.randbits(32)
     if resume and not overwrite and not Path(path).exists():
         raise StoreError(f"cannot resume: {path} does not exist")
-    settings = _settings(subject, target, info, config, seed)
+    fresh_seed = config.search.seed if config.search.seed is not None else secrets.randbits(32)
+
+    def settings(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+        """This run's settings; a resumed run without --seed keeps the stored seed."""
+        seed = config.search.seed
+        if seed is None and stored is not None and isinstance(stored.get("seed"), int):
+            seed = stored["seed"]
+        return _settings(subject, target, info, config, fresh_seed if seed is None else seed)
+
     store = ExplanationStore.open(
         path, key, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite
     )
-    store.update_attributes(
-        {
-            "target": {"class": target.classification, "confidence": target.confidence},
-            "source": subject.source or subject.name,
-        }
-    )
+    seed = int(store.attributes()["settings"]["seed"])
+    try:
+        store.update_attributes(
+            {
+                "target": {"class": target.classification, "confidence": target.confidence},
+                "source": subject.source or subject.name,
+            }
+        )
+    except BaseException:
+        store.close()
+        raise
     return store, seed
 
 
@@ -456,3 +501,4 @@ def _save_results(store: ExplanationStore, result: Explanation) -> None:
         kept = np.stack([e.mask for e in result.multi.kept])
         store.write_array("explanations", kept, "uint8")
     store.update_attributes({k: v for k, v in summary.items() if k not in ("input", "store")})
+    store.finish()

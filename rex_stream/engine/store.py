@@ -16,14 +16,22 @@ Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
   ``start[0..d), stop[0..d), class, amount``; attribute ``committed`` is set only after the
   rows are written, so a half-written iteration is never taken for a finished one;
 - ``responsibility``: float32 map of the target class over the spatial axes (chunked);
-- ``explanation``: uint8 mask of the sufficient explanation over the spatial axes.
+- ``explanation``: uint8 mask of the sufficient explanation over the spatial axes;
+- attribute ``complete``: set last, when the result is whole.
+
+One writer per group: :meth:`ExplanationStore.open` takes the group's
+:class:`~rex_stream.engine.lock.GroupLock` (``<store>.locks/<key>``, next to the store) and
+refuses at once when another process holds it. An overwrite builds ``<key>~new`` beside the old
+group and swaps it in only when complete.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +39,16 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rex_stream.engine.lock import GroupLock
 from rex_stream.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+
+
+#: Settings to store, or a function of the stored ones (None for a new group) giving them.
+Settings = Mapping[str, Any] | Callable[[Mapping[str, Any] | None], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -48,63 +61,118 @@ class Record:
 
 
 class ExplanationStore:
-    """One input's group in a Zarr store."""
+    """One input's group in a Zarr store, held under its :class:`GroupLock` until closed.
 
-    def __init__(self, group: zarr.Group, ndim: int, location: str) -> None:
+    With ``overwrite``, an existing group stays untouched while the new result is built in the
+    sibling group ``<key>~new``; :meth:`finish` swaps it in, so a run that fails part way
+    leaves the old result whole.
+    """
+
+    def __init__(
+        self,
+        group: zarr.Group,
+        ndim: int,
+        location: str,
+        lock: GroupLock | None = None,
+        replaces: Path | None = None,
+    ) -> None:
         self.group = group
         self.ndim = ndim
         self.location = location
+        self._lock = lock
+        self._replaces = replaces  # the group a finished overwrite replaces
+        self._finished = False
 
     @classmethod
     def open(
         cls,
         path: str | Path,
         key: str,
-        settings: Mapping[str, Any],
+        settings: Settings,
         ndim: int,
         *,
         resume: bool = False,
         overwrite: bool = False,
     ) -> ExplanationStore:
-        """Open (or create) the group for ``key``, checking that a resumed group matches."""
-        path = Path(path)
-        location = f"{path}/{key}"
+        """Lock the group for ``key`` and open (or create) it, checking a resumed group.
+
+        ``settings`` may be a function of the settings stored in the group being resumed (None
+        when there is none), e.g. to reuse its seed. Raises :class:`StoreLocked` at once when
+        another writer holds the group.
+        """
+        lock = GroupLock.for_group(path, key)
+        holder = lock.try_acquire()
+        if holder is not None:
+            raise lock.locked_error(holder)
         try:
-            root = zarr.open_group(str(path), mode="a")
-        except (OSError, ValueError, TypeError) as exc:
-            raise StoreError(f"cannot open or create the Zarr store {path}: {exc}") from exc
-        settings = _plain(settings)
-        if key in root:
-            if overwrite:
-                _remove(path / key)
-            elif not resume:
+            settle = settings if callable(settings) else lambda _: settings
+            store = cls._open_locked(Path(path), key, settle, ndim, resume, overwrite)
+        except BaseException:
+            lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _open_locked(
+        cls,
+        path: Path,
+        key: str,
+        settings: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+        ndim: int,
+        resume: bool,
+        overwrite: bool,
+    ) -> ExplanationStore:
+        location = f"{path}/{key}"
+        root = _open_root(path)
+        _recover(path, key)
+        exists = (path / key).exists()
+        if exists and not overwrite:
+            if not resume:
                 raise StoreError(
                     f"{location} already exists: pass --resume to continue it "
                     "or --overwrite to start again"
                 )
-            else:
-                group = root[key]
-                if not isinstance(group, zarr.Group):
-                    raise StoreError(f"{location} is not a rex-stream group")
-                stored = group.attrs.get("settings")
-                if stored != settings:
-                    raise StoreError(
-                        f"{location} was created with different settings "
-                        f"({_differences(stored, settings)}); use another --store, "
-                        "the same settings, or --overwrite"
-                    )
-                return cls(group, ndim, location)
+            group = _existing_group(root, key, location)
+            stored = group.attrs.get("settings")
+            wanted = _plain(settings(stored if isinstance(stored, Mapping) else None))
+            if stored != wanted:
+                raise StoreError(
+                    f"{location} was created with different settings "
+                    f"({_differences(stored, wanted)}); use another --store, "
+                    "the same settings, or --overwrite"
+                )
+            return cls(group, ndim, location)
+        name = f"{key}{NEW}" if exists else key
+        fresh = _plain(settings(None))
         try:
-            group = root.create_group(key)
+            group = root.create_group(name, overwrite=True)
             group.attrs.update(
                 {
                     "rex_stream": {"format": FORMAT_VERSION, "version": _version()},
-                    "settings": settings,
+                    "settings": fresh,
                 }
             )
         except OSError as exc:
             raise StoreError(f"cannot write to the Zarr store {path}: {exc}") from exc
-        return cls(group, ndim, location)
+        return cls(group, ndim, location, replaces=path / key if exists else None)
+
+    def finish(self) -> None:
+        """Mark the group complete; a new result built for ``overwrite`` replaces the old."""
+        self.update_attributes({"complete": True})
+        if self._replaces is not None:
+            _swap(self._replaces)
+        self._finished = True
+
+    def close(self) -> None:
+        """Release the lock; an unfinished overwrite is dropped and the old result kept."""
+        try:
+            if self._replaces is not None and not self._finished:
+                _remove(self._replaces.with_name(self._replaces.name + NEW))
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     @staticmethod
     def stored_settings(path: str | Path, key: str) -> dict[str, Any] | None:
@@ -140,6 +208,7 @@ class ExplanationStore:
 
     def commit(self, kind: str, record: Record) -> None:
         """Write one record's table, then mark it committed (the mark is written last)."""
+        self._check_lock()
         table = np.asarray(record.table, dtype=np.float64)
         name = f"{kind}/{record.index:06d}"
         rows = max(1, table.shape[0])
@@ -162,6 +231,7 @@ class ExplanationStore:
 
     def update_attributes(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the group's attributes."""
+        self._check_lock()
         try:
             self.group.attrs.update(_plain(values))
         except OSError as exc:
@@ -173,6 +243,7 @@ class ExplanationStore:
 
     def write_array(self, name: str, values: np.ndarray, dtype: str, chunk_edge: int = 256) -> None:
         """Write a dense spatial array (map or mask), chunked."""
+        self._check_lock()
         chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
         try:
             array = self.group.create_array(
@@ -186,6 +257,76 @@ class ExplanationStore:
                 array[first : first + step] = values[first : first + step].astype(dtype)
         except OSError as exc:
             raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
+
+    def _check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
+
+
+#: Suffixes of the sibling groups of an overwrite: the new result, and the old one mid-swap.
+NEW = "~new"
+OLD = "~old"
+
+
+def _open_root(path: Path) -> zarr.Group:
+    """The store's root group, created if need be; damaged metadata is one clear error."""
+    try:
+        return zarr.open_group(str(path), mode="a")
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise StoreError(
+            f"the Zarr store {path} has damaged metadata ({path / 'zarr.json'}: "
+            f"{_first_line(exc)}); delete that file to let rex-stream write it again"
+        ) from None
+    except (OSError, TypeError) as exc:
+        raise StoreError(f"cannot open or create the Zarr store {path}: {exc}") from exc
+
+
+def _existing_group(root: zarr.Group, key: str, location: str) -> zarr.Group:
+    """The group ``key``; damaged or foreign metadata is one clear error."""
+    try:
+        group = root[key]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"{location} has damaged metadata ({location}/zarr.json: {_first_line(exc)}); "
+            "pass --overwrite to explain this input again"
+        ) from None
+    if not isinstance(group, zarr.Group):
+        raise StoreError(f"{location} is not a rex-stream group; pass --overwrite to replace it")
+    return group
+
+
+def _swap(target: Path) -> None:
+    """Put ``<target>~new`` in the place of ``target`` (each step recoverable by _recover)."""
+    new, old = target.with_name(target.name + NEW), target.with_name(target.name + OLD)
+    try:
+        os.replace(target, old)
+        os.replace(new, target)
+    except OSError as exc:
+        raise StoreError(f"cannot replace {target} with the new result: {exc}") from exc
+    _remove(old)
+
+
+def _recover(path: Path, key: str) -> None:
+    """Finish or undo an overwrite that a killed run left half swapped; drop a dead one."""
+    target = path / key
+    new, old = path / f"{key}{NEW}", path / f"{key}{OLD}"
+    if old.exists() and not target.exists():
+        # killed between the two renames of _swap: the new result is complete by then
+        os.replace(new if _complete(new) else old, target)
+    for leftover in (old, new):
+        if leftover.exists():
+            _remove(leftover)
+
+
+def _complete(group: Path) -> bool:
+    try:
+        return bool(json.loads((group / "zarr.json").read_text())["attributes"].get("complete"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _version() -> str:
