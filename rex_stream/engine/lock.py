@@ -3,13 +3,14 @@
 The lock on group ``<key>`` of store ``runs.zarr`` is the directory ``runs.zarr.locks/<key>``
 (next to the store, so Zarr readers never see it). ``mkdir`` either creates it or fails, on
 every filesystem and from every host, which ``fcntl`` locks do not promise. Inside, ``owner.json``
-names the holder (host, pid, a random token, when it started) and a heartbeat the holder
-rewrites every ``heartbeat_s`` seconds.
+names the holder (host, pid, a random token, when it started); the holder touches its own
+``beat-<token>`` file every ``heartbeat_s`` seconds (a file of its own, so a holder that was
+taken over can never refresh or overwrite its successor's lock).
 
 A lock is *stale* — and the next writer takes it over — when its holder is a dead process on
 this host, or when its heartbeat is older than ``stale_after_s`` (another host that died or
 lost the filesystem; clocks are assumed to agree within that margin). A holder that finds its
-lock taken over (its heartbeat thread sees another token) is told so by :meth:`GroupLock.check`
+lock taken over (its heartbeat finds its beat file gone) is told so by :meth:`GroupLock.check`
 and must stop writing.
 
 Usage (the Dask wing does the same around each input task)::
@@ -40,6 +41,7 @@ from rex_stream.errors import StoreError, StoreLocked
 
 LOCKS_SUFFIX = ".locks"
 OWNER = "owner.json"
+BEAT = "beat-"
 
 
 @dataclass(frozen=True)
@@ -194,22 +196,18 @@ class GroupLock:
     # ------------------------------------------------------------------ internals
 
     def _write(self, holder: Holder) -> None:
-        """Replace ``owner.json`` atomically (readers never see half a file)."""
+        """Create the beat file, then ``owner.json`` atomically (never seen half written)."""
+        (self.path / f"{BEAT}{holder.token}").touch()
         scratch = self.path / f".{OWNER}.{holder.token}"
         scratch.write_text(json.dumps(asdict(holder)))
         os.replace(scratch, self.path / OWNER)
 
     def _beat(self) -> None:
-        """Refresh the heartbeat until released; notice a takeover."""
+        """Touch the beat file until released; its absence means the lock was taken over."""
+        beat = self.path / f"{BEAT}{self._token}"
         while not self._stop.wait(self.heartbeat_s):
-            current = self.holder()
-            if current is None or current.token != self._token:
-                self._lost.set()
-                return
             try:
-                self._write(
-                    Holder(current.host, current.pid, current.token, current.started, time.time())
-                )
+                os.utime(beat)
             except OSError:
                 self._lost.set()
                 return
@@ -242,9 +240,12 @@ class GroupLock:
 
 
 def _read_holder(path: Path) -> Holder | None:
+    """The holder in ``path/owner.json``, its heartbeat the mtime of its beat file."""
     try:
-        return Holder(**json.loads((path / OWNER).read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads((path / OWNER).read_text())
+        data["heartbeat"] = (path / f"{BEAT}{data['token']}").stat().st_mtime
+        return Holder(**data)
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 

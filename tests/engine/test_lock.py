@@ -87,11 +87,13 @@ def test_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
 def test_a_silent_holder_on_another_host_goes_stale(tmp_path: Path) -> None:
     lock = GroupLock.for_group(tmp_path / "s.zarr", "k", stale_after_s=30)
     lock.path.mkdir(parents=True)
-    owner = {"host": "elsewhere", "pid": 1, "token": "t", "started": 0.0}
-    (lock.path / "owner.json").write_text(json.dumps({**owner, "heartbeat": time.time()}))
+    owner = {"host": "elsewhere", "pid": 1, "token": "t", "started": 0.0, "heartbeat": 0.0}
+    (lock.path / "owner.json").write_text(json.dumps(owner))
+    (lock.path / "beat-t").touch()
     assert lock.try_acquire() is not None  # beating recently: held
-    (lock.path / "owner.json").write_text(json.dumps({**owner, "heartbeat": time.time() - 31}))
+    os.utime(lock.path / "beat-t", (time.time() - 31, time.time() - 31))
     assert lock.try_acquire() is None  # silent for longer than stale_after_s: taken over
+    assert lock.holder().host == socket.gethostname()  # type: ignore[union-attr]
     lock.release()
 
 
@@ -99,15 +101,17 @@ def test_a_holder_notices_a_takeover(tmp_path: Path) -> None:
     lock = GroupLock.for_group(tmp_path / "s.zarr", "k", heartbeat_s=0.01)
     lock.acquire()
     lock.check()
-    owner = json.loads((lock.path / "owner.json").read_text())
-    (lock.path / "owner.json").write_text(json.dumps({**owner, "token": "someone else"}))
+    lock.path.rename(tmp_path / "aside")  # what a writer that judged it stale does
+    successor = GroupLock.for_group(tmp_path / "s.zarr", "k")
+    successor.acquire()
     deadline = time.monotonic() + 10
     while lock.held and time.monotonic() < deadline:
         time.sleep(0.01)
     with pytest.raises(StoreError, match="lost the lock"):
         lock.check()
-    lock.release()
-    assert lock.path.exists()  # never removes another holder's lock
+    lock.release()  # never removes the successor's lock
+    assert successor.held and successor.holder().pid == os.getpid()  # type: ignore[union-attr]
+    successor.release()
 
 
 def test_two_runs_on_one_store_never_interleave(
