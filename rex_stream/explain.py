@@ -164,6 +164,7 @@ async def explain_input(
             on_progress=on_progress,
             started=started,
             name=name,
+            target=target,
             opened=opened,
         )
     finally:
@@ -183,6 +184,7 @@ async def _explain_input(
     on_progress: ProgressCallback | None = None,
     started: float | None = None,
     name: str | None = None,
+    target: Target | None = None,
     opened: list[ExplanationStore],
 ) -> Explanation:
     """:func:`explain_input`; the store it opens goes into ``opened``."""

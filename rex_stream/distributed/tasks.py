@@ -85,7 +85,10 @@ def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
                 )
             )
             assert opened is not None
-            await anyio.to_thread.run_sync(lambda: opened.group.require_group("ledger"))
+            try:
+                await anyio.to_thread.run_sync(lambda: opened.group.require_group("ledger"))
+            finally:
+                opened.close()  # frees the group's lock for the tasks that follow
             return {
                 "target": [target.classification, target.confidence],
                 "seed": seed,
