@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
@@ -17,6 +17,9 @@ from rex_stream.explain import explain, raise_first_error
 from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
+
+if TYPE_CHECKING:
+    from rex_stream.distributed.driver import InputSummary
 
 
 def explain_sync(
@@ -89,13 +92,16 @@ def explain_many_sync(
     resume: bool = False,
     overwrite: bool = False,
     concurrent_inputs: int = 4,
+    client: Any = None,
+    split_iterations: int = 1,
     **overrides: Any,
-) -> list[Explanation | InputFailure]:
-    """Blocking :func:`~rex_stream.explain_many` (sync): every input through one scheduler;
-    flat ``overrides`` (``iters=5``…) adjust ``config``."""
+) -> list[Explanation | InputFailure | InputSummary]:
+    """Blocking :func:`~rex_stream.explain_many` (sync): every input through one scheduler,
+    or on the Dask cluster behind ``client``; flat ``overrides`` (``iters=5``…) adjust
+    ``config``."""
     config = (config or ExplainConfig()).with_overrides(**overrides)
 
-    async def run() -> list[Explanation | InputFailure]:
+    async def run() -> list[Explanation | InputFailure | InputSummary]:
         return await explain_many(
             sources,
             backend,
@@ -104,6 +110,8 @@ def explain_many_sync(
             resume=resume,
             overwrite=overwrite,
             concurrent_inputs=concurrent_inputs,
+            client=client,
+            split_iterations=split_iterations,
         )
 
     with raise_first_error():

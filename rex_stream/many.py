@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -15,6 +16,9 @@ from rex_stream.errors import ConfigError, InputError, OutputError, RexStreamErr
 from rex_stream.explain import backend_for_run, explain_input, raise_first_error
 from rex_stream.naming import input_name
 from rex_stream.result import Explanation
+
+if TYPE_CHECKING:
+    from rex_stream.distributed.driver import InputSummary
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,12 @@ async def explain_many(
     overwrite: bool = False,
     concurrent_inputs: int = 4,
     names: Sequence[str] | None = None,
-    on_result: Callable[[Explanation | InputFailure], None] | None = None,
+    on_result: Callable[[Any], None] | None = None,
     backend_settings: BackendSettings | None = None,
     keep_results: bool = True,
-) -> list[Explanation | InputFailure]:
+    client: Any = None,
+    split_iterations: int = 1,
+) -> list[Explanation | InputFailure | InputSummary]:
     """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
     time, so that their mutants share batches.
 
@@ -48,7 +54,29 @@ async def explain_many(
     sharing one in a store is refused. With ``keep_results=False`` each outcome is handed to
     ``on_result`` and released (the list returned is empty), so memory does not grow with
     the number of inputs.
+
+    With ``client`` (a ``distributed.Client``; ``pip install 'rex-stream[dask]'``) the inputs
+    run on that Dask cluster (:mod:`rex_stream.distributed`): ``backend`` is a spec every
+    worker opens, ``store`` a shared Zarr store they all see, each input comes back as an
+    :class:`~rex_stream.distributed.InputSummary` (its map stays in the store), a run always
+    resumes what the store holds, and ``split_iterations`` spreads each input's iterations
+    over that many tasks.
     """
+    if client is not None:
+        from rex_stream.distributed.driver import explain_many_on_client
+
+        return await explain_many_on_client(
+            client,
+            sources,
+            backend,
+            config,
+            store=store,
+            overwrite=overwrite,
+            names=names,
+            on_result=on_result,
+            backend_settings=backend_settings,
+            split_iterations=split_iterations,
+        )
     names = _names(sources, names, distinct=store is not None)
     results: list[Explanation | InputFailure | None] = [None] * len(sources)
     limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.cli import faults, rex_options
+from rex_stream.cli import dask_options, faults, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
     rex_options.add_arguments(parser)
+    dask_options.add_arguments(parser)
     return parser
 
 
@@ -418,6 +419,8 @@ def run(args: argparse.Namespace) -> int:
         input_shape=_shape(args.input_shape),
         options=_pairs(args.backend_option, "--backend-option"),
     )
+    if (code := dask_options.run(args, spec, config, settings)) is not None:
+        return code
     if Path(args.filename).is_dir():
         from rex_stream.cli.directory import run_directory
 

@@ -26,6 +26,7 @@ from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import BackendError, ConfigError, RexStreamError, StoreError
 from rex_stream.many import InputFailure
 from rex_stream.naming import check_name, input_name
+from rex_stream.result import Explanation
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -100,8 +101,8 @@ def explain_on_cluster(
     if not isinstance(backend, str):
         raise ConfigError("a cluster run needs a backend spec (a Backend object cannot travel)")
     _check_options(config, inputs_per_task, split_iterations)
-    sources = [str(s) for s in sources]
-    names = _names(sources, names)
+    paths = [str(s) for s in sources]
+    names = _names(paths, names)
     root = _create_root(store, names, overwrite)
     _wait_for_workers(client)
     _check_workers_see(client, root)
@@ -110,12 +111,12 @@ def explain_on_cluster(
     )
     runtime = EngineRuntime(backend, settings, config)
     client.register_plugin(runtime, name=runtime.name)
-    outcomes: list[Outcome | None] = [None] * len(sources)
+    outcomes: list[Outcome | None] = [None] * len(paths)
     token = uuid.uuid4().hex[:8]
-    units = _units(len(sources), inputs_per_task, split_iterations)
+    units = _units(len(paths), inputs_per_task, split_iterations)
     limit = window or max(4, 2 * sum(client.nthreads().values()))
     pending: dict[Future, _Unit] = {}
-    submit = _submitter(client, runtime.name, root, sources, names, config, split_iterations, token)
+    submit = _submitter(client, runtime.name, root, paths, names, config, split_iterations, token)
     try:
         queue = iter(units)
         completed = as_completed()
@@ -125,7 +126,7 @@ def explain_on_cluster(
             completed.add(future)
         for future in completed:
             unit = pending.pop(future)
-            for position, outcome in _outcomes(future, unit, sources, names):
+            for position, outcome in _outcomes(future, unit, paths, names):
                 outcomes[position] = outcome
                 if on_result is not None:
                     on_result(outcome)
@@ -145,6 +146,47 @@ def explain_on_cluster(
     return ClusterReport(
         [o for o in outcomes if o is not None], workers, round(time.perf_counter() - started, 3)
     )
+
+
+async def explain_many_on_client(
+    client: Client,
+    sources: Sequence[str | Path],
+    backend: Any,
+    config: ExplainConfig | None,
+    *,
+    store: str | Path | None,
+    overwrite: bool,
+    names: Sequence[str] | None,
+    on_result: Callable[[Outcome], None] | None,
+    backend_settings: BackendSettings | None,
+    split_iterations: int,
+) -> list[Explanation | InputFailure | InputSummary]:
+    """:func:`rex_stream.explain_many` on a cluster: the blocking driver in a worker thread,
+    ``on_result`` called back on the caller's event loop."""
+    import anyio
+
+    if store is None:
+        raise ConfigError("a cluster run needs a store: the workers write every map to it")
+
+    def report(outcome: Outcome) -> None:
+        if on_result is not None:
+            anyio.from_thread.run_sync(on_result, outcome)
+
+    def drive() -> list[Explanation | InputFailure | InputSummary]:
+        return explain_on_cluster(
+            client,
+            sources,
+            backend,
+            config,
+            store=store,
+            names=names,
+            overwrite=overwrite,
+            backend_settings=backend_settings,
+            split_iterations=split_iterations,
+            on_result=report,
+        ).outcomes  # type: ignore[return-value]
+
+    return await anyio.to_thread.run_sync(drive)
 
 
 def _check_options(config: ExplainConfig, inputs_per_task: int, split: int) -> None:

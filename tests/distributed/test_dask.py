@@ -19,7 +19,7 @@ pytest.importorskip("distributed", reason="needs the dask extra: pip install 're
 
 from distributed import Client, LocalCluster
 
-from rex_stream import ExplainConfig
+from rex_stream import ExplainConfig, explain_many_sync
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.errors import ConfigError
 from rex_stream.many import InputFailure, explain_many
@@ -102,6 +102,30 @@ def test_cluster_store_equals_one_process(
     again = explain_on_cluster(client, images, str(tiny_cnn), CONFIG, store=tmp_path / "dask.zarr")
     assert all(isinstance(o, InputSummary) and o.skipped for o in again.outcomes)
     assert sum(c["calls"] for c in again.workers.values()) == 0
+
+
+def test_the_api_runs_on_a_client(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    alone = explain_many_sync(images[:2], str(tiny_cnn), CONFIG)
+    seen: list[object] = []
+
+    async def main() -> list[object]:
+        return await explain_many(
+            images[:2], str(tiny_cnn), CONFIG, store=tmp_path / "api.zarr", client=client,
+            on_result=seen.append,
+        )  # fmt: skip
+
+    outcomes = anyio.run(main)
+    assert all(isinstance(o, InputSummary) for o in outcomes) and len(seen) == 2
+    root = zarr.open_group(str(tmp_path / "api.zarr"), mode="r")
+    for result, image in zip(alone, images):
+        stored = np.asarray(root[image.name]["responsibility"][:])
+        assert np.array_equal(stored, result.responsibility)  # type: ignore[union-attr]
+    again = explain_many_sync(
+        images[:2], str(tiny_cnn), CONFIG, store=tmp_path / "api.zarr", client=client
+    )
+    assert all(isinstance(o, InputSummary) and o.skipped for o in again)
 
 
 def test_split_iterations_equal_one_process(

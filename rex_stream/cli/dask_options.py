@@ -1,0 +1,209 @@
+"""``--dask``: explain a directory (or one huge input) on a Dask cluster into a shared store.
+
+``add_arguments`` adds the options; ``run`` takes over the run when ``--dask`` is given (and
+refuses the cluster-only options without it), returning the exit code, or None to let the
+one-process run go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import BackendSettings
+from rex_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rex_stream.distributed.driver import Outcome
+
+#: Options that mean something only on a cluster, with their defaults.
+_CLUSTER_ONLY = {"dask_threads": None, "split_iterations": 1, "inputs_per_task": 1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the Dask options."""
+    group = parser.add_argument_group("Dask cluster (pip install 'rex-stream[dask]')")
+    group.add_argument(
+        "--dask",
+        metavar="CLUSTER",
+        help="run on Dask: local:N (N worker processes here), tcp://host:8786 or "
+        "scheduler-file:PATH; maps go to --store, which every worker must see",
+    )
+    group.add_argument(
+        "--dask-threads",
+        type=int,
+        metavar="T",
+        help="local:N only: threads (inputs at once, sharing batches) per worker (default 1)",
+    )
+    group.add_argument(
+        "--split-iterations",
+        type=int,
+        default=1,
+        metavar="K",
+        help="spread each input's iterations over K tasks (huge inputs; not adaptive)",
+    )
+    group.add_argument(
+        "--inputs-per-task",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tiny inputs: N inputs per task (default 1)",
+    )
+    group.add_argument(
+        "--dask-timeout-s",
+        type=float,
+        default=10.0,
+        help="how long to wait for the Dask scheduler (default 10)",
+    )
+
+
+def run(
+    args: argparse.Namespace, spec: str, config: ExplainConfig, settings: BackendSettings
+) -> int | None:
+    """Run on the cluster ``--dask`` names; None when there is no ``--dask``."""
+    if not args.dask:
+        for name, default in _CLUSTER_ONLY.items():
+            if getattr(args, name) != default:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} needs --dask (it spreads work over a Dask cluster)")
+        return None
+    from rex_stream.distributed.cluster import parse_cluster, require_dask
+
+    cluster = parse_cluster(args.dask)
+    if not args.store:
+        raise ConfigError("--dask needs --store: the workers write every map to a shared store")
+    if args.output or args.heatmap:
+        raise ConfigError(
+            "--output/--heatmap are not drawn on a cluster: the maps are in --store "
+            "(draw them afterwards with a one-process --resume run)"
+        )
+    if args.dask_threads is not None and args.dask_threads < 1:
+        raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1")
+    require_dask()
+    sources, names = _inputs(Path(args.filename))
+    return _run(args, cluster, spec, config, settings, sources, names)
+
+
+def _inputs(path: Path) -> tuple[list[str], list[str]]:
+    """A directory's inputs (named as a directory run names them), or one file."""
+    from rex_stream.cli.directory import _directory_inputs
+    from rex_stream.naming import input_name
+
+    if path.is_dir():
+        found = _directory_inputs(path)
+        return [str(p) for p in found], [input_name(p.relative_to(path)) for p in found]
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or directory")
+    return [str(path)], [input_name(path.name)]
+
+
+def _run(
+    args: argparse.Namespace,
+    cluster: Any,
+    spec: str,
+    config: ExplainConfig,
+    settings: BackendSettings,
+    sources: list[str],
+    names: list[str],
+) -> int:
+    from rex_stream.distributed import InputSummary, connect, explain_on_cluster
+
+    show = not args.quiet and sys.stderr.isatty()
+    if args.verbose < 2:  # Dask's own INFO lines (scheduler, nannies) only with -vv
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    failures = 0
+    summaries: list[dict[str, Any]] = []
+
+    with connect(cluster, args.dask_threads, args.dask_timeout_s) as client:
+        if not args.quiet and client.dashboard_link:
+            print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        with _Bar(show, len(sources)) as bar:
+
+            def report(outcome: Outcome) -> None:
+                nonlocal failures
+                bar.advance()
+                if not isinstance(outcome, InputSummary):
+                    failures += 1
+                    print(f"rex-stream: error: {outcome.error}", file=sys.stderr)
+                    summaries.append({"input": outcome.source, "error": str(outcome.error)})
+                    return
+                summaries.append(outcome.summary)
+                if not args.json:
+                    print(_line(outcome.summary))
+
+            report_ = explain_on_cluster(
+                client,
+                sources,
+                spec,
+                config,
+                store=args.store,
+                names=names,
+                overwrite=args.overwrite,
+                backend_settings=settings,
+                inputs_per_task=args.inputs_per_task,
+                split_iterations=args.split_iterations,
+                on_result=report,
+            )
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+    else:
+        skipped = sum(1 for s in summaries if s.get("skipped"))
+        note = f" ({skipped} already complete in the store)" if skipped else ""
+        print(
+            f"{len(sources) - failures} of {len(sources)} inputs explained{note} on "
+            f"{len(report_.workers)} Dask workers in {report_.wall_s:.1f} s; store: "
+            f"{os.path.abspath(args.store)}"
+        )
+    return 1 if failures else 0
+
+
+def _line(summary: dict[str, Any]) -> str:
+    target = summary.get("target", {})
+    explanation = summary.get("explanation")
+    area = f", explanation {explanation['area']:.1%}" if explanation else ""
+    queries = 0 if summary.get("skipped") else summary.get("stats", {}).get("queries", 0)
+    done = " (already complete)" if summary.get("skipped") else ""
+    return (
+        f"{summary.get('input')}: class {target.get('class')} "
+        f"({float(target.get('confidence', 0.0)):.3f}){area}, {queries} queries{done}"
+    )
+
+
+class _Bar:
+    """A rich progress bar of finished inputs on stderr."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._progress: Any = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "inputs on Dask",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("inputs", total=total)
+
+    def __enter__(self) -> _Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
