@@ -1,8 +1,29 @@
-"""Global extraction: the smallest top-ranked set of elements still classified as the target."""
+"""Extraction: turn a responsibility map into an explanation the model confirms.
+
+Strategies: *global* (the smallest top-ranked set still classified as the target, found by a
+``bracket`` or ``linear`` search over growing candidates), *spatial* (the smallest ball around
+the peak, then global inside it) and *contrastive* (sufficient and necessary).
+
+**The determinism rule** (every strategy, ``multi`` included when it lands, must keep it): the
+probes a strategy sends are a pure function of the map, the settings (``ExtractionConfig``,
+``ScoringConfig``, the seed) and the verdicts of the probes already sent. A strategy
+
+- never reads the batch size (``Evaluator.max_batch``), ``max_inflight``, the backend's
+  preferred batch or anything else about how probes are carried;
+- sends a fixed number of probes per round (:data:`PROBES_PER_ROUND`, or a count derived from
+  the settings only), and decides the next round only once every verdict of the current one
+  is back, so completion order cannot matter;
+- breaks ties in a fixed order (lowest candidate index first) and draws anything random
+  from a generator seeded from the settings and the input only.
+
+The scheduler may split or coalesce a round however it likes; with a backend that scores a
+row the same whatever batch it rides in, the explanation is then the same for every batch
+size, concurrency and backend (``tests/causal/test_extraction_determinism.py`` holds this).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +39,9 @@ from rex_stream.engine.verdicts import Target, judge
 #: int64 and a chunk of 10 elements would mean millions of queries.
 LARGE_INPUT_ELEMENTS = 1 << 22
 
-#: Probes per round of the bracket search (at least one batch).
-BRACKET_PROBES = 16
+#: Candidates probed per round by every extraction search. A constant, not the batch size:
+#: which candidates are probed must not depend on how the probes are batched.
+PROBES_PER_ROUND = 16
 
 #: The most candidates a level-wise extraction evaluates.
 MAX_LEVEL_CANDIDATES = 1024
@@ -105,11 +127,12 @@ async def first_sufficient(
     """The first of ``count`` growing candidates the model classifies as the target (and,
     with ``counter_for``, whose counterpart — the input without the candidate — it does not).
 
-    ``linear`` evaluates the candidates in order, a batch at a time, the last partial batch
-    included (ReX skips it). ``bracket`` probes them coarse to fine: a geometric sweep, then
-    evenly spaced probes inside the bracket between the last failing and the first passing
-    probe, until the bracket closes — the same candidate as ``linear`` whenever sufficiency
-    grows with the revealed set, for a few dozen queries instead of hundreds.
+    Both searches probe :data:`PROBES_PER_ROUND` candidates a round, whatever the batch size.
+    ``linear`` evaluates the candidates in order, the last partial round included (ReX skips
+    it), and returns the first passing one. ``bracket`` probes them coarse to fine: a geometric
+    sweep, then evenly spaced probes inside the bracket between the last failing and the first
+    passing probe, until the bracket closes — the same candidate as ``linear`` whenever
+    sufficiency grows with the revealed set, for a few dozen queries instead of hundreds.
     Returns (index or None, its confidence, queries spent).
     """
     threshold = target.confidence * extraction.minimum_confidence_threshold
@@ -132,29 +155,38 @@ async def first_sufficient(
         for i, ok, confidence in zip(indices, passes, verdicts.confidences[shown]):
             verdicts_of[i] = (bool(ok), float(confidence))
 
-    if extraction.search == "linear":
-        for first in range(0, count, scheduler.max_batch):
-            indices = list(range(first, min(first + scheduler.max_batch, count)))
-            await probe(indices)
-            hits = [i for i in indices if verdicts_of[i][0]]
-            if hits:
-                return hits[0], verdicts_of[hits[0]][1], spent
+    for indices in _rounds(count, extraction.search, verdicts_of):
+        await probe(indices)
+    passing = [i for i, (ok, _) in verdicts_of.items() if ok]
+    if not passing:
         return None, 0.0, spent
+    found = min(passing)
+    return found, verdicts_of[found][1], spent
 
-    width = max(BRACKET_PROBES, scheduler.max_batch)
-    sweep = np.unique(np.round(np.geomspace(1, count, min(width, count))).astype(int) - 1)
-    await probe([int(i) for i in sweep])
+
+def _rounds(
+    count: int, search: str, verdicts_of: dict[int, tuple[bool, float]]
+) -> Iterator[list[int]]:
+    """The candidate indices to probe, round by round, for ``linear`` or ``bracket`` search.
+
+    Each round is decided from the verdicts of the rounds before it only (``verdicts_of`` is
+    filled in by the caller between rounds); the search ends when this generator does.
+    """
+    if search == "linear":
+        for first in range(0, count, PROBES_PER_ROUND):
+            yield list(range(first, min(first + PROBES_PER_ROUND, count)))
+            if any(verdicts_of[i][0] for i in range(first, min(first + PROBES_PER_ROUND, count))):
+                return
+        return
+    sweep = np.geomspace(1, count, min(PROBES_PER_ROUND, count)).round().astype(int) - 1
+    yield [int(i) for i in np.unique(sweep)]
     while True:
-        passing = [i for i, (ok, _) in verdicts_of.items() if ok]
-        high = min(passing) if passing else count
+        high = min((i for i, (ok, _) in verdicts_of.items() if ok), default=count)
         low = max((i for i, (ok, _) in verdicts_of.items() if not ok and i < high), default=-1)
-        if high - low == 1:
-            break
-        inside = np.unique(np.linspace(low + 1, high - 1, min(width, high - low - 1)).round())
-        await probe([int(i) for i in inside if int(i) not in verdicts_of])
-    if high == count:
-        return None, 0.0, spent
-    return high, verdicts_of[high][1], spent
+        if high - low <= 1:
+            return
+        inside = np.linspace(low + 1, high - 1, min(PROBES_PER_ROUND, high - low - 1)).round()
+        yield [int(i) for i in np.unique(inside) if int(i) not in verdicts_of]
 
 
 def responsibility_levels(
@@ -232,8 +264,8 @@ async def extract_spatial(
     responsibility peak (radius ``spatial_initial_radius``, grown by ``spatial_radius_eta``) that
     alone is classified as the target, then global extraction inside it.
 
-    All radii are probed in one batch. Without a passing ball, or for inputs too large for a
-    distance map, this is global extraction.
+    The radii are searched like global candidates (smallest passing radius). Without a
+    passing ball, or for inputs too large for a distance map, this is global extraction.
     """
     if responsibility.size > LARGE_INPUT_ELEMENTS:
         return await extract_global(subject, responsibility, target, scheduler, extraction, scoring)
