@@ -229,6 +229,7 @@ class MultiConfig:
     spotlight_objective_function: str = "none"
     permitted_overlap: float = 0.0
     no_expansions: int = 4
+    rescue: bool = True  # rex-stream: look again, without the kept elements, where ReX gives up
 
     def __post_init__(self) -> None:
         _require(

@@ -20,13 +20,13 @@ smaller radii only when that passes, so a failed try costs one query instead of 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 import numpy as np
 
-from rex_stream.causal.extraction import Sufficiency, extract_global, first_sufficient
+from rex_stream.causal.extraction import LARGE_INPUT_ELEMENTS, Sufficiency, extract_global
 from rex_stream.causal.separation import separate
 from rex_stream.config import ExtractionConfig, MultiConfig, ScoringConfig
 from rex_stream.engine.ranking import rank_elements, rank_positions, reveal_top
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 #: Tag mixed into every spotlight's seed, so spotlights never share draws with the search.
 _MULTI_STREAM = 0x6D756C74
+
+#: Candidates a spotlight's extraction probes per round (a constant: see first_passing).
+PROBES_PER_ROUND = 6
 
 #: Random draws a spotlight makes for an untried centre before accepting a tried one.
 _CENTRE_DRAWS = 64
@@ -115,13 +118,15 @@ class _Spotlights:
         def showing(mask: np.ndarray) -> Fill:
             return lambda out: self.subject.fill_mask(out, mask)
 
+        return [ok for ok, _ in await self.verdicts([showing(m) for m in masks])]
+
+    async def verdicts(self, fills: Sequence[Fill]) -> list[tuple[bool, float]]:
+        """(passes, confidence) of each fill: the target class at ≥ the threshold."""
         verdicts = judge(
-            await self.scheduler.evaluate([showing(m) for m in masks]),
-            self.scoring,
-            self.target.classification,
+            await self.scheduler.evaluate(fills), self.scoring, self.target.classification
         )
         return [
-            bool(c == self.target.classification and p >= self.threshold)
+            (bool(c == self.target.classification and p >= self.threshold), float(p))
             for c, p in zip(verdicts.classes, verdicts.confidences)
         ]
 
@@ -189,6 +194,47 @@ class _Spotlights:
             inner.mask, inner.confidence, queries + inner.queries, index, centre
         )
 
+    async def rescue(
+        self, found: SpotlightExplanation, excluded: np.ndarray
+    ) -> SpotlightExplanation | None:
+        """A disjoint explanation from ``found``'s spotlight: its balls without the
+        ``excluded`` elements (those of the explanations already kept), smallest passing
+        radius first, then extraction inside."""
+        regions = [ball(self.shape, found.centre, r) & ~excluded for r in self.radii]
+        regions = [r for r in regions if r.any()]
+        if not regions:
+            return None
+        verdicts = await self.passes(regions)
+        passing = next((r for r, ok in zip(regions, verdicts) if ok), None)
+        if passing is None:
+            return None
+        inner = await self.extract_inside(passing)
+        return SpotlightExplanation(
+            inner.mask, inner.confidence, len(regions) + inner.queries, found.index, found.centre
+        )
+
+    async def first_passing(
+        self, count: int, fill_for: Callable[[int], Fill]
+    ) -> tuple[int | None, float, int]:
+        """The first of ``count`` growing candidates that passes, by bracketing with
+        :data:`PROBES_PER_ROUND` probes a round (a fixed count, never the batch size: many
+        spotlights search at once, so small rounds still fill batches and cost fewer
+        queries). The same candidate as a linear scan when sufficiency grows with the set."""
+        verdicts: dict[int, tuple[bool, float]] = {}
+        low, high = -1, count
+        spent = 0
+        while high - low > 1:
+            inside = np.linspace(low + 1, high - 1, min(PROBES_PER_ROUND, high - low - 1))
+            indices = [int(i) for i in np.unique(inside.round()) if int(i) not in verdicts]
+            outcome = await self.verdicts([fill_for(i) for i in indices])
+            spent += len(indices)
+            verdicts.update(zip(indices, outcome))
+            high = min((i for i, (ok, _) in verdicts.items() if ok), default=count)
+            low = max((i for i, (ok, _) in verdicts.items() if not ok and i < high), default=-1)
+        if high == count:
+            return None, 0.0, spent
+        return high, verdicts[high][1], spent
+
     async def extract_inside(self, region: np.ndarray) -> Sufficiency:
         """Global extraction over the elements of ``region`` only (the region itself passes,
         so the last candidate is always sufficient)."""
@@ -197,17 +243,52 @@ class _Spotlights:
         total = int(region.sum())
         chunk = self.extraction.chunk_size
         counts = [*range(chunk, total, chunk), total]
-        found, confidence, queries = await first_sufficient(
-            len(counts),
-            lambda i: reveal_top(self.subject, position, counts[i]),
-            self.target,
-            self.scheduler,
-            self.extraction,
-            self.scoring,
+        found, confidence, queries = await self.first_passing(
+            len(counts), lambda i: reveal_top(self.subject, position, counts[i])
         )
         if found is None:  # a nondeterministic model: the region itself passed before
             return Sufficiency(region, self.target.confidence, queries)
         return Sufficiency((position < counts[found]).reshape(self.shape), confidence, queries)
+
+
+async def _rescue_conflicting(
+    spotlights: _Spotlights,
+    found: Sequence[SpotlightExplanation],
+    kept: list[SpotlightExplanation],
+    permitted_overlap: float,
+) -> list[SpotlightExplanation]:
+    """Rounds in which every spotlight whose explanation was not kept looks again inside its
+    balls with the kept explanations' elements removed; the new, disjoint explanations join
+    the kept set by the same overlap rule. All of a round's probes go to the scheduler
+    together; rounds repeat while the set grows, so the outcome is independent of batching."""
+    waiting = [e for e in found if all(k.index != e.index for k in kept)]
+    while waiting and kept:
+        excluded = np.any([k.mask for k in kept], axis=0)
+        fresh = await _rescue_round(spotlights, waiting, excluded)
+        if not fresh:
+            break
+        pool = [*kept, *fresh]
+        chosen = [pool[i] for i in separate([e.mask for e in pool], permitted_overlap)]
+        if len(chosen) <= len(kept):
+            break
+        kept = chosen
+        waiting = [e for e in waiting if all(k.index != e.index for k in kept)]
+    return kept
+
+
+async def _rescue_round(
+    spotlights: _Spotlights, waiting: Sequence[SpotlightExplanation], excluded: np.ndarray
+) -> list[SpotlightExplanation]:
+    """One rescue round: every waiting spotlight at once, results in spotlight order."""
+    rescued: dict[int, SpotlightExplanation | None] = {}
+
+    async def one(candidate: SpotlightExplanation) -> None:
+        rescued[candidate.index] = await spotlights.rescue(candidate, excluded)
+
+    async with anyio.create_task_group() as group:
+        for candidate in waiting:
+            group.start_soon(one, candidate)
+    return [e for _, e in sorted(rescued.items()) if e is not None]
 
 
 async def extract_multi(
@@ -229,9 +310,12 @@ async def extract_multi(
     results: dict[int, SpotlightExplanation | None] = {}
 
     async def global_explanation() -> None:
-        found = await extract_global(
-            subject, responsibility, target, scheduler, extraction, scoring
-        )
+        if responsibility.size > LARGE_INPUT_ELEMENTS:
+            found = await extract_global(
+                subject, responsibility, target, scheduler, extraction, scoring
+            )
+        else:  # the same ranked search as the spotlights', over the whole input
+            found = await spotlights.extract_inside(np.ones(responsibility.shape, bool))
         peak = np.unravel_index(int(np.argmax(responsibility)), responsibility.shape)
         results[0] = SpotlightExplanation(
             found.mask, found.confidence, found.queries, 0, tuple(int(c) for c in peak)
@@ -246,8 +330,9 @@ async def extract_multi(
         for index in range(1, multi.spotlights):
             group.start_soon(spotlight, index)
     found = tuple(r for _, r in sorted(results.items()) if r is not None)
-    kept_indices = separate([e.mask for e in found], multi.permitted_overlap)
-    kept = tuple(found[i] for i in kept_indices)
+    kept = [found[i] for i in separate([e.mask for e in found], multi.permitted_overlap)]
+    if multi.rescue:
+        kept = await _rescue_conflicting(spotlights, found, kept, multi.permitted_overlap)
     failed = sum(1 for r in results.values() if r is None)
     logger.info(
         "%d of %d spotlights found an explanation; %d kept at overlap ≤ %g",
@@ -258,7 +343,7 @@ async def extract_multi(
     )
     return MultiExplanation(
         found=found,
-        kept=kept,
+        kept=tuple(sorted(kept, key=lambda e: e.index)),
         spotlights=multi.spotlights,
         failed_spotlights=failed,
         queries=scheduler.queries,
