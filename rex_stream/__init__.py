@@ -34,6 +34,9 @@ from rex_stream.errors import (
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.run import evaluate, evaluate_sync
 from rex_stream.explain import explain
+from rex_stream.l2x import Explainer as L2xExplainer
+from rex_stream.l2x import L2xConfig
+from rex_stream.learned import explain_l2x, explain_l2x_sync, train_l2x, train_l2x_sync
 from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, RunStats
@@ -54,6 +57,8 @@ __all__ = [
     "ImageConfig",
     "InputError",
     "InputFailure",
+    "L2xConfig",
+    "L2xExplainer",
     "ModelInfo",
     "OutputError",
     "Progress",
@@ -71,9 +76,13 @@ __all__ = [
     "explain",
     "explain_cem",
     "explain_cem_sync",
+    "explain_l2x",
+    "explain_l2x_sync",
     "explain_many",
     "explain_many_sync",
     "explain_stream",
     "explain_sync",
     "open_backend",
+    "train_l2x",
+    "train_l2x_sync",
 ]

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from rex_stream.cem.config import CemKind
-from rex_stream.cem.regions import Regions
+from rex_stream.engine.regions import Regions
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 

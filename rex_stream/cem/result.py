@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rex_stream.cem.config import CemKind
-from rex_stream.cem.regions import Regions
+from rex_stream.engine.regions import Regions
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
 

@@ -17,10 +17,10 @@ from rex_stream.cem.chain import ChainState, advance
 from rex_stream.cem.config import CemConfig
 from rex_stream.cem.perturbation import perturbation_for
 from rex_stream.cem.records import commit_chain, committed_chains
-from rex_stream.cem.regions import Regions
 from rex_stream.cem.result import ARRAY_NAMES, CemResult
 from rex_stream.config import ScoringConfig
 from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.regions import Regions
 from rex_stream.engine.scheduler import CountingEvaluator, Evaluator
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject

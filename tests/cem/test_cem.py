@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 
 from rex_stream.cem import CemConfig
-from rex_stream.cem.regions import Regions
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.contrastive import explain_cem_sync
 from rex_stream.engine.backend import open_backend
+from rex_stream.engine.regions import Regions
 from rex_stream.errors import BackendError, ConfigError
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"

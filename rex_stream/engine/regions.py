@@ -1,4 +1,4 @@
-"""The regions a CEM mask is defined over: a regular partition of the spatial axes.
+"""Regions: a regular partition of the spatial axes that CEM and L2X optimise and select over.
 
 Features for a short 1-D input (a table row), intervals for a long one (a spectrum, audio),
 grid cells for an image, blocks for a volume: one rule, ``edge`` elements per axis.

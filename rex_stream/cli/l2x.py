@@ -1,0 +1,158 @@
+"""The L2X sub-commands: ``l2x-train DATA … --out E.npz`` and ``l2x INPUT --explainer E.npz``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import anyio
+
+from rex_stream.cli.method_options import (
+    add_model_arguments,
+    backend_settings,
+    check_output,
+    configure_logging,
+    explain_config,
+    model_spec,
+    print_json,
+)
+from rex_stream.errors import ConfigError
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The ``l2x-train`` sub-command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="rex-stream l2x-train",
+        description="Train an L2X explainer from the model's scores of randomly masked inputs.",
+    )
+    parser.add_argument("data", help="a directory of inputs, a .npy of rows, or a table file")
+    add_model_arguments(parser)
+    l2x = parser.add_argument_group("l2x")
+    l2x.add_argument("--k", type=int, default=4, help="regions selected per input (default 4)")
+    l2x.add_argument("--region-size", type=int, help="region edge in elements (default: ~100)")
+    l2x.add_argument("--masks-per-input", type=int, help="random masks scored per input (8)")
+    l2x.add_argument("--epochs", type=int, help="epochs of each phase (default 30)")
+    l2x.add_argument("--max-gap", type=float, help="refuse a selector–model gap above this (0.1)")
+    l2x.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--out", required=True, help="the explainer file (.npz)")
+    out.add_argument("--store", help="Zarr store: scores and epochs, for --resume")
+    out.add_argument("--resume", action="store_true", help="continue the training in --store")
+    out.add_argument("--overwrite", action="store_true", help="start the --store training again")
+    out.add_argument("--json", action="store_true", help="the training metrics as JSON")
+    return parser
+
+
+def explain_parser() -> argparse.ArgumentParser:
+    """The ``l2x`` sub-command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="rex-stream l2x",
+        description="Select an input's most informative regions with a trained L2X explainer "
+        "(no model query; with --model, 2 queries check the selection).",
+    )
+    parser.add_argument("input", help="input file")
+    parser.add_argument("--explainer", required=True, help="explainer from l2x-train (.npz)")
+    add_model_arguments(parser, required=False)
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--json", action="store_true", help="a JSON summary on stdout")
+    out.add_argument("--save-mask", help="the selection over the spatial axes (.npy)")
+    return parser
+
+
+def run(name: str, argv: list[str]) -> int:
+    """Run ``l2x-train`` or ``l2x``; returns the exit code."""
+    return train(argv) if name == "l2x-train" else explain(argv)
+
+
+def train(argv: list[str]) -> int:
+    """``l2x-train``: train, report, save."""
+    args = train_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    spec = model_spec(args)
+    assert spec is not None
+    config = explain_config(args)
+    settings = backend_settings(args, spec, config)
+    out = check_output(args.out, "--out", (".npz",))
+    assert out is not None
+    from rex_stream.l2x import L2xConfig
+    from rex_stream.learned import train_l2x
+
+    values: dict[str, object] = {"k": args.k, "seed": args.seed}
+    if args.epochs is not None:
+        values.update(approximator_epochs=args.epochs, selector_epochs=args.epochs)
+    for flag in ("region_size", "masks_per_input", "max_gap"):
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    l2x = L2xConfig(**values)  # type: ignore[arg-type]
+
+    async def main() -> object:
+        return await train_l2x(
+            args.data,
+            spec,
+            l2x,
+            config,
+            store=args.store,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            backend_settings=settings,
+        )
+
+    explainer = anyio.run(main)
+    explainer.save(out)  # type: ignore[attr-defined]
+    metrics = dict(explainer.metrics)  # type: ignore[attr-defined]
+    if args.json:
+        print_json({"explainer": str(out), **metrics})
+    else:
+        print(
+            f"explainer: {out} (k {metrics['k']} of {metrics['regions']} regions)\n"
+            f"held-out post-hoc accuracy {metrics['posthoc_accuracy']:.3f} "
+            f"(random {metrics['k']} regions: {metrics['random_accuracy']:.3f}), "
+            f"approximator {metrics['approximator_accuracy']:.3f}, gap {metrics['gap']:.3f}\n"
+            f"{metrics['training_queries']} queries for {metrics['training_inputs']} training "
+            f"and {metrics['held_out']} held-out inputs"
+        )
+    return 0
+
+
+def explain(argv: list[str]) -> int:
+    """``l2x``: select regions of one input."""
+    args = explain_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    spec = model_spec(args)
+    if not Path(args.input).exists():
+        raise ConfigError(f"{args.input}: no such file")
+    save_mask = check_output(args.save_mask, "--save-mask", (".npy",))
+    from rex_stream.l2x import Explainer
+    from rex_stream.learned import explain_l2x, reading_config
+
+    explainer = Explainer.load(args.explainer)
+    base = reading_config(explainer)
+    config = explain_config(args) if _reads_differently(args) else base
+    settings = backend_settings(args, spec, config) if spec else None
+
+    async def main() -> object:
+        return await explain_l2x(args.input, explainer, spec, config, backend_settings=settings)
+
+    result = anyio.run(main)
+    if save_mask is not None:
+        import numpy as np
+
+        np.save(save_mask, result.selection.astype(np.uint8))  # type: ignore[attr-defined]
+    summary = result.summary()  # type: ignore[attr-defined]
+    if args.json:
+        print_json(summary)
+    else:
+        verdict = ""
+        if summary["posthoc_kept"] is not None:
+            kept = "keeps" if summary["posthoc_kept"] else "does NOT keep"
+            verdict = f"; the model on them alone {kept} class {summary['target']}"
+        print(
+            f"{summary['input']}: regions {summary['selected_regions']} "
+            f"(edge {summary['region_edge']}){verdict} — {summary['queries']} queries"
+        )
+    return 0
+
+
+def _reads_differently(args: argparse.Namespace) -> bool:
+    """Whether the command line changes how inputs are read (else the explainer's way)."""
+    return bool(args.mode or args.mask_value or args.mode_option or args.scores)
