@@ -149,10 +149,16 @@ async def train_l2x(
                 opened_store = await anyio.to_thread.run_sync(
                     lambda: _open_training_store(store, settings, ndim, resume, overwrite)
                 )
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
-                explainer = await train_explainer(
-                    subjects, scheduler, info.name, l2x, resolved.scoring, store=opened_store
-                )
+            try:
+                async with Scheduler(opened, resolved.scheduler) as scheduler:
+                    explainer = await train_explainer(
+                        subjects, scheduler, info.name, l2x, resolved.scoring, store=opened_store
+                    )
+                if opened_store is not None:
+                    await anyio.to_thread.run_sync(opened_store.finish)
+            finally:
+                if opened_store is not None:
+                    opened_store.close()
     explainer.reading = _reading(resolved)
     return explainer
 

@@ -70,58 +70,66 @@ async def explain_subject(
     regions = Regions.grid(subject.spatial_shape, config.region_size)
     perturbation = perturbation_for(subject, regions, config.kind, reference)
     key = subject_key(subject)
-    opened = _open_store(store, subject, key, target, info, config, scoring, resume, overwrite)
-    chains = [
-        ChainState.initial(p * config.restarts + r, penalty, r, regions.count, perturbation.start)
-        for p, penalty in enumerate(config.penalties)
-        for r in range(config.restarts)
-    ]
-    resumed = 0
-    if opened is not None:
-        stored = await anyio.to_thread.run_sync(committed_chains, opened)
-        for index, state in stored.items():
-            if index < len(chains) and state.current.size == regions.count:
-                chains[index] = state
-                resumed += 1
-
-    async def run(state: ChainState) -> None:
-        while not state.done:
-            await advance(
-                state, counting, perturbation, config, scoring, target.classification, key
+    opened = await anyio.to_thread.run_sync(
+        lambda: _open_store(store, subject, key, target, info, config, scoring, resume, overwrite)
+    )
+    try:
+        chains = [
+            ChainState.initial(
+                p * config.restarts + r, penalty, r, regions.count, perturbation.start
             )
-            if opened is not None and (state.done or state.step % config.block_steps == 0):
-                await anyio.to_thread.run_sync(commit_chain, opened, state)
+            for p, penalty in enumerate(config.penalties)
+            for r in range(config.restarts)
+        ]
+        resumed = 0
+        if opened is not None:
+            stored = await anyio.to_thread.run_sync(committed_chains, opened)
+            for index, state in stored.items():
+                if index < len(chains) and state.current.size == regions.count:
+                    chains[index] = state
+                    resumed += 1
 
-    async with anyio.create_task_group() as group:
-        for state in chains:
-            group.start_soon(run, state)
-    best = min(
-        (s for s in chains if s.best is not None),
-        key=lambda s: (s.best_objective, s.index),
-        default=None,
-    )
-    result = CemResult(
-        subject=subject,
-        kind=config.kind,
-        target=target,
-        regions=regions,
-        values=None if best is None else best.best,
-        solution=None if best is None or best.best is None else perturbation.tensor(best.best),
-        solution_class=-1 if best is None else best.best_class,
-        margin=float("nan") if best is None else best.best_margin,
-        penalty=float("nan") if best is None else best.penalty,
-        objective=float("nan") if best is None else best.best_objective,
-        queries=1 + sum(s.queries for s in chains),
-        steps=sum(s.step for s in chains),
-        chains=len(chains),
-        resumed_chains=resumed,
-        wall_s=round(time.perf_counter() - started, 3),
-        seed=config.seed,
-        model=info.name,
-        store=None if opened is None else opened.location,
-    )
-    if opened is not None:
-        await anyio.to_thread.run_sync(save_result, opened, result)
+        async def run(state: ChainState) -> None:
+            while not state.done:
+                await advance(
+                    state, counting, perturbation, config, scoring, target.classification, key
+                )
+                if opened is not None and (state.done or state.step % config.block_steps == 0):
+                    await anyio.to_thread.run_sync(commit_chain, opened, state)
+
+        async with anyio.create_task_group() as group:
+            for state in chains:
+                group.start_soon(run, state)
+        best = min(
+            (s for s in chains if s.best is not None),
+            key=lambda s: (s.best_objective, s.index),
+            default=None,
+        )
+        result = CemResult(
+            subject=subject,
+            kind=config.kind,
+            target=target,
+            regions=regions,
+            values=None if best is None else best.best,
+            solution=None if best is None or best.best is None else perturbation.tensor(best.best),
+            solution_class=-1 if best is None else best.best_class,
+            margin=float("nan") if best is None else best.best_margin,
+            penalty=float("nan") if best is None else best.penalty,
+            objective=float("nan") if best is None else best.best_objective,
+            queries=1 + sum(s.queries for s in chains),
+            steps=sum(s.step for s in chains),
+            chains=len(chains),
+            resumed_chains=resumed,
+            wall_s=round(time.perf_counter() - started, 3),
+            seed=config.seed,
+            model=info.name,
+            store=None if opened is None else opened.location,
+        )
+        if opened is not None:
+            await anyio.to_thread.run_sync(save_result, opened, result)
+    finally:
+        if opened is not None:
+            opened.close()
     return result
 
 
@@ -168,3 +176,4 @@ def save_result(store: ExplanationStore, result: CemResult) -> None:
         store.write_array(f"{ARRAY_NAMES[result.kind]}_regions", result.mask, "float32")
     summary = result.summary()
     store.update_attributes({"cem": {k: v for k, v in summary.items() if k not in ("input",)}})
+    store.finish()
