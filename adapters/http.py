@@ -16,10 +16,15 @@ Options (``settings.options``, all strings; ``--backend-option KEY=VALUE`` on th
 - ``max_batch=N``: largest batch per request (default: from the server's metadata, if any).
   A 413 (or a "batch too large" reply) halves it and retries, and the smaller limit sticks.
 - ``gzip=true``: gzip request bodies. Replies are decompressed whenever the server gzips them.
+- ``allow_insecure_redirect=true``: follow a redirect from https to plain http (refused
+  otherwise). Redirects are followed by hand: the ``header.*`` values go only to the origin
+  (scheme, host, port) of the configured URL, never to another one.
 - ``input``/``output``: which v2 tensors to use when the model has several.
 
 One ``aiohttp.ClientSession`` per backend, its connection pool limited to ``max_inflight`` (the
-scheduler never has more calls in flight), keep-alive, a deadline on every request.
+scheduler never has more calls in flight), keep-alive, a deadline on every request. Replies are
+read in chunks and capped (:func:`reply_limit`: ample room for the expected scores, never less
+than 16 MiB), so a broken server streaming without end fails the call, not the machine.
 """
 
 from __future__ import annotations
@@ -81,6 +86,51 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
 
 
+#: Redirect statuses followed (by hand, so that secrets never leave their origin).
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+#: Replies are read in chunks and capped: never below this many bytes (metadata, errors) …
+REPLY_FLOOR_BYTES = 16 * 2**20
+#: … and for scores at this many bytes per expected score (JSON text of a float with its
+#: separators is ~20 bytes; the rest is slack), assuming this many classes while unknown.
+REPLY_BYTES_PER_SCORE = 128
+UNKNOWN_CLASSES = 1 << 16
+READ_CHUNK_BYTES = 1 << 16
+
+
+def reply_limit(batch_size: int, classes: int | None) -> int:
+    """The largest reply accepted for a batch: generous, but bounded whatever the server does."""
+    expected = max(batch_size, 1) * (classes or UNKNOWN_CLASSES) * REPLY_BYTES_PER_SCORE
+    return max(REPLY_FLOOR_BYTES, expected)
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme, (url.host or "").lower(), url.explicit_port or url.port)
+
+
+async def _read_capped(reply: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The reply body, read in chunks; more than ``limit`` bytes is a one-line error."""
+
+    cap = f"{limit / 2**20:.0f} MiB"
+    advice = "refusing it (is this the right endpoint?)"
+    declared = reply.content_length
+    if declared is not None and declared > limit:
+        raise BackendError(
+            f"{where} announced a reply of {declared / 2**20:.0f} MiB, over the {cap} these "
+            f"scores could need; {advice}"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in reply.content.iter_chunked(READ_CHUNK_BYTES):
+        total += len(chunk)
+        if total > limit:
+            raise BackendError(
+                f"{where} sent a reply over {cap}, far more than these scores need; {advice}"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _TooLarge(Exception):
     """The server refused a batch for its size; the caller halves it."""
 
@@ -132,14 +182,29 @@ class HttpBackend:
         url: URL,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        limit: int = REPLY_FLOOR_BYTES,
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """One HTTP exchange with a deadline; transport failures become one-line errors."""
+        """One HTTP exchange with a deadline, redirects followed here (secrets stay with their
+        origin) and the reply capped at ``limit`` bytes; failures become one-line errors."""
         where = public_url(url)
         try:
-            async with self._session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout
-            ) as reply:
-                return reply.status, reply.headers, await reply.read()
+            for _ in range(MAX_REDIRECTS + 1):
+                sent = dict(headers or {})
+                if _origin(url) == _origin(self._url):
+                    sent.update(self._options.headers)  # secrets go to the configured origin only
+                async with self._session.request(
+                    method, url, data=body, headers=sent, timeout=self._timeout,
+                    allow_redirects=False,
+                ) as reply:  # fmt: skip
+                    location = reply.headers.get("Location")
+                    if reply.status in REDIRECTS and location:
+                        url, method, body, headers = self._redirect(
+                            url, location, reply.status, method, body, headers
+                        )
+                        where = public_url(url)
+                        continue
+                    return reply.status, reply.headers, await _read_capped(reply, limit, where)
+            raise BackendError(f"{where}: more than {MAX_REDIRECTS} redirects; check the URL")
         except TimeoutError as exc:
             raise BackendTimeout(
                 f"{where} did not answer within {self._timeout_s:g} s; raise the timeout or "
@@ -174,6 +239,33 @@ class HttpBackend:
             raise BackendError(
                 f"HTTP exchange with {where} failed: {one_line(str(exc) or type(exc).__name__)}"
             ) from exc
+
+    def _redirect(
+        self,
+        url: URL,
+        location: str,
+        status: int,
+        method: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[URL, str, bytes | None, Mapping[str, str] | None]:
+        """Where a redirect leads, refusing https → http unless allowed; a 303 becomes a GET."""
+        target = url.join(URL(location))
+        if target.scheme not in ("http", "https") or not target.host:
+            raise BackendError(f"{public_url(url)} redirects to {location!r}, not an http(s) URL")
+        downgrade = url.scheme == "https" and target.scheme == "http"
+        if downgrade and not self._options.insecure_redirect:
+            raise BackendError(
+                f"{public_url(url)} redirects to plain http ({public_url(target)}); refusing the "
+                "downgrade (allow_insecure_redirect=true allows it)"
+            )
+        if _origin(target) != _origin(self._url):
+            logger.info("%s redirects to another origin, %s; custom headers are not sent there",
+                        public_url(url), public_url(target))  # fmt: skip
+        if status == 303 and method != "GET":
+            kept = {k: v for k, v in (headers or {}).items() if k.lower() != "content-encoding"}
+            return target, "GET", None, kept
+        return target, method, body, headers
 
     def _check_status(
         self, url: URL, status: int, body: bytes, headers: Mapping[str, str] | None = None
@@ -263,7 +355,10 @@ class HttpBackend:
         if self._options.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        status, reply_headers, reply = await self._request("POST", self._infer_url, body, headers)
+        limit = reply_limit(len(batch), self._info.num_classes)
+        status, reply_headers, reply = await self._request(
+            "POST", self._infer_url, body, headers, limit
+        )
         self._check_status(self._infer_url, status, reply, reply_headers)
         try:
             scores = self._codec.decode(reply, reply_headers, len(batch))
@@ -395,7 +490,7 @@ async def connect(spec: str, settings: BackendSettings) -> Backend:
     connector = aiohttp.TCPConnector(
         limit=max(1, settings.max_inflight), ssl=options.tls, keepalive_timeout=60
     )
-    session = aiohttp.ClientSession(connector=connector, headers=dict(options.headers))
+    session = aiohttp.ClientSession(connector=connector)  # headers per request, by origin
     backend = HttpBackend(session, url, settings, options)
     try:
         if options.protocol.startswith("v2"):

@@ -23,7 +23,10 @@ from rex_stream.errors import ConfigError
 logger = logging.getLogger("rex_stream.adapters.http")
 
 PROTOCOLS = ("v2", "v2-json", "v2-binary", "rows", "custom")
-KEYS = ("protocol", "template", "max_batch", "gzip", "ca_bundle", "insecure", "input", "output")
+KEYS = (
+    "protocol", "template", "max_batch", "gzip", "ca_bundle", "insecure", "input", "output",
+    "allow_insecure_redirect",
+)  # fmt: skip
 HEADER_PREFIX = "header."
 
 
@@ -108,6 +111,7 @@ class HttpOptions:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     input_name: str | None = None
     output_name: str | None = None
+    insecure_redirect: bool = False  # follow https → http redirects (never with the headers)
 
     @property
     def header_names(self) -> tuple[str, ...]:
@@ -139,4 +143,5 @@ class HttpOptions:
             headers=headers,
             input_name=options.get("input"),
             output_name=options.get("output"),
+            insecure_redirect=option_flag(options, "allow_insecure_redirect"),
         )

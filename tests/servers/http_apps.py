@@ -23,6 +23,10 @@ Routes (all POST unless noted):
   request, a 503 with ``Retry-After: 1`` on the third, a 429 with ``Retry-After: 0`` on every
   tenth from the seventh, and a TCP reset (no reply) on the fifth and every 25th from the 12th;
   ``server.faults`` counts what was injected;
+- ``/endless``: 200 with a chunked body that never ends (until the client hangs up);
+  ``server.streamed`` counts the bytes written;
+- ``/redirect?to=URL&status=307`` (any method): a redirect to ``URL`` (to itself without
+  ``to``: a loop); the header names of each request are kept in ``server.redirected``;
 - ``/bad-request``: 400 with a multi-line text message;
 - ``/v2/models/{name}`` (GET) and ``…/infer``: a v2 endpoint for broken replies. Every name
   has the tiny model's metadata except ``no-inputs``; ``infer`` answers per name:
@@ -58,6 +62,7 @@ class Received:
     batch_size: int
     content_encoding: str | None
     had_authorization: bool
+    header_names: frozenset[str] = frozenset()  # lower-case names of every header received
 
 
 @dataclass
@@ -67,6 +72,8 @@ class AppServer:
     base_url: str
     received: list[Received] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)  # /faulty: injected faults by kind
+    streamed: int = 0  # /endless: bytes written before the client went away
+    redirected: list[frozenset[str]] = field(default_factory=list)  # /redirect: header names
 
     def url(self, route: str) -> str:
         """Absolute URL of one route."""
@@ -96,6 +103,7 @@ def build_app(
                 batch_size=len(instances),
                 content_encoding=request.headers.get("Content-Encoding"),
                 had_authorization="Authorization" in request.headers,
+                header_names=frozenset(name.lower() for name in request.headers),
             )
         )
         return document
@@ -185,6 +193,27 @@ def build_app(
             return web.json_response(document, status=int(kind), headers={"Retry-After": wait})
         return web.json_response({"predictions": score(batch).tolist()})
 
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        reply = web.StreamResponse(headers={"Content-Type": "application/json"})
+        reply.enable_chunked_encoding()
+        await reply.prepare(request)
+        chunk = b'{"predictions": [' + b"[0.5, 0.5]," * 6000
+        try:
+            while not release.is_set():
+                await reply.write(chunk)
+                server.streamed += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up, as it should
+        return reply
+
+    async def redirect(request: web.Request) -> web.Response:
+        await request.read()
+        server.redirected.append(frozenset(name.lower() for name in request.headers))
+        status = int(request.query.get("status", "307"))
+        target = request.query.get("to", request.path_qs)  # no target: a redirect loop
+        return web.Response(status=status, headers={"Location": target})
+
     async def v2_metadata(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         tensor = {"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}
@@ -231,6 +260,8 @@ def build_app(
             web.post("/nan", nan),
             web.post("/flaky", flaky),
             web.post("/faulty", faulty),
+            web.post("/endless", endless),
+            web.route("*", "/redirect", redirect),
             web.post("/slow", slow),
             web.get("/v2/models/{name}", v2_metadata),
             web.post("/v2/models/{name}/infer", v2_infer),
