@@ -34,6 +34,7 @@ import anyio
 import numpy as np
 
 from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.options import option_flag
 from rex_stream.errors import (
     BackendError,
@@ -50,7 +51,7 @@ try:
     from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "the Triton backend needs tritonclient: pip install 'rex-stream[triton]'", name=exc.name
+        f"the Triton backend needs tritonclient: {install_command('triton')}", name=exc.name
     ) from exc
 
 logger = logging.getLogger(__name__)

@@ -118,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe extraction candidates coarse to fine (default) or all in order",
     )
     run.add_argument("--batch-size", type=int, help="largest batch per backend call")
-    run.add_argument("--max-inflight", type=int, help="concurrent backend calls (default 2)")
+    run.add_argument(
+        "--max-inflight",
+        type=int,
+        help="concurrent backend calls (default 8 for network backends, 2 for local ones)",
+    )
     run.add_argument("--linger-ms", type=float, help="wait this long for a batch to fill")
     run.add_argument(
         "--confidence",

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import BackendError, ConfigError
 
 ENTRY_POINT_GROUP = "rex_stream.backends"
@@ -122,7 +123,7 @@ async def open_backend(spec: str, settings: BackendSettings | None = None) -> Ba
     if kind not in adapters:
         known = ", ".join(sorted(adapters)) or "none"
         extra = EXTRAS.get(kind)
-        hint = f"; install it with pip install 'rex-stream[{extra}]'" if extra else ""
+        hint = f"; install it with {install_command(extra)}" if extra else ""
         raise ConfigError(
             f"no backend adapter for {kind!r} (spec {spec!r}); installed adapters: {known}{hint}"
         )
@@ -132,7 +133,7 @@ async def open_backend(spec: str, settings: BackendSettings | None = None) -> Ba
         extra = EXTRAS.get(kind, kind)
         raise ConfigError(
             f"the {kind!r} backend needs a package that is not installed ({exc.name or exc}); "
-            f"try pip install 'rex-stream[{extra}]'"
+            f"try {install_command(extra)}"
         ) from exc
     backend = await factory(spec, settings or BackendSettings())
     if not isinstance(backend, Backend):

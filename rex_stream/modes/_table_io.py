@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import InputError
 
 
@@ -110,7 +111,7 @@ def _read_parquet(path: Path) -> Table:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise InputError(
-            f"{path}: reading Parquet needs pyarrow (pip install 'rex-stream[tabular]')"
+            f"{path}: reading Parquet needs pyarrow ({install_command('tabular')})"
         ) from exc
     try:
         frame = pq.read_table(path)

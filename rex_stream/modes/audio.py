@@ -32,6 +32,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, ModelInfo
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.visualise import save_figure
@@ -105,7 +106,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         import soundfile
     except ModuleNotFoundError as exc:
         raise InputError(
-            f"{path}: reading audio needs soundfile (pip install rex-stream[audio])"
+            f"{path}: reading audio needs soundfile ({install_command('audio')})"
         ) from exc
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes.image import mask_baseline
@@ -61,7 +62,7 @@ def read_volume(path: Path) -> np.ndarray:
             import nibabel
         except ModuleNotFoundError as exc:
             raise InputError(
-                f"{path}: reading NIfTI needs nibabel (pip install rex-stream[voxel])"
+                f"{path}: reading NIfTI needs nibabel ({install_command('voxel')})"
             ) from exc
         try:
             image = nibabel.load(str(path))
