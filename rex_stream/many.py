@@ -15,6 +15,7 @@ from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import ConfigError, InputError, OutputError, RexStreamError, StoreError
 from rex_stream.explain import backend_for_run, explain_input, raise_first_error
 from rex_stream.naming import input_name
+from rex_stream.progress import Progress
 from rex_stream.result import Explanation
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ async def explain_many(
     on_result: Callable[[Any], None] | None = None,
     backend_settings: BackendSettings | None = None,
     keep_results: bool = True,
+    on_progress: Callable[[int, Progress], None] | None = None,
     client: Any = None,
     split_iterations: int = 1,
 ) -> list[Explanation | InputFailure | InputSummary]:
@@ -53,7 +55,8 @@ async def explain_many(
     (default: each file's name through :func:`rex_stream.naming.input_name`); two inputs
     sharing one in a store is refused. With ``keep_results=False`` each outcome is handed to
     ``on_result`` and released (the list returned is empty), so memory does not grow with
-    the number of inputs.
+    the number of inputs. ``on_progress(index, event)`` receives each input's progress
+    snapshots (one process only).
 
     With ``client`` (a ``distributed.Client``; ``pip install 'rex-stream[dask]'``) the inputs
     run on that Dask cluster (:mod:`rex_stream.distributed`): ``backend`` is a spec every
@@ -96,6 +99,11 @@ async def explain_many(
                     resume=resume,
                     overwrite=overwrite,
                     name=names[index],
+                    on_progress=(
+                        None
+                        if on_progress is None
+                        else lambda event, index=index: on_progress(index, event)
+                    ),
                 )
             except (InputError, StoreError, OutputError) as error:
                 outcome = InputFailure(str(source), error)

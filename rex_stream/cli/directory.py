@@ -6,12 +6,14 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from rex_stream.cli import rex_options
+from rex_stream.cli.directory_display import DirectoryDisplay
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError, OutputError
@@ -64,15 +66,28 @@ def run_directory(
     output = _output_directory(args.output, "--output")
     heatmap = _output_directory(args.heatmap, "--heatmap")
     summaries: list[dict[str, Any]] = []
-    failures = 0
+    index_of = {str(p): i for i, p in enumerate(inputs)}
+    display = DirectoryDisplay(
+        not args.quiet and sys.stderr.isatty(), len(inputs), [str(p) for p in inputs]
+    )
+    started = time.perf_counter()
 
     def report(outcome: Explanation | InputFailure) -> None:
-        nonlocal failures
         if isinstance(outcome, InputFailure):
-            failures += 1
-            print(f"rex-stream: error: {outcome.error}", file=sys.stderr)
-            summaries.append({"input": outcome.source, "error": str(outcome.error)})
+            display.input_finished(index_of.get(outcome.source, -1), "failed")
+            message = str(outcome.error)
+            if outcome.source not in message:
+                message = f"{outcome.source}: {message}"
+            print(f"rex-stream: error: {message}", file=sys.stderr)
+            summaries.append({"input": outcome.source, "error": message})
             return
+        stats = outcome.stats
+        complete = stats.iterations > 0 and stats.resumed_iterations == stats.iterations
+        display.input_finished(
+            index_of.get(str(outcome.subject.source), -1),
+            "complete" if complete else "explained",
+            stats.queries,
+        )
         name = outcome.subject.name
         summary = outcome.summary()
         if output is not None:
@@ -80,6 +95,7 @@ def run_directory(
             summary["outputs"] = {"explanation picture": str(output / f"{name}.png")}
         if heatmap is not None:
             render_heatmap(outcome, heatmap / f"{name}-heatmap.png")
+            summary.setdefault("outputs", {})["heatmap"] = str(heatmap / f"{name}-heatmap.png")
         written = rex_options.after_run(args, outcome, None)
         if written:
             summary.setdefault("outputs", {}).update(written)
@@ -104,11 +120,13 @@ def run_directory(
             on_result=report,
             backend_settings=settings,
             keep_results=False,  # each input is reported as it finishes, then released
+            on_progress=display.input_progress,
         )
 
-    anyio.run(main)
+    with display:
+        anyio.run(main)
     if args.json:
         print(json.dumps(summaries, indent=2))
     else:
-        print(f"{len(inputs) - failures} of {len(inputs)} inputs explained")
-    return 1 if failures else 0
+        print(display.summary_table(len(inputs), time.perf_counter() - started), end="")
+    return 1 if display.failed else 0

@@ -4,6 +4,7 @@ messages that tell what happened, and library entry points that raise the librar
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -163,3 +164,51 @@ def test_audio_intervals_are_merged_across_tiny_gaps() -> None:
 def test_no_traceback_for_python_module_missing(tiny_image: Path) -> None:
     out = rex(str(tiny_image), "--backend", "python:nowhere_at_all:f", "--input-shape", "3,8,8")
     _one_line_error(out, "cannot import nowhere_at_all")
+
+
+def test_directory_mode_names_failures_and_ends_with_a_table(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "good.png").write_bytes(tiny_image.read_bytes())
+    (inputs / "broken.png").write_bytes(b"not a picture")
+    out = rex(
+        str(inputs), "--model", str(tiny_cnn), "--iters", "1", "--heatmap", str(tmp_path / "h")
+    )
+    assert out.returncode == 1
+    assert "broken.png" in out.stderr and "Traceback" not in out.stderr
+    assert "explained" in out.stdout and "failed" in out.stdout
+    assert re.search(r"explained\s*│\s*1 │", out.stdout), out.stdout
+    assert re.search(r"failed\s*│\s*1 │", out.stdout), out.stdout
+    listed = rex(
+        str(inputs),
+        "--model",
+        str(tiny_cnn),
+        "--iters",
+        "1",
+        "--json",
+        "--heatmap",
+        str(tmp_path / "h2"),
+    )
+    summaries = json.loads(listed.stdout)
+    good = next(s for s in summaries if "error" not in s)
+    assert Path(good["outputs"]["heatmap"]).is_file()
+    assert good["stats"]["calls"] >= 1
+    bad = next(s for s in summaries if "error" in s)
+    assert "broken.png" in bad["error"]
+
+
+def test_directory_display_counts_inputs() -> None:
+    from rex_stream.cli.directory_display import DirectoryDisplay
+    from rex_stream.progress import Progress
+
+    display = DirectoryDisplay(True, 3, ["a", "b", "c"])
+    with display:
+        display.input_progress(0, Progress("iteration", 1, 4, 100, 10, 10.0, 0.5))
+        display.input_finished(0, "explained", 120)
+        display.input_finished(1, "failed")
+        display.input_finished(2, "complete", 0)
+    assert (display.explained, display.failed, display.complete) == (1, 1, 1)
+    table = display.summary_table(3, 1.0)
+    assert "explained" in table and "failed" in table and "already complete" in table

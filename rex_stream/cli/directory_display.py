@@ -1,0 +1,118 @@
+"""Directory mode's terminal display: overall and per-input progress, then a summary table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+from rex_stream.progress import Progress
+
+#: at most this many per-input bars are shown at once (the rest wait their turn)
+MAX_INPUT_BARS = 8
+
+
+class DirectoryDisplay:
+    """A rich live display on stderr: inputs done / failed, mutants/s and ETA overall, one bar
+    per input in flight. Disabled (a no-op) when stderr is not a terminal or with ``-q``."""
+
+    def __init__(self, enabled: bool, total: int, names: list[str]) -> None:
+        self._names = names
+        self._progress: Any = None
+        self._bars: dict[int, Any] = {}
+        self._started = time.perf_counter()
+        self._queries_done = 0
+        self._queries_live: dict[int, int] = {}
+        self.explained = self.failed = self.complete = 0
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._progress = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._overall = self._progress.add_task("inputs", total=total, info="")
+
+    def __enter__(self) -> DirectoryDisplay:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def input_progress(self, index: int, event: Progress) -> None:
+        """One input's snapshot: its own bar (iterations) and the overall rate."""
+        self._queries_live[index] = event.queries
+        if self._progress is None:
+            return
+        bar = self._bars.get(index)
+        if bar is None and len(self._bars) < MAX_INPUT_BARS:
+            bar = self._bars[index] = self._progress.add_task(
+                f"  {self._names[index][:40]}", total=event.iterations_total, info=""
+            )
+        if bar is not None:
+            self._progress.update(
+                bar,
+                completed=event.iterations_done,
+                total=event.iterations_total,
+                info=event.phase,
+            )
+        self._refresh()
+
+    def input_finished(self, index: int, outcome: str, queries: int = 0) -> None:
+        """An input ended: ``outcome`` is ``explained``, ``failed`` or ``complete``."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self._queries_done += queries
+        self._queries_live.pop(index, None)
+        if self._progress is None:
+            return
+        bar = self._bars.pop(index, None)
+        if bar is not None:
+            self._progress.remove_task(bar)
+        self._progress.advance(self._overall)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        rate = (self._queries_done + sum(self._queries_live.values())) / elapsed
+        failed = f", {self.failed} failed" if self.failed else ""
+        self._progress.update(self._overall, info=f"{rate:6.0f} mutants/s{failed}")
+
+    def summary_table(self, total: int, wall_s: float) -> str:
+        """The closing table: explained / failed / already complete."""
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{total} inputs in {wall_s:.1f} s", title_justify="left")
+        table.add_column("outcome")
+        table.add_column("inputs", justify="right")
+        table.add_row("explained", str(self.explained))
+        table.add_row("already complete in the store (resumed)", str(self.complete))
+        table.add_row("failed", str(self.failed), style="red" if self.failed else None)
+        console = Console(file=sys.stdout, force_terminal=False, width=80)
+        with console.capture() as captured:
+            console.print(table)
+        return captured.get()
