@@ -286,6 +286,32 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
     return rex_options.apply_arguments(args, config)
 
 
+def settings_table(config: ExplainConfig) -> str:
+    """The effective settings (defaults, config file and flags combined), as ``-v`` shows."""
+    from dataclasses import fields, is_dataclass
+
+    from rich.console import Console
+    from rich.table import Table
+
+    source = config.config_file or "no config file"
+    table = Table(title=f"effective settings ({source})", title_justify="left")
+    table.add_column("group")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    for group in fields(config):
+        values = getattr(config, group.name)
+        if not is_dataclass(values):
+            continue
+        for item in fields(values):
+            value = getattr(values, item.name)
+            shown = getattr(value, "value", value)
+            table.add_row(group.name, item.name, str(shown))
+    console = Console(file=sys.stderr, force_terminal=False, width=100)
+    with console.capture() as captured:
+        console.print(table)
+    return captured.get()
+
+
 def _refuse_idle_options(args: argparse.Namespace, config: ExplainConfig) -> None:
     """Options that would do nothing are mistakes: say so before the run."""
     if (args.resume or args.overwrite) and not args.store:
@@ -417,6 +443,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
     config = faults.apply(args, resolve_config(args, base))
     _refuse_idle_options(args, config)
+    if args.verbose and not args.quiet:
+        print(settings_table(config), file=sys.stderr, end="")
     settings = BackendSettings(
         timeout_s=args.timeout_s,
         max_inflight=config.scheduler.max_inflight or default_inflight(spec),

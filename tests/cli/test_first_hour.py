@@ -212,3 +212,12 @@ def test_directory_display_counts_inputs() -> None:
     assert (display.explained, display.failed, display.complete) == (1, 1, 1)
     table = display.summary_table(3, 1.0)
     assert "explained" in table and "failed" in table and "already complete" in table
+
+
+def test_verbose_prints_the_effective_settings(tiny_cnn: Path, tiny_image: Path) -> None:
+    out = rex(
+        str(tiny_image), "--model", str(tiny_cnn), "--iters", "1", "--min-box-size", "7", "-v"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "effective settings" in out.stderr
+    assert re.search(r"min_box_size\s*│\s*7\s", out.stderr), out.stderr
