@@ -23,6 +23,7 @@ import zarr
 
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.engine.backend import BackendSettings, default_inflight
+from rex_stream.engine.lock import GroupLock
 from rex_stream.errors import BackendError, ConfigError, RexStreamError, StoreError
 from rex_stream.many import InputFailure
 from rex_stream.naming import check_name, input_name
@@ -233,10 +234,14 @@ def _create_root(store: str | Path, names: Sequence[str], overwrite: bool) -> st
         for name in names:
             group = root / name
             if group.exists():
+                lock = GroupLock.for_group(root, name)
+                lock.acquire()  # StoreLocked at once while another writer holds it
                 try:
                     shutil.rmtree(group)
                 except OSError as exc:
                     raise StoreError(f"cannot remove {group}: {exc}") from exc
+                finally:
+                    lock.release()
     return str(root)
 
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import zarr
@@ -26,21 +28,30 @@ import zarr
 from rex_stream.causal.records import commit_iteration, committed_iterations
 from rex_stream.causal.search import IterationResult, input_key, run_iteration
 from rex_stream.distributed.runtime import Engine, worker_runtime
+from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.scheduler import CountingEvaluator
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.errors import InputError, OutputError, StoreError
+from rex_stream.errors import InputError, OutputError, StoreError, StoreLocked
 from rex_stream.explain import explain_input, open_store, predict_target
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
 
 #: Errors that belong to one input: it fails alone, the run goes on.
 INPUT_ERRORS = (InputError, StoreError, OutputError)
+#: The store's own marker of a whole result, and ours of what it was computed from.
 COMPLETE = "complete"
+FINGERPRINT = "fingerprint"
+#: How long a task waits for a group that another writer holds: a task retried after its
+#: worker died on another host finds that worker's lock, stale once its heartbeat is older than
+#: the lock's 60 s, and takes it over.
+LOCK_WAIT_S = 75.0
+LOCK_POLL_S = 1.0
 _KEPT = ("model", "target", "seed", "stats", "explanation", "evaluation")
 
 Summary = dict[str, Any]
+T = TypeVar("T")
 
 
 def explain_shard(runtime: str, store: str, items: list[tuple[str, str]]) -> list[Summary]:
@@ -72,16 +83,18 @@ def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
                 return {"finished": done}
             evaluator = CountingEvaluator(engine.scheduler)
             target = await predict_target(subject, evaluator, engine.config, engine.info)
-            opened, seed = await anyio.to_thread.run_sync(
-                lambda: open_store(
-                    store,
-                    subject.name,
-                    subject,
-                    target,
-                    engine.info,
-                    engine.config,
-                    resume=True,
-                    overwrite=False,
+            opened, seed = await _when_unlocked(
+                lambda: anyio.to_thread.run_sync(
+                    lambda: open_store(
+                        store,
+                        subject.name,
+                        subject,
+                        target,
+                        engine.info,
+                        engine.config,
+                        resume=True,
+                        overwrite=False,
+                    )
                 )
             )
             assert opened is not None
@@ -192,13 +205,14 @@ async def _explain(
     done = await _finished(engine, store, subject)
     if done is not None:
         return done
-    result = await explain_input(
-        source, engine.info, engine.scheduler, config, store=store, resume=True, name=name,
-        target=target,
+    result = await _when_unlocked(
+        lambda: explain_input(
+            source, engine.info, engine.scheduler, config, store=store, resume=True, name=name,
+            target=target,
+        )
     )  # fmt: skip
     marker = _fingerprint(engine, subject)
-    path = f"{store}/{subject.name}"
-    await anyio.to_thread.run_sync(_mark_complete, path, marker)
+    await anyio.to_thread.run_sync(_mark_finished, store, subject.name, marker)
     summary = result.summary()
     summary["skipped"] = False
     return summary
@@ -236,7 +250,7 @@ async def _finished(engine: Engine, store: str, subject: Subject) -> Summary | N
     path = f"{store}/{subject.name}"
     marker = _fingerprint(engine, subject)
     attrs = await anyio.to_thread.run_sync(_attributes, path)
-    if attrs is None or attrs.get(COMPLETE) != marker:
+    if attrs is None or attrs.get(COMPLETE) is not True or attrs.get(FINGERPRINT) != marker:
         return None
     summary = {k: attrs[k] for k in _KEPT if k in attrs}
     summary.update({"input": subject.source or subject.name, "store": path, "skipped": True})
@@ -252,9 +266,26 @@ def _attributes(path: str) -> dict[str, Any] | None:
         return None
 
 
-def _mark_complete(path: str, marker: str) -> None:
-    """Written last: from here on, a rerun of this input costs nothing."""
+def _mark_finished(store: str, key: str, marker: str) -> None:
+    """Record what the complete result was computed from (under the group's lock): from here
+    on, a rerun with the same input, model and settings costs no query."""
+    lock = GroupLock.for_group(store, key)
+    lock.acquire(wait_s=LOCK_WAIT_S, poll_s=LOCK_POLL_S)
     try:
-        zarr.open_group(path, mode="r+").attrs.update({COMPLETE: marker})
+        zarr.open_group(f"{store}/{key}", mode="r+").attrs.update({FINGERPRINT: marker})
     except OSError as exc:
-        raise StoreError(f"cannot mark {path} complete: {exc}") from exc
+        raise StoreError(f"cannot write to {store}/{key}: {exc}") from exc
+    finally:
+        lock.release()
+
+
+async def _when_unlocked(work: Callable[[], Awaitable[T]]) -> T:
+    """``await work()``, again while another writer holds the group (up to LOCK_WAIT_S)."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            return await work()
+        except StoreLocked:
+            if time.monotonic() >= deadline:
+                raise
+        await anyio.sleep(LOCK_POLL_S)

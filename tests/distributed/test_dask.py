@@ -3,8 +3,12 @@ equals the one a single process leaves, with splits, a killed worker and reruns.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -81,7 +85,7 @@ def assert_same_store(expected: Path, actual: Path) -> None:
             assert np.array_equal(a["ledger"][ledger][:], b["ledger"][ledger][:]), (key, ledger)
         attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
         for attrs in (attrs_a, attrs_b):
-            attrs.pop("complete", None)
+            attrs.pop("fingerprint", None)  # what a Dask task records of its inputs
             attrs["stats"] = {k: attrs["stats"][k] for k in RESULT_STATS}
         assert attrs_a == attrs_b, key
 
@@ -140,6 +144,32 @@ def test_split_iterations_equal_one_process(
     assert all(isinstance(o, InputSummary) for o in report.outcomes)
     assert all(o.summary["split_tasks"] == 3 for o in report.outcomes)  # type: ignore[union-attr]
     assert_same_store(tmp_path / "one.zarr", tmp_path / "split.zarr")
+
+
+def _plant_lock(store: Path, key: str, host: str, pid: int, beat_age_s: float) -> None:
+    """The lock a writer that died left on group ``key`` (the layout of engine/lock.py)."""
+    lock = store.parent / f"{store.name}.locks" / key
+    lock.mkdir(parents=True)
+    now = time.time()
+    owner = {"host": host, "pid": pid, "token": "dead", "started": now - 100, "heartbeat": 0}
+    (lock / "owner.json").write_text(json.dumps(owner))
+    (lock / "beat-dead").touch()
+    os.utime(lock / "beat-dead", (now - beat_age_s, now - beat_age_s))
+
+
+def test_locks_left_by_dead_workers_are_taken_over(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    store = tmp_path / "dask.zarr"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _plant_lock(store, images[0].name, socket.gethostname(), dead.pid, beat_age_s=0)
+    # a worker on another host whose heartbeat stopped 57 s ago: stale 3 s from now
+    _plant_lock(store, images[1].name, "another-host", 1, beat_age_s=57)
+    report = explain_on_cluster(client, images[:2], str(tiny_cnn), CONFIG, store=store)
+    assert all(isinstance(o, InputSummary) for o in report.outcomes), report.outcomes
+    _one_process(images[:2], str(tiny_cnn), tmp_path / "one.zarr", CONFIG)
+    assert_same_store(tmp_path / "one.zarr", store)
 
 
 def test_split_refuses_the_adaptive_distribution(
