@@ -4,6 +4,8 @@ its explanation is drawn.
 Each mode is a module of this package with ``SUFFIXES`` (file suffixes it reads), ``MODES``
 (the ``--mode`` names it serves), ``load(path, info, config) -> Subject`` and
 ``render(explanation, path) -> None`` (the explanation picture). Modes are imported lazily.
+A ``.npy`` file (or an array) gets the mode the model's input shape calls for
+(:mod:`rex_stream.modes._npy`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError, OutputError
+from rex_stream.modes._npy import array_shape, mode_for_array
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -55,8 +58,8 @@ def load_subject(
     """Load ``source`` (a file path or a model-space array) as a Subject for this model."""
     mode = config.image.mode
     if isinstance(source, np.ndarray):
-        module = mode_module(mode) if mode else importlib.import_module("rex_stream.modes.image")
-        return module.subject_from_array(source, info, config)
+        mode = mode or mode_for_array(info.input_shape, source.shape, "the input array")
+        return mode_module(mode).subject_from_array(source, info, config)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -65,6 +68,9 @@ def load_subject(
     if mode:
         return mode_module(mode).load(path, info, config)
     suffix = path.suffix.lower()
+    if suffix == ".npy":
+        chosen = mode_for_array(info.input_shape, array_shape(path), str(path))
+        return mode_module(chosen).load(path, info, config)
     claimed = [module for module in _modules() if suffix in module.SUFFIXES]
     fitting = [module for module in claimed if _fits(module, info.input_shape)]
     if fitting or claimed:

@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from rex_stream.config import ExplainConfig, ImageConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
+from rex_stream.modes._image_io import eight_bit_pixels, open_upright
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
 
-SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".npy"}
 MODES = ("RGB", "L")
 
 
@@ -38,33 +38,31 @@ def image_layout(shape: tuple[int, ...]) -> tuple[int | None, tuple[int, int]]:
 
 
 def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> Subject:
-    """Read an image file and prepare it as the model expects."""
+    """Read an image file (or a ``.npy`` tensor in the model's layout) as the model expects.
+
+    Pixels are read by their real range (16-bit, float), turned upright by EXIF orientation,
+    and decompression bombs are refused (see :mod:`rex_stream.modes._image_io`).
+    """
     config = explain_config.image
     _refuse_mode_options(config)
     channel_axis, (h_axis, w_axis) = image_layout(info.input_shape)
     channels = 1 if channel_axis is None else info.input_shape[channel_axis]
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened
-    except UnidentifiedImageError as exc:
-        raise InputError(f"{path} is not an image Pillow can read") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from exc
+    if path.suffix.lower() == ".npy":
+        subject = subject_from_array(read_array(path), info, explain_config)
+        subject.name, subject.source = path.stem, str(path)
+        return subject
+    image = open_upright(path)
     wanted = "L" if channels == 1 else "RGB"
     if config.mode is not None and config.mode != wanted:
         raise InputError(
             f"--mode {config.mode} does not fit the model, which takes {channels}-channel "
             f"images (mode {wanted})"
         )
-    image = image.convert(wanted)
     height = info.input_shape[h_axis] if info.input_shape[h_axis] > 0 else image.height
     width = info.input_shape[w_axis] if info.input_shape[w_axis] > 0 else image.width
-    image = image.resize((width, height))
-    display = np.asarray(image)
-    pixels = display.astype(np.float32)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
+    pixels = eight_bit_pixels(image, wanted, (width, height), path)
+    display = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    display = display[:, :, 0] if wanted == "L" else display
     tensor = _normalise(pixels, config)
     if channels == 4:
         tensor = np.concatenate([tensor, np.zeros_like(tensor[:, :, :1])], axis=2)
@@ -119,6 +117,14 @@ def subject_from_array(
         baseline=mask_baseline(tensor, config.mask_value),
         mode=mode,
     )
+
+
+def read_array(path: Path) -> np.ndarray:
+    """The array in a ``.npy`` file (no pickles)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read .npy ({exc})") from exc
 
 
 def _normalise(pixels: np.ndarray, config: ImageConfig) -> np.ndarray:
