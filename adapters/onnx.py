@@ -94,6 +94,7 @@ class OnnxBackend:
             num_classes=classes,
             output_name=self._output,
             preferred_batch=CPU_PREFERRED_BATCH if on_cpu else None,
+            in_process=True,
         )
         self._limiter = anyio.CapacityLimiter(max(1, settings.max_inflight))
 

@@ -51,6 +51,7 @@ class PythonBackend:
             dtype=np.dtype(dtype),
             max_batch=max_batch,
             preferred_inflight=max_inflight,
+            in_process=True,
         )
         self._limiter = anyio.CapacityLimiter(max(1, max_inflight))
 

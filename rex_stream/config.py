@@ -108,6 +108,7 @@ class SchedulerConfig:
     linger_ms: float = 2.0
     queue_size: int = 4096
     retry_s: float = 120.0  # how long a failing backend call is retried (0: never)
+    memory_gib: float | None = None  # None: a quarter of the machine's memory
 
     def __post_init__(self) -> None:
         _require(
@@ -125,6 +126,12 @@ class SchedulerConfig:
         _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "must be >= 0")
         _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
         _require(self.retry_s >= 0, "retry_s", self.retry_s, "must be >= 0 (0: no retries)")
+        _require(
+            self.memory_gib is None or self.memory_gib > 0,
+            "memory_gib",
+            self.memory_gib,
+            "must be > 0",
+        )
 
 
 @dataclass(frozen=True)

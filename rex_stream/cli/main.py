@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.cli import dask_options, faults, rex_options
+from rex_stream.cli import dask_options, faults, resource_options, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
     rex_options.add_arguments(parser)
     dask_options.add_arguments(parser)
+    resource_options.add_arguments(parser)
     return parser
 
 
@@ -283,7 +284,7 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
         extraction=extraction,
         evaluation=evaluation,
     )
-    return rex_options.apply_arguments(args, config)
+    return resource_options.apply_arguments(args, rex_options.apply_arguments(args, config))
 
 
 def settings_table(config: ExplainConfig) -> str:

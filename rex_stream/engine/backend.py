@@ -31,7 +31,8 @@ class ModelInfo:
     ``input_shape`` excludes the batch axis. ``max_batch`` is the largest batch one call may
     carry (``None``: no limit; ``1``: the model takes one input per call).
     ``preferred_batch`` is the batch size the adapter knows to be fastest, if any, and
-    ``preferred_inflight`` how many concurrent calls suit it.
+    ``preferred_inflight`` how many concurrent calls suit it. ``in_process``: the model runs
+    in this process, so its memory per row counts against the run's memory budget.
     """
 
     name: str
@@ -43,6 +44,8 @@ class ModelInfo:
     output_name: str | None = None
     preferred_batch: int | None = None
     preferred_inflight: int | None = None
+    #: the model runs inside this process (its memory counts against the run's budget)
+    in_process: bool = False
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import Backend, default_inflight
 from rex_stream.engine.inflight import ADAPTIVE_CEILING, InflightWindow
+from rex_stream.engine.memory import (
+    CALIBRATION_ROWS,
+    CHECK_FROM_ROWS,
+    budget_bytes,
+    fitting_batch,
+    measure_rows,
+    rss_bytes,
+)
 from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry
 from rex_stream.errors import BackendError, RexStreamError
 
@@ -93,6 +102,7 @@ class CountingEvaluator:
         self.max_batch = scheduler.max_batch
         self.queries = 0
         self.rounds = 0
+        _rounds_behind.set(0)  # this input's chain starts here, whatever the task ran before
 
     async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
         """Count, then score through the shared scheduler."""
@@ -188,26 +198,62 @@ class Scheduler:
             )
         self._retry = RetryPolicy(budget_s=self.config.retry_s)
         self._outage = Outage()
-        self._shape = (self.max_batch, *info.input_shape)
+        self._input_bytes = input_bytes
         self._dtype = info.dtype
-        row_bytes = input_bytes * self.max_batch
-        adaptive = self.config.adaptive_inflight
-        if adaptive is None:  # adapt unless the caller fixed the number of calls
-            adaptive = self.config.max_inflight is None
-        ceiling = ADAPTIVE_CEILING if adaptive else self.max_inflight
-        self.window = InflightWindow(
-            self.max_inflight, min(ceiling, BUFFER_BUDGET_BYTES // max(1, row_bytes))
-        )
+        #: memory the backend takes per row in this process (measured when it matters)
+        self.row_bytes = 0
+        self._size_calls(per_row=0, room=None)
         self._allocated = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         send, receive = anyio.create_memory_object_stream[_Item](self.config.queue_size)
         self._send: MemoryObjectSendStream[_Item] = send
         self._receive: MemoryObjectReceiveStream[_Item] = receive
-        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](self.window.ceiling)
+        # unbounded: the window (≤ its ceiling) decides how many buffers exist
+        free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](math.inf)
         self._free_send = free_send
         self._free_receive = free_receive
 
+    def _size_calls(self, per_row: int, room: int | None) -> None:
+        """Buffer shape and in-flight window for ``max_batch`` (``room``: memory left)."""
+        self._shape = (self.max_batch, *self.backend.info.input_shape)
+        call_bytes = (self._input_bytes + per_row) * self.max_batch
+        adaptive = self.config.adaptive_inflight
+        if adaptive is None:  # adapt unless the caller fixed the number of calls
+            adaptive = self.config.max_inflight is None
+        ceiling = ADAPTIVE_CEILING if adaptive else self.max_inflight
+        ceiling = min(ceiling, BUFFER_BUDGET_BYTES // max(1, self._input_bytes * self.max_batch))
+        if room is not None:
+            ceiling = min(ceiling, room // max(1, call_bytes))
+        self.window = InflightWindow(self.max_inflight, ceiling)
+
+    async def _fit_memory(self) -> None:
+        """Cap ``max_batch`` so the calls in flight, with the memory an in-process model takes
+        per row, stay within the run's memory budget; say so when it lowers the batch."""
+        budget = budget_bytes(self.config.memory_gib)
+        rows = self.max_batch * self.max_inflight
+        if not self.backend.info.in_process or budget <= 0 or rows < CHECK_FROM_ROWS:
+            return
+        cost = await measure_rows(self.backend, min(self.max_batch, CALIBRATION_ROWS))
+        in_use = rss_bytes()
+        wanted = self.max_batch
+        self.max_batch = fitting_batch(
+            wanted, cost.per_row, self._input_bytes, self.max_inflight, budget, in_use
+        )
+        self.row_bytes = cost.per_row
+        if self.max_batch < wanted:
+            logger.warning(
+                "batch size %d → %d: the model takes about %.1f MiB per row, and %d calls in "
+                "flight must fit the %.1f GiB memory budget (memory_gib, --memory-gib)",
+                wanted,
+                self.max_batch,
+                cost.per_row / 2**20,
+                self.max_inflight,
+                budget / 2**30,
+            )
+        self._size_calls(cost.per_row, budget - in_use)
+
     async def __aenter__(self) -> Scheduler:
+        await self._fit_memory()
         for _ in range(self.max_inflight):
             self._free_send.send_nowait(self._new_buffer())
         self._task_group = anyio.create_task_group()

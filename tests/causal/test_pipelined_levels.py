@@ -123,3 +123,18 @@ def test_explanation_is_the_same_across_batch_sizes_and_adaptive_inflight(
     assert candidate.stats.round_trips == reference.stats.round_trips
     # target + at least one level per iteration + at least one extraction round
     assert candidate.stats.round_trips >= 1 + candidate.stats.max_depth + 1
+
+
+def test_round_trips_count_each_input_alone(tiny_cnn: Path, tiny_image: Path) -> None:
+    """Two runs in one task: the second's chain does not start where the first ended."""
+    from rex_stream import explain
+
+    config = ExplainConfig().with_overrides(iters=2, seed=3, min_box_size=4, analyse=False)
+
+    async def twice() -> tuple[int, int]:
+        first = await explain(tiny_image, str(tiny_cnn), config)
+        second = await explain(tiny_image, str(tiny_cnn), config)
+        return first.stats.round_trips, second.stats.round_trips
+
+    first, second = anyio.run(twice)
+    assert first == second > 2
