@@ -30,6 +30,10 @@ CHECK_FROM_ROWS = 64
 #: Rows of the second calibration call.
 CALIBRATION_ROWS = 16
 
+#: Share of the budget's room the calls may plan for: allocators grow in steps (onnxruntime's
+#: arena by powers of two), so a larger batch takes somewhat more per row than measured.
+HEADROOM = 0.8
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -112,8 +116,9 @@ def fitting_batch(
     wanted: int, per_row: int, input_bytes: int, inflight: int, budget: int, in_use: int
 ) -> int:
     """The largest batch ≤ ``wanted`` whose ``inflight`` calls (their buffers and the
-    backend's memory per row) fit what the budget leaves beside ``in_use`` (at least 1)."""
-    room = budget - in_use
+    backend's memory per row) fit :data:`HEADROOM` of what the budget leaves beside
+    ``in_use`` (at least 1)."""
+    room = int((budget - in_use) * HEADROOM)
     cost = inflight * (per_row + input_bytes)
     if cost <= 0:
         return wanted
