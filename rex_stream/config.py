@@ -51,6 +51,7 @@ class SearchConfig:
     distribution_args: tuple[float, float] | None = None
     responsibility_style: ResponsibilityStyle = ResponsibilityStyle.MULTIPLICATIVE
     seed: int | None = None
+    negative_responsibility: bool = False  # ReX 0.4.1: the target map minus the others'
     max_concurrent_searches: int = 64
     adaptive_lag: int = 4
 
@@ -163,8 +164,11 @@ class ImageConfig:
     mask_value: float | str = 0.0
     mode: str | None = None
     mode_options: Mapping[str, str] = field(default_factory=dict)
+    context: str | None = None  # ReX's --context: masked elements come from this input
+    context_noise: float = 0.0  # ReX's --noise: Gaussian blur (sigma) of the context
 
     def __post_init__(self) -> None:
+        _require(self.context_noise >= 0, "--noise", self.context_noise, "must be >= 0")
         if isinstance(self.mask_value, str):
             _require(
                 self.mask_value in ("min", "mean"),

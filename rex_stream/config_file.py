@@ -1,12 +1,16 @@
 """Reading ``rex.toml`` with ReX's section and key names into an ExplainConfig.
 
-Unknown keys, misplaced keys and invalid values are errors that name the key and the file
-(ReX warns and silently falls back to defaults; we do not). ReX's documented-but-wrong aliases
-(``dist_args``, ``initial_radius``…) are accepted for the keys that exist here.
+Every key of ReX 0.4.1's ``rex.toml`` is accepted: it means what it means in ReX, or a
+one-line warning says what rex-stream does instead (:data:`INSTEAD`). Unknown keys, misplaced
+keys and invalid values are errors that name the key and the file (ReX warns and silently
+falls back to defaults; we do not). ReX's documented-but-wrong aliases (``dist_args``,
+``initial_radius``…) are accepted for the keys that exist here.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +28,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+logger = logging.getLogger(__name__)
 
 #: (section, key) → (config group, field). Keys ReX has that we accept but ignore map to None.
 KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
@@ -90,6 +96,57 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("explanation.evaluation", "normalise_curves"): ("evaluation", "normalise_curves"),
 }
 
+KEYS.update(
+    {
+        ("causal", "negative_responsibility"): ("search", "negative_responsibility"),
+        ("causal", "use_bounding_box"): None,
+        ("explanation", "multi_class"): None,
+        ("rex.visual", "resize"): None,
+    }
+)
+
+#: What rex-stream does instead, for the ReX keys it accepts but does not act on.
+INSTEAD: dict[tuple[str, str], str] = {
+    ("rex", "gpu"): "the backend decides the device (ONNX: --backend-option providers=…)",
+    ("rex.onnx", "intra_op_num_threads"): "use --backend-option threads=N",
+    ("rex.onnx", "inter_op_num_threads"): "one inter-op thread per session; "
+    "use --backend-option threads=N",
+    ("rex.onnx", "ort_logger"): "onnxruntime logs errors only",
+    ("rex.visual", "progress_bar"): "a progress bar shows on a terminal unless -q",
+    ("rex.visual", "info"): "pictures always carry the class and its confidence",
+    ("rex.visual", "raw"): "pictures are always blended with colour and alpha",
+    ("rex.visual", "grid"): "no grid is drawn",
+    ("rex.visual", "mark_segments"): "no segment boundaries are drawn",
+    ("rex.visual", "resize"): "removed in ReX 0.4.1; pictures are drawn at the model's size",
+    ("causal.distribution", "blend"): "unused (ReX does not use it either)",
+    ("causal", "use_bounding_box"): "rex-stream's backends return no bounding box; "
+    "the whole input is searched",
+    ("explanation", "multi_class"): "the target class only is explained (ReX 0.4.1 also keeps "
+    "only the first target)",
+    ("explanation.multi", "strategy"): "the command line (-s, --multi) picks the strategy, "
+    "as in ReX",
+    ("explanation.multi", "method"): "the command line (-s, --multi) picks the strategy, as in ReX",
+}
+
+#: ReX mask values rex-stream has no per-iteration form of: (value used, warning).
+MASK_VALUE_INSTEAD: dict[str, tuple[float | str, str]] = {
+    "random": (
+        "mean",
+        "ReX draws a new mask value per iteration between the input's min and max; "
+        "rex-stream masks with the input's mean in every iteration",
+    ),
+    "linear": (
+        "mean",
+        "ReX sweeps the mask value from the input's min to its max over the iterations; "
+        "rex-stream masks with the input's mean in every iteration",
+    ),
+    "context": (
+        0.0,
+        "pass the occluding input with --context FILE (and --noise SIGMA); without it "
+        "masked elements are 0",
+    ),
+}
+
 SECTIONS = {section for section, _ in KEYS} | {"explanation.multi"}
 
 
@@ -125,9 +182,14 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
             raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
         target = KEYS[(section, key)]
         if target is None:
+            instead = INSTEAD.get((section, key), "it has no effect here")
+            logger.warning("%s: [%s] %s is accepted, but %s", path, section, key, instead)
             continue
         group, field_name = target
-        groups.setdefault(group, {})[field_name] = _convert(path, section, key, value)
+        converted = _convert(path, section, key, value)
+        if key == "mask_value" and isinstance(converted, str):
+            converted = _rex_mask_value(path, converted, groups)
+        groups.setdefault(group, {})[field_name] = converted
     try:
         for group, values in groups.items():
             config = replace(config, **{group: replace(getattr(config, group), **values)})
@@ -136,6 +198,22 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return config
+
+
+def _rex_mask_value(path: Path, value: str, groups: dict[str, dict[str, Any]]) -> float | str:
+    """ReX's string mask values as rex-stream settings (with a warning where they differ)."""
+    value = value.lower()
+    if value == "none":  # ReX: NaN
+        return math.nan
+    if value == "spectral":  # ReX's spectral occlusion: interpolation plus N(0, 0.02) noise
+        options = groups.setdefault("image", {}).setdefault("mode_options", {})
+        options.update({"interpolate": "true", "noise": "0.02"})
+        return 0.0
+    if value in MASK_VALUE_INSTEAD:
+        used, why = MASK_VALUE_INSTEAD[value]
+        logger.warning("%s: [rex] mask_value = %r is accepted, but %s", path, value, why)
+        return used
+    return value
 
 
 def _walk(document: dict[str, Any], prefix: str = "") -> list[tuple[str, str, Any]]:
@@ -170,7 +248,7 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             return tuple(float(v) for v in value)
         if key == "mask_value":
             return value if isinstance(value, str) else float(value)
-        if key in ("weighted", "concentrate", "normalise_curves"):
+        if key in ("weighted", "concentrate", "normalise_curves", "negative_responsibility"):
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
             return value

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from rex_stream.causal.baseline_check import check_baseline
 from rex_stream.causal.extraction import (
     LARGE_INPUT_ELEMENTS,
     extract_contrastive,
@@ -22,6 +23,7 @@ from rex_stream.causal.extraction import (
     extract_spatial,
 )
 from rex_stream.causal.multi import MultiExplanation, extract_multi
+from rex_stream.causal.negative import negative_responsibility
 from rex_stream.causal.records import commit_iteration, committed_iterations
 from rex_stream.causal.responsibility import build_map, build_map_chunked, normalise
 from rex_stream.causal.search import IterationResult, input_key, run_iteration
@@ -40,6 +42,7 @@ from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError, first_error
 from rex_stream.evaluation.insertion_deletion import insertion_deletion
 from rex_stream.modes import load_subject
+from rex_stream.modes.context import with_context
 from rex_stream.modes.image import imagenet_variant
 from rex_stream.naming import check_name, input_name
 from rex_stream.progress import Progress
@@ -189,7 +192,7 @@ async def _explain_input(
 ) -> Explanation:
     """:func:`explain_input`; the store it opens goes into ``opened``."""
     started = time.perf_counter() if started is None else started
-    subject = load_subject(source, info, config)
+    subject = with_context(load_subject(source, info, config), info, config)
     if name is not None:
         subject.name = check_name(name)
     key = subject.name if name is not None else input_name(subject.name)
@@ -210,6 +213,7 @@ async def _explain_input(
         opened.append(explanation_store)
     before_checks = evaluator.queries
     warnings = await _check_normalisation(subject, evaluator, config, target)
+    warnings += await check_baseline(subject, evaluator, config.scoring, target)
     check_queries = evaluator.queries - before_checks
     results, resumed = await _search_all(
         subject, target, evaluator, scheduler, config, seed, explanation_store, report, started
@@ -227,6 +231,14 @@ async def _explain_input(
             (r.ledger for r in ordered), target.classification, subject.spatial_shape, style
         )
         responsibility = normalise(raw, style).astype(np.float32)
+        if config.search.negative_responsibility:
+            responsibility = negative_responsibility(
+                responsibility,
+                [r.ledger for r in ordered],
+                target.classification,
+                subject.spatial_shape,
+                style,
+            )
     if not any(np.any(r.ledger.classes == target.classification) for r in ordered):
         message = (
             f"the responsibility map is empty: no mutant was classified as class "
@@ -351,7 +363,7 @@ def _settings(
     search = {
         k: v
         for k, v in asdict(config.search).items()
-        if k not in ("iters", "max_concurrent_searches", "seed")
+        if k not in ("iters", "max_concurrent_searches", "seed", "negative_responsibility")
     }
     if config.search.distribution is not Distribution.ADAPTIVE:
         search.pop("adaptive_lag")

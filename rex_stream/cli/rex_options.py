@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -44,6 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--database",
         metavar="FILE",
         help="append one row per explanation to ReX's sqlite database FILE (created if missing)",
+    )
+    group.add_argument(
+        "--context",
+        metavar="FILE",
+        help="masked elements take the values of this input (loaded as the explained one)",
+    )
+    group.add_argument(
+        "--noise",
+        metavar="SIGMA",
+        help="blur the --context input with a Gaussian of SIGMA elements (default 0)",
     )
     group.add_argument(
         "--multi-style",
@@ -80,10 +90,23 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         from rex_stream.database import check_database
 
         check_database(args.database)
+    image = config.image
+    if getattr(args, "context", None):
+        if not Path(args.context).is_file():
+            raise InputError(f"--context {args.context}: no such file")
+        image = replace(image, context=str(args.context))
+    if getattr(args, "noise", None) is not None:
+        try:
+            noise = float(args.noise)
+        except ValueError:
+            raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0") from None
+        if not noise >= 0:
+            raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0")
+        image = replace(image, context_noise=noise)
     visual = config.visual
     if getattr(args, "multi_style", None):
         visual = replace(visual, multi_style=args.multi_style)
-    return replace(config, multi=multi, extraction=extraction, visual=visual)
+    return replace(config, multi=multi, extraction=extraction, visual=visual, image=image)
 
 
 def after_run(args: argparse.Namespace, result: Explanation, output: Path | None) -> dict[str, str]:
