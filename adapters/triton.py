@@ -12,7 +12,9 @@ string, e.g. ``triton://host:8001/resnet?output=logits``):
   ``authorization: Bearer …`` (``auth=bearer``, the default), as Triton's own restricted-API
   header ``triton-access-token`` (``auth=triton``), or as a custom header (``auth_header=NAME``);
 - ``shared_memory=system``: pass tensors through Triton's system shared-memory extension
-  (server on the same host only).
+  (server on the same host only). Regions are named per run and process
+  (``rex-stream-<pid>-<tag>-…``), unregistered on every exit the process survives, and those
+  of killed runs are cleaned by the next run (see :mod:`.triton_shm`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +35,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import numpy as np
+from rex_stream.adapters.triton_shm import (
+    is_stale,
+    region_name,
+    registered_regions,
+    stale_local_keys,
+    unlink_key,
+)
 
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.install_hint import install_command
@@ -264,6 +274,8 @@ class TritonBackend:
         self._limiter = anyio.CapacityLimiter(max(settings.max_inflight, 1))
         self._regions: list[tuple[str, Any]] = []  # every registered region, for cleanup
         self._free_slots: list[_Slot] = []
+        self._region_sizes: dict[str, int] = {}
+        self._reregistering = anyio.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -502,24 +514,71 @@ class TritonBackend:
         kw: dict[str, Any] = {"headers": self._headers}
         if grpc:
             kw["client_timeout"] = self._timeout_s
-        tag = uuid.uuid4().hex[:12]
+        await self._clean_stale_regions(kw)
+        tag = uuid.uuid4().hex[:12]  # per run: the pid alone may come back after a reboot
         for i in range(max(self._settings.max_inflight, 1)):
             pair = []
             for kind, size in (("in", in_bytes), ("out", out_bytes)):
-                name = f"rex-stream-{tag}-{i}-{kind}"
+                name = region_name(tag, i, kind)
                 handle = shm.create_shared_memory_region(name, f"/{name}", size)
                 pair.append((name, handle, size))
                 self._regions.append((name, handle))
-                await self._call(
-                    "registering shared memory",
-                    functools.partial(
-                        self._client.register_system_shared_memory, name, f"/{name}", size, **kw
-                    ),
-                )
+                self._region_sizes[name] = size
+                await self._register(name, size, kw)
             (in_name, in_handle, _), (out_name, out_handle, _) = pair
             self._free_slots.append(
                 _Slot(in_name, in_handle, in_bytes, out_name, out_handle, out_bytes)
             )
+
+    async def _register(self, name: str, size: int, kw: Mapping[str, Any]) -> None:
+        await self._call(
+            "registering shared memory",
+            functools.partial(
+                self._client.register_system_shared_memory, name, f"/{name}", size, **kw
+            ),
+        )
+
+    async def _clean_stale_regions(self, kw: Mapping[str, Any]) -> None:
+        """Unregister and unlink regions left by rex-stream runs whose process is gone
+        (killed with SIGKILL, so they could not clean up themselves)."""
+        extra = {"as_json": True} if self._target.protocol == "grpc" else {}
+        try:
+            status = await self._call(
+                "reading shared-memory status",
+                lambda: self._client.get_system_shared_memory_status(**kw, **extra),
+            )
+        except BackendError as exc:
+            logger.debug("%s: cannot list shared memory (%s)", self._target, exc)
+            status = None
+        stale = [n for n in registered_regions(status) if is_stale(n)]
+        for name in stale:
+            with contextlib.suppress(BackendError):
+                await self._call(
+                    "unregistering stale shared memory",
+                    lambda name=name: self._client.unregister_system_shared_memory(name, **kw),
+                )
+            unlink_key(name)
+        leftovers = stale_local_keys()
+        for name in leftovers:
+            unlink_key(name)
+        if stale or leftovers:
+            logger.warning(
+                "%s: removed %d stale shared-memory regions of killed rex-stream runs",
+                self._target, len(set(stale) | set(leftovers)),
+            )  # fmt: skip
+
+    async def _reregister(self) -> None:
+        """Register this run's regions again (a restarted server has forgotten them)."""
+        async with self._reregistering:
+            kw: dict[str, Any] = {"headers": self._headers}
+            if self._target.protocol == "grpc":
+                kw["client_timeout"] = self._timeout_s
+            for name, size in self._region_sizes.items():
+                try:
+                    await self._register(name, size, kw)
+                except BackendError as exc:
+                    if "already" not in str(exc).lower():
+                        raise
 
     # ---------------------------------------------------------------- inference
 
@@ -614,7 +673,15 @@ class TritonBackend:
             model_input.set_shared_memory(slot.input_name, data.nbytes)
             n_out = batch.shape[0] * (self.info.num_classes or 0) * self._output_dtype.itemsize
             output.set_shared_memory(slot.output_name, n_out)
-            await self._send(batch, model_input, output)
+            try:
+                await self._send(batch, model_input, output)
+            except (TransientBackendError, BackendTimeout):
+                raise
+            except BackendError as exc:
+                if "shared memory region" not in str(exc).lower():
+                    raise
+                await self._reregister()  # the server restarted and forgot the regions
+                raise TransientBackendError(f"{exc} (registered the regions again)") from exc
             scores = shm.get_contents_as_numpy(
                 slot.output_handle, self._output_dtype, [batch.shape[0], self.info.num_classes]
             )
@@ -643,6 +710,22 @@ class TritonBackend:
             with anyio.move_on_after(self._timeout_s, shield=True):
                 await self._client.close()
 
+    async def _unregister(self, name: str, kw: Mapping[str, Any], deadline: float) -> None:
+        """Unregister one region, waiting while requests still use it, until ``deadline``."""
+        while True:
+            try:
+                with anyio.fail_after(max(0.1, min(5.0, deadline - time.monotonic()))):
+                    await _isolated(self._client.unregister_system_shared_memory(name, **kw))
+                return
+            except Exception as exc:
+                message = str(exc)
+                if "in use" in message and time.monotonic() < deadline:
+                    await anyio.sleep(0.05)
+                    continue
+                logger.warning("%s: cannot unregister shared memory %s: %s", self._target, name,
+                               " ".join(message.split()) or type(exc).__name__)  # fmt: skip
+                return
+
     async def _release_shared_memory(self) -> None:
         if not self._regions:
             return
@@ -651,10 +734,13 @@ class TritonBackend:
         kw: dict[str, Any] = {"headers": self._headers}
         if self._target.protocol == "grpc":
             kw["client_timeout"] = self._timeout_s
+        # Requests abandoned by a cancelled run may still hold regions on the server ("in use")
+        # until they finish: keep trying until they do, within the call deadline.
+        deadline = time.monotonic() + min(max(self._timeout_s, 5.0), 60.0)
         for name, handle in self._regions:
             # The server may be gone (that is often why we are closing): best effort, bounded.
-            with contextlib.suppress(Exception), anyio.move_on_after(5, shield=True):
-                await self._client.unregister_system_shared_memory(name, **kw)
+            with anyio.CancelScope(shield=True):
+                await self._unregister(name, kw, deadline)
             with contextlib.suppress(Exception):
                 shm.destroy_shared_memory_region(handle)
         self._regions.clear()

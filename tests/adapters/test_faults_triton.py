@@ -25,13 +25,17 @@ def spec_for(server: TritonProcess, protocol: str) -> str:
 
 
 @pytest.mark.triton
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", [*PROTOCOLS, "grpc-shm"])
 def test_triton_restarted_mid_run_is_ridden_through(
-    triton_process_factory: Callable[..., TritonProcess], protocol: str
+    triton_process_factory: Callable[..., TritonProcess], triton_token_env: str, protocol: str
 ) -> None:
+    """Also with shared memory: the restarted server has forgotten the regions, which are
+    registered again."""
     server = triton_process_factory(max_batch_size=4)
     server.start()
-    spec = spec_for(server, protocol)
+    spec = spec_for(server, protocol.removesuffix("-shm"))
+    if protocol.endswith("-shm"):
+        spec += f"?shared_memory=system&token_env={triton_token_env}&auth=triton"
     config = rex_stream.ExplainConfig().with_overrides(
         iters=5, seed=11, min_box_size=4, max_inflight=2, retry_s=60
     )
