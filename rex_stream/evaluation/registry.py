@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from rex_stream.evaluation import complexity, faithfulness, localisation
+from rex_stream.evaluation import complexity, faithfulness, irof, localisation
 from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
 METRICS: dict[str, MetricSpec] = {
-    spec.name: spec for module in (faithfulness, complexity, localisation) for spec in module.SPECS
+    spec.name: spec
+    for module in (faithfulness, irof, complexity, localisation)
+    for spec in module.SPECS
 }
 
 

@@ -26,6 +26,14 @@ import torch
 CURVES = {"PixelFlipping", "RegionPerturbation", "Selectivity"}
 
 
+def mask_over_channels(arr: np.ndarray, mask: np.ndarray, **kwargs: object) -> np.ndarray:
+    """Quantus' IROF on RGB passes a B×1×H×W mask that fails its own shape assert: broadcast
+    it over the channels (the fix the metric's definition implies)."""
+    from quantus.functions.perturb_func import baseline_replacement_by_mask
+
+    return baseline_replacement_by_mask(arr, np.broadcast_to(mask, arr.shape), **kwargs)
+
+
 class OnnxModule(torch.nn.Module):
     """An nn.Module whose forward pass runs an ONNX model (one call per forward)."""
 
@@ -55,6 +63,8 @@ def main() -> None:
     model = OnnxModule(model_path, delay_s).eval()
     out = {}
     for name, (cls, params, softmax) in json.loads(open(metrics_path).read()).items():
+        if cls == "IROF":
+            params = {**params, "perturb_func": mask_over_channels}
         metric = getattr(quantus, cls)(disable_warnings=True, **params)
         np.random.seed(seed)
         before, started = model.calls, time.perf_counter()

@@ -55,6 +55,7 @@ METRICS = {
         {"features_in_step": 128, "nr_samples": 4},
         True,
     ),
+    "irof": ("IROF", {}, True),
     "sparseness": ("Sparseness", {}, False),
     "complexity": ("Complexity", {}, False),
     "effective-complexity": ("EffectiveComplexity", {}, False),

@@ -1,0 +1,117 @@
+"""rex-stream evaluate against Quantus 0.6.0: same model, photo, map and metrics; equal numbers
+(``--quantus-compatible``) and wall time, behind a simulated 20 ms per call and locally.
+
+    python bench/bench_quantus.py [--latency-ms 20] [--quantus-python .venv-quantus/bin/python]
+
+Quantus runs in its own venv (``tests/evaluation/quantus_reference.py``: onnxruntime inside a
+``torch.nn.Module`` that sleeps the latency before every call); rex-stream scores through
+``bench/latency_backend.py`` (the same sleep per call, calls overlapping as over a network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from latency_backend import latency_onnx_backend  # noqa: E402
+
+from rex_stream import evaluate_sync  # noqa: E402
+from rex_stream.cli.demo import demo_config  # noqa: E402
+from rex_stream.engine.backend import ModelInfo  # noqa: E402
+from rex_stream.modes import load_subject  # noqa: E402
+
+MODEL = ROOT / "rex_stream" / "data" / "efficientnet-lite0.onnx"
+PHOTO = ROOT / "rex_stream" / "data" / "ladybird.jpg"
+METRICS = {
+    "pixel-flipping:features_in_step=224": ("PixelFlipping", {"features_in_step": 224}, True),
+    "faithfulness-correlation": ("FaithfulnessCorrelation", {}, False),
+    "irof": ("IROF", {}, True),
+    "selectivity": ("Selectivity", {}, True),
+}
+
+
+def gaussian_map(size: int = 224, sigma: float = 40.0) -> np.ndarray:
+    """The reference map: a centred Gaussian."""
+    yy, xx = np.mgrid[:size, :size]
+    centre = (size - 1) / 2
+    return np.exp(-((yy - centre) ** 2 + (xx - centre) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+def run_quantus(
+    python: str, tensor: np.ndarray, a: np.ndarray, target: int, delay_s: float
+) -> dict:
+    """Quantus' scores and wall time per metric, in its own venv."""
+    with tempfile.TemporaryDirectory() as folder:
+        case, spec = Path(folder) / "case.npz", Path(folder) / "metrics.json"
+        np.savez(case, x=tensor, a=a, s=np.zeros_like(a, dtype=bool), y=target, seed=0)
+        spec.write_text(json.dumps(METRICS))
+        script = ROOT / "tests" / "evaluation" / "quantus_reference.py"
+        done = subprocess.run(
+            [python, str(script), str(MODEL), str(case), str(spec), str(delay_s)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    return json.loads(done.stdout)
+
+
+def run_ours(tensor: np.ndarray, a: np.ndarray, latency_s: float) -> tuple[object, float]:
+    """rex-stream's evaluation and its wall time."""
+    backend = latency_onnx_backend(str(MODEL), latency_s) if latency_s else str(MODEL)
+    started = time.perf_counter()
+    result = evaluate_sync(
+        tensor, backend, {"gauss": a}, ",".join(METRICS), seed=0, quantus_compatible=True
+    )
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--quantus-python",
+        default=os.environ.get("REX_STREAM_QUANTUS_PYTHON", str(ROOT / ".venv-quantus/bin/python")),
+    )
+    parser.add_argument("--skip-local", action="store_true", help="only the latency run")
+    args = parser.parse_args()
+    info = ModelInfo("efficientnet-lite0", "input", (3, 224, 224))
+    tensor = load_subject(PHOTO, info, demo_config()).tensor
+    a = gaussian_map()
+    latencies = [args.latency_ms / 1000.0] + ([] if args.skip_local else [0.0])
+    for latency_s in latencies:
+        ours, ours_s = run_ours(tensor, a, latency_s)
+        target = ours.inputs[0].target  # type: ignore[attr-defined]
+        theirs = run_quantus(args.quantus_python, tensor, a, target, latency_s)
+        quantus_s = sum(entry["wall_s"] for entry in theirs.values())
+        calls = sum(entry["calls"] for entry in theirs.values())
+        print(f"\n## latency {latency_s * 1000:g} ms per call")
+        print("| metric | Quantus 0.6.0 | rex-stream | relative difference |")
+        print("|---|---|---|---|")
+        results = ours.inputs[0].results["gauss"]  # type: ignore[attr-defined]
+        for label, entry in theirs.items():
+            mine = results[label].score
+            diff = abs(mine - entry["score"]) / max(1e-12, abs(entry["score"]))
+            print(f"| {label} | {entry['score']:.6g} | {mine:.6g} | {diff:.1e} |")
+        print(
+            f"\nQuantus: {calls} calls, {quantus_s:.1f} s; rex-stream: "
+            f"{ours.queries} queries in {ours.calls} calls "  # type: ignore[attr-defined]
+            f"(mean batch {ours.mean_batch:.1f}), {ours_s:.1f} s; "  # type: ignore[attr-defined]
+            f"**{quantus_s / ours_s:.1f}× faster**"
+        )
+
+
+if __name__ == "__main__":
+    main()
