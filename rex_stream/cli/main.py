@@ -530,14 +530,16 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     import importlib
 
     module = importlib.import_module(f"rex_stream.cli.{SUBCOMMANDS[name]}")
-    try:
-        return int(module.run(argv) if name in ("cem", "evaluate") else module.run(name, argv))
-    except RexStreamError as exc:
-        print(f"rex-stream: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("rex-stream: interrupted (with --store, continue with --resume)", file=sys.stderr)
-        return 130
+    with faults.sigterm_interrupts() as signals:
+        try:
+            return int(module.run(argv) if name in ("cem", "evaluate") else module.run(name, argv))
+        except RexStreamError as exc:
+            print(f"rex-stream: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            how = "terminated" if signals.received else "interrupted"
+            print(f"rex-stream: {how} (with --store, continue with --resume)", file=sys.stderr)
+            return faults.TERMINATED_EXIT if signals.received else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rex_stream.cli import faults
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import ConfigError, OutputError
@@ -26,6 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     )
     model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 1,30")
     model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    faults.add_arguments(model)
     model.add_argument(
         "--scores", choices=[k.value for k in ScoreKind], help="what the model outputs"
     )
@@ -87,7 +89,7 @@ def explain_config(args: argparse.Namespace) -> ExplainConfig:
         scheduler = replace(scheduler, max_batch=args.batch_size)
     if args.max_inflight is not None:
         scheduler = replace(scheduler, max_inflight=args.max_inflight)
-    return replace(config, scoring=scoring, image=image, scheduler=scheduler)
+    return faults.apply(args, replace(config, scoring=scoring, image=image, scheduler=scheduler))
 
 
 def backend_settings(args: argparse.Namespace, spec: str, config: ExplainConfig) -> BackendSettings:

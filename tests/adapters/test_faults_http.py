@@ -111,6 +111,8 @@ def test_retry_budget_and_deadline_are_checked(
         assert main([*common, *flags]) == ConfigError.exit_code
         error = capsys.readouterr().err.strip()
         assert error.startswith("rex-stream: error: " + flags[0]) and "\n" not in error
+    assert main(["cem", *common[:3], "--timeout-s", "0"]) == ConfigError.exit_code  # sub-commands
+    assert capsys.readouterr().err.startswith("rex-stream: error: --timeout-s 0")
     with pytest.raises(ConfigError, match="timeout_s"):
         BackendSettings(timeout_s=0)
     with pytest.raises(ConfigError, match="retry_s"):
