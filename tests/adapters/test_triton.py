@@ -371,15 +371,19 @@ def test_explanation_through_triton_equals_local_onnx(
     triton_server: TritonProcess, tiny_onnx_model: Path, protocol: str
 ) -> None:
     settings = {"iters": 3, "seed": 7, "min_box_size": 4}
-    local = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), **settings)
+    # batches of 32 here, of at most 4 on the server: extraction must not care
+    local = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), max_batch=32, **settings)
     remote = rex_stream.explain_sync(IMAGE, spec_for(triton_server, protocol), **settings)
     assert remote.target.classification == local.target.classification
     assert remote.target.confidence == pytest.approx(local.target.confidence, abs=1e-5)
-    # Same search (extraction's query count may differ: it evaluates chunks batch by batch).
     searched = (local.stats.passing, local.stats.failing)
     assert (remote.stats.passing, remote.stats.failing) == searched and sum(searched) > 14
     assert np.count_nonzero(local.responsibility) > 0
     np.testing.assert_allclose(remote.responsibility, local.responsibility, atol=1e-5)
+    # the same explanation, whatever batch the server prefers
+    assert local.sufficiency is not None and remote.sufficiency is not None
+    assert np.array_equal(remote.mask, local.mask)
+    assert remote.sufficiency.queries == local.sufficiency.queries
 
 
 @pytest.mark.triton
