@@ -32,6 +32,7 @@ def open_upright(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
+                _refuse_bomb(opened.size, path)  # also when another thread reset the filter
                 opened.load()
                 return _upright(opened, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -43,6 +44,18 @@ def open_upright(path: Path) -> Image.Image:
         raise InputError(f"{path} is not an image Pillow can read") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{path}: cannot read image ({exc})") from exc
+
+
+def _refuse_bomb(size: tuple[int, int], path: Path) -> None:
+    """Refuse images over Pillow's decompression-bomb warning limit, not only its error limit:
+    an input that large cannot be meant for a classifier, and decoding it could exhaust
+    memory."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise InputError(
+            f"{path}: refused as a possible decompression bomb ({size[0]} × {size[1]} pixels, "
+            f"over {limit}); shrink the image before explaining it"
+        )
 
 
 def _upright(image: Image.Image, path: Path) -> Image.Image:
