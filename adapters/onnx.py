@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -15,7 +16,12 @@ from rex_stream.errors import BackendError, ConfigError
 #: batch 8 with 2 single-threaded runs in flight, 178/s at 16, 137/s at 64).
 CPU_PREFERRED_BATCH = 8
 
-KNOWN_OPTIONS = {"threads", "providers", "output"}
+KNOWN_OPTIONS = {"threads", "providers", "output", "arena"}
+
+#: From this many bytes per input, onnxruntime's CPU arena is off (``arena=auto``): the arena
+#: keeps what a run freed and grows in steps, so a 512³ float32 volume through a model with one
+#: full-size intermediate held 1 GiB of arena after two runs instead of 512 MiB.
+LARGE_INPUT_BYTES = 64 << 20
 
 _TYPES = {
     "tensor(float)": np.float32,
@@ -28,7 +34,9 @@ _TYPES = {
 
 
 class OnnxBackend:
-    """Scores batches with onnxruntime; options: ``threads``, ``providers``, ``output``."""
+    """Scores batches with onnxruntime; options: ``threads``, ``providers``, ``output``,
+    ``arena`` (``on``, ``off`` or ``auto``: off for inputs of :data:`LARGE_INPUT_BYTES` or more).
+    """
 
     def __init__(self, path: Path, settings: BackendSettings) -> None:
         import onnxruntime as ort
@@ -52,10 +60,15 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = settings.options.get("providers", "CPUExecutionProvider").split(",")
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise BackendError(f"{path} is not a loadable ONNX model: {_first_line(exc)}") from exc
+        arena = settings.options.get("arena", "auto")
+        if arena not in ("on", "off", "auto"):
+            raise ConfigError(f"backend option arena={arena!r} must be on, off or auto")
+        options.enable_cpu_mem_arena = arena != "off"
+        self._session = _open_session(ort, path, options, providers)
+        if arena == "auto" and _input_bytes(self._session, settings) >= LARGE_INPUT_BYTES:
+            options.enable_cpu_mem_arena = False  # the model's intermediates are input-sized
+            options.enable_mem_pattern = False
+            self._session = _open_session(ort, path, options, providers)
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
         if len(inputs) != 1:
@@ -128,6 +141,23 @@ async def connect(spec: str, settings: BackendSettings) -> OnnxBackend:
     if not await anyio.to_thread.run_sync(path.is_file):
         raise ConfigError(f"{spec}: no such model file")
     return await anyio.to_thread.run_sync(OnnxBackend, path, settings)
+
+
+def _open_session(ort: Any, path: Path, options: Any, providers: list[str]) -> Any:
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise BackendError(f"{path} is not a loadable ONNX model: {_first_line(exc)}") from exc
+
+
+def _input_bytes(session: Any, settings: BackendSettings) -> int:
+    """Bytes of one input row, where the model or ``settings`` fix its shape (else 0)."""
+    model_input = session.get_inputs()[0]
+    shape = settings.input_shape or tuple(model_input.shape[1:])
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        return 0
+    dtype = _TYPES.get(model_input.type, np.float32)
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.engine.backend import Backend
 
 
 def rss_mib() -> float:
@@ -34,7 +35,8 @@ def rss_mib() -> float:
 
 
 def save_cube_model(path: Path, n: int, cube: tuple[slice, ...]) -> Path:
-    """An ONNX model: class 1's logit is the mean of the cube (seen through 8³ pooling)."""
+    """An ONNX model: class 1's logit is twice the cube's mean (seen through 8³ pooling),
+    class 0's is 1; the doubling makes one input-sized intermediate, as real models do."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -42,7 +44,9 @@ def save_cube_model(path: Path, n: int, cube: tuple[slice, ...]) -> Path:
     starts = [c.start // pool for c in cube]
     ends = [-(-c.stop // pool) for c in cube]
     nodes = [
-        helper.make_node("Unsqueeze", ["input", "axis1"], ["x"]),
+        # a full-size intermediate, as most models make one (a rescaling, a first layer)
+        helper.make_node("Mul", ["input", "two"], ["scaled"]),
+        helper.make_node("Unsqueeze", ["scaled", "axis1"], ["x"]),
         helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[pool] * 3, strides=[pool] * 3),
         helper.make_node("Slice", ["p", "starts", "ends", "axes"], ["c"]),
         helper.make_node("ReduceMean", ["c", "reduce_axes"], ["level"], keepdims=0),
@@ -57,8 +61,9 @@ def save_cube_model(path: Path, n: int, cube: tuple[slice, ...]) -> Path:
         "ends": np.array(ends, np.int64),
         "axes": np.array([2, 3, 4], np.int64),
         "reduce_axes": np.array([1, 2, 3, 4], np.int64),
+        "two": np.array(2.0, np.float32),
         "zero": np.array(0.0, np.float32),
-        "half": np.array(0.5, np.float32),
+        "half": np.array(1.0, np.float32),  # class 1 when the (doubled) cube mean passes 1
     }
     graph = helper.make_graph(
         nodes,
@@ -82,6 +87,7 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=1)
     parser.add_argument("--backend", choices=("python", "onnx"), default="python")
     parser.add_argument("--input", choices=("array", "npy"), default="array")
+    parser.add_argument("--arena", choices=("auto", "on", "off"), default="auto")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="volume-bench"))
     n = args.size
@@ -95,11 +101,16 @@ def main() -> None:
         level = batch[(slice(None), *cube)].mean(axis=(1, 2, 3))
         return np.stack([np.full_like(level, 0.5), level], axis=1)
 
-    backend: PythonBackend | str = PythonBackend(
-        model, (n, n, n), name="cube", max_inflight=args.inflight
-    )
+    backend: Backend = PythonBackend(model, (n, n, n), name="cube", max_inflight=args.inflight)
     if args.backend == "onnx":
-        backend = str(save_cube_model(workdir / "cube.onnx", n, cube))
+        from rex_stream.adapters.onnx import OnnxBackend
+
+        from rex_stream.engine.backend import BackendSettings
+
+        backend = OnnxBackend(
+            save_cube_model(workdir / "cube.onnx", n, cube),
+            BackendSettings(max_inflight=args.inflight, options={"arena": args.arena}),
+        )
     source: np.ndarray | str = volume
     if args.input == "npy":
         np.save(workdir / "volume.npy", volume)
@@ -129,6 +140,7 @@ def main() -> None:
         "max_inflight": args.inflight,
         "backend": args.backend,
         "input": args.input,
+        "arena": args.arena,
         "queries": explanation.stats.queries,
         "mean_batch": explanation.stats.mean_batch,
         "wall_s": round(wall_s, 1),

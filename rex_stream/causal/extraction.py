@@ -240,7 +240,7 @@ async def extract_by_levels(
         level = float(levels[chosen[index]])
 
         def fill(out: np.ndarray) -> None:
-            subject.fill_mask(out, (responsibility >= level).reshape(shape))
+            subject.fill_at_least(out, responsibility.reshape(shape), level)
 
         return fill
 

@@ -58,12 +58,33 @@ class Subject:
         for box in boxes:
             region = self.index(box)
             out[region] = self.tensor[region]
+        self.after_fill()
 
     def fill_mask(self, out: np.ndarray, visible: np.ndarray) -> None:
         """Write the input with only the spatial elements where ``visible`` is true shown."""
         # copy under a mask: no input-sized temporary (a 512³ volume would need 512 MiB)
         np.copyto(out, self._baseline_full)
         np.copyto(out, self.tensor, where=self.expand(visible))
+        self.after_fill()
+
+    def fill_at_least(
+        self, out: np.ndarray, weights: np.ndarray, level: float, slab: int = 1 << 22
+    ) -> None:
+        """Write the input with only the spatial elements whose ``weights`` are ≥ ``level``
+        shown; slab by slab along the first spatial axis, so no input-sized mask is made."""
+        np.copyto(out, self._baseline_full)
+        axis = self.spatial_axes[0]
+        rows = max(1, slab // max(1, int(np.prod(weights.shape[1:], dtype=np.int64))))
+        for start in range(0, weights.shape[0], rows):
+            part = slice(start, start + rows)
+            index = [slice(None)] * self.tensor.ndim
+            index[axis] = part
+            where = tuple(index)
+            np.copyto(out[where], self.tensor[where], where=self.expand(weights[part] >= level))
+        self.after_fill()
+
+    def after_fill(self) -> None:
+        """Called after every fill (a memory-mapped input hands its pages back here)."""
 
     def for_iteration(self, seed: int, key: int, iteration: int) -> Subject:
         """The subject as iteration ``iteration`` partitions it: itself, for most modes.
@@ -83,8 +104,9 @@ class Subject:
         return weights
 
     def expand(self, spatial: np.ndarray) -> np.ndarray:
-        """Reshape a spatial array so it broadcasts against ``tensor``."""
+        """Reshape a spatial array (or a slab of one) so it broadcasts against ``tensor``."""
         shape = [1] * self.tensor.ndim
-        for axis in self.spatial_axes:
-            shape[axis] = self.tensor.shape[axis]
+        slab = spatial.ndim == len(self.spatial_axes)
+        for axis, extent in zip(self.spatial_axes, spatial.shape if slab else self.spatial_shape):
+            shape[axis] = extent
         return spatial.reshape(shape)

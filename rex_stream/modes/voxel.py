@@ -11,6 +11,8 @@ an :class:`InputError`. Mode options (``mode_options``): ``normalise`` = ``none`
 from __future__ import annotations
 
 import logging
+import mmap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,14 +114,51 @@ def subject_from_array(
     tensor = np.ascontiguousarray(array, dtype=info.dtype)
     if not _all_finite(tensor):
         raise InputError("the volume contains NaN or infinite values")
-    tensor = _normalise(tensor, explain_config.image.mode_options.get("normalise", "none"))
-    return Subject(
+    how = explain_config.image.mode_options.get("normalise", "none")
+    if how != "none" and not tensor.flags.writeable:
+        tensor = tensor.copy()  # a read-only memory map is normalised in a copy
+    tensor = _normalise(tensor, how)
+    mapping = _read_only_mapping(tensor)
+    subject = (MappedSubject if mapping is not None else Subject)(
         name="volume",
         tensor=tensor,
         spatial_axes=spatial,
         baseline=mask_baseline(tensor, explain_config.image.mask_value),
         mode="voxel",
     )
+    if isinstance(subject, MappedSubject):
+        subject.mapping = mapping
+        subject.after_fill()  # the checks above read every page
+    return subject
+
+
+@dataclass
+class MappedSubject(Subject):
+    """A volume read straight from its memory-mapped file (read-only): after every fill its
+    pages go back to the page cache, so the volume is resident only while a mutant is being
+    written (a 512³ float32 volume would otherwise hold 512 MiB next to the batch buffer,
+    the map and the model's own copies)."""
+
+    mapping: mmap.mmap | None = field(default=None, repr=False)
+
+    def after_fill(self) -> None:
+        """Drop this process's resident pages of the file (they stay in the page cache)."""
+        if self.mapping is None:
+            return
+        try:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
+        except (AttributeError, OSError, ValueError):  # no madvise here: keep the pages
+            self.mapping = None
+
+
+def _read_only_mapping(tensor: np.ndarray) -> mmap.mmap | None:
+    """The read-only file mapping ``tensor`` is a view of, if it is one."""
+    if tensor.flags.writeable:
+        return None
+    base = tensor.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base if isinstance(base, mmap.mmap) else None
 
 
 def _all_finite(tensor: np.ndarray, block: int = 1 << 22) -> bool:
