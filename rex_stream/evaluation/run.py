@@ -172,19 +172,39 @@ async def _evaluate_input(
             await anyio.to_thread.run_sync(store.commit, METRIC, record)
         scores.results[name][choice.label] = result
 
-    async with anyio.create_task_group() as group:
-        for a_index, name in enumerate(named):
-            scores.results[name] = {}
-            for m_index, choice in enumerate(choices):
-                index = a_index * len(choices) + m_index
-                if index in done:
-                    scores.results[name][choice.label] = done[index][2]
-                else:
-                    group.start_soon(one, index, name, choice)
-    # keep the metrics in the order asked, whichever finished first
-    for name in named:
-        scores.results[name] = {c.label: scores.results[name][c.label] for c in choices}
+    try:
+        async with anyio.create_task_group() as group:
+            for a_index, name in enumerate(named):
+                scores.results[name] = {}
+                for m_index, choice in enumerate(choices):
+                    index = a_index * len(choices) + m_index
+                    if index in done:
+                        scores.results[name][choice.label] = done[index][2]
+                    else:
+                        group.start_soon(one, index, name, choice)
+        # keep the metrics in the order asked, whichever finished first
+        for name in named:
+            scores.results[name] = {c.label: scores.results[name][c.label] for c in choices}
+        if store is not None:
+            summary = {
+                name: {label: r.score for label, r in results.items()}
+                for name, results in scores.results.items()
+            }
+            await anyio.to_thread.run_sync(_finish, store, scores.input, summary)
+    finally:
+        if store is not None:
+            store.close()
     return scores
+
+
+def _finish(store: ExplanationStore, source: str, summary: dict[str, dict[str, float]]) -> None:
+    """The scores as group attributes (NaN as null), then the group marked complete."""
+    plain = {
+        name: {label: (v if np.isfinite(v) else None) for label, v in values.items()}
+        for name, values in summary.items()
+    }
+    store.update_attributes({"source": source, "evaluation": plain})
+    store.finish()
 
 
 def _settings(
