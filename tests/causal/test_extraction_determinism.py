@@ -22,14 +22,34 @@ from rex_stream.causal.extraction import (
     extract_global,
     extract_spatial,
 )
-from rex_stream.config import ExtractionConfig, SchedulerConfig, ScoringConfig
+from rex_stream.causal.multi import extract_multi
+from rex_stream.config import ExtractionConfig, MultiConfig, SchedulerConfig, ScoringConfig
 from rex_stream.engine.backend import Backend, BackendSettings
-from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.scheduler import Evaluator, Scheduler
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
 from rex_stream.modes import load_subject
 
 Extract = Callable[..., Awaitable[Sufficiency]]
+
+
+async def extract_several(
+    subject: Subject,
+    responsibility: np.ndarray,
+    target: Target,
+    scheduler: Evaluator,
+    extraction: ExtractionConfig,
+    scoring: ScoringConfig,
+) -> Sufficiency:
+    """The multi strategy (4 concurrent spotlights, rescue rounds) as one Sufficiency: every
+    kept mask stacked, the found explanations' confidences summed, all queries."""
+    multi = MultiConfig(spotlights=4, max_spotlight_budget=6, spotlight_objective_function="max")
+    found = await extract_multi(
+        subject, responsibility, target, scheduler, extraction, multi, scoring, seed=9
+    )
+    masks = np.stack([e.mask for e in (*found.kept, *found.found)])
+    return Sufficiency(masks, sum(e.confidence for e in found.found), found.queries)
+
 
 STRATEGIES: dict[str, tuple[Extract, dict[str, object]]] = {
     "global-bracket": (extract_global, {"search": "bracket"}),
@@ -37,6 +57,7 @@ STRATEGIES: dict[str, tuple[Extract, dict[str, object]]] = {
     "spatial": (extract_spatial, {"strategy": "spatial", "spatial_initial_radius": 2}),
     "contrastive": (extract_contrastive, {"strategy": "contrastive"}),
     "levels": (extract_by_levels, {"search": "bracket"}),
+    "multi": (extract_several, {"spatial_initial_radius": 2}),
 }
 
 #: (max_batch, max_inflight) pairs; the first is the reference.
