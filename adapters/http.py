@@ -153,7 +153,10 @@ class HttpBackend:
         self._options = options
         self._codec: Codec = RowsCodec()
         self._protocol = "rows"
-        self._info = ModelInfo(name=url.name or url.host or "http", input_name="", input_shape=())
+        self._info = ModelInfo(
+            name=url.name or url.host or "http", input_name="", input_shape=(),
+            identity={"kind": "http", "url": public_url(url)},
+        )  # fmt: skip
 
     @property
     def info(self) -> ModelInfo:
@@ -422,6 +425,7 @@ class HttpBackend:
             max_batch=max_batch,
             num_classes=classes if classes and classes > 0 else None,
             output_name=output_tensor.name,
+            identity={"kind": "http", "url": self.where, **_v2_identity(metadata)},
         )
         self._infer_url = self._url / "infer"
         self._protocol = protocol
@@ -465,6 +469,11 @@ class HttpBackend:
             input_shape=tuple(settings.input_shape),
             max_batch=self._options.max_batch,
         )
+
+
+def _v2_identity(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What names the served model in v2 metadata: name, versions, platform."""
+    return {k: metadata.get(k) for k in ("name", "versions", "platform")}
 
 
 def _server_message(body: bytes) -> str:

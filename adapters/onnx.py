@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ class OnnxBackend:
             output_name=self._output,
             preferred_batch=CPU_PREFERRED_BATCH if on_cpu else None,
             in_process=True,
+            identity={"kind": "onnx", "sha256": file_sha256(path), "output": self._output},
         )
         self._limiter = anyio.CapacityLimiter(max(1, settings.max_inflight))
 
@@ -158,6 +160,15 @@ def _input_bytes(session: Any, settings: BackendSettings) -> int:
         return 0
     dtype = _TYPES.get(model_input.type, np.float32)
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content (the model's identity: the same name may hold another)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -52,6 +52,7 @@ class PythonBackend:
             max_batch=max_batch,
             preferred_inflight=max_inflight,
             in_process=True,
+            identity={"kind": "python", "function": _qualified_name(function)},
         )
         self._limiter = anyio.CapacityLimiter(max(1, max_inflight))
 
@@ -89,6 +90,16 @@ def _import_from_cwd_first(module_name: str) -> ModuleType:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(cwd)
+
+
+def _qualified_name(function: ScoreFunction) -> str:
+    """``module:qualified.name`` of a function (or of a callable object's class)."""
+    named = function if hasattr(function, "__qualname__") else type(function)
+    module = getattr(named, "__module__", None) or "?"
+    if module == "__main__":  # python -m package.module: name it as an import would
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        module = spec.name if spec is not None else module
+    return f"{module}:{getattr(named, '__qualname__', repr(named))}"
 
 
 async def connect(spec: str, settings: BackendSettings) -> PythonBackend:

@@ -459,6 +459,8 @@ class TritonBackend:
             name=t.model, input_name=str(model_input["name"]), input_shape=shape,
             dtype=np.dtype(dtype), max_batch=max_batch if self._batching else 1,
             num_classes=num_classes, output_name=str(output["name"]), **extra,
+            identity={"kind": "triton", "model": str(t), "versions": metadata.get("versions"),
+                      "platform": metadata.get("platform")},
         )  # fmt: skip
 
     def _resolve_shape(

@@ -371,11 +371,20 @@ def _settings(
         "search": search,
         "scoring": asdict(config.scoring),
         "image": asdict(config.image),
-        "model": {"name": info.name, "input_shape": list(info.input_shape)},
+        "model": {
+            "name": info.name,
+            "input_shape": list(info.input_shape),
+            "identity": dict(info.identity),
+        },
         "input": f"{input_key(subject):016x}",
-        "target": target.classification,
+        "target": {"class": target.classification, "confidence": target.confidence},
         "seed": seed,
     }
+
+
+#: A resumed run's target confidence may differ from the stored one by float noise alone
+#: (another CPU, batch size or server); more than this means another model or input.
+CONFIDENCE_TOLERANCE = 1e-4
 
 
 def open_store(
@@ -402,7 +411,16 @@ def open_store(
         seed = config.search.seed
         if seed is None and stored is not None and isinstance(stored.get("seed"), int):
             seed = stored["seed"]
-        return _settings(subject, target, info, config, fresh_seed if seed is None else seed)
+        wanted = _settings(subject, target, info, config, fresh_seed if seed is None else seed)
+        stored_target = stored.get("target") if stored is not None else None
+        if isinstance(stored_target, Mapping):
+            confidence = stored_target.get("confidence")
+            if (
+                isinstance(confidence, float)
+                and abs(confidence - target.confidence) <= CONFIDENCE_TOLERANCE
+            ):
+                wanted["target"]["confidence"] = confidence
+        return wanted
 
     store = ExplanationStore.open(
         path, key, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite

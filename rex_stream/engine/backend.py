@@ -12,7 +12,7 @@ import importlib.metadata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +33,10 @@ class ModelInfo:
     ``preferred_batch`` is the batch size the adapter knows to be fastest, if any, and
     ``preferred_inflight`` how many concurrent calls suit it. ``in_process``: the model runs
     in this process, so its memory per row counts against the run's memory budget.
+    ``identity`` says which model
+    this is, as plain JSON values (an ONNX file's content hash; a server's URL, model name,
+    version and metadata; a Python function's ``module:function``): a store refuses to resume
+    a run made with another.
     """
 
     name: str
@@ -46,6 +50,8 @@ class ModelInfo:
     preferred_inflight: int | None = None
     #: the model runs inside this process (its memory counts against the run's budget)
     in_process: bool = False
+    #: which model this is (a store refuses to resume a run made with another)
+    identity: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @runtime_checkable

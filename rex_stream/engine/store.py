@@ -14,7 +14,9 @@ Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
   ``explanation`` (confidence, area), ``evaluation`` (insertion/deletion AUC);
 - ``ledger/<iteration>``: float64 table, one row per contribution:
   ``start[0..d), stop[0..d), class, amount``; attribute ``committed`` is set only after the
-  rows are written, so a half-written iteration is never taken for a finished one;
+  rows are written, so a half-written iteration is never taken for a finished one, together
+  with ``sha256``, the table's checksum: a record whose chunk or metadata was damaged later
+  is left out on resume (with a warning) and run again;
 - ``responsibility``: float32 map of the target class over the spatial axes (chunked);
 - ``explanation``: uint8 mask of the sufficient explanation over the spatial axes;
 - attribute ``complete``: set last, when the result is whole.
@@ -27,6 +29,7 @@ group and swaps it in only when complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,7 +47,7 @@ from rex_stream.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: records carry a checksum, settings the model's identity
 
 
 #: Settings to store, or a function of the stored ones (None for a new group) giving them.
@@ -134,6 +137,14 @@ class ExplanationStore:
                     "or --overwrite to start again"
                 )
             group = _existing_group(root, key, location)
+            written = group.attrs.get("rex_stream")
+            made = written.get("format") if isinstance(written, Mapping) else None
+            if made != FORMAT_VERSION:
+                raise StoreError(
+                    f"{location} was written in store format {made} (this rex-stream writes "
+                    f"format {FORMAT_VERSION}, with checksums and the model's identity); pass "
+                    "--overwrite to explain this input again"
+                )
             stored = group.attrs.get("settings")
             wanted = _plain(settings(stored if isinstance(stored, Mapping) else None))
             if stored != wanted:
@@ -184,32 +195,52 @@ class ExplanationStore:
             return None
 
     def committed(self, kind: str) -> dict[int, Record]:
-        """Records of ``kind`` that were completely written, by index."""
-        if kind not in self.group:
-            return {}
-        records = self.group[kind]
-        if not isinstance(records, zarr.Group):
+        """Records of ``kind`` that were completely written and pass their checksum, by index.
+
+        A record that is unreadable or fails its checksum (a damaged chunk or metadata file)
+        is left out with a warning naming it, so the method runs it again.
+        """
+        records = self._records(kind)
+        if records is None:
             return {}
         done: dict[int, Record] = {}
-        for name in sorted(records.array_keys()):
+        for name in sorted(_member_names(records)):
+            what = f"{self.location}: {kind} {int(name)}" if name.isdigit() else name
             try:
                 array = records[name]
                 if not isinstance(array, zarr.Array):
                     continue
                 attrs: dict[str, Any] = dict(array.attrs)
                 if not attrs.pop("committed", False):
-                    continue
-                table = np.asarray(array[:])
-            except Exception as exc:  # a torn write from a killed run: redo that record
-                logger.warning("ignoring unreadable %s record %s: %s", kind, name, exc)
+                    continue  # a torn write from a killed run: redo that record
+                digest = attrs.pop(DIGEST, None)
+                table = np.asarray(array[:], dtype=np.float64)
+            except Exception as exc:  # damaged metadata or chunk: the codec's own error
+                logger.warning("%s is unreadable (%s); running it again", what, _first_line(exc))
+                continue
+            if digest != table_digest(table):
+                logger.warning("%s failed its checksum (damaged); running it again", what)
                 continue
             done[int(name)] = Record(int(name), table, attrs)
         return done
 
+    def _records(self, kind: str) -> zarr.Group | None:
+        """The group holding ``kind`` records, or None; damaged metadata is one clear error."""
+        try:
+            records = self.group[kind]
+        except KeyError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{self.location}/{kind} has damaged metadata ({_first_line(exc)}); pass "
+                "--overwrite to explain this input again"
+            ) from None
+        return records if isinstance(records, zarr.Group) else None
+
     def commit(self, kind: str, record: Record) -> None:
-        """Write one record's table, then mark it committed (the mark is written last)."""
+        """Write one record's table, then mark it committed with its checksum (written last)."""
         self._check_lock()
-        table = np.asarray(record.table, dtype=np.float64)
+        table = np.ascontiguousarray(record.table, dtype=np.float64)
         name = f"{kind}/{record.index:06d}"
         rows = max(1, table.shape[0])
         try:
@@ -223,7 +254,9 @@ class ExplanationStore:
             )
             if table.size:
                 array[:] = table
-            array.update_attributes({**_plain(record.attributes), "committed": True})
+            array.update_attributes(
+                {**_plain(record.attributes), DIGEST: table_digest(table), "committed": True}
+            )
         except OSError as exc:
             raise StoreError(
                 f"cannot write {kind} {record.index} to {self.location}: {exc}"
@@ -329,6 +362,30 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _member_names(group: zarr.Group) -> list[str]:
+    """The names under ``group`` as listed on disk, so that one member's damaged metadata
+    cannot hide the others (zarr's own listing reads every member's metadata)."""
+    root = getattr(group.store, "root", None)
+    if root is None:
+        return list(group.array_keys())
+    try:
+        return [p.name for p in (Path(root) / group.path).iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+#: The attribute holding a committed record's checksum.
+DIGEST = "sha256"
+
+
+def table_digest(table: np.ndarray) -> str:
+    """SHA-256 of a float64 table's shape and little-endian bytes: what a record must read back."""
+    data = np.ascontiguousarray(table, dtype="<f8")
+    digest = hashlib.sha256(repr(data.shape).encode())
+    digest.update(data.data)
+    return digest.hexdigest()
+
+
 def _version() -> str:
     from rex_stream import __version__
 
@@ -356,8 +413,25 @@ def _plain(value: Any) -> Any:
 
 
 def _differences(stored: Any, wanted: Mapping[str, Any]) -> str:
+    """The settings that changed, as dotted keys: ``search.min_box_size: 4 → 8``."""
     if not isinstance(stored, Mapping):
         return "no settings recorded"
-    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-    shown = ", ".join(f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in keys[:4])
-    return shown + (" …" if len(keys) > 4 else "")
+    before, after = _flatten(stored), _flatten(wanted)
+    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    shown = ", ".join(f"{k}: {_short(before.get(k))} → {_short(after.get(k))}" for k in keys[:4])
+    return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one mapping of dotted keys to leaves."""
+    if not isinstance(value, Mapping) or not value:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:24] + "…" + text[-24:]
