@@ -5,7 +5,7 @@ WORKDIR /app
 COPY pyproject.toml ./
 COPY rex_stream ./rex_stream
 COPY adapters ./adapters
-RUN touch README.md && pip install --no-cache-dir ".[triton]"
+RUN touch README.md && pip install --no-cache-dir ".[triton,dask]"
 
 COPY compose/explain-dir.sh /usr/local/bin/explain-dir
 RUN chmod +x /usr/local/bin/explain-dir

@@ -113,6 +113,7 @@ def _run(
     names: list[str],
 ) -> int:
     from rex_stream.distributed import InputSummary, connect, explain_on_cluster
+    from rex_stream.distributed.cluster import has_dashboard
 
     show = not args.quiet and sys.stderr.isatty()
     if args.verbose < 2:  # Dask's own INFO lines (scheduler, nannies) only with -vv
@@ -121,7 +122,7 @@ def _run(
     summaries: list[dict[str, Any]] = []
 
     with connect(cluster, args.dask_threads, args.dask_timeout_s) as client:
-        if not args.quiet and client.dashboard_link:
+        if not args.quiet and has_dashboard() and client.dashboard_link:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         with _Bar(show, len(sources)) as bar:
 

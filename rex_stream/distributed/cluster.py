@@ -112,7 +112,8 @@ def connect(
         client.close()
 
 
-def _has_dashboard() -> bool:
+def has_dashboard() -> bool:
+    """Whether Dask's dashboard can be served here (it needs bokeh)."""
     try:
         import bokeh  # noqa: F401
     except ImportError:
