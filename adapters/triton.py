@@ -79,6 +79,11 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: HTTP statuses of failures that may pass: overload, gateways, a server restarting.
 TRANSIENT_HTTP = frozenset({"429", "500", "502", "503", "504"})
 #: What Triton says while a model is being unloaded or reloaded (a restart, a repository poll).
+#: gRPC replies are capped (a broken server cannot fill the memory): never below this floor …
+REPLY_FLOOR_BYTES = 16 * 2**20
+#: … and otherwise at this many bytes per score of one call (scores are 4 or 8 bytes).
+REPLY_BYTES_PER_SCORE = 64
+UNKNOWN_CLASSES = 1 << 16
 MODEL_RELOADING = ("unknown model", "has no available versions", "is not ready")
 
 
@@ -184,10 +189,20 @@ def _tls_files(options: Mapping[str, str]) -> dict[str, str | None]:
     return result
 
 
+def reply_limit(info: ModelInfo) -> int:
+    """The largest gRPC reply accepted: ample room for one call's scores, never below a floor."""
+    per_call = (info.max_batch or 1) * (info.num_classes or UNKNOWN_CLASSES)
+    return max(REPLY_FLOOR_BYTES, per_call * REPLY_BYTES_PER_SCORE)
+
+
 def _make_client(
-    target: TritonTarget, options: Mapping[str, str], settings: BackendSettings
+    target: TritonTarget,
+    options: Mapping[str, str],
+    settings: BackendSettings,
+    receive_limit: int = -1,
 ) -> Any:
-    """One client for the whole run, with TLS when asked for."""
+    """One client for the whole run, with TLS when asked for (gRPC replies capped at
+    ``receive_limit`` bytes; -1: no cap, while metadata is read)."""
     use_ssl = option_flag(options, "ssl")
     tls = _tls_files(options) if use_ssl else {}
     if target.protocol == "grpc":
@@ -195,7 +210,7 @@ def _make_client(
             target.address, ssl=use_ssl, root_certificates=tls.get("ssl_ca"),
             private_key=tls.get("ssl_key"), certificate_chain=tls.get("ssl_cert"),
             channel_args=[("grpc.max_send_message_length", -1),
-                          ("grpc.max_receive_message_length", -1)],
+                          ("grpc.max_receive_message_length", receive_limit)],
         )  # fmt: skip
     ssl_context = None
     if use_ssl:
@@ -337,6 +352,12 @@ class TritonBackend:
                 f"{self._target}: {what} failed, cannot reach the server ({message}); "
                 "is it running?",
                 unreachable=True,
+            )
+        if "larger than max" in message and self._info is not None:
+            return BackendError(
+                f"{self._target}: {what}: the server's reply is larger than "
+                f"{reply_limit(self._info) / 2**20:.2f} MiB, far more than these scores need "
+                f"({message[:160]}); is this the right model?"
             )
         if "RESOURCE_EXHAUSTED" in status or status in TRANSIENT_HTTP:
             return TransientBackendError(f"{self._target}: {what} failed on the server: {message}")
@@ -773,6 +794,10 @@ async def connect(spec: str, settings: BackendSettings) -> TritonBackend:
     backend = TritonBackend(target, client, headers, settings)
     try:
         await backend._connect()
+        if target.protocol == "grpc":  # now that the scores' size is known, cap the replies
+            capped = _make_client(target, options, settings, reply_limit(backend.info))
+            backend._client, client = capped, backend._client
+            await client.close()
         if shared_memory == "system":
             await backend._setup_shared_memory()
     except BaseException:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import anyio
+import numpy as np
 import pytest
 
 import rex_stream
@@ -64,3 +65,31 @@ def test_triton_restarted_mid_run_is_ridden_through(
     assert ridden.sufficiency is not None and uninterrupted.sufficiency is not None
     assert (ridden.sufficiency.mask == uninterrupted.sufficiency.mask).all()
     assert wall < 60
+
+
+@pytest.mark.triton
+def test_grpc_replies_are_capped(
+    triton_server: TritonProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply larger than the scores could need fails in one line, without a retry (the cap is
+    lowered here so that the tiny model's real replies exceed it)."""
+    from rex_stream.adapters import triton
+
+    from rex_stream.engine.backend import BackendSettings, open_backend
+    from rex_stream.errors import BackendError, TransientBackendError
+
+    monkeypatch.setattr(triton, "REPLY_FLOOR_BYTES", 100)
+    monkeypatch.setattr(triton, "REPLY_BYTES_PER_SCORE", 1)  # 4 rows × 10 scores: 40 bytes
+
+    async def infer() -> None:
+        backend = await open_backend(spec_for(triton_server, "grpc"), BackendSettings())
+        try:
+            await backend.infer(np.zeros((4, 3, 32, 32), dtype=np.float32))
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as caught:
+        anyio.run(infer)
+    assert not isinstance(caught.value, TransientBackendError)
+    message = str(caught.value)
+    assert "reply is larger than" in message and "\n" not in message

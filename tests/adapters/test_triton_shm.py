@@ -128,7 +128,8 @@ def test_regions_of_a_killed_run_are_cleaned_by_the_next(server: TritonProcess) 
     finally:
         victim.kill()  # SIGKILL: no chance to clean up
         victim.wait(timeout=30)
-    assert len(regions_of(server, victim.pid)) == 6 and len(files_of(victim.pid)) == 6
+    # The server still holds them (Python's resource tracker may unlink the files meanwhile).
+    assert len(regions_of(server, victim.pid)) == 6
 
     async def next_run() -> None:
         settings = BackendSettings(max_inflight=1, options=OPTIONS)
