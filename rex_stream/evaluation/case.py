@@ -45,7 +45,7 @@ class Case:
     input_key: str = "input"
     attribution_name: str = "attribution"
     mask: np.ndarray | None = None  # ground truth over the spatial axes (bool)
-    _tokens: dict[int, bytes] = field(default_factory=dict, repr=False)
+    _tokens: dict[int, tuple[np.ndarray, bytes]] = field(default_factory=dict, repr=False)
 
     # -- the map ---------------------------------------------------------------------------
 
@@ -130,11 +130,12 @@ class Case:
 
     def token(self, array: np.ndarray) -> bytes:
         """A content digest of an array (cached per array object)."""
-        found = self._tokens.get(id(array))
-        if found is None:
-            found = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
-            self._tokens[id(array)] = found
-        return found
+        held = self._tokens.get(id(array))
+        if held is None:
+            digest = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
+            # the array is kept with its digest, so its id cannot be reused by another array
+            held = self._tokens[id(array)] = (array, digest)
+        return held[1]
 
     def removed_first(
         self, position: np.ndarray, count: int, values: float | np.ndarray | None

@@ -74,7 +74,7 @@ async def pixel_flipping(case: Case, params: Params, scorer: RowScorer) -> Metri
     return MetricResult(trapezoid(curve), curve, len(counts), case.seed)
 
 
-def _patch_labels(case: Case, patch_size: int) -> tuple[np.ndarray, int]:
+def patch_labels(case: Case, patch_size: int) -> tuple[np.ndarray, int]:
     """Patch number of every spatial element, and how many patches (raster order).
 
     Compatible mode tiles the input padded as Quantus pads it (half the remainder before).
@@ -132,7 +132,7 @@ def _patch_positions(case: Case, params: Params, order: str, rng: Random) -> tup
             f"patch_size={patch} is larger than the input {case.subject.spatial_shape}"
         )
     prepared = case.prepared(dict(params))
-    label, count = _patch_labels(case, patch)
+    label, count = patch_labels(case, patch)
     ranked = _patch_order(case, _patch_sums(case, prepared, label, count, patch), order, rng)
     rank_of_patch = rank_positions(ranked)
     spatial = rank_of_patch[label]

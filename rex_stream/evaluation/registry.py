@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from rex_stream.evaluation import complexity, faithfulness, irof, localisation
+from rex_stream.evaluation import (
+    complexity,
+    curves,
+    faithfulness,
+    infidelity,
+    irof,
+    localisation,
+)
 from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
-    for module in (faithfulness, irof, complexity, localisation)
+    for module in (faithfulness, irof, infidelity, curves, complexity, localisation)
     for spec in module.SPECS
 }
 

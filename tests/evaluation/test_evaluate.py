@@ -35,7 +35,8 @@ def test_faithfulness_prefers_the_map_on_the_planted_patch(patch_model: Path) ->
         planted_image(),
         str(patch_model),
         _maps(),
-        FAITHFUL + ",faithfulness-correlation:subset_size=36",
+        FAITHFUL + ",faithfulness-correlation:subset_size=36,insertion,deletion,"
+        "monotonicity-arya:features_in_step=16,infidelity",
     )
     scores = result.inputs[0].results
     assert result.inputs[0].target == 1
@@ -44,6 +45,13 @@ def test_faithfulness_prefers_the_map_on_the_planted_patch(patch_model: Path) ->
     region = "region-perturbation:patch_size=4:regions_evaluation=12"
     assert scores["on"][region].score > scores["off"][region].score
     assert scores["on"]["faithfulness-correlation:subset_size=36"].score > 0.5
+    assert scores["on"]["insertion"].score > scores["off"]["insertion"].score
+    assert scores["on"]["deletion"].score < scores["off"]["deletion"].score
+    assert scores["on"]["insertion"].curve.size == 576 // 6 + 1  # type: ignore[union-attr]
+    # adding pixels ≥ 0 to a black image only raises the patch logit: monotonic for any map
+    arya = "monotonicity-arya:features_in_step=16"
+    assert scores["on"][arya].score == scores["off"][arya].score == 1.0
+    assert scores["on"]["infidelity"].score >= 0.0
     curve = scores["on"]["pixel-flipping:features_in_step=8"].curve
     assert curve is not None and curve.size == 576 // 8 and curve[-1] < curve[0]
 

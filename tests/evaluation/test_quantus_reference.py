@@ -56,6 +56,7 @@ METRICS = {
         True,
     ),
     "irof": ("IROF", {}, True),
+    "infidelity": ("Infidelity", {}, False),
     "sparseness": ("Sparseness", {}, False),
     "complexity": ("Complexity", {}, False),
     "effective-complexity": ("EffectiveComplexity", {}, False),
@@ -104,6 +105,9 @@ def test_compatible_mode_equals_quantus(tiny_cnn: Path, tmp_path: Path) -> None:
         if "curve" in theirs:
             assert mine.curve is not None
             np.testing.assert_allclose(mine.curve, theirs["curve"], rtol=1e-4, atol=1e-6)
-        if theirs["calls"]:
+        calls = theirs["calls"]
+        if label == "infidelity":  # Quantus repeats identical perturbations 10 times
+            calls = 1 + (calls - 1) // 10
+        if calls:
             # Quantus predicts f(x) in every metric that needs it; we count it once per input
-            assert mine.queries in (theirs["calls"], theirs["calls"] + 1), label
+            assert mine.queries in (calls, calls + 1), label
