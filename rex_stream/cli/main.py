@@ -435,6 +435,7 @@ def run(args: argparse.Namespace) -> int:
         args.backend = args.backend or str(DEMO_MODEL)
         args.output = args.output or "rex-demo-explanation.png"
         args.heatmap = args.heatmap or "rex-demo-heatmap.png"
+    rex_options.prepare(args)
     if args.model and args.backend:
         raise ConfigError("give --model or --backend, not both")
     spec = args.backend or args.model
@@ -464,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
 
         async def main() -> Explanation:
             return await explain(
-                args.filename,
+                rex_options.source(args),
                 spec,
                 config,
                 store=args.store,

@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError
 
@@ -56,10 +58,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="blur the --context input with a Gaussian of SIGMA elements (default 0)",
     )
     group.add_argument(
+        "--script",
+        metavar="FILE.py",
+        help="a ReX script as the model: model_shape, preprocess(path, shape, device, mode), "
+        "prediction_function(mutants, target=None, raw=False, binary_threshold=None)",
+    )
+    group.add_argument(
+        "--processed",
+        action="store_true",
+        help="the input is already preprocessed: a .npy in the model's layout (with --script), "
+        "or an image used without normalisation",
+    )
+    group.add_argument(
         "--multi-style",
         choices=["composite", "separate"],
         help="--output for multi: one picture with every explanation, or one file each",
     )
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Before the model is opened: ``--script`` becomes the backend and preprocesses the
+    input; ``--processed`` takes the input as it is."""
+    script = getattr(args, "script", None)
+    if script is None:
+        return
+    if args.model or args.backend:
+        raise ConfigError("give --script or --model/--backend, not both")
+    if Path(args.filename).is_dir():
+        raise ConfigError("--script explains one input at a time: give a file, not a directory")
+    if not Path(args.filename).is_file():
+        raise InputError(f"{args.filename}: no such file")
+    from rex_stream.adapters.script import preprocess_input
+
+    tensor = preprocess_input(script, args.filename, args.mode, processed=args.processed)
+    args.rex_source = tensor
+    args.backend = f"script://{script}"
+    args.input_shape = ",".join(str(d) for d in tensor.shape)
+    if args.scores is None:
+        args.scores = "probabilities"
+
+
+def source(args: argparse.Namespace) -> str | np.ndarray:
+    """What to explain: the script's preprocessed input, or the file named."""
+    prepared = getattr(args, "rex_source", None)
+    if prepared is not None:
+        return prepared
+    if getattr(args, "processed", False) and str(args.filename).lower().endswith(".npy"):
+        try:
+            return np.load(args.filename, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--processed {args.filename}: cannot read ({exc})") from exc
+    return str(args.filename)
 
 
 def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainConfig:
@@ -91,6 +140,8 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
 
         check_database(args.database)
     image = config.image
+    if getattr(args, "processed", False) and not getattr(args, "script", None):
+        image = replace(image, norm=None, means=None, stds=None)
     if getattr(args, "context", None):
         if not Path(args.context).is_file():
             raise InputError(f"--context {args.context}: no such file")
