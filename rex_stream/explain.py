@@ -306,7 +306,10 @@ async def _explain_input(
         seed=seed,
         model=info.name,
         multi=multi,
-        extra={"warnings": warnings} if warnings else {},
+        extra={
+            "model_identity": dict(info.identity),
+            **({"warnings": warnings} if warnings else {}),
+        },
     )
     if explanation_store is not None:
         await anyio.to_thread.run_sync(_save_results, explanation_store, result)

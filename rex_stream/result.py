@@ -76,6 +76,7 @@ class Explanation:
         out: dict[str, Any] = {
             "input": self.subject.source or self.subject.name,
             "model": self.model,
+            "model_identity": self.extra.get("model_identity", {}),
             "target": {"class": self.target.classification, "confidence": self.target.confidence},
             "seed": self.seed,
             "mode": self.subject.mode,

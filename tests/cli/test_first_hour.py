@@ -45,6 +45,7 @@ def test_the_config_file_used_is_reported(tiny_cnn: Path, tiny_image: Path, tmp_
     summary = json.loads(out.stdout)
     assert summary["config_file"].endswith("rex.toml")
     assert summary["mode"] == "RGB"
+    assert len(summary["model_identity"]["sha256"]) == 64
 
 
 @pytest.mark.parametrize(
