@@ -17,7 +17,8 @@ class CemKind(str, Enum):
 
 @dataclass(frozen=True)
 class CemConfig:
-    """Optimisation settings; defaults keep a tabular row near 5 k queries.
+    """Optimisation settings; defaults cost a few thousand queries per input (at most
+    ``1 + chains × steps × (1 + 2q)``; a chain usually stops early).
 
     ``penalties`` are the constants ``c`` in front of the hinge (a parallel grid instead of
     CEM's sequential binary search); ``restarts`` chains per constant differ in their seeded
@@ -29,12 +30,12 @@ class CemConfig:
     kind: CemKind = CemKind.PERTINENT_POSITIVE
     penalties: tuple[float, ...] = (1.0, 10.0)
     restarts: int = 1
-    directions: int = 10
-    steps: int = 150
+    directions: int = 20
+    steps: int = 300
     patience: int = 40
-    learning_rate: float = 0.05
+    learning_rate: float = 0.02
     beta: float = 0.5
-    kappa: float = 0.5
+    kappa: float = 2.0
     smoothing: float = 0.05
     region_size: int | None = None
     block_steps: int = 10

@@ -20,6 +20,7 @@ from rex_stream.errors import BackendError, ConfigError
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 TABULAR = MODELS / "tabular-breast-cancer.onnx"
 SPECTRAL = MODELS / "spectral-markers.onnx"
+VOXEL = MODELS / "voxel-blob32.onnx"
 HELD_OUT = MODELS / "tabular-breast-cancer-test.csv"
 
 
@@ -64,7 +65,7 @@ def test_tabular_pertinent_positive_alone_keeps_the_class() -> None:
         assert classify(TABULAR, result.solution) == result.target.classification
         assert result.target.classification == classify(TABULAR, row)
         assert result.values is not None and result.values.sum() < 0.5 * result.regions.count
-        assert result.queries <= 1 + 2 * 80 * 21
+        assert result.queries <= 1 + 2 * 80 * 41
 
 
 def test_tabular_pertinent_negative_added_changes_the_class() -> None:
@@ -89,18 +90,36 @@ def test_same_answer_at_batch_sizes_1_and_16() -> None:
         assert a.queries == b.queries and a.margin == b.margin
 
 
-def test_spectral_pertinent_positive_and_negative_through_the_model() -> None:
-    sample = MODELS / "spectral-markers-A.npy"
-    (pp,) = explain_cem_sync(str(sample), str(SPECTRAL), CemConfig(region_size=20))
-    assert pp.found and pp.target.classification == 1
-    assert classify(SPECTRAL, pp.solution) == 1
+def test_spectral_pertinent_positive_lies_on_the_marker_and_negative_flips() -> None:
+    samples = [str(MODELS / f"spectral-markers-{name}.npy") for name in ("A", "B")]
+    results = explain_cem_sync(samples, str(SPECTRAL), CemConfig(region_size=20))
+    windows = {1: (360, 380), 2: (880, 900)}  # intervals holding the markers 370–390, 890–910
+    for pp in results:
+        assert pp.found and pp.solution is not None
+        assert classify(SPECTRAL, pp.solution) == pp.target.classification
+        assert int(pp.top_regions(1)[0]) * 20 in windows[pp.target.classification]
     (pn,) = explain_cem_sync(
         str(MODELS / "spectral-markers-none.npy"),
         str(SPECTRAL),
         CemConfig(kind="pn", region_size=20),
     )
-    assert pn.found and pn.target.classification == 0
+    assert pn.found and pn.target.classification == 0 and pn.solution is not None
     assert classify(SPECTRAL, pn.solution) != 0
+
+
+def test_voxel_blob_pertinent_positive_keeps_the_blob() -> None:
+    grid = np.indices((32, 32, 32)).astype(np.float32)
+    volume = np.exp(-((grid - 20.0) ** 2).sum(axis=0) / (2 * 3.0**2)).astype(np.float32)
+    config = replace(ExplainConfig(), image=replace(ExplainConfig().image, mode="voxel"))
+    cem = CemConfig(steps=30, directions=8, penalties=(1.0,), region_size=8)
+    (pp,) = explain_cem_sync(volume[None], str(VOXEL), cem, config)
+    assert pp.target.classification == 1 and pp.found and pp.regions.count == 64
+    assert classify(VOXEL, pp.solution) == 1
+    assert pp.values is not None and pp.values.sum() < 32
+    noise = np.random.default_rng(0).normal(0.0, 0.2, (1, 32, 32, 32)).astype(np.float32)
+    (pn,) = explain_cem_sync(noise, str(VOXEL), replace(cem, kind="pn"), config)
+    assert pn.target.classification == 0 and pn.found and pn.solution is not None
+    assert classify(VOXEL, pn.solution) == 1  # brightening a few blocks plants a blob
 
 
 def test_imagenet_photo_pertinent_positive_in_a_few_steps() -> None:

@@ -34,7 +34,7 @@ def test_cem_json_picture_and_store(tmp_path: Path, capsys: pytest.CaptureFixtur
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "cem-pp" and summary["found"]
     assert summary["pertinent_positive"]["class"] == summary["target"]["class"] == 2
-    assert 0 < summary["stats"]["queries"] <= 1 + 2 * 40 * 21
+    assert 0 < summary["stats"]["queries"] <= 1 + 2 * 40 * 41
     assert picture.stat().st_size > 1000
     import zarr
 
