@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,10 @@ from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError
 
 logger = logging.getLogger(__name__)
+
+#: Inputs open their groups one at a time: zarr cannot create a new store's root from two
+#: threads at once ("a group exists at path ''").
+_OPEN_LOCK = threading.Lock()
 
 
 def subject_key(subject: Subject) -> int:
@@ -157,9 +162,10 @@ def _open_store(
         "target": target.classification,
     }
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", subject.name) or "input"
-    store = ExplanationStore.open(
-        path, name, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite
-    )
+    with _OPEN_LOCK:
+        store = ExplanationStore.open(
+            path, name, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite
+        )
     store.update_attributes(
         {
             "target": {"class": target.classification, "confidence": target.confidence},
