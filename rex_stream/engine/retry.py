@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_JITTER = random.Random()  # waits only: never touches results
+
 #: The default retry budget (seconds per failing call): enough for a server restart.
 DEFAULT_RETRY_S = 120.0
 
@@ -119,7 +121,7 @@ async def call_with_retry(
     share an ``outage`` are abandoned together when one finds the server gone)."""
     if policy.budget_s <= 0:
         return await call()
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     outage = outage or Outage()
     attempt = 0
     first_failure: float | None = None
