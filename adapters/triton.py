@@ -58,6 +58,7 @@ try:
     import aiohttp
     import tritonclient.grpc.aio as grpcclient
     import tritonclient.http.aio as httpclient
+    import yarl
     from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -223,6 +224,34 @@ def _make_client(
         target.address, conn_limit=max(settings.max_inflight, 1) * 2,
         conn_timeout=settings.timeout_s, ssl=use_ssl, ssl_context=ssl_context,
     )  # fmt: skip
+
+
+def _guard_redirects(client: Any, target: TritonTarget, secret: bool) -> None:
+    """tritonclient's HTTP session follows redirects and re-sends every header; refuse those that
+    would carry a token to another origin or fall from https to plain http."""
+    configs = getattr(getattr(client, "_stub", None), "trace_configs", None)
+    if not isinstance(configs, list):  # pragma: no cover - another tritonclient layout
+        logger.debug("%s: cannot watch redirects of this tritonclient", target)
+        return
+
+    async def on_redirect(session: Any, context: Any, params: Any) -> None:
+        source = params.url
+        destination = source.join(yarl.URL(params.response.headers.get("Location", "")))
+        if source.scheme == "https" and destination.scheme == "http":
+            raise BackendError(
+                f"{target}: the server redirects to plain http ({destination.origin()}); "
+                "refusing the downgrade"
+            )
+        if secret and destination.origin() != source.origin():
+            raise BackendError(
+                f"{target}: the server redirects to another origin ({destination.origin()}); "
+                "refusing to send the token there"
+            )
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(on_redirect)
+    trace.freeze()
+    configs.append(trace)
 
 
 async def _isolated(call: Awaitable[T]) -> T:
@@ -791,6 +820,8 @@ async def connect(spec: str, settings: BackendSettings) -> TritonBackend:
     )  # fmt: skip
     headers = auth_headers(options, target.protocol)
     client = _make_client(target, options, settings)
+    if target.protocol == "http":
+        _guard_redirects(client, target, secret=bool(headers))
     backend = TritonBackend(target, client, headers, settings)
     try:
         await backend._connect()

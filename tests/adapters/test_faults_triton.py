@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import numpy as np
 import pytest
+from aiohttp import web
 
 import rex_stream
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
@@ -93,3 +95,52 @@ def test_grpc_replies_are_capped(
     assert not isinstance(caught.value, TransientBackendError)
     message = str(caught.value)
     assert "reply is larger than" in message and "\n" not in message
+
+
+@asynccontextmanager
+async def _recording_app(redirect_to: str | None) -> AsyncIterator[tuple[str, list[set[str]]]]:
+    """An aiohttp app on 127.0.0.1 that records each request's header names and answers every
+    path with a 307 to ``redirect_to`` + path (or a 404 when None)."""
+    seen: list[set[str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append({name.lower() for name in request.headers})
+        if redirect_to is None:
+            return web.Response(status=404, text="nothing here")
+        return web.Response(status=307, headers={"Location": redirect_to + request.path_qs})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"127.0.0.1:{runner.addresses[0][1]}", seen
+    finally:
+        await runner.cleanup()
+
+
+def test_triton_http_redirects_never_carry_the_token(triton_token_env: str) -> None:
+    """A triton+http server redirecting to another origin: followed without a token, refused
+    with one (the other origin never sees it)."""
+    from rex_stream.engine.backend import BackendSettings, open_backend
+    from rex_stream.errors import BackendError
+
+    async def run() -> None:
+        async with _recording_app(None) as (elsewhere, seen_elsewhere):
+            async with _recording_app(f"http://{elsewhere}") as (front, seen_front):
+                spec = f"triton+http://{front}/classifier"
+                with pytest.raises(BackendError):  # followed: the other origin answers 404
+                    await open_backend(spec, BackendSettings(timeout_s=5))
+                assert seen_elsewhere and seen_front
+                before = len(seen_elsewhere)
+                options = {"token_env": triton_token_env, "auth": "triton"}
+                with pytest.raises(BackendError) as caught:
+                    await open_backend(spec, BackendSettings(timeout_s=5, options=options))
+                message = str(caught.value)
+                assert "refusing to send the token there" in message and "\n" not in message
+                assert "triton-access-token" in seen_front[-1]
+                assert len(seen_elsewhere) == before  # nothing was sent there
+
+    anyio.run(run)
