@@ -189,6 +189,7 @@ class ExtractionConfig:
     chunk_size: int = 10
     minimum_confidence_threshold: float = 0.0
     extract: bool = True
+    complete: bool = False  # ReX's --complete: with contrastive, about the original confidence
     spatial_initial_radius: int = 25
     spatial_radius_eta: float = 0.2
 

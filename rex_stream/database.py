@@ -205,11 +205,9 @@ def explanation_rows(result: Explanation) -> Iterator[dict[str, Any]]:
         sufficiency_mask=_mask_bytes(result, result.sufficiency.mask),
         sufficiency_confidence=float(result.sufficiency.confidence),
     )
-    if strategy == "contrastive":
-        row.update(
-            contrastive_mask=row["sufficiency_mask"],
-            contrastive_confidence=row["sufficiency_confidence"],
-        )
+    if strategy == "contrastive" and "contrastive_mask" not in row:
+        row["contrastive_mask"] = row["sufficiency_mask"]
+        row["contrastive_confidence"] = row["sufficiency_confidence"]
     yield row
 
 
@@ -240,21 +238,21 @@ def _analysis_columns(analysis: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _complete_columns(result: Explanation) -> dict[str, Any]:
-    """The contrastive/complete columns from a ``--complete`` run (``result.extra``)."""
+    """The contrastive/complete columns of a ``--complete`` run, as ReX fills them: the
+    sufficient-and-necessary mask, the class without it, and the elements added to reach
+    the original confidence with their class alone."""
     complete = result.extra.get("complete")
-    if not complete:
+    if complete is None:
         return {}
-    columns: dict[str, Any] = {}
-    if complete.get("necessary_mask") is not None:
-        columns["contrastive_mask"] = _mask_bytes(result, complete["necessary_mask"])
-        columns["contrastive_confidence"] = complete.get("necessary_confidence")
-        columns["inverse_classification"] = complete.get("inverse_classification")
-        columns["inverse_confidence"] = complete.get("inverse_confidence")
-    if complete.get("complete_mask") is not None:
-        columns["complete_mask"] = _mask_bytes(result, complete["complete_mask"])
-        columns["complete_classification"] = complete.get("complete_classification")
-        columns["complete_confidence"] = complete.get("complete_confidence")
-    return columns
+    return {
+        "contrastive_mask": _mask_bytes(result, complete.necessary.mask),
+        "contrastive_confidence": float(complete.necessary.confidence),
+        "inverse_classification": int(complete.inverse_classification),
+        "inverse_confidence": float(complete.inverse_confidence),
+        "complete_mask": _mask_bytes(result, complete.added),
+        "complete_classification": int(complete.added_classification),
+        "complete_confidence": float(complete.added_confidence),
+    }
 
 
 class _Connection:

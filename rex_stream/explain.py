@@ -16,6 +16,7 @@ import anyio
 import numpy as np
 
 from rex_stream.causal.baseline_check import check_baseline
+from rex_stream.causal.complete import CompleteExplanation, extract_complete
 from rex_stream.causal.extraction import (
     LARGE_INPUT_ELEMENTS,
     extract_contrastive,
@@ -249,6 +250,7 @@ async def _explain_input(
         warnings.append(message)
     sufficiency = None
     multi: MultiExplanation | None = None
+    complete: CompleteExplanation | None = None
     if config.extraction.extract and config.extraction.strategy == "multi":
         phase("extraction", len(results))
         multi = await extract_multi(
@@ -263,6 +265,12 @@ async def _explain_input(
             input_key(subject),
         )
         sufficiency = multi.first
+    elif config.extraction.extract and config.extraction.complete:
+        phase("extraction", len(results))
+        complete = await extract_complete(
+            subject, responsibility, target, evaluator, config.extraction, config.scoring
+        )
+        sufficiency = complete.complete
     elif config.extraction.extract:
         phase("extraction", len(results))
         extract = {"spatial": extract_spatial, "contrastive": extract_contrastive}.get(
@@ -309,6 +317,7 @@ async def _explain_input(
         extra={
             "model_identity": dict(info.identity),
             **({"warnings": warnings} if warnings else {}),
+            **({"complete": complete} if complete is not None else {}),
         },
     )
     if explanation_store is not None:
@@ -532,6 +541,8 @@ def _save_results(store: ExplanationStore, result: Explanation) -> None:
     summary = result.summary()
     if result.mask is not None:
         store.write_array("explanation", result.mask, "uint8")
+    if result.extra.get("complete") is not None:
+        store.write_array("necessary", result.extra["complete"].necessary.mask, "uint8")
     if result.multi is not None and result.multi.kept:
         kept = np.stack([e.mask for e in result.multi.kept])
         store.write_array("explanations", kept, "uint8")

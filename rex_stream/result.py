@@ -89,6 +89,8 @@ class Explanation:
                 "area": self.sufficiency.area,
                 "confidence": self.sufficiency.confidence,
             }
+        if self.extra.get("complete") is not None:
+            out["complete"] = self.extra["complete"].facts()
         if self.multi is not None:
             out["explanations"] = [
                 {

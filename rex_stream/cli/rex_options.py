@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="append one row per explanation to ReX's sqlite database FILE (created if missing)",
     )
     group.add_argument(
+        "--complete",
+        action="store_true",
+        help="a complete explanation: sufficient, necessary and at about the original "
+        "confidence (implies --contrastive)",
+    )
+    group.add_argument(
         "--context",
         metavar="FILE",
         help="masked elements take the values of this input (loaded as the explained one)",
@@ -135,6 +141,8 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         if not 0.0 <= overlap <= 1.0:
             raise ConfigError(f"--permitted-overlap {overlap:g}: expected a number in [0, 1]")
         multi = replace(multi, permitted_overlap=overlap)
+    if getattr(args, "complete", False):
+        extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):
         from rex_stream.database import check_database
 
@@ -179,7 +187,17 @@ def after_run(args: argparse.Namespace, result: Explanation, output: Path | None
 
 
 def human_lines(result: Explanation) -> list[str]:
-    """Extra summary lines for multi explanations."""
+    """Extra summary lines for multi and complete explanations."""
+    complete = result.extra.get("complete")
+    if complete is not None:
+        facts = complete.facts()
+        reached = "" if complete.reached else " (the original confidence was not reached)"
+        return [
+            f"complete: {facts['area']:.1%} of the input at confidence "
+            f"{facts['confidence']:.3f}{reached}; necessary part {facts['necessary_area']:.1%} "
+            f"(without it: class {facts['inverse_classification']} at "
+            f"{facts['inverse_confidence']:.3f})"
+        ]
     if result.multi is None:
         return []
     multi = result.multi
