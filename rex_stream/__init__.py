@@ -32,6 +32,7 @@ from rex_stream.errors import (
     StoreError,
     StoreLocked,
 )
+from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate, meta_evaluate_sync
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.run import evaluate, evaluate_sync
 from rex_stream.explain import explain
@@ -60,6 +61,7 @@ __all__ = [
     "InputFailure",
     "L2xConfig",
     "L2xExplainer",
+    "MetaEvaluation",
     "ModelInfo",
     "OutputError",
     "Progress",
@@ -83,6 +85,8 @@ __all__ = [
     "explain_many_sync",
     "explain_stream",
     "explain_sync",
+    "meta_evaluate",
+    "meta_evaluate_sync",
     "open_backend",
     "train_l2x",
     "train_l2x_sync",

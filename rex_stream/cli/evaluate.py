@@ -14,6 +14,7 @@ from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.registry import METRICS, choose
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.sources import MapSource, default_name, split_named
@@ -67,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--batch-size", type=int, help="largest batch per backend call")
     prep.add_argument("--max-inflight", type=int, help="concurrent backend calls")
     prep.add_argument("--concurrent-inputs", type=int, default=4, help="inputs at once")
+    meta = parser.add_argument_group("meta-evaluation (MetaQuantus' input-perturbation test)")
+    meta.add_argument(
+        "--meta-evaluation",
+        action="store_true",
+        help="test the metrics themselves: IAC, IEC and MC over the inputs and attributions",
+    )
+    meta.add_argument("--meta-iterations", type=int, default=5, help="rounds (default 5)")
+    meta.add_argument(
+        "--meta-perturbations", type=int, default=10, help="noisy copies per round (default 10)"
+    )
+    meta.add_argument("--noise-resilience", type=float, default=0.001, help="default 0.001")
+    meta.add_argument("--noise-adversary", type=float, default=5.0, help="default 5.0")
     out = parser.add_argument_group("outputs")
     out.add_argument("--store", help="Zarr store for results and curves (resumable)")
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
@@ -168,6 +181,9 @@ def _run(args: argparse.Namespace) -> int:
         options=_pairs(args.backend_option, "--backend-option"),
     )
 
+    if args.meta_evaluation:
+        return _run_meta(args, spec, named, choices, config, settings)
+
     async def main() -> Evaluation:
         return await evaluate(
             args.input,
@@ -190,6 +206,42 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary(), indent=2))
     else:
         print(result.table())
+    return 0
+
+
+def _run_meta(
+    args: argparse.Namespace,
+    spec: str,
+    named: dict[str, MapSource],
+    choices: list[MetricChoice],
+    config: ExplainConfig,
+    settings: BackendSettings,
+) -> int:
+    """The input-perturbation test of the chosen metrics."""
+    if args.store or args.resume:
+        raise ConfigError("--meta-evaluation does not write a --store yet")
+    if args.quantus_compatible:
+        raise ConfigError("--meta-evaluation runs in rex-stream's conventions only")
+    from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate
+
+    async def main() -> MetaEvaluation:
+        return await meta_evaluate(
+            args.input,
+            spec,
+            named,
+            choices,
+            mask=args.mask,
+            config=config,
+            seed=args.seed,
+            iterations=args.meta_iterations,
+            perturbations=args.meta_perturbations,
+            noise_resilience=args.noise_resilience,
+            noise_adversary=args.noise_adversary,
+            backend_settings=settings,
+        )
+
+    result = anyio.run(main)
+    print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -62,42 +63,41 @@ async def evaluate(
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
-    named = _named(attributions)
+    named = named_attributions(attributions)
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
-    sources = _expand_inputs(inputs)
+    sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     _check_resumable(store, resume)
     with raise_first_error():
-        async with backend_for_run(backend, config, backend_settings) as (opened, resolved):
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
-                scorer = RowScorer(scheduler, resolved.scoring)
-                results: list[InputScores | None] = [None] * len(sources)
-                limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
+        async with scoring_session(backend, config, backend_settings) as session:
+            info, resolved, scheduler, scorer = session
+            results: list[InputScores | None] = [None] * len(sources)
+            limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
-                async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
-                    async with limiter:
-                        results[position] = await _evaluate_input(
-                            key,
-                            source,
-                            opened.info,
-                            resolved,
-                            scorer,
-                            named,
-                            choices,
-                            mask,
-                            seed,
-                            quantus_compatible,
-                            store,
-                            resume,
-                            overwrite,
-                        )
+            async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
+                async with limiter:
+                    results[position] = await _evaluate_input(
+                        key,
+                        source,
+                        info,
+                        resolved,
+                        scorer,
+                        named,
+                        choices,
+                        mask,
+                        seed,
+                        quantus_compatible,
+                        store,
+                        resume,
+                        overwrite,
+                    )
 
-                async with anyio.create_task_group() as group:
-                    for position, (key, source) in enumerate(sources):
-                        group.start_soon(one, position, key, source)
-                stats = scheduler.stats
+            async with anyio.create_task_group() as group:
+                for position, (key, source) in enumerate(sources):
+                    group.start_soon(one, position, key, source)
+            stats = scheduler.stats
     return Evaluation(
         metrics=choices,
         attributions=list(named),
@@ -110,6 +110,16 @@ async def evaluate(
         compatible=quantus_compatible,
         seed=seed,
     )
+
+
+@asynccontextmanager
+async def scoring_session(
+    backend: Backend | str, config: ExplainConfig, settings: BackendSettings | None
+) -> AsyncIterator[tuple[ModelInfo, ExplainConfig, Scheduler, RowScorer]]:
+    """An open backend, its scheduler and a row scorer in front of it, for one run."""
+    async with backend_for_run(backend, config, settings) as (opened, resolved):
+        async with Scheduler(opened, resolved.scheduler) as scheduler:
+            yield opened.info, resolved, scheduler, RowScorer(scheduler, resolved.scoring)
 
 
 def evaluate_sync(*args: Any, **kwargs: Any) -> Evaluation:
@@ -243,7 +253,7 @@ def _check_resumable(store: str | Path | None, resume: bool) -> None:
         raise StoreError(f"cannot resume: {store} does not exist")
 
 
-def _named(attributions: Attributions) -> dict[str, MapSource]:
+def named_attributions(attributions: Attributions) -> dict[str, MapSource]:
     if isinstance(attributions, Mapping):
         named = {str(k): v for k, v in attributions.items()}
     elif isinstance(attributions, (str, Path, np.ndarray)):
@@ -257,7 +267,7 @@ def _named(attributions: Attributions) -> dict[str, MapSource]:
     return named
 
 
-def _expand_inputs(
+def expand_inputs(
     inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
 ) -> list[tuple[str, str | Path | np.ndarray]]:
     """(unique key, source) for every input; a directory brings every file a mode reads."""

@@ -55,13 +55,14 @@ class RowScorer:
         fresh: list[tuple[int, Row]] = []
         waiting: list[tuple[int, tuple[object, ...]]] = []
         for index, row in enumerate(rows):
-            known = self._scores.get(row.key)
+            key = (target, *row.key)  # the stored columns are the target's
+            known = self._scores.get(key)
             if known is not None:
                 out[index] = known
-            elif row.key in self._pending:
-                waiting.append((index, row.key))
+            elif key in self._pending:
+                waiting.append((index, key))
             else:
-                self._pending[row.key] = _Pending()
+                self._pending[key] = _Pending()
                 fresh.append((index, row))
         if fresh:
             await self._send(fresh, target, out)
@@ -84,7 +85,7 @@ class RowScorer:
                 f"class index {wanted} is out of range: the model has {classes} classes"
             )
         target = wanted if wanted is not None else int(judge(raw, self._scoring, None).classes[0])
-        self._scores[row.key] = self._columns(raw, target)[0]
+        self._scores[(target, *row.key)] = self._columns(raw, target)[0]
         return target
 
     def _columns(self, raw: np.ndarray, target: int) -> np.ndarray:
@@ -102,7 +103,7 @@ class RowScorer:
         return np.concatenate(parts)
 
     async def _send(self, fresh: list[tuple[int, Row]], target: int, out: np.ndarray) -> None:
-        keys = [row.key for _, row in fresh]
+        keys = [(target, *row.key) for _, row in fresh]
         try:
             raw = await self._evaluator.evaluate([row.fill for _, row in fresh])
             self.sent += len(fresh)
