@@ -187,7 +187,8 @@ def explanation_rows(result: Explanation) -> Iterator[dict[str, Any]]:
             spotlight_eta=multi.spotlight_eta,
             obj_function=multi.spotlight_objective_function,
         )
-        per = result.extra.get("analysis_per_explanation") or {}
+        analysis = result.extra.get("analysis") or {}
+        per = {e["spotlight"]: e for e in analysis.get("explanations", [])}
         for found in result.multi.kept:
             row = dict(base)
             row.update(
@@ -195,7 +196,8 @@ def explanation_rows(result: Explanation) -> Iterator[dict[str, Any]]:
                 sufficiency_confidence=float(found.confidence),
                 multi_no=int(found.index),
             )
-            row.update(_analysis_columns(per.get(found.index)))
+            if found.index in per:
+                row["area"] = per[found.index]["area"]
             yield row
         return
     if result.sufficiency is None:
@@ -228,11 +230,18 @@ def _compress(array: np.ndarray) -> bytes:
 
 
 def _analysis_columns(analysis: Mapping[str, Any] | None) -> dict[str, Any]:
+    """ReX's analysis columns: area, "entropy" (ReX's KL(U‖P) figure), the curves' AUCs."""
     if not analysis:
         return {}
+    names = {
+        "area": "area",
+        "entropy": "kl_divergence",
+        "insertion_curve": "insertion_auc",
+        "deletion_curve": "deletion_auc",
+    }
     return {
-        key: float(analysis[key])
-        for key in ("area", "entropy", "insertion_curve", "deletion_curve")
+        column: float(analysis[key])
+        for column, key in names.items()
         if analysis.get(key) is not None
     }
 

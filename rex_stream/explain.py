@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from rex_stream.causal.analysis import analyse
 from rex_stream.causal.baseline_check import check_baseline
 from rex_stream.causal.complete import CompleteExplanation, extract_complete
 from rex_stream.causal.extraction import (
@@ -285,6 +286,18 @@ async def _explain_input(
         curves = await insertion_deletion(
             subject, responsibility, target, evaluator, config.evaluation, config.scoring
         )
+    analysis = None
+    if config.evaluation.analyse:
+        analysis = analyse(
+            responsibility,
+            [(e.index, e.mask, e.confidence) for e in multi.kept]
+            if multi is not None
+            else [(0, sufficiency.mask, sufficiency.confidence)]
+            if sufficiency
+            else [],
+            curves.insertion_auc if curves else None,
+            curves.deletion_auc if curves else None,
+        )
     box_total = sum(r.box_area_sum for r in ordered)
     box_count = sum(r.box_count for r in ordered)
     stats = RunStats(
@@ -318,6 +331,7 @@ async def _explain_input(
             "model_identity": dict(info.identity),
             **({"warnings": warnings} if warnings else {}),
             **({"complete": complete} if complete is not None else {}),
+            **({"analysis": analysis} if analysis is not None else {}),
         },
     )
     if explanation_store is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +92,8 @@ class Explanation:
             }
         if self.extra.get("complete") is not None:
             out["complete"] = self.extra["complete"].facts()
+        if self.extra.get("analysis") is not None:
+            out["analysis"] = _finite(self.extra["analysis"])
         if self.multi is not None:
             out["explanations"] = [
                 {
@@ -117,3 +120,14 @@ class Explanation:
         if self.extra.get("warnings"):
             out["warnings"] = list(self.extra["warnings"])
         return out
+
+
+def _finite(value: Any) -> Any:
+    """A JSON-safe copy: infinities (ReX's KL figure of a map with zeros) become None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

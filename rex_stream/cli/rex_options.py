@@ -187,7 +187,34 @@ def after_run(args: argparse.Namespace, result: Explanation, output: Path | None
 
 
 def human_lines(result: Explanation) -> list[str]:
-    """Extra summary lines for multi and complete explanations."""
+    """Extra summary lines for the analysis, multi and complete explanations."""
+    return _analysis_lines(result) + _explanation_lines(result)
+
+
+def _number(value: float | None, form: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, form)
+
+
+def _analysis_lines(result: Explanation) -> list[str]:
+    analysis = result.extra.get("analysis")
+    if not analysis:
+        return []
+    lines = [
+        f"analysis: area {_number(analysis['area'], '.4f')}, entropy "
+        f"{_number(analysis['entropy'])} bits, KL(U‖P) {_number(analysis['kl_divergence'])} "
+        f"(ReX's figure), KL(P‖U) {_number(analysis['kl_from_uniform'])}, insertion AUC "
+        f"{_number(analysis['insertion_auc'])}, deletion AUC {_number(analysis['deletion_auc'])}"
+    ]
+    for entry in analysis.get("explanations", []):
+        lines.append(
+            f"  spotlight {entry['spotlight']}: area {entry['area']:.4f}, confidence "
+            f"{entry['confidence']:.3f}, responsibility share "
+            f"{_number(entry['responsibility_share'], '.3f')}"
+        )
+    return lines
+
+
+def _explanation_lines(result: Explanation) -> list[str]:
     complete = result.extra.get("complete")
     if complete is not None:
         facts = complete.facts()
