@@ -9,6 +9,7 @@ fast. The library API; :mod:`rex_stream.l2x` holds the method.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,36 @@ async def explain_l2x(
                 counting.queries,
             )
             return result
+
+
+def store_selection(
+    result: L2xResult, path: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> str:
+    """Write the selection (``l2x_selection``, uint8 over the spatial axes) and its summary
+    into the input's group of a Zarr store; returns the group's location."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", result.subject.name) or "input"
+    explainer = result.explainer
+    settings = {
+        "method": "l2x",
+        "explainer": {
+            "model": explainer.model,
+            "k": explainer.k,
+            "region_edge": explainer.region_edge,
+            "input_shape": list(explainer.input_shape),
+            "selector": hashlib.blake2b(explainer.selector.tobytes(), digest_size=8).hexdigest(),
+        },
+        "input": _digest([result.subject]),
+    }
+    store = ExplanationStore.open(
+        path, name, settings, len(result.subject.spatial_shape), resume=resume, overwrite=overwrite
+    )
+    try:
+        store.write_array("l2x_selection", result.selection.astype(np.uint8), "uint8")
+        store.update_attributes({"l2x": result.summary()})
+        store.finish()
+        return store.location
+    finally:
+        store.close()
 
 
 def _chosen(result: L2xResult) -> np.ndarray:

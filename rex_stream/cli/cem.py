@@ -101,7 +101,7 @@ def run(argv: list[str]) -> int:
         backend_settings=settings,
     )
     if output is not None:
-        from rex_stream.cem_pictures import save_solution
+        from rex_stream.method_pictures import save_solution
 
         save_solution(results[0], output)
     if args.json:

@@ -56,6 +56,9 @@ def explain_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("outputs")
     out.add_argument("--json", action="store_true", help="a JSON summary on stdout")
     out.add_argument("--save-mask", help="the selection over the spatial axes (.npy)")
+    out.add_argument("--output", help="picture of the selection (PNG)")
+    out.add_argument("--store", help="Zarr store: the selection as l2x_selection")
+    out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
     return parser
 
 
@@ -74,7 +77,7 @@ def train(argv: list[str]) -> int:
     settings = backend_settings(args, spec, config)
     out = check_output(args.out, "--out", (".npz",))
     assert out is not None
-    from rex_stream.l2x import L2xConfig
+    from rex_stream.l2x import Explainer, L2xConfig
     from rex_stream.learned import train_l2x
 
     values: dict[str, object] = {"k": args.k, "seed": args.seed}
@@ -85,7 +88,7 @@ def train(argv: list[str]) -> int:
             values[flag] = getattr(args, flag)
     l2x = L2xConfig(**values)  # type: ignore[arg-type]
 
-    async def main() -> object:
+    async def main() -> Explainer:
         return await train_l2x(
             args.data,
             spec,
@@ -98,8 +101,8 @@ def train(argv: list[str]) -> int:
         )
 
     explainer = anyio.run(main)
-    explainer.save(out)  # type: ignore[attr-defined]
-    metrics = dict(explainer.metrics)  # type: ignore[attr-defined]
+    explainer.save(out)
+    metrics = dict(explainer.metrics)
     if args.json:
         print_json({"explainer": str(out), **metrics})
     else:
@@ -122,23 +125,32 @@ def explain(argv: list[str]) -> int:
     if not Path(args.input).exists():
         raise ConfigError(f"{args.input}: no such file")
     save_mask = check_output(args.save_mask, "--save-mask", (".npy",))
+    output = check_output(args.output, "--output")
     from rex_stream.l2x import Explainer
-    from rex_stream.learned import explain_l2x, reading_config
+    from rex_stream.learned import L2xResult, explain_l2x, reading_config
 
     explainer = Explainer.load(args.explainer)
-    base = reading_config(explainer)
-    config = explain_config(args) if _reads_differently(args) else base
+    config = explain_config(args, reading_config(explainer))
     settings = backend_settings(args, spec, config) if spec else None
 
-    async def main() -> object:
+    async def main() -> L2xResult:
         return await explain_l2x(args.input, explainer, spec, config, backend_settings=settings)
 
     result = anyio.run(main)
     if save_mask is not None:
         import numpy as np
 
-        np.save(save_mask, result.selection.astype(np.uint8))  # type: ignore[attr-defined]
-    summary = result.summary()  # type: ignore[attr-defined]
+        np.save(save_mask, result.selection.astype(np.uint8))
+    summary = result.summary()
+    if output is not None:
+        from rex_stream.method_pictures import save_selection
+
+        title = f"L2X: {explainer.k} regions"
+        save_selection(result.subject, result.selection, title, output)
+    if args.store:
+        from rex_stream.learned import store_selection
+
+        summary["store"] = store_selection(result, args.store, overwrite=args.overwrite)
     if args.json:
         print_json(summary)
     else:
@@ -151,8 +163,3 @@ def explain(argv: list[str]) -> int:
             f"(edge {summary['region_edge']}){verdict} — {summary['queries']} queries"
         )
     return 0
-
-
-def _reads_differently(args: argparse.Namespace) -> bool:
-    """Whether the command line changes how inputs are read (else the explainer's way)."""
-    return bool(args.mode or args.mask_value or args.mode_option or args.scores)

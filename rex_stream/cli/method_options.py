@@ -66,9 +66,10 @@ def model_spec(args: argparse.Namespace) -> str | None:
     return spec
 
 
-def explain_config(args: argparse.Namespace) -> ExplainConfig:
-    """The reading, scoring and scheduling settings the arguments give."""
-    config = ExplainConfig()
+def explain_config(args: argparse.Namespace, base: ExplainConfig | None = None) -> ExplainConfig:
+    """The reading, scoring and scheduling settings the arguments give, over ``base`` (mode
+    options are merged into the base's)."""
+    config = base or ExplainConfig()
     scoring, image, scheduler = config.scoring, config.image, config.scheduler
     if args.scores:
         scoring = replace(scoring, scores=ScoreKind(args.scores))
@@ -84,7 +85,8 @@ def explain_config(args: argparse.Namespace) -> ExplainConfig:
             raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
         image = replace(image, mask_value=value)
     if args.mode_option:
-        image = replace(image, mode_options=pairs(args.mode_option, "--mode-option"))
+        options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}
+        image = replace(image, mode_options=options)
     if args.batch_size is not None:
         scheduler = replace(scheduler, max_batch=args.batch_size)
     if args.max_inflight is not None:

@@ -55,6 +55,25 @@ def test_train_then_explain(rows: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert np.load(mask).sum() == 3
     assert main(["l2x", str(one), "--explainer", str(out), "--model", str(TABULAR)]) == 0
     assert "2 queries" in capsys.readouterr().out
+    picture, store = tmp_path / "selection.png", tmp_path / "l2x.zarr"
+    argv = [
+        "l2x",
+        str(one),
+        "--explainer",
+        str(out),
+        "--output",
+        str(picture),
+        "--store",
+        str(store),
+    ]
+    assert main([*argv, "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)["store"]
+    import zarr
+
+    group = zarr.open_group(stored, mode="r")
+    np.testing.assert_array_equal(np.asarray(group["l2x_selection"][:]), np.load(mask))  # type: ignore[index]
+    assert picture.stat().st_size > 1000
+    assert main(argv) != 0 and "--overwrite" in capsys.readouterr().err
     spectrum = MODELS / "spectral-markers-A.npy"
     code = main(["l2x", str(spectrum), "--explainer", str(out), "--mode", "spectral"])
     error = capsys.readouterr().err.strip()

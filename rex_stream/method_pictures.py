@@ -1,4 +1,4 @@
-"""Pictures of a CEM solution for any mode: the input, the region values, the solution."""
+"""Pictures of CEM solutions and L2X selections for any mode: input, regions, result."""
 
 from __future__ import annotations
 
@@ -29,21 +29,36 @@ def _picture(values: np.ndarray) -> np.ndarray:
 
 def save_solution(result: CemResult, path: Path) -> None:
     """Draw the input and its pertinent positive or negative side by side."""
+    subject = result.subject
+    solution = result.solution if result.solution is not None else subject.tensor
+    mask = result.mask if result.mask is not None else np.zeros(subject.spatial_shape)
+    title = f"{result.name.replace('_', ' ')}: class {result.solution_class}"
+    draw(subject, mask, solution, result.name.replace("_", " "), title, path)
+
+
+def save_selection(subject: Subject, selection: np.ndarray, title: str, path: Path) -> None:
+    """Draw the input and the regions an L2X explainer selected (the rest at the baseline)."""
+    base = np.broadcast_to(np.asarray(subject.baseline, subject.tensor.dtype), subject.tensor.shape)
+    shown = np.where(subject.expand(selection.astype(bool)), subject.tensor, base)
+    draw(subject, selection.astype(float), shown, "selected regions only", title, path)
+
+
+def draw(
+    subject: Subject, mask: np.ndarray, result: np.ndarray, label: str, title: str, path: Path
+) -> None:
+    """Input, region values and result: a line plot for 1-D inputs, three panels otherwise
+    (a volume's middle slice)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    subject = result.subject
-    solution = result.solution if result.solution is not None else subject.tensor
-    mask = result.mask if result.mask is not None else np.zeros(subject.spatial_shape)
-    original, found = _spatial(subject, subject.tensor), _spatial(subject, solution)
-    title = f"{result.name.replace('_', ' ')}: class {result.solution_class}"
+    original, found = _spatial(subject, subject.tensor), _spatial(subject, result)
     if len(subject.spatial_shape) == 1:
         figure, axis = plt.subplots(figsize=(9, 3))
         positions = np.arange(subject.spatial_shape[0])
         axis.plot(positions, original[:, 0], color="0.6", lw=1, label="input")
-        axis.plot(positions, found[:, 0], color="C3", lw=1, label=result.name.replace("_", " "))
+        axis.plot(positions, found[:, 0], color="C3", lw=1, label=label)
         axis.fill_between(
             positions,
             0,
