@@ -318,6 +318,7 @@ class TritonBackend:
         self._limiter = anyio.CapacityLimiter(max(settings.max_inflight, 1))
         self._regions: list[tuple[str, Any]] = []  # every registered region, for cleanup
         self._free_slots: list[_Slot] = []
+        self._quarantined: list[_Slot] = []  # slots of requests abandoned without a reply
         self._region_sizes: dict[str, int] = {}
         self._reregistering = anyio.Lock()
         self._closed = False
@@ -666,6 +667,8 @@ class TritonBackend:
 
     async def _infer_limited(self, batch: np.ndarray) -> np.ndarray:
         async with self._limiter:
+            if not self._free_slots and self._quarantined:
+                await self._recycle()
             if self._free_slots:
                 return await self._infer_shared_memory(batch)
             return await self._infer_socket(batch)
@@ -718,6 +721,7 @@ class TritonBackend:
         import tritonclient.utils.shared_memory as shm
 
         slot = self._free_slots.pop()
+        answered = False  # the server replied: it no longer uses the slot's regions
         try:
             model_input, output, _ = self._request(batch)
             data = np.ascontiguousarray(batch)
@@ -730,15 +734,43 @@ class TritonBackend:
             except (TransientBackendError, BackendTimeout):
                 raise
             except BackendError as exc:
+                answered = True
                 if "shared memory region" not in str(exc).lower():
                     raise
                 await self._reregister()  # the server restarted and forgot the regions
                 raise TransientBackendError(f"{exc} (registered the regions again)") from exc
+            answered = True
             scores = shm.get_contents_as_numpy(
                 slot.output_handle, self._output_dtype, [batch.shape[0], self.info.num_classes]
             )
             return self._scores(np.array(scores, copy=True), batch.shape[0])
         finally:
+            # A request abandoned without a reply (cancelled, timed out, connection lost) may
+            # still run on the server and write the output region later: never lend that slot
+            # to another call until the server confirms it is idle (see _recycle).
+            (self._free_slots if answered else self._quarantined).append(slot)
+
+    async def _recycle(self) -> None:
+        """Give quarantined slots back once the server no longer uses their regions: Triton
+        refuses to unregister a region in use, so unregistering and registering it again
+        succeeds only for an idle one (or one a restarted server has forgotten)."""
+        kw: dict[str, Any] = {"headers": self._headers}
+        if self._target.protocol == "grpc":
+            kw["client_timeout"] = self._timeout_s
+        while self._quarantined:
+            slot = self._quarantined.pop()
+            try:
+                for name, size in ((slot.input_name, slot.input_bytes),
+                                   (slot.output_name, slot.output_bytes)):  # fmt: skip
+                    await self._call(
+                        "recycling shared memory",
+                        functools.partial(self._client.unregister_system_shared_memory, name, **kw),
+                    )
+                    await self._register(name, size, kw)
+            except BackendError as exc:
+                logger.debug("%s: shared-memory slot not free yet: %s", self._target, exc)
+                self._quarantined.append(slot)
+                return
             self._free_slots.append(slot)
 
     def _scores(self, scores: np.ndarray, n: int) -> np.ndarray:
@@ -797,6 +829,7 @@ class TritonBackend:
                 shm.destroy_shared_memory_region(handle)
         self._regions.clear()
         self._free_slots.clear()
+        self._quarantined.clear()
 
 
 async def connect(spec: str, settings: BackendSettings) -> TritonBackend:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import numpy as np
 import pytest
 from rex_stream.adapters.triton_shm import SHM_ROOT, owner_pid
 
@@ -182,3 +183,37 @@ def test_signalled_cli_run_unregisters_and_stays_resumable(
     assert main([*flags, "--resume"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["stats"]["iterations"] == 8
+
+
+@pytest.mark.triton
+def test_a_slot_abandoned_mid_request_is_not_lent_until_the_server_is_done(
+    triton_server: TritonProcess, triton_token_env: str
+) -> None:
+    """A request given up on (here: a timeout) may still run on the server and write its output
+    region later; its slot is lent again only once Triton says the regions are idle."""
+    from rex_stream.adapters.triton import TritonBackend
+
+    from rex_stream.errors import BackendTimeout
+
+    options = {**OPTIONS, "token_env": triton_token_env}
+    batch = np.zeros((2, 3, 32, 32), dtype=np.float32)
+
+    async def run() -> None:
+        settings = BackendSettings(timeout_s=1.0, max_inflight=1, options=options)
+        backend = await open_backend(f"triton://{triton_server.grpc_url}/slow", settings)
+        assert isinstance(backend, TritonBackend)
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendTimeout):
+                await backend.infer(batch)  # the slow model answers after 3 s
+            assert (len(backend._free_slots), len(backend._quarantined)) == (0, 1)
+            with pytest.raises(BackendTimeout):
+                await backend.infer(batch)  # the server still uses the slot: sent by socket
+            assert (len(backend._free_slots), len(backend._quarantined)) == (0, 1)
+            await anyio.sleep(max(0.0, started + 6.5 - time.monotonic()))  # both requests done
+            await backend._recycle()
+            assert (len(backend._free_slots), len(backend._quarantined)) == (1, 0)
+        finally:
+            await backend.aclose()
+
+    anyio.run(run)
