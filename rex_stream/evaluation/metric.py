@@ -47,6 +47,9 @@ class MetricSpec:
     defaults: Mapping[str, Any]
     compute: Compute
     curve: bool = False
+    #: For a metric defined over a set of inputs (sensitivity-n): the per-input results'
+    #: reduction to the one score every input then reports.
+    across_inputs: Callable[[list[MetricResult], Params], float] | None = None
 
     def params(self, given: Mapping[str, str]) -> dict[str, Any]:
         """Defaults overridden by ``given`` (strings parsed to the default's type)."""

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +98,12 @@ async def evaluate(
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
             stats = scheduler.stats
+    finished = [r for r in results if r is not None]
+    _reduce_across_inputs(finished, choices)
     return Evaluation(
         metrics=choices,
         attributions=list(named),
-        inputs=[r for r in results if r is not None],
+        inputs=finished,
         queries=scorer.sent,
         requested=scorer.requested,
         calls=stats.calls,
@@ -205,6 +207,20 @@ async def _evaluate_input(
         if store is not None:
             store.close()
     return scores
+
+
+def _reduce_across_inputs(inputs: list[InputScores], choices: list[MetricChoice]) -> None:
+    """Metrics defined over the set of inputs (sensitivity-n) get their one score."""
+    for choice in choices:
+        reduce = choice.spec.across_inputs
+        if reduce is None:
+            continue
+        for name in inputs[0].results if inputs else ():
+            per_input = [scores.results[name][choice.label] for scores in inputs]
+            score = reduce(per_input, choice.params)
+            for scores in inputs:
+                result = scores.results[name][choice.label]
+                scores.results[name][choice.label] = replace(result, score=score)
 
 
 def _finish(store: ExplanationStore, source: str, summary: dict[str, dict[str, float]]) -> None:

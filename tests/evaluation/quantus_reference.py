@@ -58,7 +58,11 @@ def main() -> None:
     delay_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     warnings.filterwarnings("ignore")
     case = np.load(case_path)
-    x, a, s, y = case["x"][None], case["a"][None, None], case["s"][None, None], case["y"]
+    batched = case["x"].ndim == 4  # several inputs: x N×C×H×W, a and s N×H×W, y N
+    x, a, s, y = case["x"], case["a"], case["s"], np.atleast_1d(case["y"]).astype(int)
+    if not batched:
+        x, a, s = x[None], a[None], s[None]
+    a, s = a[:, None], s[:, None]
     seed = int(case["seed"]) if "seed" in case else 0
     model = OnnxModule(model_path, delay_s).eval()
     out = {}
@@ -71,7 +75,7 @@ def main() -> None:
         value = metric(
             model=model,
             x_batch=x,
-            y_batch=np.array([int(y)]),
+            y_batch=y,
             a_batch=a,
             s_batch=s.astype(np.float32),
             device="cpu",

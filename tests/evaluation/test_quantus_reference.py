@@ -111,3 +111,27 @@ def test_compatible_mode_equals_quantus(tiny_cnn: Path, tmp_path: Path) -> None:
         if calls:
             # Quantus predicts f(x) in every metric that needs it; we count it once per input
             assert mine.queries in (calls, calls + 1), label
+
+
+def test_sensitivity_n_across_inputs_equals_quantus(tiny_cnn: Path, tmp_path: Path) -> None:
+    """Sensitivity-N correlates across inputs: four inputs in one run, maps from a folder.
+    Each map's maximum is 1, since Quantus normalises by the maximum of the whole batch."""
+    rng = np.random.default_rng(12)
+    xs = [rng.normal(0, 1, (3, 32, 32)).astype(np.float32) for _ in range(4)]
+    maps = [rng.random((32, 32)).astype(np.float32) for _ in range(4)]
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    for name, a in zip(("array", "array-2", "array-3", "array-4"), maps):
+        a[0, 0] = 1.0
+        np.save(folder / f"{name}.npy", a)
+    label = "sensitivity-n:features_in_step=64"
+    ours = evaluate_sync(xs, str(tiny_cnn), {"a": folder}, label, quantus_compatible=True)
+    scores = {e.results["a"][label].score for e in ours.inputs}
+    assert len(scores) == 1
+    case = tmp_path / "batch.npz"
+    targets = np.array([e.target for e in ours.inputs])
+    empty = np.zeros((4, 32, 32), bool)
+    np.savez(case, x=np.stack(xs), a=np.stack(maps), s=empty, y=targets, seed=0)
+    spec = {label: ("SensitivityN", {"features_in_step": 64}, True)}
+    reference = quantus_scores(tiny_cnn, case, spec)
+    assert scores.pop() == pytest.approx(reference[label]["score"], rel=1e-4, abs=1e-6)
