@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +123,7 @@ def _run(
     failures = 0
     summaries: list[dict[str, Any]] = []
 
-    with connect(cluster, args.dask_threads, args.dask_timeout_s) as client:
+    with connect(cluster, args.dask_threads, args.dask_timeout_s) as client, _quiet_if_stopped():
         if not args.quiet and has_dashboard() and client.dashboard_link:
             print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         with _Bar(show, len(sources)) as bar:
@@ -162,6 +164,19 @@ def _run(
             f"{os.path.abspath(args.store)}"
         )
     return 1 if failures else 0
+
+
+@contextmanager
+def _quiet_if_stopped() -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, silence the connection errors of a cluster being torn down: the
+    user stopped the run, and the store resumes it."""
+    try:
+        yield
+    except BaseException as stop:
+        if not isinstance(stop, Exception):
+            for name in ("distributed", "asyncio", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        raise
 
 
 def _line(summary: dict[str, Any]) -> str:

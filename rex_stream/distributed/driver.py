@@ -93,8 +93,6 @@ def explain_on_cluster(
     input's iterations spread over K tasks. At most ``window`` units are in flight (default:
     twice the cluster's threads). Reruns resume; finished inputs cost no query.
     """
-    from distributed import as_completed
-
     from rex_stream.distributed.runtime import EngineRuntime
 
     started = time.perf_counter()
@@ -104,46 +102,35 @@ def explain_on_cluster(
     _check_options(config, inputs_per_task, split_iterations)
     paths = [str(s) for s in sources]
     names = _names(paths, names)
+    fresh = not Path(store).expanduser().exists()
     root = _create_root(store, names, overwrite)
-    _wait_for_workers(client)
-    _check_workers_see(client, root)
-    settings = backend_settings or BackendSettings(
-        max_inflight=config.scheduler.max_inflight or default_inflight(backend)
-    )
-    runtime = EngineRuntime(backend, settings, config)
-    client.register_plugin(runtime, name=runtime.name)
-    outcomes: list[Outcome | None] = [None] * len(paths)
-    token = uuid.uuid4().hex[:8]
-    units = _units(len(paths), inputs_per_task, split_iterations)
-    limit = window or max(4, 2 * sum(client.nthreads().values()))
-    pending: dict[Future, _Unit] = {}
-    submit = _submitter(client, runtime.name, root, paths, names, config, split_iterations, token)
     try:
-        queue = iter(units)
-        completed = as_completed()
-        for unit in _take(queue, limit):
-            future = submit(unit)
-            pending[future] = unit
-            completed.add(future)
-        for future in completed:
-            unit = pending.pop(future)
-            for position, outcome in _outcomes(future, unit, paths, names):
+        _wait_for_workers(client)
+        _check_workers_see(client, root)
+        settings = backend_settings or BackendSettings(
+            max_inflight=config.scheduler.max_inflight or default_inflight(backend)
+        )
+        runtime = EngineRuntime(backend, settings, config)
+        client.register_plugin(runtime, name=runtime.name)
+        outcomes: list[Outcome | None] = [None] * len(paths)
+        submit = _submitter(client, runtime.name, root, paths, names, config, split_iterations)
+        units = _units(len(paths), inputs_per_task, split_iterations)
+        limit = window or max(4, 2 * sum(client.nthreads().values()))
+        try:
+            for position, outcome in _windowed(client, units, submit, limit, paths, names):
                 outcomes[position] = outcome
                 if on_result is not None:
                     on_result(outcome)
-            future.release()
-            for unit in _take(queue, 1):
-                following = submit(unit)
-                pending[following] = unit
-                completed.add(following)
-        workers = client.run(_engine_counters, runtime.name)
-    finally:
-        if pending:
-            client.cancel(list(pending))
-        try:
-            client.unregister_worker_plugin(runtime.name)
-        except Exception as exc:  # the cluster may be going away; the store is what matters
-            logger.warning("could not remove the rex-stream runtime from the workers: %s", exc)
+            workers = client.run(_engine_counters, runtime.name)
+        finally:
+            try:
+                client.unregister_worker_plugin(runtime.name)
+            except Exception as exc:  # the cluster may be going away; the store is what matters
+                logger.warning("could not remove the rex-stream runtime from the workers: %s", exc)
+    except BaseException:
+        if fresh:  # a run that wrote nothing leaves nothing behind
+            _remove_if_empty(root)
+        raise
     return ClusterReport(
         [o for o in outcomes if o is not None], workers, round(time.perf_counter() - started, 3)
     )
@@ -188,6 +175,39 @@ async def explain_many_on_client(
         ).outcomes  # type: ignore[return-value]
 
     return await anyio.to_thread.run_sync(drive)
+
+
+def _windowed(
+    client: Client,
+    units: Sequence[_Unit],
+    submit: Callable[[_Unit], Future],
+    limit: int,
+    paths: Sequence[str],
+    names: Sequence[str],
+) -> Iterator[tuple[int, Outcome]]:
+    """Submit ``units`` with at most ``limit`` in flight; yield outcomes as they complete (a
+    failure that ends the run cancels what is still in flight)."""
+    from distributed import as_completed
+
+    queue = iter(units)
+    pending: dict[Future, _Unit] = {}
+    completed = as_completed()
+    try:
+        for unit in _take(queue, limit):
+            future = submit(unit)
+            pending[future] = unit
+            completed.add(future)
+        for future in completed:
+            unit = pending.pop(future)
+            yield from _outcomes(future, unit, paths, names)
+            future.release()
+            for unit in _take(queue, 1):
+                following = submit(unit)
+                pending[following] = unit
+                completed.add(following)
+    finally:
+        if pending:
+            client.cancel(list(pending))
 
 
 def _check_options(config: ExplainConfig, inputs_per_task: int, split: int) -> None:
@@ -245,6 +265,13 @@ def _create_root(store: str | Path, names: Sequence[str], overwrite: bool) -> st
     return str(root)
 
 
+def _remove_if_empty(root: str) -> None:
+    """Remove a store root the driver created when no input group was written into it."""
+    folder = Path(root)
+    if folder.is_dir() and all(entry.name == "zarr.json" for entry in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _wait_for_workers(client: Client) -> None:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
@@ -291,10 +318,12 @@ def _submitter(
     names: Sequence[str],
     config: ExplainConfig,
     split: int,
-    token: str,
 ) -> Callable[[_Unit], Future]:
-    """How a unit becomes futures; returns the one whose result carries its outcomes."""
+    """How a unit becomes futures; returns the one whose result carries its outcomes. Keys
+    name the tasks on the dashboard and are unique to this run."""
     from rex_stream.distributed import tasks
+
+    token = uuid.uuid4().hex[:8]
 
     def submit(unit: _Unit) -> Future:
         first = unit.positions[0]
@@ -349,6 +378,8 @@ def _outcomes(
     the inputs it held."""
     from distributed import KilledWorker
 
+    from rex_stream.distributed.tasks import FATAL
+
     try:
         result = future.result()
     except KilledWorker as exc:
@@ -360,6 +391,9 @@ def _outcomes(
         raise type(exc)(f"on a Dask worker: {exc}") from exc
     except Exception as exc:
         raise BackendError(f"on a Dask worker: {type(exc).__name__}: {exc}") from exc
+    if isinstance(result, dict) and FATAL in result:
+        kinds = {cls.__name__: cls for cls in _fatal_errors()}
+        raise kinds.get(str(result.get("kind")), BackendError)(f"on a Dask worker: {result[FATAL]}")
     summaries = result if isinstance(result, list) else [result]
     for position, summary in zip(unit.positions, summaries):
         yield position, _outcome(summary, sources[position], names[position])
@@ -371,6 +405,17 @@ def _outcome(summary: dict[str, Any], source: str, name: str) -> Outcome:
         cls = kinds.get(str(summary.get("kind")), RexStreamError)
         return InputFailure(source, cls(summary["error"]))
     return InputSummary(source, name, summary)
+
+
+def _fatal_errors() -> list[type[RexStreamError]]:
+    """Every error class a task may report as fatal, by name."""
+    found: list[type[RexStreamError]] = []
+    pending: list[type[RexStreamError]] = [RexStreamError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def _errors() -> list[type[RexStreamError]]:

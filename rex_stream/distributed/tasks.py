@@ -33,7 +33,7 @@ from rex_stream.engine.scheduler import CountingEvaluator
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.errors import InputError, OutputError, StoreError, StoreLocked
+from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, StoreLocked
 from rex_stream.explain import explain_input, open_store, predict_target
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
@@ -43,6 +43,8 @@ INPUT_ERRORS = (InputError, StoreError, OutputError)
 #: The store's own marker of a whole result, and ours of what it was computed from.
 COMPLETE = "complete"
 FINGERPRINT = "fingerprint"
+#: A task's summary of an error that ends the whole run.
+FATAL = "fatal"
 #: How long a task waits for a group that another writer holds: a task retried after its
 #: worker died on another host finds that worker's lock, stale once its heartbeat is older than
 #: the lock's 60 s, and takes it over.
@@ -54,7 +56,9 @@ Summary = dict[str, Any]
 T = TypeVar("T")
 
 
-def explain_shard(runtime: str, store: str, items: list[tuple[str, str]]) -> list[Summary]:
+def explain_shard(
+    runtime: str, store: str, items: list[tuple[str, str]]
+) -> list[Summary] | Summary:
     """Explain a shard of ``(source, name)`` inputs concurrently on this worker's engine."""
 
     async def work(engine: Engine) -> list[Summary]:
@@ -69,7 +73,7 @@ def explain_shard(runtime: str, store: str, items: list[tuple[str, str]]) -> lis
                 group.start_soon(one, position, source, name)
         return summaries
 
-    return worker_runtime(runtime).run(work)
+    return _run(runtime, work)
 
 
 def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
@@ -110,7 +114,7 @@ def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
 
         return await _guarded(source, name, prepare())
 
-    return worker_runtime(runtime).run(work)
+    return _run(runtime, work)
 
 
 def run_iterations(
@@ -157,7 +161,7 @@ def run_iterations(
                     group_of_iterations.start_soon(one, index)
         return {"iterations": ran, "queries": evaluator.queries}
 
-    return worker_runtime(runtime).run(work)
+    return _run(runtime, work)
 
 
 def finalise_input(
@@ -166,6 +170,8 @@ def finalise_input(
     """Split run, last task: the map from every committed iteration, extraction, outputs."""
     if "target" not in prepared:
         return prepared.get("finished") or prepared
+    for failed in (r for r in ranges if FATAL in r):
+        return failed
 
     async def work(engine: Engine) -> Summary:
         target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
@@ -178,7 +184,17 @@ def finalise_input(
             summary["split_tasks"] = len(ranges)
         return summary
 
-    return worker_runtime(runtime).run(work)
+    return _run(runtime, work)
+
+
+def _run(runtime: str, work: Callable[[Engine], Awaitable[T]]) -> T | Summary:
+    """Run ``work`` on this worker's engine; an error that ends the run (the backend cannot
+    open or fails) comes back as a ``fatal`` summary for the driver to raise, not as a task
+    failure that Dask would log with its traceback on every worker."""
+    try:
+        return worker_runtime(runtime).run(work)
+    except RexStreamError as error:
+        return {FATAL: str(error), "kind": type(error).__name__}
 
 
 async def _guarded(source: str, name: str, work: Any) -> Summary:

@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 
 from rex_stream import ExplainConfig, explain_many_sync
 from rex_stream.distributed import InputSummary, explain_on_cluster
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, RexStreamError
 from rex_stream.many import InputFailure, explain_many
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,6 +170,45 @@ def test_locks_left_by_dead_workers_are_taken_over(
     assert all(isinstance(o, InputSummary) for o in report.outcomes), report.outcomes
     _one_process(images[:2], str(tiny_cnn), tmp_path / "one.zarr", CONFIG)
     assert_same_store(tmp_path / "one.zarr", store)
+
+
+class _CountingClient:
+    """A client that counts the futures submitted through it."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.submitted = 0
+
+    def submit(self, *args: object, **kwargs: object) -> object:
+        self.submitted += 1
+        return self._client.submit(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_submission_is_windowed(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    counting = _CountingClient(client)
+    seen: list[int] = []
+    explain_on_cluster(
+        counting, images, str(tiny_cnn), CONFIG.with_overrides(iters=2), store=tmp_path / "w.zarr",
+        window=2, on_result=lambda _: seen.append(counting.submitted),
+    )  # type: ignore[arg-type]  # fmt: skip
+    # never more than 2 inputs in flight: the k-th result arrives with k + 1 submitted
+    assert seen == [2, 3, 4, 5, 6, 6]
+
+
+def test_a_model_missing_on_the_workers_is_one_error(
+    client: Client, images: list[Path], tmp_path: Path
+) -> None:
+    with pytest.raises(RexStreamError, match="on a Dask worker") as caught:
+        explain_on_cluster(
+            client, images[:2], str(tmp_path / "absent.onnx"), CONFIG, store=tmp_path / "m.zarr"
+        )
+    assert "absent.onnx" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "m.zarr").exists()  # nothing half-written
 
 
 def test_split_refuses_the_adaptive_distribution(

@@ -40,6 +40,7 @@ def folder(tmp_path: Path, tiny_image: Path) -> Path:
     return tmp_path / "in"
 
 
+@pytest.mark.slow
 def test_directory_on_a_local_cluster_then_a_free_rerun(
     folder: Path, tiny_cnn: Path, tmp_path: Path
 ) -> None:
@@ -122,3 +123,52 @@ def test_a_missing_dask_extra_is_one_line(
         "rex-stream: error: --dask needs Dask distributed (distributed is not installed): "
         "pip install 'rex-stream[dask]'"
     )
+
+
+@pytest.mark.slow
+def test_a_stopped_driver_continues_where_it_stopped(tmp_path: Path) -> None:
+    """SIGTERM the driver of a local cluster mid-run; the same command then finishes, skipping
+    the inputs that were complete, and the store equals one process's."""
+    import os
+    import signal
+    import time
+
+    from PIL import Image
+
+    from tests.distributed.test_dask import assert_same_store
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for number in range(8):
+        pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{number}.png")
+    store = tmp_path / "dask.zarr"
+    command = [
+        sys.executable, "-m", "rex_stream.cli", str(folder),
+        "--backend", "python:tests.distributed.slow_model:score",
+        "--iters", "6", "--seed", "1", "--store", str(store), "--dask", "local:2", "-q",
+    ]  # fmt: skip
+    env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.03", "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and driver.poll() is None:
+        if len([g for g in store.glob("*/zarr.json") if '"complete": true' in g.read_text()]) >= 2:
+            break
+        time.sleep(0.05)
+    assert driver.poll() is None, "the run ended before it could be stopped"
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(60) == 143
+    finished = [g for g in store.glob("*/zarr.json") if '"complete": true' in g.read_text()]
+    assert 2 <= len(finished) < 8
+
+    env["REX_STREAM_TEST_DELAY_S"] = "0"
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "already complete in the store" in again.stdout
+    one = subprocess.run(
+        [*command[:-5], "--store", str(tmp_path / "one.zarr"), "-q"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert_same_store(tmp_path / "one.zarr", store)
