@@ -78,7 +78,11 @@ class Explanation:
             "input": self.subject.source or self.subject.name,
             "model": self.model,
             "model_identity": self.extra.get("model_identity", {}),
-            "target": {"class": self.target.classification, "confidence": self.target.confidence},
+            "target": {
+                "class": self.target.classification,
+                "confidence": self.target.confidence,
+                **({"label": self.extra["label"]} if self.extra.get("label") else {}),
+            },
             "seed": self.seed,
             "mode": self.subject.mode,
             "config_file": self.config.config_file,

@@ -397,8 +397,8 @@ class _Display:
 def _human_summary(result: Explanation, outputs: dict[str, str]) -> str:
     stats = result.stats
     lines = [
-        f"{result.subject.source or result.subject.name}: class "
-        f"{result.target.classification} (confidence {result.target.confidence:.3f})"
+        f"{result.subject.source or result.subject.name}: {rex_options.class_text(result)} "
+        f"(confidence {result.target.confidence:.3f})"
     ]
     if result.sufficiency is not None:
         lines.append(

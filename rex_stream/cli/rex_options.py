@@ -48,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="append one row per explanation to ReX's sqlite database FILE (created if missing)",
     )
     group.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="class names, one per line (line i names class i), or `imagenet`; the bundled "
+        "ImageNet model gets ImageNet's names without it",
+    )
+    group.add_argument(
+        "--surface",
+        nargs="?",
+        const="show",
+        metavar="FILE",
+        help="3-D surface plot of the responsibility map, saved to FILE (PNG); without FILE "
+        "it is shown in a window when a display exists",
+    )
+    group.add_argument(
         "--complete",
         action="store_true",
         help="a complete explanation: sufficient, necessary and at about the original "
@@ -141,6 +155,14 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         if not 0.0 <= overlap <= 1.0:
             raise ConfigError(f"--permitted-overlap {overlap:g}: expected a number in [0, 1]")
         multi = replace(multi, permitted_overlap=overlap)
+    if getattr(args, "labels", None):
+        from rex_stream.labels import load_labels
+
+        args.rex_labels = load_labels(args.labels)
+    if getattr(args, "surface", None):
+        from rex_stream.surface import check_surface_target
+
+        check_surface_target(args.surface)
     if getattr(args, "complete", False):
         extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):
@@ -172,6 +194,13 @@ def after_run(args: argparse.Namespace, result: Explanation, output: Path | None
     """Write the outputs ReX's options ask for (multi pictures, database rows); returns
     what was written, by name."""
     written: dict[str, str] = {}
+    _label(args, result)
+    if getattr(args, "surface", None):
+        from rex_stream.surface import render_surface
+
+        shown = render_surface(result, args.surface)
+        if shown is not None:
+            written["surface"] = shown
     if output is not None and result.multi is not None:
         from rex_stream.multi_pictures import render_multi
 
@@ -184,6 +213,25 @@ def after_run(args: argparse.Namespace, result: Explanation, output: Path | None
         rows = append_explanation(args.database, result)
         written["database"] = f"{args.database} ({rows} row{'s' if rows != 1 else ''})"
     return written
+
+
+def _label(args: argparse.Namespace, result: Explanation) -> None:
+    """Name the target class (``--labels``, or the bundled model's ImageNet names)."""
+    from rex_stream.labels import labels_for_model
+
+    labels = getattr(args, "rex_labels", None)
+    if labels is None:
+        labels = labels_for_model(getattr(args, "model", None) or getattr(args, "backend", None))
+    cls = result.target.classification
+    if labels is not None and 0 <= cls < len(labels):
+        result.extra["label"] = labels[cls]
+
+
+def class_text(result: Explanation) -> str:
+    """``"ladybug (301)"`` when the class has a name, else ``"class 301"``."""
+    label = result.extra.get("label")
+    cls = result.target.classification
+    return f"{label} ({cls})" if label else f"class {cls}"
 
 
 def human_lines(result: Explanation) -> list[str]:
