@@ -160,3 +160,37 @@ def test_explainer_round_trip_and_explaining_costs_no_query(tmp_path: Path) -> N
     checked = explain_l2x_sync(rows[5], path, str(TABULAR))
     assert checked.queries == 2 and checked.kept is not None
     np.testing.assert_array_equal(checked.regions, result.regions)
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "rows", "epochs"),
+    [
+        ("xor", 2, 400, 12),
+        ("orange_skin", 4, 400, 12),
+        ("additive", 4, 400, 12),
+        ("switch", 5, 600, 20),
+    ],
+)
+def test_synthetic_sets_rank_the_true_features_within_k(
+    name: str, k: int, rows: int, epochs: int
+) -> None:
+    from rex_stream.adapters.python import PythonBackend
+
+    from tests.l2x.synthetic import SETS, make, model
+
+    config = replace(
+        ExplainConfig(),
+        image=replace(ExplainConfig().image, mode="tabular"),
+        scoring=replace(ExplainConfig().scoring, scores=ScoreKind.PROBABILITIES),
+    )
+    l2x = L2xConfig(k=k, approximator_epochs=epochs, selector_epochs=epochs)
+    explainer = train_l2x_sync(make(name, rows, 0), PythonBackend(model(name), (10,)), l2x, config)
+    held = make(name, 200, 1)
+    subjects = load_inputs(held, ModelInfo("m", "X", (10,)), config)
+    ranks = []
+    for subject, true in zip(subjects, SETS[name][1](held)):
+        order = np.argsort(-explainer.logits(subject), kind="stable")
+        rank = {int(feature): position + 1 for position, feature in enumerate(order)}
+        ranks.append(np.median([rank[f] for f in true]))
+    print(f"{name}: median rank of the true features {np.median(ranks)} (k = {k})")
+    assert np.median(ranks) <= k
