@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--batch-size", type=int, help="largest batch per backend call")
     prep.add_argument("--max-inflight", type=int, help="concurrent backend calls")
     prep.add_argument("--concurrent-inputs", type=int, default=4, help="inputs at once")
+    prep.add_argument(
+        "--max-queries", type=int, help="refuse a plan that needs more model queries than this"
+    )
     meta = parser.add_argument_group("meta-evaluation (MetaQuantus' input-perturbation test)")
     meta.add_argument(
         "--meta-evaluation",
@@ -199,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             backend_settings=settings,
             concurrent_inputs=args.concurrent_inputs,
+            max_queries=args.max_queries,
+            on_plan=None if args.quiet else _print_plan,
         )
 
     result = anyio.run(main)
@@ -207,6 +213,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(result.table())
     return 0
+
+
+def _print_plan(key: str, plan: dict[str, int]) -> None:
+    """The rows each query metric will send for one input, on stderr."""
+    rows = {label: n for label, n in plan.items() if n}
+    if rows:
+        shown = ", ".join(f"{label} {n}" for label, n in rows.items())
+        print(f"plan for {key}: {shown} rows per attribution", file=sys.stderr)
 
 
 def _run_meta(

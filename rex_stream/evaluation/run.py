@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from rex_stream.engine.store import ExplanationStore
 from rex_stream.errors import ConfigError, InputError, StoreError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
+from rex_stream.evaluation.plan import planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
 from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.report import Evaluation, InputScores
@@ -36,6 +37,7 @@ from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.modes import known_suffixes, load_subject
 
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
+PlanCallback = Callable[[str, dict[str, int]], None]
 
 
 async def evaluate(
@@ -53,6 +55,8 @@ async def evaluate(
     overwrite: bool = False,
     backend_settings: BackendSettings | None = None,
     concurrent_inputs: int = 4,
+    max_queries: int | None = None,
+    on_plan: PlanCallback | None = None,
 ) -> Evaluation:
     """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
 
@@ -60,6 +64,8 @@ async def evaluate(
     ``attributions``: a map source (array, ``.npy``, directory of ``<stem>.npy``, rex-stream
     ``.zarr`` store), or several, named in a mapping. ``mask`` is the ground truth that the
     localisation metrics need. ``quantus_compatible`` reproduces Quantus 0.6.0's conventions.
+    Before an input's metrics run, ``on_plan(input, rows per metric)`` hears its plan, and a
+    plan that would take the run past ``max_queries`` rows stops it with a ConfigError.
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -74,6 +80,7 @@ async def evaluate(
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
             results: list[InputScores | None] = [None] * len(sources)
+            budget = _Budget(max_queries, on_plan)
             limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
@@ -92,6 +99,7 @@ async def evaluate(
                         store,
                         resume,
                         overwrite,
+                        budget,
                     )
 
             async with anyio.create_task_group() as group:
@@ -147,6 +155,7 @@ async def _evaluate_input(
     store_path: str | Path | None,
     resume: bool,
     overwrite: bool,
+    budget: _Budget,
 ) -> InputScores:
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
     subject.name = key
@@ -175,6 +184,14 @@ async def _evaluate_input(
         )
         done = await anyio.to_thread.run_sync(committed_results, store)
     scores.resumed = len(done)
+    plan = {c.label: planned_rows(c, base) for c in choices}
+    pending = [
+        c.label
+        for a in range(len(named))
+        for m, c in enumerate(choices)
+        if a * len(choices) + m not in done
+    ]
+    budget.claim(key, plan, pending)
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
         case = Case(subject, maps[name], target, compatible, seed, key, name, mask)
@@ -207,6 +224,28 @@ async def _evaluate_input(
         if store is not None:
             store.close()
     return scores
+
+
+class _Budget:
+    """The rows planned so far, against ``--max-queries``."""
+
+    def __init__(self, limit: int | None, report: PlanCallback | None) -> None:
+        self.limit = limit
+        self.report = report
+        self.planned = 0
+
+    def claim(self, key: str, plan: dict[str, int], pending: list[str]) -> None:
+        """Add one input's plan: f(x) and the ``pending`` (not resumed) metric labels, one per
+        (attribution, metric); refuse when the run passes the limit."""
+        self.planned += 1 + sum(plan[label] for label in pending)
+        if self.report is not None:
+            self.report(key, plan)
+        if self.limit is not None and self.planned > self.limit:
+            raise ConfigError(
+                f"{key}: the plan needs {self.planned} queries so far "
+                f"({', '.join(f'{k} {v}' for k, v in plan.items())} per attribution), "
+                f"more than --max-queries {self.limit}"
+            )
 
 
 def _reduce_across_inputs(inputs: list[InputScores], choices: list[MetricChoice]) -> None:

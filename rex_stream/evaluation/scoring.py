@@ -79,6 +79,7 @@ class RowScorer:
         """Predict the class of ``row`` (or check ``wanted`` exists), caching its scores."""
         raw = np.asarray(await self._evaluator.evaluate([row.fill]), np.float64)
         self.sent += 1
+        self.requested += 1
         classes = raw.shape[1] if raw.shape[1] > 1 else 2
         if wanted is not None and not 0 <= wanted < classes:
             raise InputError(

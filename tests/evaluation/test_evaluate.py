@@ -68,7 +68,7 @@ def test_rows_are_shared_and_results_do_not_depend_on_batching(patch_model: Path
             assert single.inputs[0].results[name][label].score == result.score, (name, label)
     # the third map repeats the first: none of its rows is sent again, f(x) is sent once
     per_map = sum(r.queries for r in batched.inputs[0].results["on"].values())
-    assert batched.requested == 3 * per_map + 0
+    assert batched.requested == 3 * per_map + 1  # and the prediction of the input
     assert batched.queries <= 2 * per_map - 2 + 1
     assert single.calls == single.queries
 
@@ -133,16 +133,24 @@ def test_cli_table_json_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_path: P
     assert summary["queries"] == 65 and summary["metrics"]["auc"]["better"] == "higher"
     table = _cli(*common, "--metrics", "sparseness")
     assert table.returncode == 0 and "sparseness" in table.stdout and "mine" in table.stdout
+    planned = _cli(*common, "--metrics", "selectivity:patch_size=4", "--max-queries", "65")
+    assert planned.returncode == 0
+    assert "plan for tiny: selectivity:patch_size=4 64 rows" in planned.stderr
     cases = [
         (["--metrics", "pixelflip"], "unknown metric 'pixelflip'; valid metrics:"),
         (["--metrics", "auc"], "auc need a ground-truth mask (--mask)"),
         (["--metrics", "selectivity:size=3"], "has no parameter 'size'"),
         (["--metrics", "sparseness", "--attribution", f"bad={nan}"], "contains NaN"),
+        (
+            ["--metrics", "selectivity:patch_size=4", "--max-queries", "50"],
+            "needs 65 queries so far (selectivity:patch_size=4 64 per attribution), "
+            "more than --max-queries 50",
+        ),
     ]
     for extra, message in cases:
         failed = _cli(*common, *extra)
         assert failed.returncode != 0
-        lines = failed.stderr.strip().splitlines()
+        lines = [x for x in failed.stderr.strip().splitlines() if not x.startswith("plan for")]
         assert len(lines) == 1 and lines[0].startswith("rex-stream: error: "), failed.stderr
         assert message in lines[0]
     wrong = _cli(

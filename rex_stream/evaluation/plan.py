@@ -1,0 +1,49 @@
+"""How many rows each metric will ask for, known before any is sent (``--max-queries``)."""
+
+from __future__ import annotations
+
+import math
+
+from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.metric import MetricChoice
+
+#: IROF's superpixels are only known after segmenting; SLIC aims at 100.
+IROF_SEGMENTS = 100
+
+
+def _patches(case: Case, size: int) -> int:
+    return math.prod(math.ceil(extent / size) for extent in case.subject.spatial_shape)
+
+
+def planned_rows(choice: MetricChoice, case: Case) -> int:
+    """Rows ``choice`` sends for ``case`` (before the cache removes repeats); f(x) included."""
+    p = choice.params
+    name = choice.spec.name
+    if choice.spec.needs != "queries":
+        return 0
+    features = case.feature_count
+    steps = math.ceil(features / int(p.get("features_in_step", 1)))
+    if name == "pixel-flipping" or name == "monotonicity-arya":
+        return steps
+    if name == "faithfulness-estimate":
+        return steps + 1
+    if name == "monotonicity-correlation":
+        return steps * int(p["nr_samples"]) + 1
+    if name == "sensitivity-n":
+        cap = int(float(p["n_max_percentage"]) * case.subject.size // int(p["features_in_step"]))
+        return min(steps, cap) + 1
+    if name == "faithfulness-correlation":
+        return int(p["nr_runs"]) + 1
+    if name == "region-perturbation":
+        return min(int(p["regions_evaluation"]), _patches(case, int(p["patch_size"]))) + 1
+    if name == "selectivity":
+        return _patches(case, int(p["patch_size"]))
+    if name == "infidelity":
+        sizes = str(p["perturb_patch_sizes"]).replace(";", "+").split("+")
+        return 1 + sum(_patches(case, int(s)) for s in sizes if s.strip())
+    if name in ("insertion", "deletion"):
+        step = max(1, math.ceil(features * float(p["step_fraction"])))
+        return len(range(0, features, step)) + 1
+    if name == "irof":
+        return IROF_SEGMENTS + 1
+    return 0
