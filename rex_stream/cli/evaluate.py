@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
     out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
     out.add_argument("--json", action="store_true", help="print JSON on stdout")
+    out.add_argument("--plot", help="picture of the curves and the per-metric ranking (PNG)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     out.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     return parser
@@ -208,6 +209,10 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     result = anyio.run(main)
+    if args.plot:
+        from rex_stream.evaluation.plot import save_plot
+
+        save_plot(result, args.plot)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:

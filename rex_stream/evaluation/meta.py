@@ -236,7 +236,8 @@ async def _meta_scores(
     async def on_copy(index: tuple[int, int, int, int], m: int) -> None:
         async with limiter:
             case = noisy[index][methods[m]]
-            q_hat[(*index, m)] = (await choice.spec.compute(case, choice.params, scorer)).score
+            where = (*index, m)
+            q_hat[where] = (await choice.spec.compute(case, choice.params, scorer)).score
 
     async with anyio.create_task_group() as group:
         for m in range(len(methods)):

@@ -86,7 +86,8 @@ class RowScorer:
                 f"class index {wanted} is out of range: the model has {classes} classes"
             )
         target = wanted if wanted is not None else int(judge(raw, self._scoring, None).classes[0])
-        self._scores[(target, *row.key)] = self._columns(raw, target)[0]
+        key = (target, *row.key)
+        self._scores[key] = self._columns(raw, target)[0]
         return target
 
     def _columns(self, raw: np.ndarray, target: int) -> np.ndarray:

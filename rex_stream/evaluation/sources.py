@@ -30,7 +30,7 @@ def _zarr_map(path: str, key: str) -> np.ndarray:
         if isinstance(node, zarr.Group) and "responsibility" not in node:
             node = node[key]
         array = node["responsibility"] if isinstance(node, zarr.Group) else node
-        return np.asarray(array[...])
+        return np.asarray(array[...])  # type: ignore[index]
     except KeyError:
         where = f"{root}/{inner}" if inner else root
         raise InputError(

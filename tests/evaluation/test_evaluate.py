@@ -131,6 +131,12 @@ def test_cli_table_json_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_path: P
     entry = summary["inputs"][0]["attributions"]["mine"]
     assert len(entry["selectivity:patch_size=4"]["curve"]) == 64
     assert summary["queries"] == 65 and summary["metrics"]["auc"]["better"] == "higher"
+    picture = tmp_path / "eval.png"
+    plotted = _cli(
+        *common, "--metrics", "selectivity:patch_size=4,sparseness", "--plot", str(picture)
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = _cli(*common, "--metrics", "sparseness")
     assert table.returncode == 0 and "sparseness" in table.stdout and "mine" in table.stdout
     planned = _cli(*common, "--metrics", "selectivity:patch_size=4", "--max-queries", "65")
@@ -165,3 +171,12 @@ def test_cli_table_json_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_path: P
         str(mask),
     )
     assert wrong.returncode != 0 and "no such file" in wrong.stderr
+
+
+def test_ranks_follow_each_metric_direction(patch_model: Path) -> None:
+    from rex_stream.evaluation.plot import ranks
+
+    result = evaluate_sync(
+        planted_image(), str(patch_model), _maps(), "selectivity:patch_size=4,insertion"
+    )
+    assert ranks(result) == {"selectivity:patch_size=4": [1.0, 2.0], "insertion": [1.0, 2.0]}
