@@ -84,7 +84,7 @@ def load_subject(
 
 def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:
     """Whether a model input of ``shape`` suits the mode (to choose between modes that
-    read the same suffix, e.g. ``.npy`` for spectra and volumes)."""
+    read the same suffix; ``.npy`` is settled by :func:`mode_for_array` instead)."""
     name = module.__name__.rsplit(".", 1)[-1]
     if name == "spectral":
         return len(shape) == 1 or (len(shape) == 2 and 1 in shape)
