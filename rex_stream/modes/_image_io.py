@@ -78,7 +78,7 @@ def eight_bit_pixels(
         return pixels.reshape(size[1], size[0], -1)
     scaled = _to_eight_bit_scale(np.asarray(image), image.mode, path)
     if scaled.shape[::-1] != size:
-        resized = Image.fromarray(scaled, mode="F").resize(size, Image.Resampling.BICUBIC)
+        resized = Image.fromarray(scaled).resize(size, Image.Resampling.BICUBIC)
         scaled = np.clip(np.asarray(resized, np.float32), 0.0, 255.0)
     grey = scaled[:, :, None]
     return np.repeat(grey, 3, axis=2) if wanted == "RGB" else grey

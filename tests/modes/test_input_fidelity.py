@@ -54,11 +54,19 @@ def test_sixteen_bit_png_keeps_its_range(patch_model: Path, tmp_path: Path) -> N
     write_png(tmp_path / "deep.png", 24, 24, 16, rows)
     tensor = loaded(tmp_path / "deep.png", patch_model).subject.tensor[0]
     np.testing.assert_allclose(tensor, values / 65535.0, atol=1e-5)
+    # resized to the model's 24 × 24 on the way, by value, not clipped
+    large = np.full((48, 48), 40000, np.uint16)
+    large[:, 24:] = 10000
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in large)
+    write_png(tmp_path / "large.png", 48, 48, 16, rows)
+    tensor = loaded(tmp_path / "large.png", patch_model).subject.tensor[0]
+    np.testing.assert_allclose(tensor[:, :10], 40000 / 65535.0, atol=1e-4)
+    np.testing.assert_allclose(tensor[:, 14:], 10000 / 65535.0, atol=1e-4)
 
 
 def test_float_tiff_in_unit_range_is_kept(patch_model: Path, tmp_path: Path) -> None:
     values = np.random.default_rng(0).random((24, 24), dtype=np.float32)
-    Image.fromarray(values, mode="F").save(tmp_path / "unit.tif")
+    Image.fromarray(values).save(tmp_path / "unit.tif")
     tensor = loaded(tmp_path / "unit.tif", patch_model).subject.tensor[0]
     np.testing.assert_allclose(tensor, values, atol=1e-6)
 
@@ -80,7 +88,7 @@ def test_other_float_ranges_are_scaled_with_a_warning(
     warning: str,
 ) -> None:
     values = np.linspace(low, high, 24 * 24, dtype=np.float32).reshape(24, 24)
-    Image.fromarray(values, mode="F").save(tmp_path / "wide.tif")
+    Image.fromarray(values).save(tmp_path / "wide.tif")
     with caplog.at_level(logging.WARNING):
         tensor = loaded(tmp_path / "wide.tif", patch_model).subject.tensor[0]
     np.testing.assert_allclose(tensor, expected(values), atol=1e-5)
