@@ -166,16 +166,24 @@ SHARED_IMAGES = next(
 )
 
 
-def _photos() -> list[Path]:
-    photos = [BUNDLED / "ladybird.jpg"]
-    photos += [SHARED_IMAGES / name for name in ("dog.jpg", "starfish.jpg")]
-    try:
-        from skimage import data  # noqa: F401
+#: The bundled photo, a shared one, and a scikit-image one (each skipped when missing).
+PHOTOS = ["ladybird", "dog", "chelsea"]
 
-        photos.append(Path("skimage:chelsea"))
-    except ImportError:
-        pass
-    return photos
+
+def photo_file(name: str, folder: Path) -> Path:
+    """The photo ``name`` as a file (scikit-image's are written to ``folder``)."""
+    if name == "ladybird":
+        return BUNDLED / "ladybird.jpg"
+    if name == "chelsea":
+        skimage_data = pytest.importorskip("skimage.data")
+        from PIL import Image
+
+        Image.fromarray(skimage_data.chelsea()).save(folder / "chelsea.png")
+        return folder / "chelsea.png"
+    path = SHARED_IMAGES / f"{name}.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -186,20 +194,13 @@ def imagenet_backend() -> Backend:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("photo", _photos(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("name", PHOTOS)
 def test_imagenet_explanations_do_not_depend_on_batch_or_concurrency(
-    photo: Path, imagenet_backend: Backend, tmp_path: Path
+    name: str, imagenet_backend: Backend, tmp_path: Path
 ) -> None:
     """The bundled ImageNet model on real photos: the map is computed once, then every
     strategy extracts at batch sizes 1, 3, 8, 32 and 1 or 4 calls in flight."""
-    if photo.parent == Path("skimage:"):
-        from PIL import Image
-        from skimage import data
-
-        Image.fromarray(data.chelsea()).save(tmp_path / "chelsea.png")
-        photo = tmp_path / "chelsea.png"
-    elif not photo.exists():
-        pytest.skip(f"{photo} not found")
+    photo = photo_file(name, tmp_path)
     config = ExplainConfig().with_overrides(iters=2, seed=0, **IMAGENET_NORMALISATION)
     result = explain_sync(photo, imagenet_backend, config, extract=False)
     subject = load_subject(photo, imagenet_backend.info, config)
