@@ -99,11 +99,7 @@ async def explain_many(
                     resume=resume,
                     overwrite=overwrite,
                     name=names[index],
-                    on_progress=(
-                        None
-                        if on_progress is None
-                        else lambda event, index=index: on_progress(index, event)
-                    ),
+                    on_progress=_for_input(on_progress, index),
                 )
             except (InputError, StoreError, OutputError) as error:
                 outcome = InputFailure(str(source), error)
@@ -122,6 +118,20 @@ async def explain_many(
                     for index in range(len(sources)):
                         group.start_soon(one, index, opened.info, scheduler, resolved)
     return [r for r in results if r is not None]
+
+
+def _for_input(
+    on_progress: Callable[[int, Progress], None] | None, index: int
+) -> Callable[[Progress], None] | None:
+    """One input's progress callback, tagged with its index."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    def forward(event: Progress) -> None:
+        report(index, event)
+
+    return forward
 
 
 def _names(

@@ -114,7 +114,11 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
             Patch(facecolor="none", edgecolor="#00e5ff", label=_explanation_text(explanation))
         ]
         handles.append(
-            Patch(facecolor=np.asarray(grey[0, 0]) / 255, alpha=1 - visual.alpha, label="hidden")
+            Patch(
+                facecolor=tuple(float(c) / 255 for c in grey[0, 0][:3]),
+                alpha=1 - visual.alpha,
+                label="hidden",
+            )
         )
         axis.legend(
             handles=handles,
@@ -129,6 +133,11 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
         save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def _rgb(pixel: np.ndarray) -> tuple[float, float, float]:
+    red, green, blue = (float(c) / 255 for c in pixel[:3])
+    return red, green, blue
 
 
 def _explanation_text(explanation: Explanation) -> str:
