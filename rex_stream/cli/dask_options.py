@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rex_stream.distributed.driver import Outcome
 
 #: Options that mean something only on a cluster, with their defaults.
-_CLUSTER_ONLY = {"dask_threads": None, "split_iterations": 1, "inputs_per_task": 1}
+_CLUSTER_ONLY = {"dask_threads": None, "split_iterations": 1, "inputs_per_task": 1, "rows": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tiny inputs: N inputs per task (default 1)",
     )
     group.add_argument(
+        "--rows",
+        metavar="all|A:B|N",
+        help="a table file: every row in the range is an input of its own (group "
+        "<file>__row<N>); use with --inputs-per-task",
+    )
+    group.add_argument(
         "--dask-timeout-s",
         type=float,
         default=10.0,
@@ -88,21 +94,30 @@ def run(
     if args.dask_threads is not None and args.dask_threads < 1:
         raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1")
     require_dask()
-    sources, names = _inputs(Path(args.filename))
+    sources, names = _inputs(Path(args.filename), args.rows, config)
     return _run(args, cluster, spec, config, settings, sources, names)
 
 
-def _inputs(path: Path) -> tuple[list[str], list[str]]:
-    """A directory's inputs (named as a directory run names them), or one file."""
+def _inputs(path: Path, rows: str | None, config: ExplainConfig) -> tuple[list[str], list[str]]:
+    """A directory's inputs (named as a directory run names them), the rows of a table, or
+    one file."""
     from rex_stream.cli.directory import _directory_inputs
+    from rex_stream.distributed.inputs import names_for, row_sources
     from rex_stream.naming import input_name
 
     if path.is_dir():
+        if rows is not None:
+            raise ConfigError("--rows takes a table file, not a directory")
         found = _directory_inputs(path)
         return [str(p) for p in found], [input_name(p.relative_to(path)) for p in found]
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
-    return [str(path)], [input_name(path.name)]
+    if rows is None:
+        return [str(path)], [input_name(path.name)]
+    from rex_stream.modes.tabular import count_rows
+
+    sources = row_sources(path, rows, count_rows(path, config))
+    return sources, names_for(sources)
 
 
 def _run(

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import zarr
 
 from rex_stream.config import Distribution, ExplainConfig
+from rex_stream.distributed.inputs import names_for
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.engine.lock import GroupLock
 from rex_stream.errors import BackendError, ConfigError, RexStreamError, StoreError
 from rex_stream.many import InputFailure
-from rex_stream.naming import check_name, input_name
+from rex_stream.naming import check_name
 from rex_stream.result import Explanation
 
 if TYPE_CHECKING:
@@ -225,10 +226,11 @@ def _check_options(config: ExplainConfig, inputs_per_task: int, split: int) -> N
 
 
 def _names(sources: Sequence[str], names: Sequence[str] | None) -> list[str]:
-    """One store group per input (default: :func:`rex_stream.naming.input_name` of the file's
-    name), no two alike, each usable as it is."""
+    """One store group per input (default: the file's name through
+    :func:`rex_stream.naming.input_name`, ``__row<N>`` added for a table row), no two alike,
+    each usable as it is."""
     if names is None:
-        names = [input_name(Path(source).name) for source in sources]
+        names = names_for(sources)
     if len(names) != len(sources):
         raise ConfigError(f"{len(names)} names for {len(sources)} inputs")
     first: dict[str, str] = {}

@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,8 @@ import zarr
 
 from rex_stream.causal.records import commit_iteration, committed_iterations
 from rex_stream.causal.search import IterationResult, input_key, run_iteration
+from rex_stream.config import ExplainConfig
+from rex_stream.distributed.inputs import split_row
 from rex_stream.distributed.runtime import Engine, worker_runtime
 from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.scheduler import CountingEvaluator
@@ -81,12 +83,13 @@ def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
 
     async def work(engine: Engine) -> Summary:
         async def prepare() -> Summary:
-            subject = _load(engine, source, name)
-            done = await _finished(engine, store, subject)
+            item = _open_input(engine, source, name)
+            subject = item.subject
+            done = await _finished(engine, store, item)
             if done is not None:
                 return {"finished": done}
             evaluator = CountingEvaluator(engine.scheduler)
-            target = await predict_target(subject, evaluator, engine.config, engine.info)
+            target = await predict_target(subject, evaluator, item.config, engine.info)
             opened, seed = await _when_unlocked(
                 lambda: anyio.to_thread.run_sync(
                     lambda: open_store(
@@ -95,7 +98,7 @@ def prepare_input(runtime: str, store: str, source: str, name: str) -> Summary:
                         subject,
                         target,
                         engine.info,
-                        engine.config,
+                        item.config,
                         resume=True,
                         overwrite=False,
                     )
@@ -126,8 +129,8 @@ def run_iterations(
         return {"iterations": 0, "queries": 0}
 
     async def work(engine: Engine) -> Summary:
-        subject = _load(engine, source, name)
-        config = _seeded(engine, prepared)
+        item = _open_input(engine, source, name)
+        subject, config = item.subject, _seeded(item.config, prepared)
         group = await anyio.to_thread.run_sync(
             lambda: zarr.open_group(f"{store}/{subject.name}", mode="r+")
         )
@@ -174,10 +177,7 @@ def finalise_input(
         return failed
 
     async def work(engine: Engine) -> Summary:
-        target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
-        summary = await _guarded(
-            source, name, _explain(engine, store, source, name, _seeded(engine, prepared), target)
-        )
+        summary = await _guarded(source, name, _explain(engine, store, source, name, prepared))
         if "stats" in summary and not summary.get("skipped"):
             before = int(prepared["queries"]) + sum(int(r["queries"]) for r in ranges)
             summary["stats"]["queries"] += before
@@ -208,63 +208,76 @@ async def _guarded(source: str, name: str, work: Any) -> Summary:
 
 
 async def _explain(
-    engine: Engine,
-    store: str,
-    source: str,
-    name: str,
-    config: Any = None,
-    target: Target | None = None,
+    engine: Engine, store: str, source: str, name: str, prepared: Summary | None = None
 ) -> Summary:
-    """One input, resumed from the store, skipped if its ``complete`` marker matches."""
-    config = config or engine.config
-    subject = _load(engine, source, name)
-    done = await _finished(engine, store, subject)
+    """One input, resumed from the store, skipped if its ``complete`` marker matches; a split
+    input's ``prepared`` target and seed are used as they are."""
+    item = _open_input(engine, source, name)
+    done = await _finished(engine, store, item)
     if done is not None:
         return done
+    config, target = item.config, None
+    if prepared is not None:
+        config = _seeded(config, prepared)
+        target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
     result = await _when_unlocked(
         lambda: explain_input(
-            source, engine.info, engine.scheduler, config, store=store, resume=True, name=name,
-            target=target,
+            item.path, engine.info, engine.scheduler, config, store=store, resume=True,
+            name=name, target=target,
         )
     )  # fmt: skip
-    marker = _fingerprint(engine, subject)
-    await anyio.to_thread.run_sync(_mark_finished, store, subject.name, marker)
+    marker = _fingerprint(engine, item)
+    await anyio.to_thread.run_sync(_mark_finished, store, item.subject.name, marker)
     summary = result.summary()
     summary["skipped"] = False
     return summary
 
 
-def _load(engine: Engine, source: str, name: str) -> Subject:
-    """The input as a Subject named ``name`` (its store group's key)."""
-    subject = load_subject(source, engine.info, engine.config)
+@dataclass(frozen=True)
+class _Input:
+    """One input as a task sees it: its file, its settings (a table row's own), its subject."""
+
+    path: str
+    config: ExplainConfig
+    subject: Subject
+
+
+def _open_input(engine: Engine, source: str, name: str) -> _Input:
+    """Load ``source`` as a Subject named ``name`` (its store group's key)."""
+    path, row = split_row(source)
+    config = engine.config
+    if row is not None:
+        options = {**config.image.mode_options, "row": str(row)}
+        config = replace(config, image=replace(config.image, mode_options=options))
+    subject = load_subject(path, engine.info, config)
     subject.name = check_name(name)
-    return subject
+    return _Input(path, config, subject)
 
 
-def _seeded(engine: Engine, prepared: Summary) -> Any:
+def _seeded(config: ExplainConfig, prepared: Summary) -> ExplainConfig:
     """The config with the seed the prepare task settled."""
-    search = replace(engine.config.search, seed=int(prepared["seed"]))
-    return replace(engine.config, search=search)
+    return replace(config, search=replace(config.search, seed=int(prepared["seed"])))
 
 
-def _fingerprint(engine: Engine, subject: Subject) -> str:
+def _fingerprint(engine: Engine, item: _Input) -> str:
     """What a finished input's result depends on: input, model and every setting but the
     scheduler's (batching never changes a result)."""
-    config = asdict(engine.config)
+    config = asdict(item.config)
     config.pop("scheduler", None)
     content = {
         "config": config,
         "model": [engine.info.name, list(engine.info.input_shape)],
-        "input": f"{input_key(subject):016x}",
+        "input": f"{input_key(item.subject):016x}",
     }
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-async def _finished(engine: Engine, store: str, subject: Subject) -> Summary | None:
+async def _finished(engine: Engine, store: str, item: _Input) -> Summary | None:
     """The stored summary of an input whose ``complete`` marker matches this run, else None."""
+    subject = item.subject
     path = f"{store}/{subject.name}"
-    marker = _fingerprint(engine, subject)
+    marker = _fingerprint(engine, item)
     attrs = await anyio.to_thread.run_sync(_attributes, path)
     if attrs is None or attrs.get(COMPLETE) is not True or attrs.get(FINGERPRINT) != marker:
         return None

@@ -23,7 +23,7 @@ pytest.importorskip("distributed", reason="needs the dask extra: pip install 're
 
 from distributed import Client, LocalCluster
 
-from rex_stream import ExplainConfig, explain_many_sync
+from rex_stream import ExplainConfig, explain_many_sync, explain_sync
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.errors import ConfigError, RexStreamError
 from rex_stream.many import InputFailure, explain_many
@@ -209,6 +209,56 @@ def test_a_model_missing_on_the_workers_is_one_error(
         )
     assert "absent.onnx" in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "m.zarr").exists()  # nothing half-written
+
+
+DATA = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
+
+
+def test_a_split_volume_equals_one_process(client: Client, tmp_path: Path) -> None:
+    """A 3-D volume's 9 iterations over 4 tasks: the same store as one process."""
+    volume, model = str(DATA / "voxel-blob-example.npy"), str(DATA / "voxel-blob32.onnx")
+    config = ExplainConfig().with_overrides(iters=9, seed=3, mode="voxel")
+    _one_process([Path(volume)], model, tmp_path / "one.zarr", config)
+    report = explain_on_cluster(
+        client, [volume], model, config, store=tmp_path / "split.zarr", split_iterations=4
+    )
+    (outcome,) = report.outcomes
+    assert isinstance(outcome, InputSummary) and outcome.summary["split_tasks"] == 4
+    assert_same_store(tmp_path / "one.zarr", tmp_path / "split.zarr")
+    assert (
+        np.asarray(
+            zarr.open_group(str(tmp_path / "split.zarr"))[Path(volume).name]["responsibility"]
+        ).ndim
+        == 3
+    )
+
+
+def test_table_rows_in_shards_equal_one_process(client: Client, tmp_path: Path) -> None:
+    """Six rows of a table, three to a task: each row's group holds the map that explaining
+    that row alone gives."""
+    from rex_stream.distributed.inputs import row_sources
+
+    table = DATA / "tabular-breast-cancer-test.csv"
+    options = {"drop": "label", "baseline": str(DATA / "tabular-breast-cancer-train.csv")}
+    settings = {"iters": 6, "seed": 1, "min_box_size": 4, "mode": "tabular"}
+    config = ExplainConfig().with_overrides(
+        scores="probabilities", mode_options=options, **settings
+    )
+    sources = row_sources(table, "2:8", 114)
+    report = explain_on_cluster(
+        client, sources, str(DATA / "tabular-breast-cancer.onnx"), config,
+        store=tmp_path / "rows.zarr", inputs_per_task=3,
+    )  # fmt: skip
+    assert all(isinstance(o, InputSummary) for o in report.outcomes), report.outcomes
+    root = zarr.open_group(str(tmp_path / "rows.zarr"), mode="r")
+    assert sorted(root.group_keys()) == [f"{table.name}__row{r}" for r in range(2, 8)]
+    for row in range(2, 8):
+        alone = explain_sync(
+            table, str(DATA / "tabular-breast-cancer.onnx"),
+            config.with_overrides(mode_options={**options, "row": str(row)}),
+        )  # fmt: skip
+        stored = np.asarray(root[f"{table.name}__row{row}"]["responsibility"][:])
+        assert np.array_equal(stored, alone.responsibility), row
 
 
 def test_split_refuses_the_adaptive_distribution(

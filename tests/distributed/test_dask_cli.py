@@ -71,6 +71,7 @@ def test_directory_on_a_local_cluster_then_a_free_rerun(
         (["--dask", "local:1"], "--dask needs --store"),
         (["--split-iterations", "3"], "--split-iterations needs --dask"),
         (["--dask-threads", "2"], "--dask-threads needs --dask"),
+        (["--rows", "all"], "--rows needs --dask"),
         (
             ["--dask", "scheduler-file:/nonexistent/s.json", "--store", "s.zarr"],
             "scheduler file /nonexistent/s.json does not exist",
