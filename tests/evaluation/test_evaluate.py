@@ -180,3 +180,27 @@ def test_ranks_follow_each_metric_direction(patch_model: Path) -> None:
         planted_image(), str(patch_model), _maps(), "selectivity:patch_size=4,insertion"
     )
     assert ranks(result) == {"selectivity:patch_size=4": [1.0, 2.0], "insertion": [1.0, 2.0]}
+
+
+def test_scores_the_maps_of_a_rex_stream_store(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.zarr"
+    command = [sys.executable, "-m", "rex_stream.cli", str(tiny_image), "--model", str(tiny_cnn)]
+    explained = subprocess.run(
+        [*command, "--iters", "2", "--seed", "1", "--min-box-size", "4", "--store", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert explained.returncode == 0, explained.stderr
+    stored = np.asarray(zarr.open_group(str(runs), mode="r")["tiny/responsibility"][...])
+    metrics = "sparseness,selectivity:patch_size=8"
+    from_store = evaluate_sync(str(tiny_image), str(tiny_cnn), {"rex": runs}, metrics)
+    from_group = evaluate_sync(str(tiny_image), str(tiny_cnn), {"rex": f"{runs}/tiny"}, metrics)
+    from_array = evaluate_sync(str(tiny_image), str(tiny_cnn), {"rex": stored}, metrics)
+    assert from_store.summary()["inputs"] == from_array.summary()["inputs"]
+    assert from_group.summary()["inputs"] == from_array.summary()["inputs"]
+    with pytest.raises(InputError, match="holds no responsibility map for 'tiny'"):
+        evaluate_sync(str(tiny_image), str(tiny_cnn), {"rex": f"{runs}/other"}, metrics)
