@@ -8,6 +8,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -206,9 +207,12 @@ def _run(args: argparse.Namespace) -> int:
             concurrent_inputs=args.concurrent_inputs,
             max_queries=args.max_queries,
             on_plan=None if args.quiet else _print_plan,
+            on_progress=progress,
         )
 
-    result = anyio.run(main)
+    with _Display(not args.quiet and sys.stderr.isatty()) as display:
+        progress = display.update if display.enabled else None
+        result = anyio.run(main)
     if args.plot:
         from rex_stream.evaluation.plot import save_plot
 
@@ -218,6 +222,41 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(result.table())
     return 0
+
+
+class _Display:
+    """A rich progress bar of rows answered against rows planned, on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "rows",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._task = self._bar.add_task("rows", total=None)
+
+    def __enter__(self) -> _Display:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, answered: int, planned: int) -> None:
+        """Show ``answered`` of ``planned`` rows."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=answered, total=max(planned, answered))
 
 
 def _print_plan(key: str, plan: dict[str, int]) -> None:

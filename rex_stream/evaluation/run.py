@@ -38,6 +38,7 @@ from rex_stream.modes import known_suffixes, load_subject
 
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]
+ProgressCallback = Callable[[int, int], None]
 
 
 async def evaluate(
@@ -57,6 +58,7 @@ async def evaluate(
     concurrent_inputs: int = 4,
     max_queries: int | None = None,
     on_plan: PlanCallback | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Evaluation:
     """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
 
@@ -66,6 +68,7 @@ async def evaluate(
     localisation metrics need. ``quantus_compatible`` reproduces Quantus 0.6.0's conventions.
     Before an input's metrics run, ``on_plan(input, rows per metric)`` hears its plan, and a
     plan that would take the run past ``max_queries`` rows stops it with a ConfigError.
+    ``on_progress(rows answered, rows planned so far)`` hears every scored chunk.
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -81,6 +84,8 @@ async def evaluate(
             info, resolved, scheduler, scorer = session
             results: list[InputScores | None] = [None] * len(sources)
             budget = _Budget(max_queries, on_plan)
+            if on_progress is not None:
+                scorer.on_scored = lambda: on_progress(scorer.answered, budget.planned)
             limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:

@@ -9,7 +9,7 @@ Plans hand their rows over in chunks, so no metric ever holds all of its rows at
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
 import anyio
@@ -42,6 +42,9 @@ class RowScorer:
         self._pending: dict[tuple[object, ...], _Pending] = {}
         self.sent = 0
         self.requested = 0
+        self.answered = 0
+        #: called after every scored chunk (progress displays)
+        self.on_scored: Callable[[], None] | None = None
 
     @property
     def chunk(self) -> int:
@@ -73,6 +76,9 @@ class RowScorer:
                 if pending.error is not None:
                     raise pending.error
             out[index] = self._scores[key]
+        self.answered += len(rows)
+        if self.on_scored is not None:
+            self.on_scored()
         return out
 
     async def classify(self, row: Row, wanted: int | None) -> int:
