@@ -42,6 +42,9 @@ _MULTI_STREAM = 0x6D756C74
 #: Candidates a spotlight's extraction probes per round (a constant: see first_passing).
 PROBES_PER_ROUND = 6
 
+#: Below this many kept explanations, the rest of the input is searched for another.
+MIN_EXPLANATIONS = 2
+
 #: Random draws a spotlight makes for an untried centre before accepting a tried one.
 _CENTRE_DRAWS = 64
 
@@ -276,6 +279,32 @@ async def _rescue_conflicting(
     return kept
 
 
+async def _search_the_rest(
+    spotlights: _Spotlights, kept: Sequence[SpotlightExplanation], spotlight_count: int
+) -> list[SpotlightExplanation]:
+    """While fewer than two explanations are kept: is the input without every kept element
+    still the target? Then a further explanation, disjoint from all of them, lies in the rest;
+    global extraction over the rest finds it (its index follows the spotlights')."""
+    if not kept:
+        return []
+    extra: list[SpotlightExplanation] = []
+    index = spotlight_count
+    while len(kept) + len(extra) < MIN_EXPLANATIONS:
+        rest = ~np.any([k.mask for k in [*kept, *extra]], axis=0)
+        if not rest.any() or not (await spotlights.passes([rest]))[0]:
+            break
+        inner = await spotlights.extract_inside(rest)
+        inside = np.where(inner.mask, spotlights.responsibility, -np.inf)
+        peak = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        extra.append(
+            SpotlightExplanation(
+                inner.mask, inner.confidence, inner.queries + 1, index, tuple(int(c) for c in peak)
+            )
+        )
+        index += 1
+    return extra
+
+
 async def _rescue_round(
     spotlights: _Spotlights, waiting: Sequence[SpotlightExplanation], excluded: np.ndarray
 ) -> list[SpotlightExplanation]:
@@ -333,6 +362,7 @@ async def extract_multi(
     kept = [found[i] for i in separate([e.mask for e in found], multi.permitted_overlap)]
     if multi.rescue:
         kept = await _rescue_conflicting(spotlights, found, kept, multi.permitted_overlap)
+        kept += await _search_the_rest(spotlights, kept, multi.spotlights)
     failed = sum(1 for r in results.values() if r is None)
     logger.info(
         "%d of %d spotlights found an explanation; %d kept at overlap ≤ %g",

@@ -169,3 +169,27 @@ def test_separation_drops_empty_and_duplicate_masks() -> None:
     overlapping = a | b
     assert separate([overlapping, a, b], 0.0) == [1, 2]
     assert separate([overlapping, a], 1.0) == [0, 1]
+
+
+def test_multi_works_on_volumes() -> None:
+    """Spotlights are balls in 3-D: a volume with two bright cubes, either of which suffices."""
+    volume = np.zeros((16, 16, 16), np.float32)
+    cubes = ((slice(2, 6),) * 3, (slice(10, 14),) * 3)
+    for cube in cubes:
+        volume[cube] = 1.0
+
+    def score(batch: np.ndarray) -> np.ndarray:
+        sums = [batch[(slice(None), *cube)].reshape(len(batch), -1).sum(1) for cube in cubes]
+        return np.stack([np.full(len(batch), 20.0), np.maximum(*sums)], axis=1)
+
+    result = explain_sync(
+        volume,
+        PythonBackend(score, (16, 16, 16)),
+        **{**SETTINGS, "mode": "voxel", "spatial_initial_radius": 3, "iters": 8},
+    )
+    assert result.multi is not None
+    kept = [e.mask for e in result.multi.kept]
+    assert len(kept) >= 2 and all(m.ndim == 3 for m in kept)
+    for cube in cubes:
+        assert any(m[cube].any() for m in kept)
+    assert all(len(e.centre) == 3 for e in result.multi.kept)

@@ -26,7 +26,7 @@ REX_041_TOML = """
 [rex]
 mask_value = 0
 seed = 7
-gpu = false
+gpu = true
 batch_size = 32
 
 [rex.onnx]
