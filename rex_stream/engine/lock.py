@@ -89,7 +89,7 @@ class GroupLock:
     @classmethod
     def for_group(cls, store: str | Path, key: str, **timing: float) -> GroupLock:
         """The lock of group ``key`` in the store at ``store``."""
-        store = Path(os.path.abspath(store))  # "." too has a name to hang the locks on
+        store = Path(store).resolve()  # one lock whatever the spelling ("." or a symlink)
         path = store.parent / f"{store.name}{LOCKS_SUFFIX}" / key
         return cls(path, what=f"{store}/{key}", **timing)
 
