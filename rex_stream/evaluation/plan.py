@@ -44,6 +44,8 @@ def planned_rows(choice: MetricChoice, case: Case) -> int:
     if name in ("insertion", "deletion"):
         step = max(1, math.ceil(features * float(p["step_fraction"])))
         return len(range(0, features, step)) + 1
+    if name == "road":
+        return len([x for x in str(p["percentages"]).replace(";", "+").split("+") if x.strip()])
     if name == "irof":
         return IROF_SEGMENTS + 1
     return 0

@@ -9,12 +9,13 @@ from rex_stream.evaluation import (
     infidelity,
     irof,
     localisation,
+    road,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
-    for module in (faithfulness, irof, infidelity, curves, complexity, localisation)
+    for module in (faithfulness, irof, infidelity, road, curves, complexity, localisation)
     for spec in module.SPECS
 }
 

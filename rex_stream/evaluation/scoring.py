@@ -3,7 +3,8 @@
 Every metric of every (input, attribution) sends its rows here. A row's key names its content,
 so f(x) is predicted once per input however many metrics ask, Infidelity's repeats and
 identical rankings cost nothing, and a row another task is already scoring is awaited, not
-sent again. Only the target class's logit and probability are kept per row (16 bytes).
+sent again. Per row only the target class's logit and probability and whether it is the top
+class are kept (24 bytes).
 Plans hand their rows over in chunks, so no metric ever holds all of its rows at once.
 """
 
@@ -21,7 +22,9 @@ from rex_stream.engine.verdicts import judge, to_probabilities
 from rex_stream.errors import InputError
 from rex_stream.evaluation.case import Row
 
-LOGIT, PROBABILITY = 0, 1
+#: Columns kept per row: the target's logit and probability, and 1.0 if it is the top class.
+LOGIT, PROBABILITY, TOP = 0, 1, 2
+COLUMNS = 3
 
 
 class _Pending:
@@ -52,9 +55,9 @@ class RowScorer:
         return max(64, 8 * self._evaluator.max_batch)
 
     async def score(self, rows: Sequence[Row], target: int) -> np.ndarray:
-        """``(len(rows), 2)``: the target's logit and probability for each row."""
+        """``(len(rows), 3)``: the target's logit, probability and top-class flag per row."""
         self.requested += len(rows)
-        out = np.empty((len(rows), 2), dtype=np.float64)
+        out = np.empty((len(rows), COLUMNS), dtype=np.float64)
         fresh: list[tuple[int, Row]] = []
         waiting: list[tuple[int, tuple[object, ...]]] = []
         for index, row in enumerate(rows):
@@ -97,14 +100,16 @@ class RowScorer:
         return target
 
     def _columns(self, raw: np.ndarray, target: int) -> np.ndarray:
-        values = np.empty((raw.shape[0], 2), dtype=np.float64)
+        values = np.empty((raw.shape[0], COLUMNS), dtype=np.float64)
         values[:, LOGIT] = np.asarray(raw, np.float64)[:, min(target, raw.shape[1] - 1)]
-        values[:, PROBABILITY] = to_probabilities(raw, self._scoring)[:, target]
+        probabilities = to_probabilities(raw, self._scoring)
+        values[:, PROBABILITY] = probabilities[:, target]
+        values[:, TOP] = judge(raw, self._scoring, None).classes == target
         return values
 
     async def score_all(self, rows: Iterable[Row], target: int) -> np.ndarray:
         """Score a (lazy) sequence of rows chunk by chunk."""
-        parts = [np.empty((0, 2))]
+        parts = [np.empty((0, COLUMNS))]
         iterator: Iterator[Row] = iter(rows)
         while chunk := list(islice(iterator, self.chunk)):
             parts.append(await self.score(chunk, target))

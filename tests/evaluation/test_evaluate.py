@@ -36,7 +36,7 @@ def test_faithfulness_prefers_the_map_on_the_planted_patch(patch_model: Path) ->
         str(patch_model),
         _maps(),
         FAITHFUL + ",faithfulness-correlation:subset_size=36,insertion,deletion,"
-        "monotonicity-arya:features_in_step=16,infidelity",
+        "monotonicity-arya:features_in_step=16,infidelity,road:percentages=10+30+50+70",
     )
     scores = result.inputs[0].results
     assert result.inputs[0].target == 1
@@ -52,6 +52,8 @@ def test_faithfulness_prefers_the_map_on_the_planted_patch(patch_model: Path) ->
     arya = "monotonicity-arya:features_in_step=16"
     assert scores["on"][arya].score == scores["off"][arya].score == 1.0
     assert scores["on"]["infidelity"].score >= 0.0
+    road = "road:percentages=10+30+50+70"
+    assert scores["on"][road].score == 0.0 and scores["off"][road].score == 1.0
     curve = scores["on"]["pixel-flipping:features_in_step=8"].curve
     assert curve is not None and curve.size == 576 // 8 and curve[-1] < curve[0]
 
