@@ -110,3 +110,28 @@ def test_missing_explainer_and_bad_out(rows: Path, capsys: pytest.CaptureFixture
     assert "no such explainer" in capsys.readouterr().err
     assert main(["l2x-train", str(rows), "--model", str(TABULAR), "--out", "x.txt"]) != 0
     assert ".npz" in capsys.readouterr().err
+
+
+def test_train_on_a_directory_of_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "digits"
+    (folder / "more").mkdir(parents=True)
+    images = np.load(MODELS / "digits-train.npy")[:40]
+    for index, image in enumerate(images):
+        place = folder / "more" if index % 2 else folder
+        Image.fromarray((image.astype(np.uint16) * 255 // 16).astype(np.uint8)).save(
+            place / f"d{index:02d}.png"
+        )
+    out = tmp_path / "digits.npz"
+    model = str(MODELS / "digits-mlp.onnx")
+    argv = ["l2x-train", str(folder), "--model", model, "--k", "8", "--epochs", "4"]
+    assert main([*argv, "--max-gap", "1", "--out", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["regions"] == 64 and metrics["training_inputs"] + metrics["held_out"] == 40
+    picture = tmp_path / "selection.png"
+    assert (
+        main(["l2x", str(folder / "d00.png"), "--explainer", str(out), "--output", str(picture)])
+        == 0
+    )
+    assert picture.stat().st_size > 1000
