@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rex_stream.engine.scheduler import Fill
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case, Row
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
@@ -85,21 +86,28 @@ async def road(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
         built = []
         for percentage in percentages:
             chosen = order[: int(size * percentage / 100)]
-            removed = np.zeros(size, dtype=bool)
-            removed[chosen] = True
-            removed = removed.reshape(subject.spatial_shape)
+            flat = np.zeros(size, dtype=bool)
+            flat[chosen] = True
+            removed = flat.reshape(subject.spatial_shape)
             image = subject.tensor.copy()
             if chosen.size:
                 values = impute(subject.tensor, removed)
                 values = values + noise * rng.standard_normal(values.shape)
                 image[:, removed] = values.astype(image.dtype)
             key = (case.input_key, "road", case.token(order), percentage, noise, case.seed)
-            built.append(Row(key, lambda out, image=image: np.copyto(out, image)))
+            built.append(Row(key, _copy_of(image)))
         return built
 
     values = await scorer.score_all(rows(), case.target)
     curve = values[:, TOP]
     return MetricResult(float(curve.mean()), curve, len(percentages), case.seed)
+
+
+def _copy_of(image: np.ndarray) -> Fill:
+    def fill(out: np.ndarray) -> None:
+        np.copyto(out, image)
+
+    return fill
 
 
 def _percentages(text: object) -> list[int]:
