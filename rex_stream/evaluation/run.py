@@ -9,7 +9,6 @@ exactly the pairs a killed run had not finished.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, default_name, load_map, load_mask
 from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.modes import known_suffixes, load_subject
+from rex_stream.naming import input_name
 
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]
@@ -330,26 +330,29 @@ def named_attributions(attributions: Attributions) -> dict[str, MapSource]:
 def expand_inputs(
     inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
 ) -> list[tuple[str, str | Path | np.ndarray]]:
-    """(unique key, source) for every input; a directory brings every file a mode reads."""
+    """(unique key, source) for every input; a directory brings every file a mode reads,
+    named as :mod:`rex_stream.naming` names a directory run's store groups."""
     listed: list[str | Path | np.ndarray]
     listed = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
-    found: list[str | Path | np.ndarray] = []
+    found: list[tuple[str, str | Path | np.ndarray]] = []
     for item in listed:
-        if not isinstance(item, np.ndarray) and Path(item).is_dir():
+        if isinstance(item, np.ndarray):
+            found.append(("array", item))
+        elif Path(item).is_dir():
+            root = Path(item)
             suffixes = known_suffixes()
             files = sorted(
-                p for p in Path(item).rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
             )
             if not files:
                 raise InputError(f"{item}: no input files in it")
-            found.extend(files)
+            # the names a directory run of rex-stream gives its store groups
+            found.extend((input_name(p.relative_to(root)), p) for p in files)
         else:
-            found.append(item)
+            found.append((input_name(Path(item).stem), item))
     keys: list[tuple[str, str | Path | np.ndarray]] = []
     taken: set[str] = set()
-    for item in found:
-        stem = "array" if isinstance(item, np.ndarray) else Path(item).stem
-        base = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "input"
+    for base, item in found:
         key, number = base, 2
         while key in taken:
             key, number = f"{base}-{number}", number + 1

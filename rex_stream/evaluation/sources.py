@@ -15,6 +15,17 @@ MapSource = np.ndarray | str | Path
 _PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def candidates(key: str) -> list[str]:
+    """Names an input's map or mask may be filed under: its group name (``cats__tom.png``
+    in a directory run's store), that without the suffix, and the file's own stem."""
+    names = [key]
+    base = key.rsplit(".", 1)[0] if "." in key and "~" not in key else key
+    for name in (base, base.split("__")[-1]):
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
 def _zarr_map(path: str, key: str) -> np.ndarray:
     import zarr
 
@@ -28,7 +39,8 @@ def _zarr_map(path: str, key: str) -> np.ndarray:
     try:
         node = group[inner] if inner else group
         if isinstance(node, zarr.Group) and "responsibility" not in node:
-            node = node[key]
+            found = [name for name in candidates(key) if name in node]
+            node = node[found[0] if found else key]
         array = node["responsibility"] if isinstance(node, zarr.Group) else node
         return np.asarray(array[...])  # type: ignore[index]
     except KeyError:
@@ -39,10 +51,11 @@ def _zarr_map(path: str, key: str) -> np.ndarray:
 
 
 def _file_for(folder: Path, key: str, suffixes: tuple[str, ...]) -> Path:
-    for suffix in suffixes:
-        candidate = folder / f"{key}{suffix}"
-        if candidate.is_file():
-            return candidate
+    for name in candidates(key):
+        for suffix in suffixes:
+            candidate = folder / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
     raise InputError(f"{folder} has no file for input {key!r} ({key}{'|'.join(suffixes)})")
 
 

@@ -206,3 +206,31 @@ def test_scores_the_maps_of_a_rex_stream_store(
     assert from_group.summary()["inputs"] == from_array.summary()["inputs"]
     with pytest.raises(InputError, match="holds no responsibility map for 'tiny'"):
         evaluate_sync(str(tiny_image), str(tiny_cnn), {"rex": f"{runs}/other"}, metrics)
+
+
+def test_a_directory_run_scores_the_stores_maps_and_a_folder_of_maps(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    (photos / "cats").mkdir(parents=True)
+    (photos / "a.png").write_bytes(tiny_image.read_bytes())
+    (photos / "cats" / "tom.png").write_bytes(tiny_image.read_bytes())
+    runs = tmp_path / "runs.zarr"
+    command = [sys.executable, "-m", "rex_stream.cli", str(photos), "--model", str(tiny_cnn)]
+    explained = subprocess.run(
+        [*command, "--iters", "2", "--seed", "1", "--min-box-size", "4", "--store", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert explained.returncode == 0, explained.stderr
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    root = zarr.open_group(str(runs), mode="r")
+    for group, stem in (("a.png", "a"), ("cats__tom.png", "tom")):
+        np.save(maps / f"{stem}.npy", np.asarray(root[f"{group}/responsibility"][...]))
+    result = evaluate_sync(photos, str(tiny_cnn), {"store": runs, "files": maps}, "sparseness")
+    assert [Path(s.input).name for s in result.inputs] == ["a.png", "tom.png"]
+    for scores in result.inputs:
+        assert scores.results["store"]["sparseness"] == scores.results["files"]["sparseness"]
