@@ -63,6 +63,7 @@ class EngineRuntime(WorkerPlugin):
         self._stop: asyncio.Event | None = None
         self._serving: Future[None] | None = None
         self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"spec": self.spec, "settings": self.settings, "config": self.config}
@@ -84,6 +85,11 @@ class EngineRuntime(WorkerPlugin):
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
+        try:  # work still running (its driver went away) ends first, freeing its Dask thread
+            cancelled = asyncio.run_coroutine_threadsafe(self._cancel_work(), loop)
+            await asyncio.wait_for(asyncio.wrap_future(cancelled), CLOSE_TIMEOUT_S)
+        except Exception as exc:
+            logger.warning("rex-stream work did not end cleanly: %s", exc)
         if self._serving is not None and self._stop is not None:
             loop.call_soon_threadsafe(self._stop.set)
             try:
@@ -100,7 +106,24 @@ class EngineRuntime(WorkerPlugin):
         """Run ``work(engine)`` on the engine's loop and wait for its result (from a task)."""
         engine = self._open().result()
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(_call(work, engine), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(self._call(work, engine), self._loop).result()
+
+    async def _call(self, work: Callable[[Engine], Awaitable[T]], engine: Engine) -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await work(engine)
+        finally:
+            self._tasks.discard(task)
+
+    async def _cancel_work(self) -> None:
+        """Cancel the tasks' work still on the loop and wait for it to unwind (locks freed)."""
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=CLOSE_TIMEOUT_S)
 
     def stats(self) -> dict[str, float]:
         """This worker's backend traffic so far (zeros before the first task)."""
@@ -139,10 +162,6 @@ class EngineRuntime(WorkerPlugin):
                 logger.warning("rex-stream engine ended with an error: %s", exc)
             if not isinstance(exc, Exception):
                 raise
-
-
-async def _call(work: Callable[[Engine], Awaitable[T]], engine: Engine) -> T:
-    return await work(engine)
 
 
 def worker_runtime(name: str, worker: Any = None) -> EngineRuntime:

@@ -360,3 +360,22 @@ def test_a_poison_input_fails_alone(
     assert isinstance(first, InputSummary) and isinstance(last, InputSummary)
     assert isinstance(failed, InputFailure)
     assert "died" in str(failed.error) and failed.source == str(poison)
+
+
+def test_an_abandoned_run_frees_the_worker_threads(
+    slow_client: Client, images: list[Path], tmp_path: Path
+) -> None:
+    """A driver that stops mid-run (here its callback raises) removes its runtime; the inputs
+    still running on the workers end, instead of holding the workers' only threads."""
+    config = CONFIG.with_overrides(iters=8, max_concurrent_searches=1)
+
+    def stop(_: object) -> None:
+        raise RuntimeError("the driver stops")
+
+    with pytest.raises(RuntimeError, match="the driver stops"):
+        explain_on_cluster(
+            slow_client, images, SLOW_MODEL, config, store=tmp_path / "a.zarr", on_result=stop
+        )
+    for address in slow_client.nthreads():
+        probe = slow_client.submit(os.getpid, workers=[address], pure=False)
+        assert probe.result(timeout=15) > 0
