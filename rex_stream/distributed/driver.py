@@ -14,7 +14,8 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,10 +119,11 @@ def explain_on_cluster(
         units = _units(len(paths), inputs_per_task, split_iterations)
         limit = window or max(4, 2 * sum(client.nthreads().values()))
         try:
-            for position, outcome in _windowed(client, units, submit, limit, paths, names):
-                outcomes[position] = outcome
-                if on_result is not None:
-                    on_result(outcome)
+            with closing(_windowed(client, units, submit, limit, paths, names)) as finished:
+                for position, outcome in finished:  # closing: a stop cancels what is in flight
+                    outcomes[position] = outcome
+                    if on_result is not None:
+                        on_result(outcome)
             workers = client.run(_engine_counters, runtime.name)
         finally:
             try:
@@ -185,7 +187,7 @@ def _windowed(
     limit: int,
     paths: Sequence[str],
     names: Sequence[str],
-) -> Iterator[tuple[int, Outcome]]:
+) -> Generator[tuple[int, Outcome], None, None]:
     """Submit ``units`` with at most ``limit`` in flight; yield outcomes as they complete (a
     failure that ends the run cancels what is still in flight)."""
     from distributed import as_completed

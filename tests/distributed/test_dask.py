@@ -368,6 +368,7 @@ def test_an_abandoned_run_frees_the_worker_threads(
     """A driver that stops mid-run (here its callback raises) removes its runtime; the inputs
     still running on the workers end, instead of holding the workers' only threads."""
     config = CONFIG.with_overrides(iters=8, max_concurrent_searches=1)
+    slow_client.wait_for_workers(2, timeout=30)  # the poison test's workers are back
 
     def stop(_: object) -> None:
         raise RuntimeError("the driver stops")
@@ -378,4 +379,4 @@ def test_an_abandoned_run_frees_the_worker_threads(
         )
     for address in slow_client.nthreads():
         probe = slow_client.submit(os.getpid, workers=[address], pure=False)
-        assert probe.result(timeout=15) > 0
+        assert probe.result(timeout=30) > 0
