@@ -286,18 +286,43 @@ def _wait_for_workers(client: Client) -> None:
 
 
 def _check_workers_see(client: Client, root: str) -> None:
-    """Every worker must see the store the driver created (a shared filesystem)."""
-    seen = client.run(_sees, root)
-    blind = sorted(address for address, ok in seen.items() if not ok)
+    """Every worker must see the store the driver created (a shared filesystem) and write it
+    with a zarr whose writes are atomic."""
+    seen = client.run(_worker_store_check, root)
+    blind = sorted(address for address, (visible, _) in seen.items() if not visible)
     if blind:
         raise StoreError(
             f"Dask worker(s) {', '.join(blind)} cannot see the store {root}: "
             "put it on a filesystem every worker mounts at the same path"
         )
+    old = sorted(
+        f"{address} ({version})"
+        for address, (_, version) in seen.items()
+        if not atomic_zarr(version)
+    )
+    if old:
+        raise ConfigError(
+            f"Dask worker(s) {', '.join(old)} have a zarr older than {ATOMIC_ZARR}, whose "
+            "writes are not atomic: pip install 'zarr>=3.1.3' there"
+        )
 
 
-def _sees(root: str) -> bool:
-    return (Path(root) / "zarr.json").is_file()
+def _worker_store_check(root: str) -> tuple[bool, str]:
+    """On a worker: whether it sees the store's root, and its zarr version."""
+    return (Path(root) / "zarr.json").is_file(), zarr.__version__
+
+
+#: The first zarr release that writes local files atomically (zarr-python PR #3412).
+ATOMIC_ZARR = "3.1.3"
+
+
+def atomic_zarr(version: str) -> bool:
+    """Whether zarr ``version`` writes atomically (``3.1.3`` or later)."""
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        numbers.append(int(digits or 0))
+    return tuple(numbers) >= (3, 1, 3)
 
 
 def _units(count: int, per_task: int, split: int) -> list[_Unit]:

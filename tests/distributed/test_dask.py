@@ -380,3 +380,14 @@ def test_an_abandoned_run_frees_the_worker_threads(
     for address in slow_client.nthreads():
         probe = slow_client.submit(os.getpid, workers=[address], pure=False)
         assert probe.result(timeout=30) > 0
+
+
+@pytest.mark.parametrize(
+    ("version", "atomic"),
+    [("3.1.3", True), ("3.1.6", True), ("3.2.0rc1", True), ("4.0", True), ("3.1.2", False),
+     ("3.0.10", False), ("2.18.3", False)],
+)  # fmt: skip
+def test_workers_need_a_zarr_with_atomic_writes(version: str, atomic: bool) -> None:
+    from rex_stream.distributed.driver import atomic_zarr
+
+    assert atomic_zarr(version) is atomic
