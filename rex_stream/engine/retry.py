@@ -13,7 +13,7 @@ than the server's ``Retry-After``.
 
 When a call finds the server gone (:attr:`~rex_stream.errors.TransientBackendError.unreachable`:
 refused or dropped connections, "server is stopping"), the calls still in flight on it are
-abandoned and retried at once rather than left to wait out their deadline: a server that
+abandoned and retried rather than left to wait out their deadline: a server that
 shuts down gracefully may hold them unanswered until it exits.
 """
 
