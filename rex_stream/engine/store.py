@@ -153,7 +153,9 @@ class ExplanationStore:
                     f"({_differences(stored, wanted)}); use another --store, "
                     "the same settings, or --overwrite"
                 )
-            return cls(group, ndim, location)
+            store = cls(group, ndim, location)
+            store.update_attributes({"complete": False})  # whole again only at finish()
+            return store
         name = f"{key}{NEW}" if exists else key
         fresh = _plain(settings(None))
         try:
@@ -343,9 +345,12 @@ def _recover(path: Path, key: str) -> None:
     """Finish or undo an overwrite that a killed run left half swapped; drop a dead one."""
     target = path / key
     new, old = path / f"{key}{NEW}", path / f"{key}{OLD}"
-    if old.exists() and not target.exists():
-        # killed between the two renames of _swap: the new result is complete by then
-        os.replace(new if _complete(new) else old, target)
+    try:
+        if old.exists() and not target.exists():
+            # killed between the two renames of _swap: the new result is complete by then
+            os.replace(new if _complete(new) else old, target)
+    except OSError as exc:
+        raise StoreError(f"cannot settle the interrupted overwrite of {target}: {exc}") from exc
     for leftover in (old, new):
         if leftover.exists():
             _remove(leftover)

@@ -86,3 +86,17 @@ def test_an_overwrite_killed_mid_swap_is_settled(
     assert resumed.seed == expected.seed and resumed.stats.resumed_iterations == 4
     assert np.array_equal(resumed.responsibility, expected.responsibility)
     assert _entries(store) == ["tiny", "zarr.json"]
+
+
+def test_a_resumed_group_is_complete_only_once_finished(
+    tiny_image: Path, tiny_cnn: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "s.zarr"
+    explain_sync(tiny_image, _failing_backend(tiny_cnn, 10**6), store=store, **SETTINGS)
+    assert zarr.open_group(str(store), mode="r")["tiny"].attrs["complete"] is True
+    more = {**SETTINGS, "iters": 8}  # more iterations: the resumed run writes again
+    with pytest.raises(BackendError, match="went away"):
+        explain_sync(tiny_image, _failing_backend(tiny_cnn, 3), store=store, resume=True, **more)
+    assert zarr.open_group(str(store), mode="r")["tiny"].attrs["complete"] is False
+    explain_sync(tiny_image, _failing_backend(tiny_cnn, 10**6), store=store, resume=True, **more)
+    assert zarr.open_group(str(store), mode="r")["tiny"].attrs["complete"] is True
