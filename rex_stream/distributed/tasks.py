@@ -36,7 +36,7 @@ from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
 from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, StoreLocked
-from rex_stream.explain import explain_input, open_store, predict_target
+from rex_stream.explain import explain_input, open_store, predict_target, raise_first_error
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
 
@@ -192,7 +192,8 @@ def _run(runtime: str, work: Callable[[Engine], Awaitable[T]]) -> T | Summary:
     open or fails) comes back as a ``fatal`` summary for the driver to raise, not as a task
     failure that Dask would log with its traceback on every worker."""
     try:
-        return worker_runtime(runtime).run(work)
+        with raise_first_error():  # a shard's task group raises a group: take its telling error
+            return worker_runtime(runtime).run(work)
     except RexStreamError as error:
         return {FATAL: str(error), "kind": type(error).__name__}
 

@@ -211,6 +211,23 @@ def test_a_model_missing_on_the_workers_is_one_error(
     assert not (tmp_path / "m.zarr").exists()  # nothing half-written
 
 
+def test_a_failing_backend_ends_the_run_with_one_error(
+    client: Client, images: list[Path], tmp_path: Path
+) -> None:
+    from tests.distributed.slow_model import set_failing
+
+    client.run(set_failing, True)
+    try:
+        with pytest.raises(RexStreamError, match="on a Dask worker") as caught:
+            explain_on_cluster(
+                client, images[:4], SLOW_MODEL, CONFIG, store=tmp_path / "f.zarr",
+                inputs_per_task=2,
+            )  # fmt: skip
+    finally:
+        client.run(set_failing, False)
+    assert "the model failed" in str(caught.value) and "\n" not in str(caught.value)
+
+
 DATA = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 
 
