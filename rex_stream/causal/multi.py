@@ -335,6 +335,19 @@ async def extract_multi(
     the largest set whose pairwise Dice overlap is ≤ ``permitted_overlap`` (the global one
     and the spotlights' explanations are candidates alike)."""
     scheduler = CountingEvaluator(scheduler)
+    if responsibility.size > LARGE_INPUT_ELEMENTS:
+        # a ball per probe would be input-sized: large volumes get the global one only
+        logger.warning(
+            "multi explanations need a mask per probe: an input of %d elements gets the "
+            "global explanation only",
+            responsibility.size,
+        )
+        only = await extract_global(subject, responsibility, target, scheduler, extraction, scoring)
+        peak = np.unravel_index(int(np.argmax(responsibility)), responsibility.shape)
+        first = SpotlightExplanation(
+            only.mask, only.confidence, only.queries, 0, tuple(int(c) for c in peak)
+        )
+        return MultiExplanation((first,), (first,), multi.spotlights, 0, scheduler.queries)
     spotlights = _Spotlights(subject, responsibility, target, scheduler, extraction, multi, scoring)
     results: dict[int, SpotlightExplanation | None] = {}
 

@@ -89,14 +89,17 @@ def run_directory(
             stats.queries,
         )
         name = outcome.subject.name
-        summary = outcome.summary()
         if output is not None:
             render_explanation(outcome, output / f"{name}.png")
+        written = rex_options.after_run(
+            args, outcome, output / f"{name}.png" if output else None, input_name=name
+        )
+        summary = outcome.summary()
+        if output is not None:
             summary["outputs"] = {"explanation picture": str(output / f"{name}.png")}
         if heatmap is not None:
             render_heatmap(outcome, heatmap / f"{name}-heatmap.png")
             summary.setdefault("outputs", {})["heatmap"] = str(heatmap / f"{name}-heatmap.png")
-        written = rex_options.after_run(args, outcome, None)
         if written:
             summary.setdefault("outputs", {}).update(written)
         summaries.append(summary)

@@ -190,15 +190,25 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
     return replace(config, multi=multi, extraction=extraction, visual=visual, image=image)
 
 
-def after_run(args: argparse.Namespace, result: Explanation, output: Path | None) -> dict[str, str]:
-    """Write the outputs ReX's options ask for (multi pictures, database rows); returns
-    what was written, by name."""
+def after_run(
+    args: argparse.Namespace,
+    result: Explanation,
+    output: Path | None,
+    input_name: str | None = None,
+) -> dict[str, str]:
+    """Write the outputs ReX's options ask for (labels, surface, multi pictures, database
+    rows); returns what was written, by name. In directory mode (``input_name``) the surface
+    file gets the input's name: ``surface_<name>.png``."""
     written: dict[str, str] = {}
     _label(args, result)
     if getattr(args, "surface", None):
-        from rex_stream.surface import render_surface
+        from rex_stream.surface import SHOW, render_surface
 
-        shown = render_surface(result, args.surface)
+        target = args.surface
+        if input_name is not None and target != SHOW:
+            path = Path(target)
+            target = str(path.with_name(f"{path.stem}_{input_name}{path.suffix}"))
+        shown = render_surface(result, target)
         if shown is not None:
             written["surface"] = shown
     if output is not None and result.multi is not None:

@@ -98,3 +98,42 @@ def test_permitted_overlap_outside_the_unit_interval_in_rex_toml(
     out = rex(str(tiny_image), "--model", str(tiny_cnn), "--multi", cwd=tmp_path)
     assert out.returncode != 0
     assert "permitted_overlap" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_directory_run_draws_multi_and_surfaces_per_input(
+    two_patches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, picture = two_patches
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.png").write_bytes(picture.read_bytes())
+    (tmp_path / "rex.toml").write_text(
+        "[causal]\nmin_box_size = 4\n[explanation]\nchunk_size = 2\n"
+        "[explanation.spatial]\nspatial_initial_radius = 3\n"
+    )
+    out = rex(
+        str(folder),
+        "--model",
+        str(model),
+        "--iters",
+        "6",
+        "--seed",
+        "5",
+        "--multi",
+        "6",
+        "--output",
+        "pictures",
+        "--surface",
+        "surface.png",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    summaries = json.loads(out.stdout)
+    assert len(summaries) == 2 and all(len(s["explanations"]) >= 2 for s in summaries)
+    surfaces = sorted(tmp_path.glob("surface_*"))
+    assert len(surfaces) == 2 and all(p.stat().st_size > 0 for p in surfaces)
+    pictures = sorted((tmp_path / "pictures").iterdir())
+    assert len(pictures) == 2
+    assert all(np.asarray(Image.open(p)).shape == (24, 24, 3) for p in pictures)
