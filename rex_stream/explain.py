@@ -20,6 +20,7 @@ from rex_stream.causal.baseline_check import check_baseline
 from rex_stream.causal.complete import CompleteExplanation, extract_complete
 from rex_stream.causal.extraction import (
     LARGE_INPUT_ELEMENTS,
+    Sufficiency,
     extract_contrastive,
     extract_global,
     extract_spatial,
@@ -249,7 +250,7 @@ async def _explain_input(
         )
         logger.warning(message)
         warnings.append(message)
-    sufficiency = None
+    sufficiency: Sufficiency | None = None
     multi: MultiExplanation | None = None
     complete: CompleteExplanation | None = None
     if config.extraction.extract and config.extraction.strategy == "multi":
