@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -108,8 +109,19 @@ def check_database(path: str | Path) -> Path:
             raise OutputError(f"--database {path}: not writable")
         with _connect(target) as connection:
             _check_table(connection, target)
-    elif not os.access(parent, os.W_OK):
-        raise OutputError(f"--database {path}: cannot create it in {parent} (not writable)")
+            try:  # take the write lock once, as the append will
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise OutputError(f"--database {path}: not writable ({exc})") from exc
+        return target
+    try:  # can a file be made there? (permissions alone do not tell, e.g. for root)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".rex-db-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"--database {path}: cannot create it in {parent} ({exc.strerror or exc})"
+        ) from exc
     return target
 
 

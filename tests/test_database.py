@@ -136,6 +136,12 @@ def test_bad_database_paths(tmp_path: Path) -> None:
         check_database(older)
 
 
+def test_database_where_no_file_can_be_made_is_refused() -> None:
+    """/proc takes no new files, whoever asks (root included)."""
+    with pytest.raises(OutputError, match="cannot create it in /proc"):
+        check_database("/proc/rex.db")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write read-only files")
 def test_read_only_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ro.db"
