@@ -16,6 +16,7 @@ sets: one dense float32 map per class × iterations.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import tempfile
@@ -151,6 +152,9 @@ def main() -> None:
         "peak_over_reference": round(peak / reference, 3),
         "explanation_area": None if mask is None else float(mask.mean()),
         "explanation_covers_cube": inside,
+        # digests: runs that must give the same result can be compared
+        "map_digest": hashlib.sha256(explanation.responsibility.tobytes()).hexdigest()[:16],
+        "mask_digest": None if mask is None else hashlib.sha256(mask.tobytes()).hexdigest()[:16],
     }
     print(json.dumps(result, indent=2))
 
