@@ -43,7 +43,7 @@ MAX_PICTURE_SIDE = 1024
 def class_text(explanation: Explanation) -> str:
     """ "ladybug (301)" when the class has a name, else "class 301"."""
     index = explanation.target.classification
-    name = explanation.extra.get("class_name")
+    name = explanation.extra.get("label") or explanation.extra.get("class_name")
     return f"{name} ({index})" if name else f"class {index}"
 
 

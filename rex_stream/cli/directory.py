@@ -89,6 +89,7 @@ def run_directory(
             stats.queries,
         )
         name = outcome.subject.name
+        rex_options.name_target(args, outcome)
         if output is not None:
             render_explanation(outcome, output / f"{name}.png")
         written = rex_options.after_run(

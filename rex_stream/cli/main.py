@@ -477,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = anyio.run(main)
     outputs: dict[str, str] = {}
+    rex_options.name_target(args, result)  # pictures say "ladybug (301)"
     if output is not None:
         from rex_stream.modes import render_explanation
 
@@ -516,6 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         except RexStreamError as exc:
             print(f"rex-stream: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except BrokenPipeError:  # `rex-stream … | head`: the reader left; not an error of ours
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
         except KeyboardInterrupt:
             how = "terminated" if signals.received else "interrupted"
             print(f"rex-stream: {how} (with --store, continue with --resume)", file=sys.stderr)

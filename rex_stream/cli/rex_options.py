@@ -200,7 +200,7 @@ def after_run(
     rows); returns what was written, by name. In directory mode (``input_name``) the surface
     file gets the input's name: ``surface_<name>.png``."""
     written: dict[str, str] = {}
-    _label(args, result)
+    name_target(args, result)
     if getattr(args, "surface", None):
         from rex_stream.surface import SHOW, render_surface
 
@@ -225,7 +225,7 @@ def after_run(
     return written
 
 
-def _label(args: argparse.Namespace, result: Explanation) -> None:
+def name_target(args: argparse.Namespace, result: Explanation) -> None:
     """Name the target class (``--labels``, or the bundled model's ImageNet names)."""
     from rex_stream.labels import labels_for_model
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import anyio
@@ -222,3 +223,16 @@ def test_verbose_prints_the_effective_settings(tiny_cnn: Path, tiny_image: Path)
     assert out.returncode == 0, out.stderr
     assert "effective settings" in out.stderr
     assert re.search(r"min_box_size\s*│\s*7\s", out.stderr), out.stderr
+
+
+def test_output_piped_to_a_closed_reader_is_not_a_traceback(
+    tiny_cnn: Path, tiny_image: Path
+) -> None:
+    import subprocess
+
+    command = (
+        f"{sys.executable} -m rex_stream.cli {tiny_image} --model {tiny_cnn} --iters 1 -q "
+        "| head -c 1"
+    )
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
