@@ -81,7 +81,8 @@ def draw(
             (axes[1], mask, "region values"),
             (axes[2], _picture(found), title),
         ):
-            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            scale = {"vmin": 0.0, "vmax": 1.0} if picture is mask else {}
+            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None, **scale)
             axis.set_title(name, fontsize=9)
             axis.axis("off")
     try:

@@ -35,6 +35,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     model.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
     model.add_argument("--mask-value", help="what removed elements become: a number, min or mean")
     model.add_argument(
+        "--means", help="per-channel means subtracted after /norm (ImageNet: 0.485,…)"
+    )
+    model.add_argument("--stds", help="per-channel standard deviations (ImageNet: 0.229,…)")
+    model.add_argument("--norm", type=float, help="pixel values are divided by this first (255)")
+    model.add_argument(
         "--mode-option", action="append", default=[], metavar="KEY=VALUE", help="mode option"
     )
     model.add_argument("--batch-size", type=int, help="largest batch per backend call")
@@ -84,6 +89,16 @@ def explain_config(args: argparse.Namespace, base: ExplainConfig | None = None) 
         except ValueError as exc:
             raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
         image = replace(image, mask_value=value)
+    for flag in ("means", "stds"):
+        text = getattr(args, flag)
+        if text is not None:
+            try:
+                values = tuple(float(v) for v in text.split(",") if v.strip())
+            except ValueError as exc:
+                raise ConfigError(f"--{flag} {text!r}: numbers like 0.485,0.456,0.406") from exc
+            image = replace(image, **{flag: values})
+    if args.norm is not None:
+        image = replace(image, norm=args.norm)
     if args.mode_option:
         options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}
         image = replace(image, mode_options=options)
