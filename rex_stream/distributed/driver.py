@@ -11,7 +11,6 @@ leave it. An input that kills its worker every time ends as a failure of its own
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -20,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import zarr
-
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.distributed.inputs import names_for
+from rex_stream.distributed.shared_store import check_workers_see, create_root, remove_if_empty
 from rex_stream.engine.backend import BackendSettings, default_inflight
-from rex_stream.engine.lock import GroupLock
-from rex_stream.errors import BackendError, ConfigError, RexStreamError, StoreError
+from rex_stream.errors import BackendError, ConfigError, RexStreamError
 from rex_stream.many import InputFailure
 from rex_stream.naming import check_name
 from rex_stream.result import Explanation
@@ -105,10 +102,10 @@ def explain_on_cluster(
     paths = [str(s) for s in sources]
     names = _names(paths, names)
     fresh = not Path(store).expanduser().exists()
-    root = _create_root(store, names, overwrite)
+    root = create_root(store, names, overwrite)
     try:
         _wait_for_workers(client)
-        _check_workers_see(client, root)
+        check_workers_see(client, root)
         settings = backend_settings or BackendSettings(
             max_inflight=config.scheduler.max_inflight or default_inflight(backend)
         )
@@ -132,7 +129,7 @@ def explain_on_cluster(
                 logger.warning("could not remove the rex-stream runtime from the workers: %s", exc)
     except BaseException:
         if fresh:  # a run that wrote nothing leaves nothing behind
-            _remove_if_empty(root)
+            remove_if_empty(root)
         raise
     return ClusterReport(
         [o for o in outcomes if o is not None], workers, round(time.perf_counter() - started, 3)
@@ -247,35 +244,6 @@ def _names(sources: Sequence[str], names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
-def _create_root(store: str | Path, names: Sequence[str], overwrite: bool) -> str:
-    """The driver creates the root (an absolute path: workers may run elsewhere)."""
-    root = Path(store).expanduser().resolve()
-    try:
-        zarr.open_group(str(root), mode="a")
-    except (OSError, ValueError, TypeError) as exc:
-        raise StoreError(f"cannot open or create the Zarr store {store}: {exc}") from exc
-    if overwrite:
-        for name in names:
-            group = root / name
-            if group.exists():
-                lock = GroupLock.for_group(root, name)
-                lock.acquire()  # StoreLocked at once while another writer holds it
-                try:
-                    shutil.rmtree(group)
-                except OSError as exc:
-                    raise StoreError(f"cannot remove {group}: {exc}") from exc
-                finally:
-                    lock.release()
-    return str(root)
-
-
-def _remove_if_empty(root: str) -> None:
-    """Remove a store root the driver created when no input group was written into it."""
-    folder = Path(root)
-    if folder.is_dir() and all(entry.name == "zarr.json" for entry in folder.iterdir()):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _wait_for_workers(client: Client) -> None:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
@@ -283,46 +251,6 @@ def _wait_for_workers(client: Client) -> None:
         from rex_stream.distributed.cluster import ClusterError
 
         raise ClusterError(f"the Dask cluster has no workers (waited {WORKER_WAIT_S:g} s)") from exc
-
-
-def _check_workers_see(client: Client, root: str) -> None:
-    """Every worker must see the store the driver created (a shared filesystem) and write it
-    with a zarr whose writes are atomic."""
-    seen = client.run(_worker_store_check, root)
-    blind = sorted(address for address, (visible, _) in seen.items() if not visible)
-    if blind:
-        raise StoreError(
-            f"Dask worker(s) {', '.join(blind)} cannot see the store {root}: "
-            "put it on a filesystem every worker mounts at the same path"
-        )
-    old = sorted(
-        f"{address} ({version})"
-        for address, (_, version) in seen.items()
-        if not atomic_zarr(version)
-    )
-    if old:
-        raise ConfigError(
-            f"Dask worker(s) {', '.join(old)} have a zarr older than {ATOMIC_ZARR}, whose "
-            "writes are not atomic: pip install 'zarr>=3.1.3' there"
-        )
-
-
-def _worker_store_check(root: str) -> tuple[bool, str]:
-    """On a worker: whether it sees the store's root, and its zarr version."""
-    return (Path(root) / "zarr.json").is_file(), zarr.__version__
-
-
-#: The first zarr release that writes local files atomically (zarr-python PR #3412).
-ATOMIC_ZARR = "3.1.3"
-
-
-def atomic_zarr(version: str) -> bool:
-    """Whether zarr ``version`` writes atomically (``3.1.3`` or later)."""
-    numbers = []
-    for part in version.split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
-        numbers.append(int(digits or 0))
-    return tuple(numbers) >= (3, 1, 3)
 
 
 def _units(count: int, per_task: int, split: int) -> list[_Unit]:

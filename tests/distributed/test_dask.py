@@ -405,6 +405,6 @@ def test_an_abandoned_run_frees_the_worker_threads(
      ("3.0.10", False), ("2.18.3", False)],
 )  # fmt: skip
 def test_workers_need_a_zarr_with_atomic_writes(version: str, atomic: bool) -> None:
-    from rex_stream.distributed.driver import atomic_zarr
+    from rex_stream.distributed.shared_store import atomic_zarr
 
     assert atomic_zarr(version) is atomic
