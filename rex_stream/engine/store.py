@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.errors import ContainsGroupError
 
 from rex_stream.engine.lock import GroupLock
 from rex_stream.errors import StoreError
@@ -303,10 +305,22 @@ NEW = "~new"
 OLD = "~old"
 
 
+#: zarr creating one new store's root from two threads at once can fail ("a group exists")
+_ROOT_CREATION = threading.Lock()
+
+
 def _open_root(path: Path) -> zarr.Group:
-    """The store's root group, created if need be; damaged metadata is one clear error."""
+    """The store's root group, created if need be; damaged metadata is one clear error.
+
+    Serialised within the process (two inputs' groups opened at once in a new store), and
+    retried once when another process created the root between zarr's check and its write.
+    """
     try:
-        return zarr.open_group(str(path), mode="a")
+        with _ROOT_CREATION:
+            try:
+                return zarr.open_group(str(path), mode="a")
+            except ContainsGroupError:
+                return zarr.open_group(str(path), mode="a")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise StoreError(
             f"the Zarr store {path} has damaged metadata ({path / 'zarr.json'}: "

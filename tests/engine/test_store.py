@@ -93,3 +93,22 @@ def test_existing_store_needs_resume_or_overwrite(
     explain_sync(
         tiny_image, str(tiny_cnn), store=store, overwrite=True, iters=2, seed=9, min_box_size=4
     )
+
+
+def test_many_groups_of_a_new_store_open_at_once(tmp_path: Path) -> None:
+    """Threads opening different inputs' groups of a store that does not exist yet."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rex_stream.engine.store import ExplanationStore
+
+    def open_one(index: int) -> str:
+        path = tmp_path / f"new{index // 8}.zarr"
+        store = ExplanationStore.open(path, f"input{index}", {"n": index}, 2)
+        try:
+            return store.location
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        locations = list(pool.map(open_one, range(64)))
+    assert len(set(locations)) == 64
