@@ -104,7 +104,7 @@ def _patch_sums(
     if not case.compatible:
         return np.bincount(label.ravel(), weights=prepared.ravel(), minlength=count)
     # Quantus: the map broadcast to C×H×W, zero-padded, cut into C×p×p blocks, each summed
-    channels = case.subject.tensor.shape[0]
+    channels = case.subject.tensor.size // case.subject.size
     full = np.broadcast_to(prepared[None], (channels, *prepared.shape))
     pads = [(0, 0)] + [((-d) % size // 2, (-d) % size - (-d) % size // 2) for d in prepared.shape]
     padded = np.pad(full, pads)

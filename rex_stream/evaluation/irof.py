@@ -42,7 +42,7 @@ def _segment_means(case: Case, prepared: np.ndarray, labels: np.ndarray, count: 
         sums = np.bincount(labels.ravel(), weights=prepared.ravel(), minlength=count)
         return sums / np.maximum(1, np.bincount(labels.ravel(), minlength=count))
     # Quantus: the mean of the channel-broadcast map over each segment, in the map's dtype
-    channels = case.subject.tensor.shape[0]
+    channels = case.subject.tensor.size // case.subject.size
     full = np.broadcast_to(prepared[None], (channels, *prepared.shape))
     return np.array([np.mean(full[:, labels == s]) for s in range(count)])
 
