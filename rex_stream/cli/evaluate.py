@@ -6,15 +6,15 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from rex_stream.cli import method_options
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
-from rex_stream.engine.backend import BackendSettings, default_inflight
+from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.registry import METRICS, choose
@@ -96,43 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _numbers(text: str | None, flag: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from None
-
-
 def resolve_config(args: argparse.Namespace) -> ExplainConfig:
     """Defaults, then the config file, then the command line."""
     config_path = Path(args.config) if args.config else default_config_path()
     config = load_config(config_path) if config_path else ExplainConfig()
-    image, scheduler, scoring = config.image, config.scheduler, config.scoring
-    if args.mode:
-        image = replace(image, mode=args.mode)
-    means, stds = _numbers(args.means, "--means"), _numbers(args.stds, "--stds")
-    if means is not None:
-        image = replace(image, means=means)
-    if stds is not None:
-        image = replace(image, stds=stds)
-    if args.mask_value is not None:
-        text = args.mask_value.strip().lower()
-        try:
-            value: float | str = text if text in ("min", "mean") else float(text)
-        except ValueError:
-            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from None
-        image = replace(image, mask_value=value)
-    if args.batch_size is not None:
-        scheduler = replace(scheduler, max_batch=args.batch_size)
-    if args.max_inflight is not None:
-        scheduler = replace(scheduler, max_inflight=args.max_inflight)
-    if args.scores:
-        scoring = replace(scoring, scores=ScoreKind(args.scores))
-    if args.target is not None:
-        scoring = replace(scoring, target=args.target)
-    return replace(config, image=image, scheduler=scheduler, scoring=scoring)
+    return method_options.explain_config(args, config)
 
 
 def _attributions(values: list[str]) -> dict[str, MapSource]:
@@ -176,16 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
     if not Path(args.input).exists():
         raise ConfigError(f"{args.input}: no such file or directory")
-    from rex_stream.cli.main import _pairs, _shape
     from rex_stream.evaluation.run import evaluate
 
     config = resolve_config(args)
-    settings = BackendSettings(
-        timeout_s=args.timeout_s,
-        max_inflight=config.scheduler.max_inflight or default_inflight(spec),
-        input_shape=_shape(args.input_shape),
-        options=_pairs(args.backend_option, "--backend-option"),
-    )
+    settings = method_options.backend_settings(args, spec, config)
 
     if args.meta_evaluation:
         return _run_meta(args, spec, named, choices, config, settings)

@@ -14,11 +14,10 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.cli import dask_options, faults, resource_options, rex_options
+from rex_stream.cli import dask_options, faults, method_options, resource_options, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
-from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import ConfigError, OutputError, RexStreamError
 from rex_stream.explain import explain
 from rex_stream.progress import Progress
@@ -152,38 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
-    pairs = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def _shape(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(f"--input-shape {text!r}: expected integers like 3,224,224") from exc
-    if not shape or any(d <= 0 for d in shape):
-        raise ConfigError(f"--input-shape {text!r}: expected positive integers")
-    return shape
-
-
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from exc
-    if not values:
-        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406")
-    return values
-
-
 #: settings keys (as config errors name them) → the flag a user types
 _FLAGS = {
     "causal.iters": ("--iters", "iters"),
@@ -224,7 +191,7 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
         config = replace(config, config_file=str(config_path))
         if not getattr(args, "quiet", False):
             print(f"rex-stream: settings from {config_path}", file=sys.stderr)
-    search, scheduler = config.search, config.scheduler
+    search = config.search
     if args.iters is not None:
         search = replace(search, iters=args.iters)
     if args.seed is not None:
@@ -232,37 +199,6 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
     for flag in ("min_box_size", "tree_depth", "search_limit"):
         if getattr(args, flag) is not None:
             search = replace(search, **{flag: getattr(args, flag)})
-    if args.batch_size is not None:
-        scheduler = replace(scheduler, max_batch=args.batch_size)
-    if args.max_inflight is not None:
-        scheduler = replace(scheduler, max_inflight=args.max_inflight)
-    if args.linger_ms is not None:
-        scheduler = replace(scheduler, linger_ms=args.linger_ms)
-    scoring = config.scoring
-    if args.scores:
-        scoring = replace(scoring, scores=ScoreKind(args.scores))
-    if args.target is not None:
-        scoring = replace(scoring, target=args.target)
-    image = config.image
-    if args.mode:
-        image = replace(image, mode=args.mode)
-    if args.mask_value is not None:
-        text = args.mask_value.strip().lower()
-        try:
-            value: float | str = text if text in ("min", "mean") else float(text)
-        except ValueError as exc:
-            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
-        image = replace(image, mask_value=value)
-    if args.mode_option:
-        image = replace(image, mode_options=_pairs(args.mode_option, "--mode-option"))
-    if args.means is not None:
-        image = replace(image, means=_floats(args.means, "--means"))
-    if args.stds is not None:
-        image = replace(image, stds=_floats(args.stds, "--stds"))
-    if args.norm is not None:
-        if args.norm <= 0:
-            raise ConfigError(f"--norm {args.norm:g}: must be > 0")
-        image = replace(image, norm=args.norm)
     extraction = config.extraction
     if args.no_extract:
         extraction = replace(extraction, extract=False)
@@ -275,15 +211,8 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
     if args.confidence is not None:
         extraction = replace(extraction, minimum_confidence_threshold=args.confidence)
     evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation
-    config = replace(
-        config,
-        search=search,
-        scheduler=scheduler,
-        scoring=scoring,
-        image=image,
-        extraction=extraction,
-        evaluation=evaluation,
-    )
+    config = replace(config, search=search, extraction=extraction, evaluation=evaluation)
+    config = method_options.explain_config(args, config)  # reading, scoring, scheduling
     return resource_options.apply_arguments(args, rex_options.apply_arguments(args, config))
 
 
@@ -443,16 +372,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
     if args.model and not args.model.lower().endswith(".onnx"):
         raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
-    config = faults.apply(args, resolve_config(args, base))
+    config = resolve_config(args, base)
     _refuse_idle_options(args, config)
     if args.verbose and not args.quiet:
         print(settings_table(config), file=sys.stderr, end="")
-    settings = BackendSettings(
-        timeout_s=args.timeout_s,
-        max_inflight=config.scheduler.max_inflight or default_inflight(spec),
-        input_shape=_shape(args.input_shape),
-        options=_pairs(args.backend_option, "--backend-option"),
-    )
+    settings = method_options.backend_settings(args, spec, config)
     if (code := dask_options.run(args, spec, config, settings)) is not None:
         return code
     if Path(args.filename).is_dir():

@@ -71,56 +71,75 @@ def model_spec(args: argparse.Namespace) -> str | None:
     return spec
 
 
+def shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape 3,224,224`` as a tuple of positive integers."""
+    if text is None:
+        return None
+    try:
+        found = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--input-shape {text!r}: expected integers like 3,224,224") from exc
+    if not found or any(d <= 0 for d in found):
+        raise ConfigError(f"--input-shape {text!r}: expected positive integers")
+    return found
+
+
+def floats(text: str, flag: str) -> tuple[float, ...]:
+    """``0.485,0.456,0.406`` as numbers."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from exc
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406")
+    return values
+
+
 def explain_config(args: argparse.Namespace, base: ExplainConfig | None = None) -> ExplainConfig:
     """The reading, scoring and scheduling settings the arguments give, over ``base`` (mode
-    options are merged into the base's)."""
+    options are merged into the base's). Shared by every command; a flag a command does not
+    define is simply absent."""
     config = base or ExplainConfig()
     scoring, image, scheduler = config.scoring, config.image, config.scheduler
-    if args.scores:
+    flag = lambda name: getattr(args, name, None)  # noqa: E731
+    if flag("scores"):
         scoring = replace(scoring, scores=ScoreKind(args.scores))
-    if args.target is not None:
+    if flag("target") is not None:
         scoring = replace(scoring, target=args.target)
-    if args.mode:
+    if flag("mode"):
         image = replace(image, mode=args.mode)
-    if args.mask_value is not None:
+    if flag("mask_value") is not None:
         text = args.mask_value.strip().lower()
         try:
             value: float | str = text if text in ("min", "mean") else float(text)
         except ValueError as exc:
             raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
         image = replace(image, mask_value=value)
-    for flag in ("means", "stds"):
-        text = getattr(args, flag)
-        if text is not None:
-            try:
-                values = tuple(float(v) for v in text.split(",") if v.strip())
-            except ValueError as exc:
-                raise ConfigError(f"--{flag} {text!r}: numbers like 0.485,0.456,0.406") from exc
-            image = replace(image, **{flag: values})
-    if args.norm is not None:
+    for name in ("means", "stds"):
+        if flag(name) is not None:
+            image = replace(image, **{name: floats(getattr(args, name), f"--{name}")})
+    if flag("norm") is not None:
+        if args.norm <= 0:
+            raise ConfigError(f"--norm {args.norm:g}: must be > 0")
         image = replace(image, norm=args.norm)
-    if args.mode_option:
+    if flag("mode_option"):
         options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}
         image = replace(image, mode_options=options)
-    if args.batch_size is not None:
+    if flag("batch_size") is not None:
         scheduler = replace(scheduler, max_batch=args.batch_size)
-    if args.max_inflight is not None:
+    if flag("max_inflight") is not None:
         scheduler = replace(scheduler, max_inflight=args.max_inflight)
+    if flag("linger_ms") is not None:
+        scheduler = replace(scheduler, linger_ms=args.linger_ms)
     return faults.apply(args, replace(config, scoring=scoring, image=image, scheduler=scheduler))
 
 
 def backend_settings(args: argparse.Namespace, spec: str, config: ExplainConfig) -> BackendSettings:
     """Adapter settings from the arguments."""
-    shape = None
-    if args.input_shape:
-        try:
-            shape = tuple(int(p) for p in args.input_shape.replace("x", ",").split(",") if p)
-        except ValueError as exc:
-            raise ConfigError(f"--input-shape {args.input_shape!r}: expected integers") from exc
     return BackendSettings(
         timeout_s=args.timeout_s,
         max_inflight=config.scheduler.max_inflight or default_inflight(spec),
-        input_shape=shape,
+        input_shape=shape(args.input_shape),
         options=pairs(args.backend_option, "--backend-option"),
     )
 
