@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
-
-from rex_stream.errors import OutputError
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
+
+
+#: the qualitative colour map of composite pictures
+MULTI_COLOURS = "tab10"
 
 
 def render_multi(result: Explanation, path: Path) -> list[Path]:
@@ -47,34 +48,72 @@ def explanation_colours(count: int, colormap: str) -> np.ndarray:
         cmap = colormaps[colormap]
     except KeyError:
         cmap = colormaps["tab10"]
-    points = np.linspace(0.15, 0.85, count) if count > 1 else np.array([0.6])
+    if getattr(cmap, "N", 256) <= 20:  # a qualitative map: its own distinct colours in turn
+        points = np.arange(count) % cmap.N
+    else:
+        points = np.linspace(0.15, 0.85, count) if count > 1 else np.array([0.6])
     return (np.asarray(cmap(points))[:, :3] * 255).astype(np.uint8)
 
 
 def save_composite(result: Explanation, path: Path) -> None:
-    """The image greyed outside every explanation; each explanation tinted and outlined in
-    its own colour."""
-    from rex_stream.visualise import _display_rgb
+    """The image at its own resolution, greyed outside every explanation; each explanation
+    tinted and outlined in its own colour, titled with the class and listed in a legend with
+    its area and confidence."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from rex_stream.visualise import class_text, figure_for, original_rgb, resize_map, save_figure
 
     assert result.multi is not None
     visual = result.config.visual
-    image = _display_rgb(result).astype(np.float32)
-    masks = [np.asarray(e.mask, bool) for e in result.multi.kept]
+    image = original_rgb(result).astype(np.float32)
+    size = image.shape[:2]
+    masks = [
+        resize_map(np.asarray(e.mask, np.float32), size, smooth=False) > 0.5
+        for e in result.multi.kept
+    ]
     union = np.any(masks, axis=0)
     grey = np.full_like(image, visual.colour)
     picture = np.where(union[:, :, None], image, visual.alpha * image + (1 - visual.alpha) * grey)
-    colours = explanation_colours(len(masks), visual.heatmap_colours).astype(np.float32)
+    # distinct colours, one per explanation (the heatmap's sequential map makes them alike)
+    colours = explanation_colours(len(masks), MULTI_COLOURS).astype(np.float32)
     for mask, colour in zip(masks, colours):
         picture[mask] = 0.75 * picture[mask] + 0.25 * colour
-        picture[_boundary(mask)] = colour
+        picture[_boundary(mask, max(1, round(max(size) / 300)))] = colour
+    figure, axis = figure_for(image)
     try:
-        Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+        axis.imshow(np.clip(picture, 0, 255).astype(np.uint8))
+        axis.set_title(
+            f"{class_text(result)}, confidence {result.target.confidence:.2f}: "
+            f"{len(masks)} disjoint sufficient explanations",
+            fontsize=10,
+        )
+        handles = [
+            Patch(
+                facecolor=tuple(float(c) / 255 for c in colour),
+                label=f"{number}: {found.area:.1%}, confidence {found.confidence:.2f}",
+            )
+            for number, (found, colour) in enumerate(zip(result.multi.kept, colours))
+        ]
+        axis.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.01),
+            ncol=min(3, len(handles)),
+            fontsize=7,
+            frameon=False,
+        )
+        axis.axis("off")
+        figure.tight_layout()
+        save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Elements of ``mask`` with a 4-neighbour outside it."""
-    padded = np.pad(mask, 1, constant_values=False)
-    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+def _boundary(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """Elements of ``mask`` within ``width`` 4-neighbour steps of its outside."""
+    inner = mask
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~inner

@@ -119,9 +119,9 @@ def _floor_picture(result: Explanation, shape: tuple[int, ...]) -> np.ndarray | 
     """The input as an RGB float picture of the map's shape, or None (not an image)."""
     if result.subject.mode not in ("RGB", "L"):
         return None
-    from rex_stream.visualise import _display_rgb
+    from rex_stream.visualise import display_rgb
 
-    picture = _display_rgb(result)
+    picture = display_rgb(result)
     if picture.shape[:2] != tuple(shape):
         return None
     return picture.astype(np.float64) / 255.0

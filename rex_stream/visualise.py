@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 _PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 
 
-def _display_rgb(explanation: Explanation) -> np.ndarray:
+def display_rgb(explanation: Explanation) -> np.ndarray:
     """The input as an (H, W, 3) uint8 picture."""
     display = explanation.subject.display
     if display is None:
@@ -47,7 +47,7 @@ def class_text(explanation: Explanation) -> str:
     return f"{name} ({index})" if name else f"class {index}"
 
 
-def _original_rgb(explanation: Explanation) -> np.ndarray:
+def original_rgb(explanation: Explanation) -> np.ndarray:
     """The input at its own resolution and aspect ratio (EXIF orientation applied, at most
     ``MAX_PICTURE_SIDE`` pixels on its longest side), else the model-space picture."""
     source = explanation.subject.source
@@ -61,10 +61,10 @@ def _original_rgb(explanation: Explanation) -> np.ndarray:
             return np.asarray(image)
         except (OSError, ValueError, Image.DecompressionBombError):
             pass
-    return _display_rgb(explanation)
+    return display_rgb(explanation)
 
 
-def _resize(values: np.ndarray, shape: tuple[int, int], smooth: bool) -> np.ndarray:
+def resize_map(values: np.ndarray, shape: tuple[int, int], smooth: bool) -> np.ndarray:
     """A 2-D map or mask resized to (height, width): bilinear for maps, nearest for masks."""
     if values.shape == shape:
         return values
@@ -73,7 +73,8 @@ def _resize(values: np.ndarray, shape: tuple[int, int], smooth: bool) -> np.ndar
     return np.asarray(picture.resize((shape[1], shape[0]), resample))
 
 
-def _figure(image: np.ndarray) -> tuple[Any, Any]:
+def figure_for(image: np.ndarray) -> tuple[Any, Any]:
+    """A matplotlib figure sized to the picture's aspect ratio, and its axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,15 +94,15 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
     from matplotlib.patches import Patch
 
     visual = explanation.config.visual
-    image = _original_rgb(explanation)
+    image = original_rgb(explanation)
     mask = explanation.mask
     if mask is None:
         mask = np.ones(explanation.responsibility.shape[:2], bool)
-    shown = _resize(mask.astype(np.float32), image.shape[:2], smooth=False) > 0.5
+    shown = resize_map(mask.astype(np.float32), image.shape[:2], smooth=False) > 0.5
     grey = np.full_like(image, visual.colour)
     hidden = Image.blend(Image.fromarray(grey), Image.fromarray(image), visual.alpha)
     picture = np.where(shown[:, :, None], image, np.asarray(hidden)).astype(np.uint8)
-    figure, axis = _figure(image)
+    figure, axis = figure_for(image)
     try:
         axis.imshow(picture)
         if shown.any() and not shown.all():
@@ -153,9 +154,9 @@ def save_heatmap(explanation: Explanation, path: Path) -> None:
     """The responsibility map as filled contours over the image at its own resolution."""
     import matplotlib.pyplot as plt
 
-    image = _original_rgb(explanation)
-    responsibility = _resize(explanation.responsibility, image.shape[:2], smooth=True)
-    figure, axis = _figure(image)
+    image = original_rgb(explanation)
+    responsibility = resize_map(explanation.responsibility, image.shape[:2], smooth=True)
+    figure, axis = figure_for(image)
     try:
         axis.imshow(image)
         low, high = float(responsibility.min()), float(responsibility.max())

@@ -55,7 +55,8 @@ def test_multi_json_lists_every_kept_explanation(
         assert 0 < entry["area"] < 1 and len(entry["centre"]) == 2
     assert summary["multi"]["spotlights"] == 8
     composite = np.asarray(Image.open(tmp_path / "multi.png"))
-    assert composite.shape == (24, 24, 3)
+    height, width = composite.shape[:2]  # a titled figure at the picture's aspect ratio
+    assert height > 24 and 0.8 < width / height < 1.25
 
 
 def test_separate_style_writes_one_picture_per_explanation(
@@ -136,4 +137,4 @@ def test_directory_run_draws_multi_and_surfaces_per_input(
     assert len(surfaces) == 2 and all(p.stat().st_size > 0 for p in surfaces)
     pictures = sorted((tmp_path / "pictures").iterdir())
     assert len(pictures) == 2
-    assert all(np.asarray(Image.open(p)).shape == (24, 24, 3) for p in pictures)
+    assert all(np.asarray(Image.open(p)).shape[0] > 24 for p in pictures)  # titled figures
