@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         "or `demo`",
     )
     parser.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="rex",
+        help="rex (causal responsibility, default); cem-pp / cem-pn (= rex-stream cem --kind "
+        "pp|pn); l2x (= rex-stream l2x, with --explainer)",
+    )
+    parser.add_argument(
         "--concurrent-inputs",
         type=int,
         default=4,
@@ -429,6 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
         return run_subcommand(argv[0], argv[1:])
+    try:
+        method, argv = _method(argv)
+    except ConfigError as exc:
+        print(f"rex-stream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if method is not None:
+        return run_subcommand(*method)
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
@@ -449,6 +463,44 @@ def main(argv: list[str] | None = None) -> int:
             how = "terminated" if signals.received else "interrupted"
             print(f"rex-stream: {how} (with --store, continue with --resume)", file=sys.stderr)
             return faults.TERMINATED_EXIT if signals.received else 130
+
+
+#: ``--method NAME`` on the main command → (sub-command, extra arguments)
+METHODS = {
+    "rex": None,
+    "cem-pp": ("cem", ["--kind", "pp"]),
+    "cem-pn": ("cem", ["--kind", "pn"]),
+    "l2x": ("l2x", []),
+}
+
+
+def _method(argv: list[str]) -> tuple[tuple[str, list[str]] | None, list[str]]:
+    """``rex-stream INPUT --method cem-pn …`` as ``rex-stream cem INPUT --kind pn …`` (the
+    method sub-commands), or the arguments unchanged for ReX's method (the default)."""
+    rest, name = [], None
+    items = iter(argv)
+    for item in items:
+        if item == "--method":
+            name = next(items, None)
+            if name is None:
+                raise ConfigError(f"--method needs a name: {', '.join(METHODS)}")
+        elif item.startswith("--method="):
+            name = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    if name is None:
+        return None, argv
+    if name not in METHODS:
+        known = ", ".join(METHODS)
+        print(
+            f"rex-stream: error: --method {name}: unknown method (known: {known})", file=sys.stderr
+        )
+        raise SystemExit(2)
+    chosen = METHODS[name]
+    if chosen is None:
+        return None, rest
+    command, extra = chosen
+    return (command, [*rest, *extra]), rest
 
 
 #: Sub-commands with modules of their own: name → module in ``rex_stream.cli``.

@@ -236,3 +236,19 @@ def test_output_piped_to_a_closed_reader_is_not_a_traceback(
     )
     done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_method_flag_runs_the_other_methods_from_the_main_command() -> None:
+    common = (
+        str(MODELS / "tabular-breast-cancer-test.csv"),
+        *("--model", str(MODELS / "tabular-breast-cancer.onnx"), "--scores", "probabilities"),
+        *("--mode-option", "drop=label", "--steps", "8", "--seed", "3", "--json"),
+    )
+    by_flag = rex(common[0], "--method", "cem-pn", *common[1:])
+    by_command = rex("cem", *common, "--kind", "pn")
+    assert by_flag.returncode == 0, by_flag.stderr
+    flagged, commanded = json.loads(by_flag.stdout), json.loads(by_command.stdout)
+    flagged.pop("wall_s", None), commanded.pop("wall_s", None)
+    assert flagged["method"] == "cem-pn"
+    assert flagged["pertinent_negative"] == commanded["pertinent_negative"]
+    _one_line_error(rex("x.png", "--method", "nope"), "--method nope")
