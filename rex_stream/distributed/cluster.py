@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import ConfigError, RexStreamError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def require_dask() -> None:
     except ImportError as exc:
         raise ConfigError(
             f"--dask needs Dask distributed ({exc.name or exc} is not installed): "
-            "pip install 'rex-stream[dask]'"
+            f"{install_command('dask')}"
         ) from exc
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.ranking import rank_positions
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case
@@ -26,7 +27,7 @@ def superpixels(case: Case, method: str) -> np.ndarray:
     try:
         from skimage.segmentation import felzenszwalb, slic
     except ImportError:
-        raise ConfigError("irof needs scikit-image: pip install 'rex-stream[evaluation]'") from None
+        raise ConfigError(f"irof needs scikit-image: {install_command('evaluation')}") from None
     channels = [a for a in range(subject.tensor.ndim) if a not in subject.spatial_axes]
     image = np.moveaxis(subject.tensor, channels, list(range(2, 2 + len(channels))))
     image = image.reshape(*subject.spatial_shape, -1).astype("double")

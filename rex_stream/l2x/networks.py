@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def autograd_modules() -> tuple[Any, Any]:
         import autograd.numpy as anp
         from autograd import grad
     except ImportError as exc:
-        raise ConfigError("L2X training needs autograd: pip install 'rex-stream[l2x]'") from exc
+        raise ConfigError(f"L2X training needs autograd: {install_command('l2x')}") from exc
     return anp, grad
 
 

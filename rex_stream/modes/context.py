@@ -10,6 +10,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 
@@ -32,7 +33,7 @@ def with_context(subject: Subject, info: ModelInfo, config: ExplainConfig) -> Su
         try:
             from scipy.ndimage import gaussian_filter
         except ImportError:
-            raise InputError("--noise needs scipy: pip install 'rex-stream[spectral]'") from None
+            raise InputError(f"--noise needs scipy: {install_command('spectral')}") from None
 
         sigma = [
             image.context_noise if a in subject.spatial_axes else 0.0 for a in range(context.ndim)
