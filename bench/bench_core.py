@@ -23,8 +23,8 @@ from rex_stream.adapters.onnx import OnnxBackend
 from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain
-from rex_stream.engine.backend import BackendSettings
 from rex_stream.cli.demo import DEMO_MODEL, IMAGENET_MEANS, IMAGENET_STDS
+from rex_stream.engine.backend import BackendSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "images" / "dog.jpg"

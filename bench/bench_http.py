@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rex_stream.engine.backend import BackendSettings, open_backend  # noqa: E402
 from rex_stream.config import SchedulerConfig  # noqa: E402
+from rex_stream.engine.backend import BackendSettings, open_backend  # noqa: E402
 from rex_stream.engine.scheduler import Scheduler  # noqa: E402
 from tests.plugins.triton_fixtures import DEMO_MODEL, build_tiny_classifier  # noqa: E402
 from tests.servers.triton_server import running_triton  # noqa: E402
