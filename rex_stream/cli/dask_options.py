@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
@@ -206,35 +207,19 @@ def _line(summary: dict[str, Any]) -> str:
     )
 
 
-class _Bar:
+class _Bar(TerminalProgress):
     """A rich progress bar of finished inputs on stderr."""
 
     def __init__(self, enabled: bool, total: int) -> None:
-        self._progress: Any = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        super().__init__(enabled)
+        if self.progress is not None:
+            self._task = self.progress.add_task("inputs", total=total)
 
-        self._progress = Progress(
-            "inputs on Dask",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._progress.add_task("inputs", total=total)
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
-    def __enter__(self) -> _Bar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        return ["inputs on Dask", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
 
     def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        if self.progress is not None:
+            self.progress.advance(self._task)

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import sys
 import time
-from types import TracebackType
 from typing import Any
 
+from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.progress import Progress
 
 #: at most this many per-input bars are shown at once (the rest wait their turn)
 MAX_INPUT_BARS = 8
 
 
-class DirectoryDisplay:
+class DirectoryDisplay(TerminalProgress):
     """A rich live display on stderr: inputs done / failed, mutants/s and ETA overall, one bar
     per input in flight. Disabled (a no-op) when stderr is not a terminal or with ``-q``."""
 
     def __init__(self, enabled: bool, total: int, names: list[str]) -> None:
         self._names = names
-        self._progress: Any = None
         self._bars: dict[int, Any] = {}
         self._started = time.perf_counter()
         self._queries_done = 0
         self._queries_live: dict[int, int] = {}
         self.explained = self.failed = self.complete = 0
-        if not enabled:
-            return
-        from rich.console import Console
+        super().__init__(enabled)
+        if self.progress is not None:
+            self._overall = self.progress.add_task("inputs", total=total, info="")
+
+    def columns(self) -> list[Any]:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -35,46 +36,28 @@ class DirectoryDisplay:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
-        from rich.progress import Progress as RichProgress
 
-        self._progress = RichProgress(
+        return [
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._overall = self._progress.add_task("inputs", total=total, info="")
-
-    def __enter__(self) -> DirectoryDisplay:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        ]
 
     def input_progress(self, index: int, event: Progress) -> None:
         """One input's snapshot: its own bar (iterations) and the overall rate."""
         self._queries_live[index] = event.queries
-        if self._progress is None:
+        if self.progress is None:
             return
         bar = self._bars.get(index)
         if bar is None and len(self._bars) < MAX_INPUT_BARS:
-            bar = self._bars[index] = self._progress.add_task(
+            bar = self._bars[index] = self.progress.add_task(
                 f"  {self._names[index][:40]}", total=event.iterations_total, info=""
             )
         if bar is not None:
-            self._progress.update(
+            self.progress.update(
                 bar,
                 completed=event.iterations_done,
                 total=event.iterations_total,
@@ -87,19 +70,19 @@ class DirectoryDisplay:
         setattr(self, outcome, getattr(self, outcome) + 1)
         self._queries_done += queries
         self._queries_live.pop(index, None)
-        if self._progress is None:
+        if self.progress is None:
             return
         bar = self._bars.pop(index, None)
         if bar is not None:
-            self._progress.remove_task(bar)
-        self._progress.advance(self._overall)
+            self.progress.remove_task(bar)
+        self.progress.advance(self._overall)
         self._refresh()
 
     def _refresh(self) -> None:
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         rate = (self._queries_done + sum(self._queries_live.values())) / elapsed
         failed = f", {self.failed} failed" if self.failed else ""
-        self._progress.update(self._overall, info=f"{rate:6.0f} mutants/s{failed}")
+        self.progress.update(self._overall, info=f"{rate:6.0f} mutants/s{failed}")
 
     def summary_table(self, total: int, wall_s: float) -> str:
         """The closing table: explained / failed / already complete."""

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from rex_stream.cli import method_options
+from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.engine.backend import BackendSettings
@@ -186,39 +187,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Display:
+class _Display(TerminalProgress):
     """A rich progress bar of rows answered against rows planned, on stderr."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._bar: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        super().__init__(enabled)
+        if self.progress is not None:
+            self._task = self.progress.add_task("rows", total=None)
 
-            self._bar = Progress(
-                "rows",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._task = self._bar.add_task("rows", total=None)
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
-    def __enter__(self) -> _Display:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        return ["rows", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
 
     def update(self, answered: int, planned: int) -> None:
         """Show ``answered`` of ``planned`` rows."""
-        if self._bar is not None:
-            self._bar.update(self._task, completed=answered, total=max(planned, answered))
+        if self.progress is not None:
+            self.progress.update(self._task, completed=answered, total=max(planned, answered))
 
 
 def _print_plan(key: str, plan: dict[str, int]) -> None:

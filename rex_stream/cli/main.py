@@ -16,6 +16,7 @@ import anyio
 from rex_stream import __version__
 from rex_stream.cli import dask_options, faults, method_options, resource_options, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
+from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.errors import ConfigError, OutputError, RexStreamError
@@ -278,50 +279,33 @@ def _check_writable(path: str | None, flag: str) -> Path | None:
     return target
 
 
-class _Display:
+class _Display(TerminalProgress):
     """A rich progress bar on stderr, fed by progress events."""
 
     def __init__(self, enabled: bool, total: int) -> None:
-        self._progress = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        super().__init__(enabled)
+        if self.progress is not None:
+            self._task = self.progress.add_task("iterations", total=total, rate="")
 
-        self._progress = Progress(
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+        return [
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._progress.add_task("iterations", total=total, rate="")
-
-    def __enter__(self) -> _Display:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        ]
 
     def update(self, event: Progress) -> None:
-        if self._progress is None:
+        if self.progress is None:
             return
         rate = f"{event.mutants_per_s:6.0f} mutants/s  batch {event.mean_batch:4.1f}"
         if event.fault_note:
             rate += f"  {event.fault_note}"
         description = "iterations" if event.phase in ("target", "iteration") else event.phase
-        self._progress.update(
+        self.progress.update(
             self._task,
             completed=event.iterations_done,
             total=event.iterations_total,
