@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rex_stream.errors import OutputError
-
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
 
@@ -27,25 +25,6 @@ def has_display() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def check_surface_target(target: str) -> None:
-    """Fail before the run when the surface cannot be shown or saved."""
-    if target == SHOW:
-        if not has_display():
-            raise OutputError(
-                "--surface without a file needs a display to show the plot, and there is "
-                "none: give a file, e.g. --surface surface.png"
-            )
-        return
-    path = Path(target)
-    if path.suffix.lower() not in SUFFIXES:
-        raise OutputError(f"--surface {target}: use a picture suffix such as .png")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"--surface {target}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"--surface {target}: not writable")
 
 
 def render_surface(result: Explanation, target: str) -> str | None:

@@ -19,7 +19,7 @@ from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
-from rex_stream.errors import ConfigError, OutputError, RexStreamError
+from rex_stream.errors import ConfigError, RexStreamError
 from rex_stream.explain import explain
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
@@ -264,19 +264,15 @@ def _refuse_idle_options(args: argparse.Namespace, config: ExplainConfig) -> Non
         )
 
 
+#: what --output and --heatmap may be
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
 def _check_writable(path: str | None, flag: str) -> Path | None:
-    """Fail before the run, not after it, when an output cannot be written."""
-    if path is None:
-        return None
-    target = Path(path)
-    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"):
-        raise OutputError(f"{flag} {path}: use a picture suffix such as .png")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise OutputError(f"{flag} {path}: not writable")
-    return target
+    """Fail before the run, not after it, when a picture cannot be written."""
+    return method_options.check_output(
+        path, flag, PICTURE_SUFFIXES, "a picture suffix such as .png"
+    )
 
 
 class _Display(TerminalProgress):

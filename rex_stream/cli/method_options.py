@@ -152,17 +152,20 @@ def configure_logging(verbose: int) -> None:
     )
 
 
-def check_output(path: str | None, flag: str, suffixes: tuple[str, ...] = (".png",)) -> Path | None:
-    """Fail before the run when an output cannot be written."""
+def check_output(
+    path: str | None, flag: str, suffixes: tuple[str, ...] = (".png",), hint: str | None = None
+) -> Path | None:
+    """Fail before the run when an output cannot be written: a suffix in ``suffixes`` (else
+    "use ``hint``", by default the suffixes), an existing folder, write permission."""
     if path is None:
         return None
     target = Path(path)
     if target.suffix.lower() not in suffixes:
-        raise OutputError(f"{flag} {path}: use the suffix {' or '.join(suffixes)}")
+        raise OutputError(f"{flag} {path}: use {hint or 'the suffix ' + ' or '.join(suffixes)}")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{flag} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise OutputError(f"{flag} {path}: not writable")
     return target
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rex_stream.cli.method_options import check_output
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError, InputError
+from rex_stream.errors import ConfigError, InputError, OutputError
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -160,9 +161,7 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
 
         args.rex_labels = load_labels(args.labels)
     if getattr(args, "surface", None):
-        from rex_stream.surface import check_surface_target
-
-        check_surface_target(args.surface)
+        _check_surface_target(args.surface)
     if getattr(args, "complete", False):
         extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):
@@ -297,3 +296,16 @@ def _explanation_lines(result: Explanation) -> list[str]:
             f"{found.area:.1%} of the input, confidence {found.confidence:.3f}"
         )
     return lines
+
+
+def _check_surface_target(target: str) -> None:
+    """Fail before the run when the surface cannot be shown or saved."""
+    from rex_stream.surface import SHOW, SUFFIXES, has_display
+
+    if target != SHOW:
+        check_output(target, "--surface", SUFFIXES, "a picture suffix such as .png")
+    elif not has_display():
+        raise OutputError(
+            "--surface without a file needs a display to show the plot, and there is "
+            "none: give a file, e.g. --surface surface.png"
+        )
