@@ -62,7 +62,14 @@ def save_composite(result: Explanation, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from rex_stream.visualise import class_text, figure_for, original_rgb, resize_map, save_figure
+    from rex_stream.visualise import (
+        class_text,
+        figure_for,
+        legend_below,
+        original_rgb,
+        resize_map,
+        save_figure,
+    )
 
     assert result.multi is not None
     visual = result.config.visual
@@ -95,14 +102,7 @@ def save_composite(result: Explanation, path: Path) -> None:
             )
             for number, (found, colour) in enumerate(zip(result.multi.kept, colours))
         ]
-        axis.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.01),
-            ncol=min(3, len(handles)),
-            fontsize=7,
-            frameon=False,
-        )
+        legend_below(axis, handles, columns=min(3, len(handles)), fontsize=7)
         axis.axis("off")
         figure.tight_layout()
         save_figure(figure, path, dpi=150)

@@ -121,19 +121,24 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
                 label="hidden",
             )
         )
-        axis.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.01),
-            ncol=2,
-            fontsize=8,
-            frameon=False,
-        )
+        legend_below(axis, handles, columns=2, fontsize=8)
         axis.axis("off")
         figure.tight_layout()
         save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def legend_below(axis: Any, handles: list[Any], columns: int, fontsize: int) -> None:
+    """A frameless legend centred under a picture."""
+    axis.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+        ncol=columns,
+        fontsize=fontsize,
+        frameon=False,
+    )
 
 
 def _rgb(pixel: np.ndarray) -> tuple[float, float, float]:

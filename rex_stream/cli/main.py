@@ -352,13 +352,8 @@ def run(args: argparse.Namespace) -> int:
         args.output = args.output or "rex-demo-explanation.png"
         args.heatmap = args.heatmap or "rex-demo-heatmap.png"
     rex_options.prepare(args)
-    if args.model and args.backend:
-        raise ConfigError("give --model or --backend, not both")
-    spec = args.backend or args.model
-    if not spec:
-        raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
-    if args.model and not args.model.lower().endswith(".onnx"):
-        raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
+    spec = method_options.model_spec(args)
+    assert spec is not None  # a model is required here
     config = resolve_config(args, base)
     _refuse_idle_options(args, config)
     if args.verbose and not args.quiet:

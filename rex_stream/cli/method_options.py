@@ -66,7 +66,7 @@ def model_spec(args: argparse.Namespace) -> str | None:
     if args.model and not args.model.lower().endswith(".onnx"):
         raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
     spec = args.backend or args.model
-    if not spec and args.model_required:
+    if not spec and getattr(args, "model_required", True):
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
     return spec
 
