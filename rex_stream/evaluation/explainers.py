@@ -1,0 +1,247 @@
+"""Re-explainers: the explanation method that robustness and randomisation metrics call again.
+
+A re-explainer is one async function (:data:`ReExplain`): given an input tensor in model space
+(the model's input shape without the batch axis), the class to explain, the scheduler of the
+model to explain, its :class:`ModelInfo` and the run's config, it returns a map over the
+input's spatial axes (float64). Two kinds:
+
+- ``rex[:iters=N,…]``: rex-stream's own ReX search, through the public glue
+  (:func:`rex_stream.explain.explain_input`), with a small iteration budget and no extraction.
+  Its queries go through the scheduler it is given, so concurrent re-explanations (and the
+  metrics' own rows) share batches.
+- ``python:module:function``: a user callable ``(x, target) -> map``, sync or async, like
+  Quantus' ``explain_func``; a sync one runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import math
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
+
+import anyio
+import numpy as np
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.scheduler import Scheduler
+from rex_stream.errors import ConfigError, InputError
+
+#: ``(x, target, scheduler, info, config) -> map over x's spatial axes`` (float64).
+ReExplain = Callable[[np.ndarray, int, Scheduler, ModelInfo, ExplainConfig], Awaitable[np.ndarray]]
+
+#: A user's explanation function: ``(x, target) -> map`` (sync or async).
+ExplainFunction = Callable[[np.ndarray, int], Any]
+
+#: The ReX settings a ``rex:`` spec may set, with their defaults (``iters`` is reduced from
+#: ReX's 20: a robustness metric re-explains hundreds of inputs).
+REX_DEFAULTS: dict[str, int] = {"iters": 5, "tree_depth": 10, "min_box_size": 10}
+#: ``search_limit`` (no limit by default) and ``seed`` may also be set.
+REX_OPTIONAL = ("search_limit", "seed")
+
+
+@dataclass(frozen=True)
+class RexExplainer:
+    """rex-stream's ReX search as a re-explainer (``rex:iters=5``)."""
+
+    iters: int = REX_DEFAULTS["iters"]
+    tree_depth: int = REX_DEFAULTS["tree_depth"]
+    min_box_size: int = REX_DEFAULTS["min_box_size"]
+    search_limit: int | None = None
+    #: the search's seed; None: the run config's ``search.seed``, else 0 (never random, so a
+    #: metric's score does not change from run to run)
+    seed: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """The spec that makes this explainer again."""
+        given = {
+            "iters": self.iters,
+            "tree_depth": self.tree_depth,
+            "min_box_size": self.min_box_size,
+            "search_limit": self.search_limit,
+            "seed": self.seed,
+        }
+        shown = [f"{k}={v}" for k, v in given.items() if v is not None]
+        return "rex:" + ",".join(shown)
+
+    def configured(self, config: ExplainConfig, target: int) -> ExplainConfig:
+        """The run's config with this budget, the target fixed and no extraction or curves."""
+        search = replace(
+            config.search,
+            iters=self.iters,
+            tree_depth=self.tree_depth,
+            min_box_size=self.min_box_size,
+            search_limit=self.search_limit,
+            seed=self.seed if self.seed is not None else config.search.seed or 0,
+        )
+        return replace(
+            config,
+            search=search,
+            scoring=replace(config.scoring, target=target),
+            extraction=replace(config.extraction, extract=False),
+            evaluation=replace(config.evaluation, analyse=False),
+        )
+
+    def estimate_queries(self, spatial_shape: tuple[int, ...]) -> int:
+        """A rough number of model queries one re-explanation sends (for plans): the target's
+        prediction and the checks, then per iteration 14 mutants per level of the box tree."""
+        side = max(spatial_shape) if spatial_shape else 1
+        levels = max(1, math.ceil(math.log2(max(side / max(self.min_box_size, 1), 1.0))) + 2)
+        per_iteration = 14 * min(self.tree_depth, levels)
+        if self.search_limit is not None:
+            per_iteration = min(per_iteration, self.search_limit)
+        return 3 + self.iters * per_iteration
+
+    async def __call__(
+        self,
+        x: np.ndarray,
+        target: int,
+        scheduler: Scheduler,
+        info: ModelInfo,
+        config: ExplainConfig,
+    ) -> np.ndarray:
+        """Explain ``x`` for ``target`` through ``scheduler``; the responsibility map."""
+        from rex_stream.explain import explain_input  # the public glue at the top
+
+        explanation = await explain_input(x, info, scheduler, self.configured(config, target))
+        return np.asarray(explanation.responsibility, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FunctionExplainer:
+    """A user's ``(x, target) -> map`` function as a re-explainer (``python:mod:fn``)."""
+
+    function: ExplainFunction
+    name: str
+
+    @property
+    def spec(self) -> str:
+        """The spec that makes this explainer again."""
+        return f"python:{self.name}"
+
+    def estimate_queries(self, spatial_shape: tuple[int, ...]) -> int:
+        """The function calls its own model: no queries through the scheduler."""
+        return 0
+
+    async def __call__(
+        self,
+        x: np.ndarray,
+        target: int,
+        scheduler: Scheduler,
+        info: ModelInfo,
+        config: ExplainConfig,
+    ) -> np.ndarray:
+        """Call the function (in a worker thread if it is sync) and check its map."""
+        if inspect.iscoroutinefunction(self.function):
+            result = await self.function(x, target)
+        else:
+            result = await anyio.to_thread.run_sync(self.function, x, target)
+            if inspect.isawaitable(result):
+                result = await result
+        return _as_map(result, x, info, self.name)
+
+
+def _as_map(result: Any, x: np.ndarray, info: ModelInfo, name: str) -> np.ndarray:
+    """The function's answer as float64; a leading batch or channel axis of 1 is dropped."""
+    try:
+        array = np.asarray(result, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"explainer {name} returned {type(result).__name__}, not an array of numbers"
+        ) from None
+    while array.ndim > 1 and array.shape[0] == 1 and array.ndim >= x.ndim:
+        array = array[0]
+    if array.size == 0 or array.ndim > x.ndim:
+        raise InputError(
+            f"explainer {name} returned a map of shape {array.shape} for an input of shape "
+            f"{x.shape}"
+        )
+    return array
+
+
+def explainer_from_spec(spec: str) -> RexExplainer | FunctionExplainer:
+    """``"rex"``, ``"rex:iters=5,tree_depth=6"`` or ``"python:module:function"``."""
+    text = spec.strip()
+    kind, _, rest = text.partition(":")
+    if kind.strip().lower() == "rex":
+        return _rex_from_settings(rest)
+    if kind.strip().lower() == "python":
+        module_name, sep, function_name = rest.partition(":")
+        if not sep or not module_name.strip() or not function_name.strip():
+            raise ConfigError(f"--explainer {spec!r}: expected python:module:function")
+        return explainer_from_function(
+            _load_function(module_name.strip(), function_name.strip(), spec)
+        )
+    raise ConfigError(
+        f"--explainer {spec!r}: expected rex[:iters=N,tree_depth=N,min_box_size=N,"
+        "search_limit=N,seed=N] or python:module:function"
+    )
+
+
+def explainer_from_function(function: ExplainFunction) -> FunctionExplainer:
+    """Wrap a ``(x, target) -> map`` callable (sync or async)."""
+    if not callable(function):
+        raise ConfigError(f"explainer {function!r} is not callable")
+    named = function if hasattr(function, "__qualname__") else type(function)
+    module = getattr(named, "__module__", None) or "?"
+    return FunctionExplainer(function, f"{module}:{getattr(named, '__qualname__', repr(named))}")
+
+
+def _rex_from_settings(text: str) -> RexExplainer:
+    values: dict[str, int] = {}
+    allowed = (*REX_DEFAULTS, *REX_OPTIONAL)
+    for item in (part.strip() for part in text.replace(":", ",").split(",")):
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in allowed:
+            raise ConfigError(
+                f"--explainer rex: unknown setting {item!r}; settings: {', '.join(allowed)}"
+            )
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(
+                f"--explainer rex: {key}={raw.strip()!r} must be an integer"
+            ) from None
+        if value < 0 or (value == 0 and key != "seed"):
+            raise ConfigError(f"--explainer rex: {key}={value} must be > 0")
+        values[key] = value
+    return RexExplainer(**values)
+
+
+def _load_function(module_name: str, function_name: str, spec: str) -> ExplainFunction:
+    try:
+        module = _import_from_cwd_first(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--explainer {spec!r}: cannot import {module_name}: {exc}") from None
+    function: Any = module
+    for part in function_name.split("."):
+        function = getattr(function, part, None)
+        if function is None:
+            raise ConfigError(f"--explainer {spec!r}: {module_name} has no {function_name}")
+    if not callable(function):
+        raise ConfigError(f"--explainer {spec!r}: {function_name} is not callable")
+    return function
+
+
+def _import_from_cwd_first(module_name: str) -> ModuleType:
+    """Import a module, looking in the current directory first (as ``python -m`` does)."""
+    cwd = os.getcwd()
+    if cwd in sys.path:
+        return importlib.import_module(module_name)
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(cwd)
