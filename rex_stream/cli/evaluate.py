@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     meta = parser.add_argument_group("meta-evaluation (MetaQuantus' input-perturbation test)")
     meta.add_argument(
         "--meta-evaluation",
+        "--meta",
         action="store_true",
-        help="test the metrics themselves: IAC, IEC and MC over the inputs and attributions",
+        help="test the metrics themselves: IAC, IEC and MC over the inputs and attributions "
+        "(with --store, every finished unit is committed and --resume continues it)",
     )
     meta.add_argument("--meta-iterations", type=int, default=5, help="rounds (default 5)")
     meta.add_argument(
@@ -224,10 +226,8 @@ def _run_meta(
     settings: BackendSettings,
 ) -> int:
     """The input-perturbation test of the chosen metrics."""
-    if args.store or args.resume:
-        raise ConfigError("--meta-evaluation does not write a --store yet")
-    if args.quantus_compatible:
-        raise ConfigError("--meta-evaluation runs in rex-stream's conventions only")
+    if args.resume and not args.store:
+        raise ConfigError("--resume needs --store (the store of the run to continue)")
     from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate
 
     async def main() -> MetaEvaluation:
@@ -243,10 +243,17 @@ def _run_meta(
             perturbations=args.meta_perturbations,
             noise_resilience=args.noise_resilience,
             noise_adversary=args.noise_adversary,
+            quantus_compatible=args.quantus_compatible,
+            store=args.store,
+            resume=args.resume,
+            overwrite=args.overwrite,
             backend_settings=settings,
+            concurrent_inputs=args.concurrent_inputs,
         )
 
     result = anyio.run(main)
+    if result.resumed and not args.quiet:
+        print(f"resumed {result.resumed} finished units from {args.store}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0
 

@@ -8,10 +8,15 @@ copies, with x's target, all through the shared scheduler. Then, per metric:
 
 - IAC_NR / IAC_AR: Wilcoxon's signed-rank p-value (two-sided, ``zsplit``) between the scores
   on x and on x̃ over the kept inputs, per attribution and copy; 1 − p for the adversary;
-- IEC_NR: the share of kept inputs whose ranking of the attributions did not change;
+- IEC_NR: the share of (kept input, rank) where the ranking of the attributions is unchanged
+  (with two attributions: the share of kept inputs whose ranking held);
 - IEC_AR: the share of (attribution, kept input) whose score got worse (by the metric's
   direction: MetaQuantus passes the direction as a truthy string and always tests one way);
 - MC: the mean of the four; MC_std over the rounds.
+
+Each copy's noise is seeded by (seed, test, round, copy, input key), so results do not depend
+on the order of work; with a store every finished unit is committed
+(:mod:`rex_stream.evaluation.meta_units`) and ``resume`` ends with the same numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +34,41 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError
-from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.meta_units import (
+    TESTS,
+    InputOutcome,
+    MetaPlan,
+    copy_generator,
+    perturbed,
+    run_input,
+)
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.run import (
     Attributions,
+    _check_resumable,
     expand_inputs,
     named_attributions,
     scoring_session,
 )
-from rex_stream.evaluation.scoring import RowScorer
-from rex_stream.evaluation.sources import MapSource, load_map, load_mask
+from rex_stream.evaluation.sources import MapSource
 from rex_stream.explain import raise_first_error
-from rex_stream.modes import load_subject
 
-TESTS = ("resilience", "adversary")
+__all__ = [
+    "TESTS",
+    "MetaArrays",
+    "MetaEvaluation",
+    "MetaScores",
+    "copy_generator",
+    "meta_evaluate",
+    "meta_evaluate_sync",
+    "perturbed",
+    "reduce_scores",
+    "wilcoxon_p",
+]
+
+#: Noisy copies in flight at once over the whole run (each holds its tensor and its plans).
+COPIES_AT_ONCE = 32
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,18 @@ class MetaScores:
         }
 
 
+@dataclass(frozen=True)
+class MetaArrays:
+    """One metric's raw material: q (attributions, inputs), q̂ (tests, rounds, copies, inputs,
+    attributions; NaN where the copy was not kept) and the kept flags (tests, rounds, copies,
+    inputs) — what MetaQuantus' ``results_eval_scores[_perturbed]`` and
+    ``results_indices_perturbed`` hold."""
+
+    q: np.ndarray
+    q_hat: np.ndarray
+    kept: np.ndarray
+
+
 @dataclass
 class MetaEvaluation:
     """What :func:`meta_evaluate` returns."""
@@ -81,12 +118,15 @@ class MetaEvaluation:
     calls: int
     wall_s: float
     settings: dict[str, Any]
+    arrays: dict[str, MetaArrays] = field(default_factory=dict)
+    resumed: int = 0  # units (inputs and copies) read back from the store
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "input_perturbation_test": {k: v.summary() for k, v in self.results.items()},
             "settings": self.settings,
+            "resumed": self.resumed,
             "queries": self.queries,
             "calls": self.calls,
             "wall_s": round(self.wall_s, 3),
@@ -102,12 +142,6 @@ class MetaEvaluation:
             lines.append(label.ljust(width) + "".join(f"{values[h]:9.3f}" for h in head))
         lines.append(f"{self.queries} queries in {self.calls} calls, {self.wall_s:.1f} s")
         return "\n".join(lines)
-
-
-def perturbed(x: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """x + U(−noise, noise), clipped to [min x, max of the noisy copy] (MetaQuantus)."""
-    noisy = x + rng.uniform(-noise, noise, size=x.shape).astype(x.dtype)
-    return np.clip(noisy, x.min(), noisy.max()).astype(x.dtype)
 
 
 def wilcoxon_p(q: np.ndarray, q_hat: np.ndarray) -> float:
@@ -140,62 +174,62 @@ async def meta_evaluate(
     perturbations: int = 10,
     noise_resilience: float = 0.001,
     noise_adversary: float = 5.0,
+    quantus_compatible: bool = False,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
     backend_settings: BackendSettings | None = None,
+    concurrent_inputs: int = 4,
 ) -> MetaEvaluation:
-    """MetaQuantus' input-perturbation test of ``metrics`` over ``inputs`` and attributions."""
+    """MetaQuantus' input-perturbation test of ``metrics`` over ``inputs`` and attributions.
+
+    With ``store``, every finished unit (an input's scores; one noisy copy's prediction and
+    scores) is committed to the input's group at once, and ``resume`` continues a killed run
+    exactly: the settings must match (a changed one is refused, naming it), and the units it
+    had not committed are computed with the same seeds. ``quantus_compatible`` scores the
+    metrics in Quantus 0.6.0's conventions (the noise is rex-stream's, seeded per copy).
+    """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
     named = named_attributions(attributions)
     if iterations < 1 or perturbations < 1:
         raise ConfigError("meta-evaluation needs at least one iteration and one perturbation")
+    if mask is None and any(c.spec.needs == "mask" for c in choices):
+        needing = [c.label for c in choices if c.spec.needs == "mask"]
+        raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    _check_resumable(store, resume)
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
-    noises = {"resilience": noise_resilience, "adversary": noise_adversary}
-    shape = (len(TESTS), iterations, perturbations, len(sources))
+    plan = MetaPlan(
+        choices,
+        named,
+        mask,
+        seed,
+        iterations,
+        perturbations,
+        (noise_resilience, noise_adversary),
+        quantus_compatible,
+    )
+    outcomes: list[InputOutcome | None] = [None] * len(sources)
     with raise_first_error():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
-            cases: list[dict[str, Case]] = []
-            for key, source in sources:
-                subject = load_subject(source, info, resolved)
-                subject.name = key
-                truth = load_mask(mask, key, subject) if mask is not None else None
-                probe = Case(subject, np.zeros(1), 0, input_key=key).original()
-                target = await scorer.classify(probe, resolved.scoring.target)
-                maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
-                cases.append(
-                    {
-                        name: Case(subject, a, target, False, seed, key, name, truth)
-                        for name, a in maps.items()
-                    }
-                )
-            kept = np.zeros(shape, dtype=bool)
-            noisy: dict[tuple[int, int, int, int], dict[str, Case]] = {}
+            inputs_at_once = anyio.CapacityLimiter(max(1, concurrent_inputs))
+            copies = anyio.CapacityLimiter(COPIES_AT_ONCE)
 
-            async def draw(t: int, i: int, p: int, n: int) -> None:
-                first = next(iter(cases[n].values()))
-                rng = np.random.default_rng([seed, t, i, p, n])
-                tensor = perturbed(first.subject.tensor, noises[TESTS[t]], rng)
-                subject = replace(first.subject, tensor=tensor)
-                key = f"{first.input_key}~{TESTS[t]}{i}.{p}"
-                probe = Case(subject, np.zeros(1), 0, input_key=key).original()
-                predicted = await scorer.classify(probe, None)
-                held = predicted == first.target
-                kept[t, i, p, n] = held if TESTS[t] == "resilience" else not held
-                noisy[t, i, p, n] = {
-                    name: replace(case, subject=subject, input_key=key, _tokens={})
-                    for name, case in cases[n].items()
-                }
+            async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
+                async with inputs_at_once:
+                    outcomes[position] = await run_input(
+                        key, source, plan, info, resolved, scorer, copies, store, resume, overwrite
+                    )
 
             async with anyio.create_task_group() as group:
-                for index in np.ndindex(shape):
-                    group.start_soon(draw, *index)
-            results = {}
-            for choice in choices:
-                results[choice.label] = await _meta_scores(
-                    choice, cases, noisy, kept, named, scorer, shape
-                )
+                for position, (key, source) in enumerate(sources):
+                    group.start_soon(one, position, key, source)
             stats = scheduler.stats
+    done = [o for o in outcomes if o is not None]
+    arrays = {c.label: _arrays(done, m) for m, c in enumerate(choices)}
+    results = {c.label: reduce_scores(arrays[c.label], c.spec.higher_is_better) for c in choices}
     return MetaEvaluation(
         results,
         scorer.sent,
@@ -207,52 +241,33 @@ async def meta_evaluate(
             "noise_resilience": noise_resilience,
             "noise_adversary": noise_adversary,
             "seed": seed,
+            "quantus_compatible": quantus_compatible,
             "attributions": list(named),
             "inputs": [key for key, _ in sources],
         },
+        arrays,
+        sum(o.resumed for o in done),
     )
 
 
-async def _meta_scores(
-    choice: MetricChoice,
-    cases: list[dict[str, Case]],
-    noisy: dict[tuple[int, int, int, int], dict[str, Case]],
-    kept: np.ndarray,
-    named: dict[str, MapSource],
-    scorer: RowScorer,
-    shape: tuple[int, ...],
-) -> MetaScores:
-    """Score one metric on x and on every kept copy, then reduce to IAC / IEC."""
-    methods = list(named)
-    q = np.full((len(methods), len(cases)), np.nan)
-    q_hat = np.full((*shape, len(methods)), np.nan)
-    limiter = anyio.CapacityLimiter(64)
+def _arrays(outcomes: list[InputOutcome], metric: int) -> MetaArrays:
+    """One metric's q, q̂ and kept flags over all inputs."""
+    q = np.stack([o.q[metric] for o in outcomes], axis=1)
+    q_hat = np.stack([o.q_hat[..., metric, :] for o in outcomes], axis=3)
+    kept = np.stack([o.kept for o in outcomes], axis=3)
+    return MetaArrays(q, q_hat, kept)
 
-    async def unperturbed(m: int, n: int) -> None:
-        async with limiter:
-            case = cases[n][methods[m]]
-            q[m, n] = (await choice.spec.compute(case, choice.params, scorer)).score
 
-    async def on_copy(index: tuple[int, int, int, int], m: int) -> None:
-        async with limiter:
-            case = noisy[index][methods[m]]
-            where = (*index, m)
-            q_hat[where] = (await choice.spec.compute(case, choice.params, scorer)).score
-
-    async with anyio.create_task_group() as group:
-        for m in range(len(methods)):
-            for n in range(len(cases)):
-                group.start_soon(unperturbed, m, n)
-            for index in np.ndindex(shape):
-                if kept[index]:
-                    group.start_soon(on_copy, index, m)
-    tests, rounds, copies = shape[:3]
-    iac = np.zeros((tests, rounds, copies, len(methods)))
+def reduce_scores(arrays: MetaArrays, higher_is_better: bool) -> MetaScores:
+    """IAC and IEC per round from q, q̂ and the kept flags (MetaQuantus' reductions)."""
+    q, q_hat, kept = arrays.q, arrays.q_hat, arrays.kept
+    tests, rounds, copies = kept.shape[:3]
+    methods = q.shape[0]
+    iac = np.zeros((tests, rounds, copies, methods))
     iec = np.zeros((tests, rounds, copies))
-    better_high = choice.spec.higher_is_better
     for t, i, p in np.ndindex(tests, rounds, copies):
         chosen = kept[t, i, p]
-        for m in range(len(methods)):
+        for m in range(methods):
             value = wilcoxon_p(q[m, chosen], q_hat[t, i, p, chosen, m])
             iac[t, i, p, m] = value if TESTS[t] == "resilience" else 1.0 - value
         star, hat = q[:, chosen], q_hat[t, i, p, chosen, :].T
@@ -262,7 +277,7 @@ async def _meta_scores(
             same = np.argsort(star, axis=0) == np.argsort(hat, axis=0)
             iec[t, i, p] = same.mean()
         else:
-            worse = hat < star if better_high else hat > star
+            worse = hat < star if higher_is_better else hat > star
             iec[t, i, p] = worse.mean()
     return MetaScores(
         iac_nr=iac[0].mean(axis=(1, 2)),

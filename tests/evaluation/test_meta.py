@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+from PIL import Image
 
+from rex_stream import StoreError
 from rex_stream.evaluation.meta import meta_evaluate_sync, perturbed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +87,87 @@ def test_cli_meta_evaluation(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert set(summary["input_perturbation_test"]["complexity"]) >= {"IAC_NR", "MC", "MC_std"}
+
+
+def test_store_resumes_every_unit_and_refuses_changed_settings(
+    patch_model: Path, tmp_path: Path
+) -> None:
+    metrics = "selectivity:patch_size=4,sparseness"
+    kwargs = {"iterations": 2, "perturbations": 2, "seed": 3}
+    store = tmp_path / "meta.zarr"
+    plain = meta_evaluate_sync(_inputs()[:3], str(patch_model), _maps(), metrics, **kwargs)
+    stored = meta_evaluate_sync(
+        _inputs()[:3], str(patch_model), _maps(), metrics, store=store, **kwargs
+    )
+    assert stored.summary()["input_perturbation_test"] == plain.summary()["input_perturbation_test"]
+    again = meta_evaluate_sync(
+        _inputs()[:3], str(patch_model), _maps(), metrics, store=store, resume=True, **kwargs
+    )
+    assert again.resumed == 3 * (1 + 2 * 2 * 2) and again.queries == 3  # f(x) for the target
+    for label, arrays in again.arrays.items():
+        np.testing.assert_array_equal(arrays.q_hat, plain.arrays[label].q_hat)
+        np.testing.assert_array_equal(arrays.kept, plain.arrays[label].kept)
+    with pytest.raises(StoreError, match=r"meta_evaluation\.perturbations: 2 → 3"):
+        meta_evaluate_sync(
+            _inputs()[:3], str(patch_model), _maps(), metrics, store=store, resume=True,
+            iterations=2, perturbations=3, seed=3,
+        )  # fmt: skip
+
+
+def _committed_copies(store: Path) -> int:
+    return sum(
+        '"committed": true' in meta.read_text(errors="ignore")
+        for meta in store.glob("*/meta-copy/*/zarr.json")
+    )
+
+
+def test_cli_resume_after_kill_9_gives_identical_results(tmp_path: Path) -> None:
+    """A run scoring through a slow backend is killed with SIGKILL part way; ``--resume``
+    ends with exactly the IAC/IEC/MC of an uninterrupted run."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for n, x in enumerate(_inputs()):
+        Image.fromarray(np.round(x[0] * 255).astype(np.uint8), "L").save(folder / f"p{n}.png")
+    for name, a in _maps().items():
+        np.save(tmp_path / f"{name}.npy", a)
+    store = tmp_path / "meta.zarr"
+    command = [
+        sys.executable, "-m", "rex_stream.cli", "evaluate", str(folder),
+        "--backend", "python:tests.evaluation.slow_patch:score",
+        "--attribution", f"c={tmp_path / 'centred.npy'}",
+        "--attribution", f"k={tmp_path / 'corner.npy'}",
+        "--metrics", "selectivity:patch_size=4,sparseness",
+        "--meta", "--meta-iterations", "2", "--meta-perturbations", "3", "--seed", "1", "--json",
+    ]  # fmt: skip
+    copies = 6 * 2 * 2 * 3
+
+    def run(*extra: str, delay_s: float = 0.0) -> dict:
+        env = {**os.environ, "REX_STREAM_TEST_DELAY_S": str(delay_s)}
+        done = subprocess.run(
+            [*command, *extra], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    reference = run()
+    env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.03"}
+    process = subprocess.Popen(
+        [*command, "--store", str(store)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _committed_copies(store) < 10:  # poll the store, then kill mid-run
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no copy was committed in time"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = _committed_copies(store)
+    assert 10 <= before < copies
+    resumed = run("--store", str(store), "--resume")
+    assert before <= resumed["resumed"] < copies + 6
+    assert resumed["input_perturbation_test"] == reference["input_perturbation_test"]
+    assert _committed_copies(store) == copies

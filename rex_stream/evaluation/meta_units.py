@@ -1,0 +1,231 @@
+"""One input's share of a meta-evaluation: its units, each committed to the input's store group.
+
+The units of an input are the input itself (every metric × attribution scored on x: q) and
+each noisy copy (test, round, copy): its predicted class, whether it is kept, and the scores on
+it (q̂). A copy's noise comes from its own generator, seeded by (seed, test, round, copy, input
+key), so what a unit computes does not depend on which units ran before it: a resumed run
+recomputes exactly the units a killed run had not committed and ends with the same numbers.
+
+Records in the input's group: ``meta-original/0`` = ``[target, q…]`` and
+``meta-copy/<(test × rounds + round) × copies + copy>`` = ``[predicted, kept, q̂…]`` (q̂ NaN
+when not kept); scores are ordered attribution-major, as ``metric`` records are numbered.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.store import ExplanationStore, Record
+from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.run import _settings
+from rex_stream.evaluation.scoring import RowScorer
+from rex_stream.evaluation.sources import MapSource, load_map, load_mask
+from rex_stream.modes import load_subject
+
+TESTS = ("resilience", "adversary")
+ORIGINAL = "meta-original"
+COPY = "meta-copy"
+
+
+def perturbed(x: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """x + U(−noise, noise), clipped to [min x, max of the noisy copy] (MetaQuantus)."""
+    noisy = x + rng.uniform(-noise, noise, size=x.shape).astype(x.dtype)
+    return np.clip(noisy, x.min(), noisy.max()).astype(x.dtype)
+
+
+def copy_generator(seed: int, test: int, round_: int, copy: int, key: str) -> np.random.Generator:
+    """The noise source of one copy: seeded by the unit alone, never by what ran before."""
+    return np.random.default_rng([seed, test, round_, copy, zlib.crc32(key.encode())])
+
+
+def copy_key(key: str, test: int, round_: int, copy: int) -> str:
+    """The name of one noisy copy of input ``key`` (its rows' cache keys and seeds)."""
+    return f"{key}~{TESTS[test]}{round_}.{copy}"
+
+
+@dataclass(frozen=True)
+class MetaPlan:
+    """What every input of one meta-evaluation shares."""
+
+    choices: Sequence[MetricChoice]
+    attributions: dict[str, MapSource]
+    mask: MapSource | None
+    seed: int
+    iterations: int
+    perturbations: int
+    noises: tuple[float, float]  # resilience, adversary
+    compatible: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(tests, rounds, copies)."""
+        return (len(TESTS), self.iterations, self.perturbations)
+
+    def settings(self) -> dict[str, Any]:
+        """The meta-evaluation's own settings (a resumed group must match them)."""
+        return {
+            "test": "input-perturbation",
+            "iterations": self.iterations,
+            "perturbations": self.perturbations,
+            "noise_resilience": self.noises[0],
+            "noise_adversary": self.noises[1],
+        }
+
+
+@dataclass
+class InputOutcome:
+    """One input's q, q̂ and kept flags (metrics × attributions on the last axes)."""
+
+    key: str
+    target: int
+    q: np.ndarray  # (metrics, attributions)
+    q_hat: np.ndarray  # (tests, rounds, copies, metrics, attributions); NaN where not kept
+    kept: np.ndarray  # (tests, rounds, copies) bool
+    resumed: int = 0
+
+
+async def run_input(
+    key: str,
+    source: str | Path | np.ndarray,
+    plan: MetaPlan,
+    info: ModelInfo,
+    config: ExplainConfig,
+    scorer: RowScorer,
+    copies: anyio.CapacityLimiter,
+    store_path: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> InputOutcome:
+    """Score one input and its noisy copies; with a store, commit each unit when done."""
+    subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
+    subject.name = key
+    truth = load_mask(plan.mask, key, subject) if plan.mask is not None else None
+    probe = Case(subject, np.zeros(1), 0, input_key=key).original()
+    target = await scorer.classify(probe, config.scoring.target)
+    names = list(plan.attributions)
+    maps = {name: load_map(src, key, subject, name) for name, src in plan.attributions.items()}
+    width = len(plan.choices) * len(names)
+    outcome = InputOutcome(
+        key,
+        target,
+        np.full((len(plan.choices), len(names)), np.nan),
+        np.full((*plan.shape, len(plan.choices), len(names)), np.nan),
+        np.zeros(plan.shape, dtype=bool),
+    )
+    store = None
+    done: dict[str, dict[int, Record]] = {ORIGINAL: {}, COPY: {}}
+    if store_path is not None:
+        settings = _settings(
+            info, config, list(plan.choices), maps, truth, plan.seed, plan.compatible, target
+        )
+        settings["meta_evaluation"] = plan.settings()
+        store = ExplanationStore.open(
+            store_path,
+            key,
+            settings,
+            len(subject.spatial_shape),
+            resume=resume,
+            overwrite=overwrite,
+        )
+    try:
+        if store is not None:
+            done = await anyio.to_thread.run_sync(_committed, store, width)
+        outcome.resumed = len(done[ORIGINAL]) + len(done[COPY])
+
+        async def scores_on(variant: Any, variant_key: str) -> np.ndarray:
+            """Every metric × attribution on one input (x or a copy), with x's target."""
+            values = np.full((len(plan.choices), len(names)), np.nan)
+
+            async def one(m: int, a: int) -> None:
+                case = Case(
+                    variant, maps[names[a]], target, plan.compatible, plan.seed, variant_key,
+                    names[a], truth,
+                )  # fmt: skip
+                choice = plan.choices[m]
+                values[m, a] = (await choice.spec.compute(case, choice.params, scorer)).score
+
+            async with anyio.create_task_group() as group:
+                for a in range(len(names)):
+                    for m in range(len(plan.choices)):
+                        group.start_soon(one, m, a)
+            return values
+
+        async def original() -> None:
+            if 0 in done[ORIGINAL]:
+                outcome.q[:] = _unpack(done[ORIGINAL][0].table[1:], outcome.q.shape)
+                return
+            outcome.q[:] = await scores_on(subject, key)
+            if store is not None:
+                table = np.concatenate([[target], _pack(outcome.q)])
+                await anyio.to_thread.run_sync(store.commit, ORIGINAL, Record(0, table))
+
+        async def noisy(t: int, i: int, p: int) -> None:
+            index = (t * plan.iterations + i) * plan.perturbations + p
+            if index in done[COPY]:
+                table = done[COPY][index].table
+                outcome.kept[t, i, p] = bool(table[1])
+                outcome.q_hat[t, i, p] = _unpack(table[2:], outcome.q.shape)
+                return
+            async with copies:
+                rng = copy_generator(plan.seed, t, i, p, key)
+                variant = replace(subject, tensor=perturbed(subject.tensor, plan.noises[t], rng))
+                name = copy_key(key, t, i, p)
+                probe = Case(variant, np.zeros(1), 0, input_key=name).original()
+                predicted = await scorer.classify(probe, None)
+                held = predicted == target
+                keep = held if TESTS[t] == "resilience" else not held
+                if keep:
+                    outcome.q_hat[t, i, p] = await scores_on(variant, name)
+            outcome.kept[t, i, p] = keep
+            if store is not None:
+                table = np.concatenate([[predicted, float(keep)], _pack(outcome.q_hat[t, i, p])])
+                attributes = {"test": TESTS[t], "round": i, "copy": p}
+                record = Record(index, table, attributes)
+                await anyio.to_thread.run_sync(store.commit, COPY, record)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(original)
+            for t, i, p in np.ndindex(plan.shape):
+                group.start_soon(noisy, t, i, p)
+        if store is not None:
+            kept = {test: int(outcome.kept[t].sum()) for t, test in enumerate(TESTS)}
+            summary = {"source": str(subject.source or key), "meta_evaluation": {"kept": kept}}
+            await anyio.to_thread.run_sync(_finish, store, summary)
+    finally:
+        if store is not None:
+            store.close()
+    return outcome
+
+
+def _pack(values: np.ndarray) -> np.ndarray:
+    """(metrics, attributions) → flat, attribution-major."""
+    return np.asarray(values, np.float64).T.reshape(-1)
+
+
+def _unpack(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat, attribution-major → (metrics, attributions)."""
+    return np.asarray(flat, np.float64).reshape(shape[::-1]).T
+
+
+def _committed(store: ExplanationStore, width: int) -> dict[str, dict[int, Record]]:
+    """The finished units (a record of the wrong width is run again)."""
+    found = {ORIGINAL: store.committed(ORIGINAL), COPY: store.committed(COPY)}
+    return {
+        kind: {i: r for i, r in records.items() if r.table.shape == (width + extra,)}
+        for (kind, records), extra in zip(found.items(), (1, 2))
+    }
+
+
+def _finish(store: ExplanationStore, summary: dict[str, Any]) -> None:
+    store.update_attributes(summary)
+    store.finish()
