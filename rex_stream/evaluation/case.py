@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from rex_stream.engine.ranking import rank_elements
 from rex_stream.engine.scheduler import Fill
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rex_stream.evaluation.variants import VariantPool
 
 #: Quantus' named baselines (``perturb_baseline``).
 BASELINES = ("black", "white", "mean", "uniform")
@@ -45,6 +49,8 @@ class Case:
     input_key: str = "input"
     attribution_name: str = "attribution"
     mask: np.ndarray | None = None  # ground truth over the spatial axes (bool)
+    #: the run's model as weights, for metrics that re-explain under changed weights (MPRT)
+    variants: VariantPool | None = None
     _tokens: dict[int, tuple[np.ndarray, bytes]] = field(default_factory=dict, repr=False)
 
     # -- the map ---------------------------------------------------------------------------

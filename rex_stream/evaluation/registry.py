@@ -9,13 +9,23 @@ from rex_stream.evaluation import (
     infidelity,
     irof,
     localisation,
+    parameter_randomisation,
     road,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
-    for module in (faithfulness, irof, infidelity, road, curves, complexity, localisation)
+    for module in (
+        faithfulness,
+        irof,
+        infidelity,
+        road,
+        curves,
+        complexity,
+        localisation,
+        parameter_randomisation,
+    )
     for spec in module.SPECS
 }
 
