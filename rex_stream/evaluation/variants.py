@@ -13,7 +13,7 @@ closed by the task that opened it); the pool is used as ``async with VariantPool
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -24,11 +24,8 @@ from anyio.abc import TaskGroup
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.evaluation.explainers import ReExplain
 from rex_stream.evaluation.weights import WeightedModel, Weights, open_variant
-
-#: ``(x, target, scheduler, info, config) -> map over x's spatial axes`` (float64): a
-#: re-explainer, as :mod:`rex_stream.evaluation.explainers` makes them.
-ReExplain = Callable[[np.ndarray, int, Scheduler, ModelInfo, ExplainConfig], Awaitable[np.ndarray]]
 
 #: Variants open at once when the caller does not say (an EfficientNet-Lite0 session holds
 #: about 30 MiB).
