@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rex_stream.errors import ConfigError, InputError
+from rex_stream.errors import ConfigError
 from rex_stream.evaluation.metric import COMMON, MetricResult, MetricSpec, Params
 from rex_stream.evaluation.statistics import pearson, spearman
+from rex_stream.evaluation.variants import spatial_map
 
 if TYPE_CHECKING:
     from rex_stream.evaluation.case import Case
@@ -79,19 +80,7 @@ async def explain_under(
         case.target,
         case.input_key,
     )
-    return _spatial(explained, case)
-
-
-def _spatial(explained: np.ndarray, case: Case) -> np.ndarray:
-    shape = case.subject.spatial_shape
-    if explained.shape != shape:
-        if explained.size != int(np.prod(shape)):
-            raise InputError(
-                f"the explainer returned a map of shape {explained.shape}; the input's "
-                f"spatial shape is {shape}"
-            )
-        explained = explained.reshape(shape)
-    return explained
+    return spatial_map(explained, case.subject)
 
 
 def prepared(case: Case, explained: np.ndarray, params: Params) -> np.ndarray:

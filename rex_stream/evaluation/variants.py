@@ -24,6 +24,8 @@ from anyio.abc import TaskGroup
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.subject import Subject
+from rex_stream.errors import InputError
 from rex_stream.evaluation.explainers import ReExplain
 from rex_stream.evaluation.weights import WeightedModel, Weights, open_variant
 
@@ -176,3 +178,16 @@ class VariantPool:
             slot.error = exc
         finally:
             slot.ready.set()
+
+
+def spatial_map(explained: np.ndarray, subject: Subject) -> np.ndarray:
+    """A re-explainer's answer as a float64 map over the subject's spatial axes."""
+    array = np.asarray(explained, np.float64)
+    if array.shape != subject.spatial_shape:
+        if array.size != subject.size:
+            raise InputError(
+                f"the explainer returned a map of shape {array.shape}; the input's spatial "
+                f"shape is {subject.spatial_shape}"
+            )
+        array = array.reshape(subject.spatial_shape)
+    return array

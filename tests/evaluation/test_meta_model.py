@@ -1,0 +1,98 @@
+"""MetaQuantus' model-perturbation test on a real ONNX model, checked against hand computations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.scheduler import Scheduler
+from rex_stream.errors import ConfigError
+from rex_stream.evaluation.meta_model import meta_evaluate_model_sync, noisy_generator
+from rex_stream.evaluation.weights import WeightedModel
+from tests.evaluation.weight_models import (
+    SIZE,
+    occluded,
+    occlusion_explainer,
+    occlusion_map,
+    save_three_layer_model,
+)
+
+
+@pytest.fixture(scope="module")
+def three_layers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_three_layer_model(tmp_path_factory.mktemp("mpt") / "three.onnx")
+
+
+def _inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(21)
+    return [rng.uniform(0.0, 1.0, (3, SIZE, SIZE)).astype(np.float32) for _ in range(4)]
+
+
+async def _uniform(
+    x: np.ndarray, target: int, scheduler: Scheduler, info: ModelInfo, config: ExplainConfig
+) -> np.ndarray:
+    """A method that ignores the model: its maps never change."""
+    return np.linspace(0.0, 1.0, SIZE * SIZE).reshape(SIZE, SIZE)
+
+
+def _run(path: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    explainers = {"occlusion": occlusion_explainer, "uniform": _uniform}
+    settings = {"iterations": 2, "perturbations": 2, "seed": 3, **kwargs}
+    return meta_evaluate_model_sync(_inputs(), str(path), explainers, "sparseness", **settings)
+
+
+def _hand_sparseness(a: np.ndarray) -> float:
+    """Gini of the normalised |map| (Quantus' Sparseness)."""
+    flat = np.sort(np.abs(a / np.max(np.abs(a))).reshape(-1)) + 1e-7
+    n = flat.size
+    return float(np.sum((2 * np.arange(1, n + 1) - n - 1) * flat) / (n * np.sum(flat)))
+
+
+def test_model_perturbation_test_against_hand_computations(three_layers: Path) -> None:
+    result = _run(three_layers, noise_adversary=0.5)
+    again = _run(three_layers, noise_adversary=0.5)
+    assert result.summary()["model_perturbation_test"] == again.summary()["model_perturbation_test"]
+    arrays = result.arrays["sparseness"]
+    weighted = WeightedModel.load(three_layers)
+
+    def logits(replacements: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+        data = weighted.with_weights(replacements).SerializeToString()
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {"input": x})[0], np.float64)
+
+    inputs = _inputs()
+    targets = [int(np.argmax(logits({}, x[None])[0])) for x in inputs]
+    for n, x in enumerate(inputs):
+        expected = _hand_sparseness(occlusion_map(logits({}, occluded(x)), targets[n]))
+        assert arrays.q[0, n] == pytest.approx(expected, rel=1e-9)
+    # every kept flag and every q̂ of the model-dependent method, from the noisy weights
+    for t, i, p in np.ndindex(arrays.kept.shape[:3]):
+        sigma = 0.001 if t == 0 else 0.5
+        noisy = weighted.noisy(sigma, "multiplicative", noisy_generator(3, t, i, p))
+        for n, x in enumerate(inputs):
+            held = int(np.argmax(logits(noisy, x[None])[0])) == targets[n]
+            assert arrays.kept[t, i, p, n] == (held if t == 0 else not held)
+            if arrays.kept[t, i, p, n]:
+                hand = _hand_sparseness(occlusion_map(logits(noisy, occluded(x)), targets[n]))
+                assert arrays.q_hat[t, i, p, n, 0] == pytest.approx(hand, rel=1e-6)
+                assert arrays.q_hat[t, i, p, n, 1] == pytest.approx(arrays.q[1, n])
+            else:
+                assert np.isnan(arrays.q_hat[t, i, p, n]).all()
+    assert arrays.kept[0].mean() > 0.9  # a tiny noise keeps the predictions
+    assert arrays.kept[1].any()  # a large one flips some
+    values = result.summary()["model_perturbation_test"]["sparseness"]
+    assert all(0.0 <= v <= 1.0 for v in values.values())
+
+
+def test_model_perturbation_test_refusals(three_layers: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a local ONNX model"):
+        _run("triton://127.0.0.1:8001/m")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cannot meta-evaluate mprt"):
+        meta_evaluate_model_sync(_inputs(), str(three_layers), {"u": _uniform}, "mprt")
+    with pytest.raises(ConfigError, match="noise_type"):
+        _run(three_layers, noise_type="gamma")
