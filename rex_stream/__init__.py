@@ -33,6 +33,7 @@ from rex_stream.errors import (
     StoreLocked,
 )
 from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate, meta_evaluate_sync
+from rex_stream.evaluation.meta_model import meta_evaluate_model, meta_evaluate_model_sync
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.run import evaluate, evaluate_sync
 from rex_stream.explain import explain
@@ -86,6 +87,8 @@ __all__ = [
     "explain_stream",
     "explain_sync",
     "meta_evaluate",
+    "meta_evaluate_model",
+    "meta_evaluate_model_sync",
     "meta_evaluate_sync",
     "open_backend",
     "train_l2x",

@@ -36,7 +36,7 @@ from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
-from rex_stream.evaluation.explainers import ReExplain
+from rex_stream.evaluation.explainers import ReExplain, explainer_from_spec
 from rex_stream.evaluation.meta import TESTS, MetaArrays, MetaEvaluation, reduce_scores
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.registry import choose
@@ -78,7 +78,7 @@ def noisy_generator(seed: int, test: int, round_: int, copy: int) -> np.random.G
 async def meta_evaluate_model(
     inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
     model: str | Path,
-    explainers: Mapping[str, ReExplain],
+    explainers: Mapping[str, ReExplain | str] | ReExplain | str,
     metrics: str | Sequence[MetricChoice],
     *,
     mask: MapSource | None = None,
@@ -93,12 +93,12 @@ async def meta_evaluate_model(
     backend_settings: BackendSettings | None = None,
 ) -> ModelMetaEvaluation:
     """MetaQuantus' model-perturbation test of ``metrics`` for the methods ``explainers``
-    (name → re-explainer) over ``inputs``, with a local ONNX ``model`` whose weights are
-    perturbed."""
+    (name → re-explainer or spec such as ``"rex:iters=5"``; or a single one) over ``inputs``,
+    with a local ONNX ``model`` whose weights are perturbed."""
     started = time.perf_counter()
     path = local_model(model, "the model-perturbation test")
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
-    methods = dict(explainers)
+    methods = _methods(explainers)
     if not methods:
         raise ConfigError(
             "the model-perturbation test needs an explainer (--explainer rex or "
@@ -150,7 +150,8 @@ async def meta_evaluate_model(
                         item.key, names[m], item.mask,
                     )  # fmt: skip
                     result = await choice.spec.compute(case, choice.params, model_scorer)
-                    into[(c, *where)] = result.score
+                    index = (c, *where)
+                    into[index] = result.score
 
             async with anyio.create_task_group() as group:
                 for n, item in enumerate(cases):
@@ -213,6 +214,17 @@ async def meta_evaluate_model(
         },
         arrays,
     )
+
+
+def _methods(explainers: Mapping[str, ReExplain | str] | ReExplain | str) -> dict[str, ReExplain]:
+    """Named re-explainers (a spec string is parsed; a single one is named by its spec)."""
+    if isinstance(explainers, str) or callable(explainers):
+        name = explainers if isinstance(explainers, str) else getattr(explainers, "spec", None)
+        explainers = {str(name or "explainer"): explainers}
+    return {
+        str(name): explainer_from_spec(given) if isinstance(given, str) else given
+        for name, given in explainers.items()
+    }
 
 
 async def _prepare(
