@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.explainers import explainer_from_spec
 from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.plan import re_explanations
 from rex_stream.evaluation.registry import METRICS, choose
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.sources import MapSource, default_name, split_named
@@ -73,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--concurrent-inputs", type=int, default=4, help="inputs at once")
     prep.add_argument(
         "--max-queries", type=int, help="refuse a plan that needs more model queries than this"
+    )
+    parser.add_argument(
+        "--explainer",
+        metavar="rex[:iters=N,…]|python:mod:fn",
+        help="what max-/avg-sensitivity and random-logit re-explain with: rex-stream's ReX "
+        "search (settings iters (5), tree_depth, min_box_size, search_limit, seed), through "
+        "the same scheduler, or a function (x, target) -> map",
     )
     meta = parser.add_argument_group("meta-evaluation (MetaQuantus' input-perturbation test)")
     meta.add_argument(
@@ -154,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.meta_evaluation:
         return _run_meta(args, spec, named, choices, config, settings)
+    explainer = explainer_from_spec(args.explainer) if args.explainer else None
+    estimated = {c.label: re_explanations(c) for c in choices if c.spec.needs == "explainer"}
 
     async def main() -> Evaluation:
         return await evaluate(
@@ -171,8 +183,9 @@ def _run(args: argparse.Namespace) -> int:
             backend_settings=settings,
             concurrent_inputs=args.concurrent_inputs,
             max_queries=args.max_queries,
-            on_plan=None if args.quiet else _print_plan,
+            on_plan=None if args.quiet else partial(_print_plan, estimated=estimated),
             on_progress=progress,
+            explainer=explainer,
         )
 
     with _Display(not args.quiet and sys.stderr.isatty()) as display:
@@ -209,11 +222,18 @@ class _Display(TerminalProgress):
             self.progress.update(self._task, completed=answered, total=max(planned, answered))
 
 
-def _print_plan(key: str, plan: dict[str, int]) -> None:
-    """The rows each query metric will send for one input, on stderr."""
-    rows = {label: n for label, n in plan.items() if n}
+def _print_plan(key: str, plan: dict[str, int], estimated: dict[str, int] | None = None) -> None:
+    """The rows each query metric will send for one input, on stderr; for a metric that
+    re-explains, its re-explanations and an estimate of their queries."""
+    estimated = estimated or {}
+    rows = {label: n for label, n in plan.items() if n or label in estimated}
     if rows:
-        shown = ", ".join(f"{label} {n}" for label, n in rows.items())
+        shown = ", ".join(
+            f"{label} ~{n} ({estimated[label]} re-explanations)"
+            if label in estimated
+            else f"{label} {n}"
+            for label, n in rows.items()
+        )
         print(f"plan for {key}: {shown} rows per attribution", file=sys.stderr)
 
 

@@ -23,6 +23,7 @@ from rex_stream.errors import ConfigError
 
 if TYPE_CHECKING:
     from rex_stream.evaluation.variants import VariantPool
+    from rex_stream.evaluation.explainers import BoundExplainer
 
 #: Quantus' named baselines (``perturb_baseline``).
 BASELINES = ("black", "white", "mean", "uniform")
@@ -51,6 +52,7 @@ class Case:
     mask: np.ndarray | None = None  # ground truth over the spatial axes (bool)
     #: the run's model as weights, for metrics that re-explain under changed weights (MPRT)
     variants: VariantPool | None = None
+    explainer: BoundExplainer | None = None  # what re-explanation metrics call
     _tokens: dict[int, tuple[np.ndarray, bytes]] = field(default_factory=dict, repr=False)
 
     # -- the map ---------------------------------------------------------------------------

@@ -16,11 +16,13 @@ input's spatial axes (float64). Two kinds:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import inspect
 import math
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -33,6 +35,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import ConfigError, InputError
+from rex_stream.explain import explain_input  # the public glue at the top
 
 #: ``(x, target, scheduler, info, config) -> map over x's spatial axes`` (float64).
 ReExplain = Callable[[np.ndarray, int, Scheduler, ModelInfo, ExplainConfig], Awaitable[np.ndarray]]
@@ -109,10 +112,20 @@ class RexExplainer:
         config: ExplainConfig,
     ) -> np.ndarray:
         """Explain ``x`` for ``target`` through ``scheduler``; the responsibility map."""
-        from rex_stream.explain import explain_input  # the public glue at the top
+        found, _ = await self.explain_counted(x, target, scheduler, info, config)
+        return found
 
+    async def explain_counted(
+        self,
+        x: np.ndarray,
+        target: int,
+        scheduler: Scheduler,
+        info: ModelInfo,
+        config: ExplainConfig,
+    ) -> tuple[np.ndarray, int]:
+        """The responsibility map and the model queries the search sent."""
         explanation = await explain_input(x, info, scheduler, self.configured(config, target))
-        return np.asarray(explanation.responsibility, dtype=np.float64)
+        return np.asarray(explanation.responsibility, np.float64), explanation.stats.queries
 
 
 @dataclass(frozen=True)
@@ -245,3 +258,111 @@ def _import_from_cwd_first(module_name: str) -> ModuleType:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(cwd)
+
+
+def as_re_explainer(explainer: str | ReExplain | ExplainFunction) -> ReExplain:
+    """A spec, a re-explainer, or a user's ``(x, target) -> map`` function as a re-explainer
+    (a callable of two parameters is taken for a user's function)."""
+    if isinstance(explainer, str):
+        return explainer_from_spec(explainer)
+    if isinstance(explainer, (RexExplainer, FunctionExplainer)):
+        return explainer
+    if not callable(explainer):
+        raise ConfigError(f"explainer {explainer!r} is neither a spec nor a callable")
+    try:
+        parameters = inspect.signature(explainer).parameters.values()
+    except (TypeError, ValueError):
+        return explainer  # type: ignore[return-value]
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) == 2:
+        return explainer_from_function(explainer)  # type: ignore[arg-type]
+    return explainer  # type: ignore[return-value]
+
+
+def explainer_name(explainer: ReExplain) -> str:
+    """How a re-explainer is shown and recorded (its spec, or its function's name)."""
+    spec = getattr(explainer, "spec", None)
+    if isinstance(spec, str):
+        return spec
+    named = explainer if hasattr(explainer, "__qualname__") else type(explainer)
+    return f"{getattr(named, '__module__', '?')}:{getattr(named, '__qualname__', repr(named))}"
+
+
+class BoundExplainer:
+    """A re-explainer bound to one run's scheduler, model and config.
+
+    Equal (input, class) requests are explained once: a request already under way is awaited,
+    a finished map is kept while the maps held stay within ``cache_bytes`` (max- and
+    avg-sensitivity draw the same noisy copies, so asking for both costs one set of
+    re-explanations). ``queries`` counts the model queries the re-explanations sent.
+    """
+
+    def __init__(
+        self,
+        explainer: ReExplain,
+        scheduler: Scheduler,
+        info: ModelInfo,
+        config: ExplainConfig,
+        cache_bytes: int = 256 << 20,
+    ) -> None:
+        self.explainer = explainer
+        self.scheduler = scheduler
+        self.info = info
+        self.config = config
+        self.name = explainer_name(explainer)
+        self.queries = 0
+        #: queries the re-explanations would have sent without the cache
+        self.requested = 0
+        self.explained = 0
+        self._cache_bytes = cache_bytes
+        self._held = 0
+        self._maps: OrderedDict[tuple[bytes, int], tuple[np.ndarray, int]] = OrderedDict()
+        self._pending: dict[tuple[bytes, int], anyio.Event] = {}
+
+    def estimate_queries(self, spatial_shape: tuple[int, ...]) -> int:
+        """Roughly how many model queries one re-explanation sends (0 if unknown)."""
+        estimate = getattr(self.explainer, "estimate_queries", None)
+        return int(estimate(spatial_shape)) if callable(estimate) else 0
+
+    async def explain(self, x: np.ndarray, target: int) -> tuple[np.ndarray, int]:
+        """The map of ``x`` for ``target`` (float64) and the queries it cost here."""
+        key = (hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest(), target)
+        while True:
+            held = self._maps.get(key)
+            if held is not None:
+                self.requested += held[1]
+                return held[0], 0
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            await pending.wait()
+            if key not in self._maps:  # the first request failed or its map was evicted
+                break
+        done = self._pending[key] = anyio.Event()
+        try:
+            found, queries = await self._explain(x, target)
+            self._keep(key, found, queries)
+        finally:
+            del self._pending[key]
+            done.set()
+        self.queries += queries
+        self.requested += queries
+        self.explained += 1
+        return found, queries
+
+    async def _explain(self, x: np.ndarray, target: int) -> tuple[np.ndarray, int]:
+        counted = getattr(self.explainer, "explain_counted", None)
+        if callable(counted):
+            found, queries = await counted(x, target, self.scheduler, self.info, self.config)
+            return found, int(queries)
+        found = await self.explainer(x, target, self.scheduler, self.info, self.config)
+        return _as_map(found, x, self.info, self.name), 0
+
+    def _keep(self, key: tuple[bytes, int], found: np.ndarray, queries: int) -> None:
+        if found.nbytes > self._cache_bytes:
+            return
+        self._maps[key] = (found, queries)
+        self._held += found.nbytes
+        while self._held > self._cache_bytes:
+            _, (dropped, _) = self._maps.popitem(last=False)
+            self._held -= dropped.nbytes

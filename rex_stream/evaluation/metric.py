@@ -42,7 +42,7 @@ class MetricSpec:
 
     name: str
     quantus: str
-    needs: str  # "queries", "map" or "mask"
+    needs: str  # "queries", "map", "mask" or "explainer" (re-explains: --explainer)
     higher_is_better: bool
     defaults: Mapping[str, Any]
     compute: Compute

@@ -19,6 +19,8 @@ def planned_rows(choice: MetricChoice, case: Case) -> int:
     """Rows ``choice`` sends for ``case`` (before the cache removes repeats); f(x) included."""
     p = choice.params
     name = choice.spec.name
+    if choice.spec.needs == "explainer":
+        return _re_explanation_rows(choice, case)
     if choice.spec.needs != "queries":
         return 0
     features = case.feature_count
@@ -49,3 +51,19 @@ def planned_rows(choice: MetricChoice, case: Case) -> int:
     if name == "irof":
         return IROF_SEGMENTS + 1
     return 0
+
+
+def re_explanations(choice: MetricChoice) -> int:
+    """How many re-explanations a metric that needs an explainer asks for."""
+    return int(choice.params.get("nr_samples", 1))
+
+
+def _re_explanation_rows(choice: MetricChoice, case: Case) -> int:
+    """An estimate: re-explanations × the explainer's queries per explanation (plus the
+    noisy copies' predictions if a changed prediction makes a sample NaN)."""
+    count = re_explanations(choice)
+    per_explanation = (
+        case.explainer.estimate_queries(case.subject.spatial_shape) if case.explainer else 0
+    )
+    checks = count + 1 if choice.params.get("return_nan_when_prediction_changes") else 0
+    return count * per_explanation + checks

@@ -10,7 +10,9 @@ from rex_stream.evaluation import (
     irof,
     localisation,
     parameter_randomisation,
+    randomisation,
     road,
+    robustness,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
@@ -25,6 +27,8 @@ METRICS: dict[str, MetricSpec] = {
         complexity,
         localisation,
         parameter_randomisation,
+        robustness,
+        randomisation,
     )
     for spec in module.SPECS
 }

@@ -25,6 +25,12 @@ from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.errors import ConfigError, InputError, StoreError
 from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.explainers import (
+    BoundExplainer,
+    ExplainFunction,
+    ReExplain,
+    as_re_explainer,
+)
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
 from rex_stream.evaluation.plan import planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
@@ -59,6 +65,7 @@ async def evaluate(
     max_queries: int | None = None,
     on_plan: PlanCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    explainer: str | ReExplain | ExplainFunction | None = None,
 ) -> Evaluation:
     """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
 
@@ -69,6 +76,10 @@ async def evaluate(
     Before an input's metrics run, ``on_plan(input, rows per metric)`` hears its plan, and a
     plan that would take the run past ``max_queries`` rows stops it with a ConfigError.
     ``on_progress(rows answered, rows planned so far)`` hears every scored chunk.
+    ``explainer`` re-explains perturbed inputs for the metrics that need one (max- and
+    avg-sensitivity, random-logit): a spec (``"rex:iters=5"``, ``"python:module:function"``),
+    a :data:`ReExplain`, or a ``(x, target) -> map`` function; a ReX explainer's queries go
+    through this run's scheduler (they count in ``queries``; plans count an estimate).
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -76,12 +87,24 @@ async def evaluate(
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    re_explainer = as_re_explainer(explainer) if explainer is not None else None
+    if re_explainer is None and any(c.spec.needs == "explainer" for c in choices):
+        needing = [c.label for c in choices if c.spec.needs == "explainer"]
+        raise ConfigError(
+            f"{', '.join(needing)} re-explain perturbed inputs: pass --explainer "
+            "rex[:iters=N] or --explainer python:module:function"
+        )
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     _check_resumable(store, resume)
     with raise_first_error():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
+            bound = (
+                BoundExplainer(re_explainer, scheduler, info, resolved)
+                if re_explainer is not None
+                else None
+            )
             results: list[InputScores | None] = [None] * len(sources)
             budget = _Budget(max_queries, on_plan)
             if on_progress is not None:
@@ -105,6 +128,7 @@ async def evaluate(
                         resume,
                         overwrite,
                         budget,
+                        bound,
                     )
 
             async with anyio.create_task_group() as group:
@@ -117,8 +141,8 @@ async def evaluate(
         metrics=choices,
         attributions=list(named),
         inputs=finished,
-        queries=scorer.sent,
-        requested=scorer.requested,
+        queries=scorer.sent + (bound.queries if bound is not None else 0),
+        requested=scorer.requested + (bound.requested if bound is not None else 0),
         calls=stats.calls,
         mean_batch=stats.mean_batch,
         wall_s=time.perf_counter() - started,
@@ -161,6 +185,7 @@ async def _evaluate_input(
     resume: bool,
     overwrite: bool,
     budget: _Budget,
+    explainer: BoundExplainer | None = None,
 ) -> InputScores:
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
     subject.name = key
@@ -173,12 +198,15 @@ async def _evaluate_input(
     maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
     mask = load_mask(mask_source, key, subject) if mask_source is not None else None
     base = Case(subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key)
+    base.explainer = explainer
     target = await scorer.classify(base.original(), config.scoring.target)
     scores = InputScores(str(subject.source or key), target)
     store = None
     done: dict[int, tuple[str, str, MetricResult]] = {}
     if store_path is not None:
         settings = _settings(info, config, choices, maps, mask, seed, compatible, target)
+        if explainer is not None and any(c.spec.needs == "explainer" for c in choices):
+            settings["evaluation"]["explainer"] = explainer.name
         store = ExplanationStore.open(
             store_path,
             key,
@@ -199,7 +227,7 @@ async def _evaluate_input(
     budget.claim(key, plan, pending)
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
-        case = Case(subject, maps[name], target, compatible, seed, key, name, mask)
+        case = Case(subject, maps[name], target, compatible, seed, key, name, mask, explainer)
         result = await choice.spec.compute(case, choice.params, scorer)
         if store is not None:
             record = to_record(index, choice.label, name, result)
