@@ -22,8 +22,8 @@ from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rex_stream.evaluation.variants import VariantPool
     from rex_stream.evaluation.explainers import BoundExplainer
+    from rex_stream.evaluation.variants import VariantPool
 
 #: Quantus' named baselines (``perturb_baseline``).
 BASELINES = ("black", "white", "mean", "uniform")

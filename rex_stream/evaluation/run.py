@@ -197,8 +197,9 @@ async def _evaluate_input(
         )
     maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
     mask = load_mask(mask_source, key, subject) if mask_source is not None else None
-    base = Case(subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key)
-    base.explainer = explainer
+    base = Case(
+        subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key, explainer=explainer
+    )
     target = await scorer.classify(base.original(), config.scoring.target)
     scores = InputScores(str(subject.source or key), target)
     store = None
@@ -227,7 +228,9 @@ async def _evaluate_input(
     budget.claim(key, plan, pending)
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
-        case = Case(subject, maps[name], target, compatible, seed, key, name, mask, explainer)
+        case = Case(
+            subject, maps[name], target, compatible, seed, key, name, mask, explainer=explainer
+        )
         result = await choice.spec.compute(case, choice.params, scorer)
         if store is not None:
             record = to_record(index, choice.label, name, result)
