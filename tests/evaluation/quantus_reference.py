@@ -22,8 +22,11 @@ import numpy as np
 import onnxruntime
 import quantus
 import torch
+from reference_explainer import quantus_explain  # this script's folder is on sys.path
 
 CURVES = {"PixelFlipping", "RegionPerturbation", "Selectivity"}
+#: Metrics that re-explain: they get ``reference_explainer.quantus_explain``.
+EXPLAINED = {"MaxSensitivity", "AvgSensitivity", "RandomLogit"}
 
 
 def mask_over_channels(arr: np.ndarray, mask: np.ndarray, **kwargs: object) -> np.ndarray:
@@ -72,6 +75,7 @@ def main() -> None:
         metric = getattr(quantus, cls)(disable_warnings=True, **params)
         np.random.seed(seed)
         before, started = model.calls, time.perf_counter()
+        explained = {"explain_func": quantus_explain} if cls in EXPLAINED else {}
         value = metric(
             model=model,
             x_batch=x,
@@ -80,6 +84,7 @@ def main() -> None:
             s_batch=s.astype(np.float32),
             device="cpu",
             softmax=softmax,
+            **explained,
         )
         wall_s = time.perf_counter() - started
         result = np.asarray(value, dtype=np.float64)

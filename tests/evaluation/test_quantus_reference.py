@@ -135,3 +135,46 @@ def test_sensitivity_n_across_inputs_equals_quantus(tiny_cnn: Path, tmp_path: Pa
     spec = {label: ("SensitivityN", {"features_in_step": 64}, True)}
     reference = quantus_scores(tiny_cnn, case, spec)
     assert scores.pop() == pytest.approx(reference[label]["score"], rel=1e-4, abs=1e-6)
+
+
+#: Re-explanation metrics, both sides explaining with ``reference_explainer.explain_map``.
+EXPLAINED = {
+    "max-sensitivity:nr_samples=20": ("MaxSensitivity", {"nr_samples": 20}, False),
+    "avg-sensitivity:nr_samples=20:lower_bound=0.05": (
+        "AvgSensitivity",
+        {"nr_samples": 20, "lower_bound": 0.05},
+        False,
+    ),
+    "max-sensitivity:nr_samples=8:normalise=true:abs=true": (
+        "MaxSensitivity",
+        {"nr_samples": 8, "normalise": True, "abs": True},
+        False,
+    ),
+    "random-logit:num_classes=10": ("RandomLogit", {"num_classes": 10}, False),
+}
+
+
+def test_re_explanation_metrics_equal_quantus(tiny_cnn: Path, tmp_path: Path) -> None:
+    """The noise (one U(−b, b) draw per element and sample from ``np.random.seed(seed)``),
+    the off class (``np.random.seed(42)``) and the scores all line up with Quantus'."""
+    from tests.evaluation.reference_explainer import explain_map
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(0, 1, (3, 32, 32)).astype(np.float32)
+    a = explain_map(x, 0).astype(np.float32) + 0.1 * rng.random((32, 32)).astype(np.float32)
+    ours = evaluate_sync(
+        x,
+        str(tiny_cnn),
+        {"a": a},
+        ",".join(EXPLAINED),
+        seed=3,
+        quantus_compatible=True,
+        explainer=explain_map,
+    )
+    case = tmp_path / "case.npz"
+    np.savez(case, x=x, a=a, s=np.zeros((32, 32), bool), y=ours.inputs[0].target, seed=3)
+    reference = quantus_scores(tiny_cnn, case, EXPLAINED)
+    for label in EXPLAINED:
+        mine = ours.inputs[0].results["a"][choose(label)[0].label]
+        assert mine.score == pytest.approx(reference[label]["score"], rel=1e-4), label
+        assert np.isfinite(mine.score) and mine.score != 0.0, label
