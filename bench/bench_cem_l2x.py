@@ -14,6 +14,11 @@
 (f) the issue's digits targets: CEM PP/PN on 50 test digits (PP keeps the class, its top-k
     pixels against k random present pixels, PN flips it, queries); L2X at k = 8 trained on the
     1 257 training digits, post-hoc accuracy on the 540 test digits;
+(g) block fills (``--parts blocks``): the scheduler's Python time per row with a no-op backend,
+    the scheduler before block fills (loaded from git, ``--before-commit``) with one fill per
+    row against one vectorised block write per request; then CEM PP on 50 test digits, before
+    (old scheduler, each step's rows one fill each) and after (one block per step), side by
+    side in one run;
 (e) L2X on its paper's synthetic sets (XOR, orange skin, nonlinear additive, switch; the true
     class probabilities as the black box): median rank of the true features on held-out rows.
 Everything is asked of the model itself through onnxruntime; nothing is hard-coded.
@@ -25,6 +30,7 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +292,139 @@ def bench_digits() -> None:
     _l2x_report("digits k=8 of 64 pixels", explainer, held, model, train_s)
 
 
-PARTS = ("cem", "spectral", "latency", "l2x", "synthetic", "digits")
+class RowByRow:
+    """An evaluator that submits a block's rows as one fill each (the path before blocks)."""
+
+    def __init__(self, scheduler) -> None:  # type: ignore[no-untyped-def]
+        self._scheduler = scheduler
+        self.max_batch = scheduler.max_batch
+
+    async def evaluate(self, fills):  # type: ignore[no-untyped-def]
+        return await self._scheduler.evaluate(fills)
+
+    async def evaluate_block(self, write, count: int):  # type: ignore[no-untyped-def]
+        def row(index: int, out: np.ndarray) -> None:
+            write(out[None], index, index + 1)
+
+        return await self._scheduler.evaluate([partial(row, i) for i in range(count)])
+
+
+def scheduler_before(commit: str) -> type:
+    """The Scheduler class as it was at ``commit`` (before block fills), loaded from git."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{commit}:rex_stream/engine/scheduler.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "scheduler_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("scheduler_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scheduler_before"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.Scheduler  # type: ignore[no-any-return]
+
+
+def bench_blocks(before_commit: str, rounds: int = 5) -> None:
+    import anyio
+    from rex_stream.adapters.python import PythonBackend
+
+    from rex_stream.cem import explain_subject
+    from rex_stream.config import SchedulerConfig
+    from rex_stream.engine.scheduler import Scheduler
+    from rex_stream.explain import backend_for_run
+    from rex_stream.modes import load_subject
+
+    before = scheduler_before(before_commit)
+
+    async def scores(batch: np.ndarray) -> np.ndarray:
+        return np.zeros((len(batch), 10), np.float32)
+
+    requests, rows = 200, 41  # 200 chain steps of q = 20
+    noop = PythonBackend(scores, (1, 8, 8), name="noop", max_batch=256, max_inflight=2)
+
+    def fill(out: np.ndarray) -> None:
+        out[:] = 0.5
+
+    def write(out: np.ndarray, start: int, stop: int) -> None:
+        out[:] = 0.5
+
+    async def through(kind: type, block: bool) -> float:
+        async with kind(noop, SchedulerConfig(max_batch=256, linger_ms=0)) as scheduler:
+            started = time.perf_counter()
+            async with anyio.create_task_group() as group:
+                for _ in range(requests):
+                    if block:
+                        group.start_soon(scheduler.evaluate_block, write, rows)
+                    else:
+                        group.start_soon(scheduler.evaluate, [fill] * rows)
+            return time.perf_counter() - started
+
+    for name, kind, block in (
+        (f"before ({before_commit}), one fill per row", before, False),
+        ("after, one fill per row", Scheduler, False),
+        ("after, one block write per request", Scheduler, True),
+    ):
+        best = min(anyio.run(through, kind, block) for _ in range(rounds))
+        print(
+            f"scheduler Python time, async no-op backend, {requests} requests × {rows} rows, "
+            f"batches of 256, {name}: {best / (requests * rows) * 1e6:.2f} µs per row "
+            f"(best of {rounds})"
+        )
+
+    model = str(MODELS / "digits-mlp.onnx")
+    test = (np.load(MODELS / "digits-test.npy")[:, None] / 16.0).astype(np.float32)
+    cem = CemConfig(kind="pp")
+
+    async def run(kind: type, block: bool, batch: int) -> tuple[float, float, list]:
+        config = replace(
+            ExplainConfig(), scheduler=replace(ExplainConfig().scheduler, max_batch=batch)
+        )
+        async with backend_for_run(model, config, None) as (opened, resolved):
+            subjects = [load_subject(d, opened.info, resolved) for d in test[:50]]
+            async with kind(opened, resolved.scheduler) as scheduler:
+                evaluator = scheduler if block else RowByRow(scheduler)
+                results: list = [None] * len(subjects)
+
+                async def one(i: int) -> None:
+                    results[i] = await explain_subject(
+                        subjects[i], evaluator, opened.info, cem, resolved.scoring
+                    )
+
+                started, cpu = time.perf_counter(), time.process_time()
+                async with anyio.create_task_group() as group:
+                    for i in range(len(subjects)):
+                        group.start_soon(one, i)
+                return time.perf_counter() - started, time.process_time() - cpu, results
+
+    runs = {
+        (f"before ({before_commit}), one fill per row, batch 41 (the old default)"): (
+            before,
+            False,
+            41,
+        ),
+        "after, one block per chain step, batch 41": (Scheduler, True, 41),
+        "after, one block per chain step, batch 256 (the new default)": (Scheduler, True, 256),
+    }
+    outcome = {name: anyio.run(run, *how) for name, how in runs.items()}
+    first = next(iter(outcome.values()))
+    queries = sum(r.queries for r in first[2])
+    for name, (wall, cpu, results) in outcome.items():
+        same = all(np.array_equal(a.values, b.values) for a, b in zip(first[2], results))
+        print(
+            f"CEM PP digits, 50 inputs, {name}: wall {wall:.2f} s ({wall / first[0]:.2f}× "
+            f"before), process CPU {cpu / queries * 1e6:.1f} µs per query ({queries} queries); "
+            f"solutions as before: {same}"
+        )
+
+
+PARTS = ("cem", "spectral", "latency", "l2x", "synthetic", "digits", "blocks")
 
 
 def main() -> None:
@@ -294,6 +432,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset")
+    parser.add_argument(
+        "--before-commit", default="e34e113", help="the scheduler before block fills (blocks)"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "cem" in parts:
@@ -308,6 +449,8 @@ def main() -> None:
         bench_l2x_synthetic()
     if "digits" in parts:
         bench_digits()
+    if "blocks" in parts:
+        bench_blocks(args.before_commit)
 
 
 if __name__ == "__main__":

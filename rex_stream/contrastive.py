@@ -23,6 +23,9 @@ from rex_stream.modes import load_subject
 
 Source = str | Path | np.ndarray
 
+#: Batch size when the user names none (a backend's max_batch and the memory budget cap it).
+CEM_MIN_BATCH = 256
+
 
 async def explain_cem(
     sources: Source | Sequence[Source],
@@ -46,11 +49,11 @@ async def explain_cem(
     cem = cem or CemConfig()
     config = config or ExplainConfig()
     if config.scheduler.max_batch is None:
-        # one call per chain step: a step's rows are independent of batching (results do not
-        # change), and small models are many times faster in batches of 41 than of 8
-        config = replace(
-            config, scheduler=replace(config.scheduler, max_batch=1 + 2 * cem.directions)
-        )
+        # at least one chain step per call: results do not depend on batching, and a step is
+        # one block write, so small models gain from large batches (digits PP, 50 inputs:
+        # 1.9 s at 256 against 3.8 s at 41; the memory budget still caps large inputs)
+        batch = max(CEM_MIN_BATCH, 1 + 2 * cem.directions)
+        config = replace(config, scheduler=replace(config.scheduler, max_batch=batch))
     items = [sources] if isinstance(sources, (str, Path, np.ndarray)) else list(sources)
     with raise_first_error():
         async with backend_for_run(backend, config, backend_settings) as (

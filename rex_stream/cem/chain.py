@@ -108,8 +108,12 @@ async def advance(
     count = state.current.size
     q, mu = config.directions, config.smoothing
     units = directions(config.seed, key, state, count, q)
-    points = [state.current, *(state.momentum + mu * units), *(state.momentum - mu * units)]
-    scores = await evaluator.evaluate([partial(perturbation.write, values=p) for p in points])
+    points = np.concatenate(
+        [state.current[None], state.momentum + mu * units, state.momentum - mu * units]
+    )
+    scores = await evaluator.evaluate_block(
+        partial(_write_points, perturbation, points), len(points)
+    )
     state.queries += len(points)
     margin, classes = margins(scores, scoring, target)
     _record_probe(state, config, float(margin[0]), int(classes[0]), target)
@@ -126,6 +130,13 @@ async def advance(
     state.step += 1
     if state.step >= config.steps or (state.best is not None and state.stale >= config.patience):
         state.done = True
+
+
+def _write_points(
+    perturbation: Perturbation, points: np.ndarray, out: np.ndarray, start: int, stop: int
+) -> None:
+    """Rows ``start … stop − 1`` of a step's block: all written in one vectorised call."""
+    perturbation.write(out, points[start:stop])
 
 
 def _record_probe(

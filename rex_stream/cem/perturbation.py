@@ -30,34 +30,44 @@ BUMP_MODES = ("spectral",)
 
 
 class Perturbation(Protocol):
-    """Writes the input a chain's region values describe."""
+    """Writes the inputs chains' region values describe, many rows at once."""
 
     start: float
 
     def write(self, out: np.ndarray, values: np.ndarray) -> None:
-        """Write the input for region ``values`` into ``out`` (one batch row)."""
+        """Write the input for each row of region ``values`` (``n × R``) into ``out``
+        (``n`` batch rows), vectorised over the rows."""
         ...
 
     def tensor(self, values: np.ndarray) -> np.ndarray:
-        """The input for region ``values``, as a new array in the model's units."""
+        """The input for one row of region ``values``, as a new array in the model's units."""
         ...
 
 
 class _Writer:
     start = 0.0
     dtype: np.dtype
+    subject: Subject
+    regions: Regions
 
     def write(self, out: np.ndarray, values: np.ndarray) -> None:
         raise NotImplementedError
 
     def tensor(self, values: np.ndarray) -> np.ndarray:
-        out = np.empty(self.shape, dtype=self.dtype)
-        self.write(out, values)
-        return out
+        out = np.empty((1, *self.shape), dtype=self.dtype)
+        self.write(out, np.asarray(values)[None])
+        return out[0]
 
     @property
     def shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        return tuple(self.subject.tensor.shape)
+
+    def weights(self, values: np.ndarray) -> np.ndarray:
+        """Rows of region values as per-element weights, shaped to broadcast against a batch
+        of inputs (``n × …``)."""
+        spatial = np.asarray(values, self.dtype)[:, self.regions.labels]
+        layout = self.subject.expand(self.regions.labels).shape
+        return spatial.reshape(len(spatial), *layout)
 
 
 @dataclass
@@ -74,13 +84,8 @@ class KeepRegions(_Writer):
         self._base = np.broadcast_to(np.asarray(self.subject.baseline, tensor.dtype), tensor.shape)
         self._difference = (tensor - self._base).astype(tensor.dtype)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.subject.tensor.shape)
-
     def write(self, out: np.ndarray, values: np.ndarray) -> None:
-        weights = self.subject.expand(self.regions.expand(values.astype(self.dtype)))
-        np.multiply(self._difference, weights, out=out)
+        np.multiply(self._difference, self.weights(values), out=out)
         out += self._base
 
 
@@ -95,13 +100,8 @@ class MoveRegions(_Writer):
     def __post_init__(self) -> None:
         self.dtype = self.subject.tensor.dtype
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.subject.tensor.shape)
-
     def write(self, out: np.ndarray, values: np.ndarray) -> None:
-        weights = self.subject.expand(self.regions.expand(values.astype(self.dtype)))
-        np.multiply(self.direction, weights, out=out)
+        np.multiply(self.direction, self.weights(values), out=out)
         out += self.subject.tensor
 
 
@@ -123,13 +123,10 @@ class AddBumps(_Writer):
         self._bumps = np.exp(-0.5 * ((positions[None, :] - centres[:, None]) / sigma) ** 2)
         self.height = float(tensor.max() - tensor.min()) or 1.0
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.subject.tensor.shape)
-
     def write(self, out: np.ndarray, values: np.ndarray) -> None:
-        added = (np.asarray(values, np.float64) @ self._bumps) * self.height
-        np.add(self.subject.tensor, self.subject.expand(added.astype(self.dtype)), out=out)
+        added = ((np.asarray(values, np.float64) @ self._bumps) * self.height).astype(self.dtype)
+        layout = self.subject.expand(added[0]).shape
+        np.add(self.subject.tensor, added.reshape(len(added), *layout), out=out)
 
 
 def perturbation_for(

@@ -1,12 +1,15 @@
 """The coalescing scheduler: many waiting searches, few large backend calls, bounded memory.
 
-Callers submit mutants as *fill functions* (which write one input row into a buffer) and
-await their score rows. A dispatcher coalesces queued mutants into batches of up to
-``max_batch``, lingers briefly for a batch to fill, and runs ``max_inflight`` backend calls at
-once, more while round trips rather than the backend limit the run (:mod:`.inflight`). Each
-call owns a batch buffer, and all buffers together stay within ``BUFFER_BUDGET_BYTES`` however
-many mutants wait; the queue of waiting mutants is bounded too (producers block when it is
-full: backpressure). Calls that fail transiently are retried within ``config.retry_s``
+Callers submit mutants as *fill functions* (which write one input row into a buffer) or as a
+*block* (one vectorised callable that writes any range of a block's rows at once, so thousands
+of near-identical rows cost no Python time per row) and await their score rows. A dispatcher
+coalesces queued mutants into batches of up to ``max_batch`` (a block may be split across
+batches, and a batch may hold rows of many blocks), lingers briefly for a batch to fill, and
+runs ``max_inflight`` backend calls at once, more while round trips rather than the backend
+limit the run (:mod:`.inflight`). Each call owns a batch buffer, and all buffers together stay
+within ``BUFFER_BUDGET_BYTES`` however many mutants wait: rows are written only into a batch
+buffer. The queue of waiting requests (fill lists and blocks) is bounded too (producers block
+when it is full: backpressure). Calls that fail transiently are retried within ``config.retry_s``
 (see :mod:`rex_stream.engine.retry`).
 """
 
@@ -18,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Protocol
 
@@ -68,6 +72,10 @@ def budget_batch(wanted: int, input_bytes: int, max_inflight: int) -> int:
 
 Fill = Callable[[np.ndarray], None]
 
+#: ``write(out, start, stop)`` writes rows ``start … stop − 1`` of a block into ``out``
+#: (``stop − start`` rows of one batch buffer); it must write the same rows whatever the split.
+BlockWrite = Callable[[np.ndarray, int, int], None]
+
 
 class Evaluator(Protocol):
     """What searches and extraction need from a scheduler: score fills, know the batch size."""
@@ -76,6 +84,10 @@ class Evaluator(Protocol):
 
     async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
         """One score row per fill, in order."""
+        ...
+
+    async def evaluate_block(self, write: BlockWrite, count: int) -> np.ndarray:
+        """One score row per row of a block of ``count`` rows that ``write`` writes, in order."""
         ...
 
 
@@ -113,6 +125,15 @@ class CountingEvaluator:
         self.rounds = max(self.rounds, depth)
         return scores
 
+    async def evaluate_block(self, write: BlockWrite, count: int) -> np.ndarray:
+        """Count, then score a block through the shared scheduler."""
+        self.queries += count
+        depth = _rounds_behind.get() + 1
+        scores = await self._scheduler.evaluate_block(write, count)
+        _rounds_behind.set(depth)
+        self.rounds = max(self.rounds, depth)
+        return scores
+
     def join(self) -> None:
         """Mark the calling task as waiting for every round so far (after a task group)."""
         _rounds_behind.set(self.rounds)
@@ -137,19 +158,36 @@ class SchedulerStats:
 
 
 class _Ticket:
-    """The rows of one ``evaluate`` call, filled in as batches complete."""
+    """The score rows of one ``evaluate`` call (or block), filled in as batches complete."""
 
-    __slots__ = ("done", "error", "remaining", "rows")
+    __slots__ = ("cancelled", "count", "done", "error", "remaining", "scores")
 
     def __init__(self, count: int) -> None:
-        self.rows: list[np.ndarray | None] = [None] * count
+        self.count = count
+        self.scores: np.ndarray | None = None
         self.remaining = count
         self.error: BaseException | None = None
+        self.cancelled = False
         self.done = anyio.Event()
 
-    def deliver(self, index: int, row: np.ndarray) -> None:
-        self.rows[index] = row
-        self.remaining -= 1
+    @property
+    def dropped(self) -> bool:
+        """Nobody waits for the rest of these rows (failed or cancelled)."""
+        return self.error is not None or self.cancelled
+
+    def deliver(self, start: int, rows: np.ndarray) -> None:
+        if self.scores is None:
+            self.scores = np.empty((self.count, *rows.shape[1:]), dtype=rows.dtype)
+        if rows.shape[1:] != self.scores.shape[1:]:
+            self.fail(
+                BackendError(
+                    f"the backend returned score rows of shape {rows.shape[1:]} after "
+                    f"{self.scores.shape[1:]} for the same request"
+                )
+            )
+            return
+        self.scores[start : start + len(rows)] = rows
+        self.remaining -= len(rows)
         if self.remaining == 0:
             self.done.set()
 
@@ -159,11 +197,44 @@ class _Ticket:
         self.done.set()
 
 
-@dataclass(frozen=True)
-class _Item:
-    fill: Fill
-    ticket: _Ticket
-    index: int
+class _Segment:
+    """Rows ``start … stop − 1`` of one request, waiting for (or placed in) a batch."""
+
+    __slots__ = ("start", "stop", "ticket", "write")
+
+    def __init__(self, write: BlockWrite, ticket: _Ticket, start: int, stop: int) -> None:
+        self.write = write
+        self.ticket = ticket
+        self.start = start
+        self.stop = stop
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def split(self, rows: int) -> tuple[_Segment, _Segment]:
+        """The first ``rows`` rows, and the rest."""
+        middle = self.start + rows
+        return (
+            _Segment(self.write, self.ticket, self.start, middle),
+            _Segment(self.write, self.ticket, middle, self.stop),
+        )
+
+
+class _Batch:
+    """The segments one backend call scores, ``rows`` rows in all."""
+
+    __slots__ = ("rows", "segments")
+
+    def __init__(self) -> None:
+        self.segments: list[_Segment] = []
+        self.rows = 0
+
+
+def _write_fills(fills: Sequence[Fill], out: np.ndarray, start: int, stop: int) -> None:
+    """A list of per-row fills as a block."""
+    for row, fill in zip(out, fills[start:stop]):
+        fill(row)
 
 
 @dataclass
@@ -205,9 +276,13 @@ class Scheduler:
         self._size_calls(per_row=0, room=None)
         self._allocated = 0
         self._task_group: anyio.abc.TaskGroup | None = None
-        send, receive = anyio.create_memory_object_stream[_Item](self.config.queue_size)
-        self._send: MemoryObjectSendStream[_Item] = send
-        self._receive: MemoryObjectReceiveStream[_Item] = receive
+        send, receive = anyio.create_memory_object_stream[_Segment](self.config.queue_size)
+        self._send: MemoryObjectSendStream[_Segment] = send
+        self._receive: MemoryObjectReceiveStream[_Segment] = receive
+        #: the rest of a request split at the end of the last batch (goes first in the next)
+        self._carry: _Segment | None = None
+        #: rows waiting in the queue and the carry (the backlog the in-flight window watches)
+        self._queued_rows = 0
         # unbounded: the window (≤ its ceiling) decides how many buffers exist
         free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](math.inf)
         self._free_send = free_send
@@ -285,19 +360,39 @@ class Scheduler:
         """
         if not fills:
             return np.empty((0, 0), dtype=np.float32)
-        ticket = _Ticket(len(fills))
-        for index, fill in enumerate(fills):
-            if ticket.error is not None:
-                break
-            item = _Item(fill, ticket, index)
-            try:  # no checkpoint per mutant while the queue has room (it costs ~10 µs each)
-                self._send.send_nowait(item)
+        fills = fills if isinstance(fills, (list, tuple)) else list(fills)
+        return await self.evaluate_block(partial(_write_fills, fills), len(fills))
+
+    async def evaluate_block(self, write: BlockWrite, count: int) -> np.ndarray:
+        """Score a block of ``count`` mutants that ``write(out, start, stop)`` writes, any
+        range of rows at a time; returns ``count`` score rows, in order.
+
+        The block waits in the queue as one request, so its rows cost no Python time each;
+        the dispatcher splits it across batches as they fill, and batches still mix rows of
+        many requests. A cancelled caller's rows not yet in a batch are never written.
+        """
+        if count <= 0:
+            return np.empty((0, 0), dtype=np.float32)
+        ticket = _Ticket(count)
+        segment = _Segment(write, ticket, 0, count)
+        self._queued_rows += count
+        try:
+            try:  # no checkpoint while the queue has room (it costs ~10 µs)
+                self._send.send_nowait(segment)
             except anyio.WouldBlock:
-                await self._send.send(item)
-        await ticket.done.wait()
+                await self._send.send(segment)
+        except BaseException:
+            self._queued_rows -= count  # never queued
+            raise
+        try:
+            await ticket.done.wait()
+        except BaseException:
+            ticket.cancelled = True  # the dispatcher drops the rows still waiting
+            raise
         if ticket.error is not None:
             raise ticket.error
-        return np.stack(ticket.rows)  # type: ignore[arg-type]
+        assert ticket.scores is not None
+        return ticket.scores
 
     async def _dispatch(self) -> None:
         """Take a free buffer, gather a batch into it, hand it to a call task; repeat."""
@@ -306,21 +401,39 @@ class Scheduler:
         async with self._receive:
             while True:
                 buffer = await self._take_buffer()
-                try:
-                    first = await self._receive.receive()
-                except anyio.EndOfStream:
-                    return
-                batch = [first]
+                batch = _Batch()
+                while not batch.rows:
+                    if self._carry is not None:
+                        segment, self._carry = self._carry, None
+                    else:
+                        try:
+                            segment = await self._receive.receive()
+                        except anyio.EndOfStream:
+                            return
+                    self._add(batch, segment)
                 self._drain(batch)
-                if len(batch) < self.max_batch and linger_s > 0:
+                if batch.rows < self.max_batch and linger_s > 0:
                     with anyio.move_on_after(linger_s):
-                        while len(batch) < self.max_batch:
+                        while batch.rows < self.max_batch:
                             try:
-                                batch.append(await self._receive.receive())
+                                self._add(batch, await self._receive.receive())
                             except anyio.EndOfStream:
                                 break
                             self._drain(batch)
                 self._task_group.start_soon(self._call, batch, buffer)
+
+    def _add(self, batch: _Batch, segment: _Segment) -> None:
+        """Put as much of ``segment`` as fits into ``batch``; the rest waits as the carry."""
+        self._queued_rows -= segment.rows
+        if segment.ticket.dropped:
+            return
+        room = self.max_batch - batch.rows
+        if segment.rows > room:
+            segment, rest = segment.split(room)
+            self._carry = rest
+            self._queued_rows += rest.rows
+        batch.segments.append(segment)
+        batch.rows += segment.rows
 
     def _new_buffer(self) -> np.ndarray:
         self._allocated += 1
@@ -342,16 +455,16 @@ class Scheduler:
         else:
             self._free_send.send_nowait(buffer)
 
-    def _drain(self, batch: list[_Item]) -> None:
-        while len(batch) < self.max_batch:
+    def _drain(self, batch: _Batch) -> None:
+        while batch.rows < self.max_batch:
             try:
-                batch.append(self._receive.receive_nowait())
+                self._add(batch, self._receive.receive_nowait())
             except (anyio.WouldBlock, anyio.EndOfStream):
                 return
 
-    async def _call(self, batch: list[_Item], buffer: np.ndarray) -> None:
+    async def _call(self, batch: _Batch, buffer: np.ndarray) -> None:
         """Materialise one batch into its buffer, score it, and route rows to their waiters."""
-        count = len(batch)
+        count = batch.rows
         view = buffer[:count]
         try:
             await anyio.to_thread.run_sync(_fill_all, batch, view)
@@ -364,9 +477,9 @@ class Scheduler:
             )
             round_trip_s = time.perf_counter() - started
             self.stats.backend_s += round_trip_s
-            waiting = self._receive.statistics().current_buffer_used
             if self.stats.retries == retries:  # a retried call's time says nothing of load
-                self.window.observe(round_trip_s, backlog=waiting >= self.max_batch)
+                backlog = self._queued_rows >= self.max_batch
+                self.window.observe(round_trip_s, backlog=backlog)
             if scores.ndim == 1:
                 scores = scores[:, None]
             if scores.shape[0] != count:
@@ -382,20 +495,24 @@ class Scheduler:
             if error is not exc:
                 error.__cause__ = exc
             logger.debug("batch of %d failed: %s", count, error)
-            for item in batch:
-                item.ticket.fail(error)
+            for segment in batch.segments:
+                segment.ticket.fail(error)
             return
         finally:
             self._give_back(buffer)
         self.stats.calls += 1
         self.stats.mutants += count
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, count)
-        rows = scores.copy()
-        for item, row in zip(batch, rows):
-            if item.ticket.error is None:
-                item.ticket.deliver(item.index, row)
+        offset = 0
+        for segment in batch.segments:
+            if not segment.ticket.dropped:
+                segment.ticket.deliver(segment.start, scores[offset : offset + segment.rows])
+            offset += segment.rows
 
 
-def _fill_all(batch: Sequence[_Item], view: np.ndarray) -> None:
-    for row, item in zip(view, batch):
-        item.fill(row)
+def _fill_all(batch: _Batch, view: np.ndarray) -> None:
+    """Write every segment's rows into its slice of the batch buffer."""
+    offset = 0
+    for segment in batch.segments:
+        segment.write(view[offset : offset + segment.rows], segment.start, segment.stop)
+        offset += segment.rows

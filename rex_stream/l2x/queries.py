@@ -53,13 +53,31 @@ async def score_masks(
     evaluator: Evaluator,
     scoring: ScoringConfig,
 ) -> np.ndarray:
-    """Probabilities of every subject under each of its masks (rows in order)."""
-    fills = [
-        partial(subject.fill_mask, visible=regions.expand(mask))
-        for subject, subject_masks in zip(subjects, masks)
-        for mask in subject_masks
-    ]
-    return probabilities(await evaluator.evaluate(fills), scoring)
+    """Probabilities of every subject under each of its masks (rows in order): one block per
+    subject, so the scheduler handles a subject's rows as one request."""
+    tables: list[np.ndarray] = [np.empty(0)] * len(subjects)
+
+    async def one(position: int) -> None:
+        write = partial(_write_masks, subjects[position], regions, masks[position])
+        tables[position] = await evaluator.evaluate_block(write, len(masks[position]))
+
+    async with anyio.create_task_group() as group:
+        for position in range(len(subjects)):
+            group.start_soon(one, position)
+    return probabilities(np.concatenate(tables), scoring)
+
+
+def _write_masks(
+    subject: Subject,
+    regions: Regions,
+    masks: np.ndarray,
+    out: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:
+    """Rows ``start … stop − 1`` of a subject's masked inputs (through its mode's own fill)."""
+    for row, mask in zip(out, masks[start:stop]):
+        subject.fill_mask(row, regions.expand(mask))
 
 
 async def training_scores(
