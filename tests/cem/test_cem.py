@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -131,16 +132,23 @@ def test_imagenet_photo_pertinent_positive_in_a_few_steps() -> None:
     assert result.queries == 1 + 4 * 7
 
 
-class _FailingAfter:
-    """An ONNX backend that fails its ``calls``-th call (a crash in the middle of a run)."""
+class _FailingOnceCommitted:
+    """An ONNX backend that fails once every input has a chain committed in ``store`` (a crash
+    in the middle of a run, triggered by the store's state rather than by timing)."""
 
-    def __init__(self, inner: object, calls: int) -> None:
-        self.inner, self.left = inner, calls
+    def __init__(self, inner: object, store: Path, inputs: int) -> None:
+        self.inner, self.store, self.inputs = inner, store, inputs
         self.info = inner.info  # type: ignore[attr-defined]
 
+    def _committed_inputs(self) -> int:
+        groups = set()
+        for path in self.store.glob("*/cem_chain/*/zarr.json"):
+            if json.loads(path.read_text()).get("attributes", {}).get("committed"):
+                groups.add(path.parts[-4])
+        return len(groups)
+
     async def infer(self, batch: np.ndarray) -> np.ndarray:
-        self.left -= 1
-        if self.left < 0:
+        if self._committed_inputs() >= self.inputs:
             raise RuntimeError("server went away")
         return await self.inner.infer(batch)  # type: ignore[attr-defined]
 
@@ -157,7 +165,7 @@ def test_killed_run_resumes_from_the_store_to_the_same_answer(tmp_path: Path) ->
     whole = explain_cem_sync(rows, str(TABULAR), cem, config, store=tmp_path / "whole.zarr")
 
     async def failing() -> object:
-        return _FailingAfter(await open_backend(str(TABULAR)), calls=40)
+        return _FailingOnceCommitted(await open_backend(str(TABULAR)), tmp_path / "cut.zarr", 2)
 
     broken = anyio.run(failing)
     with pytest.raises(BackendError):
