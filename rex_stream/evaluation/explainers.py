@@ -19,11 +19,14 @@ import contextlib
 import hashlib
 import importlib
 import inspect
+import logging
 import math
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
@@ -48,6 +51,42 @@ ExplainFunction = Callable[[np.ndarray, int], Any]
 REX_DEFAULTS: dict[str, int] = {"iters": 5, "tree_depth": 10, "min_box_size": 10}
 #: ``search_limit`` (no limit by default) and ``seed`` may also be set.
 REX_OPTIONAL = ("search_limit", "seed")
+
+
+#: The warnings already given by re-explanations (set while they run; their tasks inherit
+#: it): a suspicious baseline or an empty map is said once per run, not once per noisy copy.
+_SEEN: ContextVar[set[str] | None] = ContextVar("rex_stream_re_explained_warnings", default=None)
+#: The loggers of the search's warnings.
+_SEARCH_LOGGERS = ("rex_stream.explain", "rex_stream.causal.baseline_check")
+
+
+class _OncePerRun(logging.Filter):
+    """Lets each distinct message through once while re-explaining; everything otherwise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        seen = _SEEN.get()
+        if seen is None:
+            return True
+        text = record.getMessage()
+        if text in seen:
+            return False
+        seen.add(text)
+        return True
+
+
+_ONCE = _OncePerRun()
+for _name in _SEARCH_LOGGERS:
+    logging.getLogger(_name).addFilter(_ONCE)
+
+
+@contextmanager
+def warnings_once() -> Iterator[None]:
+    """Within, the re-explanations' warnings are given once each (one run's scope)."""
+    token = _SEEN.set(set())
+    try:
+        yield
+    finally:
+        _SEEN.reset(token)
 
 
 @dataclass(frozen=True)
@@ -124,7 +163,12 @@ class RexExplainer:
         config: ExplainConfig,
     ) -> tuple[np.ndarray, int]:
         """The responsibility map and the model queries the search sent."""
-        explanation = await explain_input(x, info, scheduler, self.configured(config, target))
+        seen = _SEEN.get()
+        token = _SEEN.set(seen if seen is not None else set())
+        try:
+            explanation = await explain_input(x, info, scheduler, self.configured(config, target))
+        finally:
+            _SEEN.reset(token)
         return np.asarray(explanation.responsibility, np.float64), explanation.stats.queries
 
 

@@ -30,6 +30,7 @@ from rex_stream.evaluation.explainers import (
     ExplainFunction,
     ReExplain,
     as_re_explainer,
+    warnings_once,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
 from rex_stream.evaluation.plan import planned_rows
@@ -97,7 +98,7 @@ async def evaluate(
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     _check_resumable(store, resume)
-    with raise_first_error():
+    with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
             bound = (

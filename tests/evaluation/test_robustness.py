@@ -5,8 +5,10 @@ through the CLI, and their errors."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
+from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.randomisation import off_class, ssim
 from rex_stream.evaluation.run import evaluate_sync
@@ -205,3 +208,23 @@ def test_cli(patch_model: Path, tmp_path: Path) -> None:
         lines = [x for x in failed.stderr.strip().splitlines() if not x.startswith("plan for")]
         assert len(lines) == 1 and lines[0].startswith("rex-stream: error: "), failed.stderr
         assert message in lines[0]
+
+
+def test_a_warning_of_the_re_explanations_appears_once(
+    patch_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # explaining class 0 of the patch model: the all-baseline input is class 0, which every
+    # ReX search warns about; six noisy copies give one warning, not six
+    config = ExplainConfig()
+    config = replace(config, scoring=replace(config.scoring, target=0))
+    with caplog.at_level(logging.WARNING):
+        evaluate_sync(
+            planted_image(),
+            str(patch_model),
+            _map(),
+            "avg-sensitivity:nr_samples=6",
+            explainer="rex:iters=1",
+            config=config,
+        )
+    warned = [r for r in caplog.records if "mask value alone" in r.getMessage()]
+    assert len(warned) == 1
