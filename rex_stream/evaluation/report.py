@@ -35,6 +35,8 @@ class Evaluation:
     wall_s: float
     compatible: bool
     seed: int
+    #: the re-explainer the robustness/randomisation metrics used (its spec), if any
+    explainer: str | None = None
 
     def score(self, attribution: str, metric: str, input_index: int = 0) -> float:
         """One score: ``evaluation.score("rex", "pixel-flipping")``."""
@@ -76,6 +78,7 @@ class Evaluation:
             "wall_s": round(self.wall_s, 3),
             "quantus_compatible": self.compatible,
             "seed": self.seed,
+            **({"explainer": self.explainer} if self.explainer is not None else {}),
         }
 
     def table(self) -> str:

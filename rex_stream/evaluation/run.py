@@ -149,6 +149,7 @@ async def evaluate(
         wall_s=time.perf_counter() - started,
         compatible=quantus_compatible,
         seed=seed,
+        explainer=bound.name if bound is not None else None,
     )
 
 
