@@ -135,7 +135,7 @@ def list_metrics() -> str:
     for name, spec in METRICS.items():
         arrow = "↑" if spec.higher_is_better else "↓"
         defaults = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
-        lines.append(f"{name:26} {spec.needs:8} {arrow}  ({spec.quantus}: {defaults})")
+        lines.append(f"{name:26} {spec.needs:9} {arrow}  ({spec.quantus}: {defaults})")
     return "\n".join(lines)
 
 

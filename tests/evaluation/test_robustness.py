@@ -228,3 +228,30 @@ def test_a_warning_of_the_re_explanations_appears_once(
         )
     warned = [r for r in caplog.records if "mask value alone" in r.getMessage()]
     assert len(warned) == 1
+
+
+def test_a_changed_prediction_makes_the_sample_nan(patch_model: Path) -> None:
+    import onnxruntime
+
+    x, a = planted_image(), _map()
+    label = "avg-sensitivity:lower_bound=10.0:nr_samples=8:return_nan_when_prediction_changes=true"
+    result = evaluate_sync(
+        x, str(patch_model), a, label, explainer=squares, seed=4, quantus_compatible=True
+    )
+    found = _scores(result)[label]
+    # the same noisy copies by hand, classified by onnxruntime directly
+    rng = np.random.RandomState(4)
+    copies = np.stack(
+        [
+            (x.astype(np.float64) + rng.uniform(-10, 10, x.size).reshape(x.shape)).astype(
+                np.float32
+            )
+            for _ in range(8)
+        ]
+    )
+    session = onnxruntime.InferenceSession(str(patch_model), providers=["CPUExecutionProvider"])
+    changed = session.run(None, {"input": copies})[0].argmax(axis=1) != 1
+    assert 0 < changed.sum() < 8  # some copies flip, some do not
+    np.testing.assert_array_equal(np.isnan(found.curve), changed)  # type: ignore[arg-type]
+    assert np.isnan(found.score)  # mean, not nanmean, as Quantus with this flag
+    assert found.queries == 9  # f(x) and the copies (rows asked, as every metric counts)
