@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from rex_stream.cli import method_options
+from rex_stream.cli import meta_model, method_options
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -88,16 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument(
         "--meta-evaluation",
         "--meta",
-        action="store_true",
+        nargs="?",
+        const="input",
+        choices=("input", "model"),
         help="test the metrics themselves: IAC, IEC and MC over the inputs and attributions "
-        "(with --store, every finished unit is committed and --resume continues it)",
+        "(with --store, every finished unit is committed and --resume continues it); "
+        "--meta model: the model-perturbation test (local ONNX, --explainer)",
     )
     meta.add_argument("--meta-iterations", type=int, default=5, help="rounds (default 5)")
     meta.add_argument(
         "--meta-perturbations", type=int, default=10, help="noisy copies per round (default 10)"
     )
     meta.add_argument("--noise-resilience", type=float, default=0.001, help="default 0.001")
-    meta.add_argument("--noise-adversary", type=float, default=5.0, help="default 5.0")
+    meta.add_argument(
+        "--noise-adversary", type=float, help="default 5.0 (input test), 0.5 (model test)"
+    )
+    meta_model.add_arguments(meta)
     out = parser.add_argument_group("outputs")
     out.add_argument("--store", help="Zarr store for results and curves (resumable)")
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
@@ -149,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.metrics:
         raise ConfigError("no metrics: pass --metrics m1,m2,… (see --list-metrics)")
     choices = choose(args.metrics)
-    named = _attributions(args.attribution)
+    named = _attributions(args.attribution) if args.meta_evaluation != "model" else {}
     if args.model and args.backend:
         raise ConfigError("give --model or --backend, not both")
     spec = args.backend or args.model
@@ -162,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     settings = method_options.backend_settings(args, spec, config)
 
+    if args.meta_evaluation == "model":
+        return meta_model.run_model_test(args, spec, choices, config, settings)
     if args.meta_evaluation:
         return _run_meta(args, spec, named, choices, config, settings)
     explainer = explainer_from_spec(args.explainer) if args.explainer else None
@@ -262,7 +270,7 @@ def _run_meta(
             iterations=args.meta_iterations,
             perturbations=args.meta_perturbations,
             noise_resilience=args.noise_resilience,
-            noise_adversary=args.noise_adversary,
+            noise_adversary=_or(args.noise_adversary, meta_model.ADVERSARY_NOISE["input"]),
             quantus_compatible=args.quantus_compatible,
             store=args.store,
             resume=args.resume,
@@ -276,6 +284,10 @@ def _run_meta(
         print(f"resumed {result.resumed} finished units from {args.store}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def run(argv: list[str]) -> int:

@@ -1,0 +1,70 @@
+"""``rex-stream evaluate --meta model``: MetaQuantus' model-perturbation test of the metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import anyio
+
+from rex_stream.config import ExplainConfig
+from rex_stream.engine.backend import BackendSettings
+from rex_stream.errors import ConfigError
+from rex_stream.evaluation.metric import MetricChoice
+
+#: ``--noise-adversary`` when not given, per test (MetaQuantus' ImageNet settings).
+ADVERSARY_NOISE = {"input": 5.0, "model": 0.5}
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    """The model-perturbation test's own option."""
+    group.add_argument(
+        "--weight-noise",
+        choices=("multiplicative", "additive"),
+        default="multiplicative",
+        help="--meta model: weights × N(1, σ) (default) or + N(0, σ)",
+    )
+
+
+def run_model_test(
+    args: argparse.Namespace,
+    spec: str,
+    choices: list[MetricChoice],
+    config: ExplainConfig,
+    settings: BackendSettings,
+) -> int:
+    """The model-perturbation test of the chosen metrics; prints the table or JSON."""
+    if args.store or args.resume:
+        raise ConfigError("--meta model does not write a --store yet")
+    explainer = getattr(args, "explainer", None)
+    if not explainer:
+        raise ConfigError(
+            "--meta model re-explains under each noisy model: pass --explainer rex[:iters=N] "
+            "or --explainer python:module:function"
+        )
+    from rex_stream.evaluation.meta_model import ModelMetaEvaluation, meta_evaluate_model
+
+    noise = args.noise_adversary
+    adversary = ADVERSARY_NOISE["model"] if noise is None else noise
+
+    async def main() -> ModelMetaEvaluation:
+        return await meta_evaluate_model(
+            args.input,
+            spec,
+            explainer,
+            choices,
+            mask=args.mask,
+            config=config,
+            seed=args.seed,
+            iterations=args.meta_iterations,
+            perturbations=args.meta_perturbations,
+            noise_resilience=args.noise_resilience,
+            noise_adversary=adversary,
+            noise_type=args.weight_noise,
+            quantus_compatible=args.quantus_compatible,
+            backend_settings=settings,
+        )
+
+    result = anyio.run(main)
+    print(json.dumps(result.summary(), indent=2) if args.json else result.table())
+    return 0
