@@ -71,7 +71,11 @@ def randomised_key(seed: int, layers: frozenset[int]) -> tuple[object, ...]:
 async def explain_under(
     case: Case, pool: VariantPool, seed: int, layers: frozenset[int]
 ) -> np.ndarray:
-    """The case's input re-explained under the model with ``layers`` randomised."""
+    """The case's input re-explained under the model with ``layers`` randomised (the
+    unchanged model's map comes from the run's own explainer and scheduler, if it has one)."""
+    if not layers and case.explainer is not None:
+        found, _ = await case.explainer.explain(case.subject.tensor, case.target)
+        return spatial_map(found, case.subject)
     key = ORIGINAL if not layers else randomised_key(seed, layers)
     explained = await pool.explain(
         key,

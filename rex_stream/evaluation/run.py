@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.report import Evaluation, InputScores
 from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, default_name, load_map, load_mask
+from rex_stream.evaluation.variants import VariantPool
+from rex_stream.evaluation.weights import WeightedModel, local_model
 from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.modes import known_suffixes, load_subject
 from rex_stream.naming import input_name
@@ -46,6 +48,8 @@ from rex_stream.naming import input_name
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]
 ProgressCallback = Callable[[int, int], None]
+#: What the metrics that re-explain need (--explainer): perturbed inputs, or changed weights.
+RE_EXPLAINING = ("explainer", "weights")
 
 
 async def evaluate(
@@ -89,8 +93,8 @@ async def evaluate(
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
     re_explainer = as_re_explainer(explainer) if explainer is not None else None
-    if re_explainer is None and any(c.spec.needs == "explainer" for c in choices):
-        needing = [c.label for c in choices if c.spec.needs == "explainer"]
+    if re_explainer is None and any(c.spec.needs in RE_EXPLAINING for c in choices):
+        needing = [c.label for c in choices if c.spec.needs in RE_EXPLAINING]
         raise ConfigError(
             f"{', '.join(needing)} re-explain perturbed inputs: pass --explainer "
             "rex[:iters=N] or --explainer python:module:function"
@@ -98,9 +102,15 @@ async def evaluate(
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     _check_resumable(store, resume)
+    weighted = await _weights_for(backend, choices)
     with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
+            variants = (
+                VariantPool(weighted, re_explainer, resolved, backend_settings)
+                if weighted is not None and re_explainer is not None
+                else None
+            )
             bound = (
                 BoundExplainer(re_explainer, scheduler, info, resolved)
                 if re_explainer is not None
@@ -130,9 +140,10 @@ async def evaluate(
                         overwrite,
                         budget,
                         bound,
+                        variants,
                     )
 
-            async with anyio.create_task_group() as group:
+            async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
             stats = scheduler.stats
@@ -142,8 +153,12 @@ async def evaluate(
         metrics=choices,
         attributions=list(named),
         inputs=finished,
-        queries=scorer.sent + (bound.queries if bound is not None else 0),
-        requested=scorer.requested + (bound.requested if bound is not None else 0),
+        queries=scorer.sent
+        + (bound.queries if bound else 0)
+        + (variants.queries if variants else 0),
+        requested=scorer.requested
+        + (bound.requested if bound else 0)
+        + (variants.queries if variants else 0),
         calls=stats.calls,
         mean_batch=stats.mean_batch,
         wall_s=time.perf_counter() - started,
@@ -188,6 +203,7 @@ async def _evaluate_input(
     overwrite: bool,
     budget: _Budget,
     explainer: BoundExplainer | None = None,
+    variants: VariantPool | None = None,
 ) -> InputScores:
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
     subject.name = key
@@ -208,7 +224,7 @@ async def _evaluate_input(
     done: dict[int, tuple[str, str, MetricResult]] = {}
     if store_path is not None:
         settings = _settings(info, config, choices, maps, mask, seed, compatible, target)
-        if explainer is not None and any(c.spec.needs == "explainer" for c in choices):
+        if explainer is not None and any(c.spec.needs in RE_EXPLAINING for c in choices):
             settings["evaluation"]["explainer"] = explainer.name
         store = ExplanationStore.open(
             store_path,
@@ -231,8 +247,9 @@ async def _evaluate_input(
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
         case = Case(
-            subject, maps[name], target, compatible, seed, key, name, mask, explainer=explainer
-        )
+            subject, maps[name], target, compatible, seed, key, name, mask,
+            explainer=explainer, variants=variants,
+        )  # fmt: skip
         result = await choice.spec.compute(case, choice.params, scorer)
         if store is not None:
             record = to_record(index, choice.label, name, result)
@@ -262,6 +279,15 @@ async def _evaluate_input(
         if store is not None:
             store.close()
     return scores
+
+
+async def _weights_for(backend: Backend | str, choices: list[MetricChoice]) -> WeightedModel | None:
+    """The model as weights when a metric randomises them (a remote backend is refused)."""
+    needing = [c.spec.quantus for c in choices if c.spec.needs == "weights"]
+    if not needing:
+        return None
+    path = local_model(backend, needing[0])
+    return await anyio.to_thread.run_sync(WeightedModel.load, path)
 
 
 class _Budget:

@@ -72,6 +72,7 @@ class VariantPool:
         self.max_open = max(1, max_open)
         self.opened = 0  # variants opened so far (a reopened one counts again)
         self.explanations = 0
+        self.queries = 0  # model queries through the variants' schedulers (closed ones)
         self._slots: dict[Hashable, _Slot] = {}
         self._memo: dict[tuple[Hashable, str, int], _Memo] = {}
         self._condition = anyio.Condition()
@@ -173,7 +174,10 @@ class VariantPool:
                 async with Scheduler(backend, resolved.scheduler) as scheduler:
                     slot.scheduler, slot.info, slot.config = scheduler, backend.info, resolved
                     slot.ready.set()
-                    await slot.release.wait()
+                    try:
+                        await slot.release.wait()
+                    finally:
+                        self.queries += scheduler.stats.mutants
         except Exception as exc:  # handed to the callers waiting for this variant
             slot.error = exc
         finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from tests.evaluation.weight_models import (
     occlusion_map,
     save_three_layer_model,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +101,30 @@ def test_model_perturbation_test_refusals(three_layers: Path) -> None:
         meta_evaluate_model_sync(_inputs(), str(three_layers), {"u": _uniform}, "mprt")
     with pytest.raises(ConfigError, match="noise_type"):
         _run(three_layers, noise_type="gamma")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "rex_stream.cli", "evaluate", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_cli_meta_model(tiny_cnn: Path, tiny_image: Path) -> None:
+    common = [str(tiny_image), "--model", str(tiny_cnn), "--metrics", "sparseness", "--meta"]
+    out = _cli(
+        *common,
+        "model",
+        "--explainer",
+        "rex:iters=1",
+        "--meta-iterations",
+        "1",
+        "--meta-perturbations",
+        "2",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert set(summary["model_perturbation_test"]["sparseness"]) >= {"IAC_NR", "MC", "MC_std"}
+    assert summary["settings"]["noise_adversary"] == 0.5
+    missing = _cli(*common, "model")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("rex-stream: error: --meta model re-explains")

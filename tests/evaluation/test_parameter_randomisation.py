@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,15 +20,19 @@ from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricResult
 from rex_stream.evaluation.parameter_randomisation import histogram_entropy
 from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.run import evaluate_sync
 from rex_stream.evaluation.variants import VariantPool
 from rex_stream.evaluation.weights import WeightedModel, local_model, open_variant
 from tests.evaluation.weight_models import (
+    SIZE,
     image,
     occluded,
     occlusion_explainer,
     occlusion_map,
     save_three_layer_model,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +196,57 @@ def test_weight_metrics_without_a_model_say_what_they_need(three_layers: Path) -
     choice = choose("mprt")[0]
     with pytest.raises(ConfigError, match="needs a local ONNX model"):
         anyio.run(choice.spec.compute, _case(three_layers, None), choice.params, None)
+
+
+def test_evaluate_runs_mprt_through_the_library(three_layers: Path) -> None:
+    """evaluate() opens the variants itself; the scores equal the hand-checked ones."""
+    (mprt, efficient), case, _ = _evaluate(three_layers, "mprt,efficient-mprt:n_bins=10")
+    x = case.subject.tensor
+
+    def run(explainer: object) -> dict[str, float]:
+        result = evaluate_sync(
+            x,
+            str(three_layers),
+            {"noise": case.attribution},
+            "mprt,efficient-mprt:n_bins=10",
+            explainer=explainer,
+        )
+        scores = result.inputs[0].results["noise"]
+        # the three randomised variants' queries are counted (through their own schedulers)
+        assert result.queries >= 3 * len(occluded(x))
+        return {label: r.score for label, r in scores.items()}
+
+    scores = run(occlusion_explainer)
+    assert scores["mprt"] == pytest.approx(mprt.score, abs=1e-9)
+    assert scores["efficient-mprt:n_bins=10"] == pytest.approx(efficient.score, rel=1e-9)
+    with pytest.raises(ConfigError, match="pass --explainer"):
+        evaluate_sync(x, str(three_layers), {"a": case.attribution}, "mprt")
+
+
+def test_cli_refuses_mprt_on_a_remote_backend_in_one_line(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.ones((SIZE, SIZE)))
+    np.save(tmp_path / "x.npy", image())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rex_stream.cli",
+            "evaluate",
+            str(tmp_path / "x.npy"),
+            "--backend",
+            "triton://127.0.0.1:9/none",
+            "--attribution",
+            str(tmp_path / "a.npy"),
+            "--metrics",
+            "mprt",
+            "--explainer",
+            "rex",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rex-stream: error: MPRT needs a local ONNX")
