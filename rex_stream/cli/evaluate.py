@@ -237,7 +237,7 @@ def _print_plan(key: str, plan: dict[str, int], estimated: dict[str, int] | None
     rows = {label: n for label, n in plan.items() if n or label in estimated}
     if rows:
         shown = ", ".join(
-            f"{label} ~{n} ({estimated[label]} re-explanations)"
+            f"{label} ~{n} ({estimated[label]} re-explanation{'s' * (estimated[label] != 1)})"
             if label in estimated
             else f"{label} {n}"
             for label, n in rows.items()
