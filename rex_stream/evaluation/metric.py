@@ -98,8 +98,9 @@ def _parse_value(metric: str, key: str, raw: str, default: Any) -> Any:
             value = int(text)
         except ValueError:
             raise ConfigError(f"{what} must be an integer") from None
-        if value <= 0:
-            raise ConfigError(f"{what} must be > 0")
+        # a seed may be 0; every other whole-number parameter counts something
+        if value < 0 or (value == 0 and key != "seed"):
+            raise ConfigError(f"{what} must be {'>= 0' if key == 'seed' else '> 0'}")
         return value
     if isinstance(default, float):
         try:

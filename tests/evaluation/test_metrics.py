@@ -89,6 +89,11 @@ def test_parsing_metrics_and_their_parameters() -> None:
         choose("selectivity:patch_size=big")
     with pytest.raises(ConfigError, match="listed twice"):
         choose("sparseness,sparseness")
+    with pytest.raises(ConfigError, match="patch_size='0' must be > 0"):
+        choose("selectivity:patch_size=0")
+    assert choose("random-logit:seed=0")[0].params["seed"] == 0
+    with pytest.raises(ConfigError, match="seed='-1' must be >= 0"):
+        choose("random-logit:seed=-1")
     assert set(METRICS) >= {"pixel-flipping", "faithfulness-correlation", "auc"}
 
 
