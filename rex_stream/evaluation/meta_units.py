@@ -25,6 +25,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.store import ExplanationStore, Record
+from rex_stream.errors import InputError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.run import _settings
@@ -109,6 +110,12 @@ async def run_input(
     """Score one input and its noisy copies; with a store, commit each unit when done."""
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
     subject.name = key
+    trailing = tuple(range(subject.tensor.ndim - len(subject.spatial_axes), subject.tensor.ndim))
+    if plan.compatible and subject.spatial_axes != trailing:
+        raise InputError(
+            f"--quantus-compatible needs a channel-first input (C, H, W); the model takes "
+            f"{subject.tensor.shape} with spatial axes {subject.spatial_axes}"
+        )
     truth = load_mask(plan.mask, key, subject) if plan.mask is not None else None
     probe = Case(subject, np.zeros(1), 0, input_key=key).original()
     target = await scorer.classify(probe, config.scoring.target)
