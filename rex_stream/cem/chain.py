@@ -15,6 +15,7 @@ not depend on batching, on the other chains, or on being resumed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,10 +23,15 @@ import numpy as np
 
 from rex_stream.cem.config import CemConfig, CemKind
 from rex_stream.cem.perturbation import Perturbation
-from rex_stream.config import ScoringConfig
+from rex_stream.config import ScoreKind, ScoringConfig
 from rex_stream.engine.scheduler import Evaluator
 from rex_stream.engine.verdicts import to_probabilities
 from rex_stream.errors import BackendError
+
+#: The smallest probability whose log a margin uses: a model that returns probabilities
+#: saturated to exactly 0 gives margins of about ±69 there, not infinities.
+TINY = 1e-30
+
 
 #: Margins are rounded to this many decimals so that last-bit differences between batch
 #: sizes in a backend's kernels do not steer a chain differently.
@@ -49,6 +55,8 @@ class ChainState:
     best_objective: float = float("inf")
     best_margin: float = float("nan")
     best_class: int = -1
+    #: the smoothing radius μ in use (0: the configured one); it grows while the hinge is flat
+    smoothing: float = 0.0
 
     @classmethod
     def initial(
@@ -68,12 +76,32 @@ def margins(
         raise BackendError(
             "the model returns class labels, not scores; CEM needs a score or probability per class"
         )
-    probabilities = to_probabilities(scores, scoring)
-    logs = np.log(np.clip(probabilities, 1e-30, None))
+    probabilities = to_probabilities(scores, scoring)  # also rejects bad shapes and NaNs
+    logs = log_probabilities(raw, probabilities, scoring)
     others = logs.copy()
     others[:, target] = -np.inf
     margin = np.round(logs[:, target] - others.max(axis=1), MARGIN_DECIMALS)
     return margin, probabilities.argmax(axis=1)
+
+
+def log_probabilities(
+    raw: np.ndarray, probabilities: np.ndarray, scoring: ScoringConfig
+) -> np.ndarray:
+    """Log-probabilities of score rows: straight from logits (log-softmax, so a margin of 200
+    logits stays 200 and never saturates), else the log of the probabilities (≥ ``TINY``)."""
+    scores = np.asarray(raw, np.float64).reshape(len(probabilities), -1)
+    if scoring.scores is ScoreKind.LOGITS and scores.shape[1] > 1:
+        return scores - logsumexp(scores)
+    if scoring.scores is ScoreKind.LOGITS and scoring.binary_threshold is None:
+        z = scores[:, 0]  # one logit: log(1 − σ(z)) and log σ(z)
+        return -np.stack([np.logaddexp(0.0, z), np.logaddexp(0.0, -z)], axis=1)
+    return np.log(np.clip(probabilities, TINY, None))
+
+
+def logsumexp(scores: np.ndarray) -> np.ndarray:
+    """``log Σ exp`` of each row, as a column."""
+    top = scores.max(axis=1, keepdims=True)
+    return top + np.log(np.exp(scores - top).sum(axis=1, keepdims=True))
 
 
 def elastic_net(values: np.ndarray, beta: float) -> float:
@@ -106,11 +134,12 @@ async def advance(
 ) -> None:
     """One FISTA step of ``state`` (``1 + 2q`` queries), in place."""
     count = state.current.size
-    q, mu = config.directions, config.smoothing
+    q, mu = config.directions, state.smoothing or config.smoothing
     units = directions(config.seed, key, state, count, q)
-    points = np.concatenate(
-        [state.current[None], state.momentum + mu * units, state.momentum - mu * units]
-    )
+    probes = np.concatenate([state.momentum + mu * units, state.momentum - mu * units])
+    if mu > config.smoothing:  # a grown radius reaches far past the box: stay where inputs are
+        np.clip(probes, 0.0, 1.0, out=probes)
+    points = np.concatenate([state.current[None], probes])
     scores = await evaluator.evaluate_block(
         partial(_write_points, perturbation, points), len(points)
     )
@@ -119,6 +148,7 @@ async def advance(
     _record_probe(state, config, float(margin[0]), int(classes[0]), target)
     loss = hinge(margin[1:], config.kind, config.kappa)
     difference = loss[:q] - loss[q:]
+    state.smoothing = _next_smoothing(mu, config.smoothing, math.sqrt(count), difference, loss)
     gradient = state.penalty * (count / (2 * mu * q)) * (difference @ units)
     gradient += 2 * state.momentum
     step_size = config.learning_rate
@@ -130,6 +160,18 @@ async def advance(
     state.step += 1
     if state.step >= config.steps or (state.best is not None and state.stale >= config.patience):
         state.done = True
+
+
+def _next_smoothing(
+    radius: float, configured: float, largest: float, difference: np.ndarray, loss: np.ndarray
+) -> float:
+    """The radius for the next step: doubled (up to ``largest``, the box's diagonal) while
+    the hinge is flat and unmet around the chain (every pair of probes scores the same: a
+    model saturated to exactly 0/1 shows no gradient at radius μ), back toward ``configured``
+    once it slopes."""
+    if not difference.any():
+        return min(largest, 2 * radius) if loss.min() > 0 else radius
+    return max(configured, radius / 2)
 
 
 def _write_points(

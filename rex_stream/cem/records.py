@@ -32,6 +32,7 @@ def to_record(state: ChainState) -> Record:
             "best_objective": state.best_objective if state.best is not None else None,
             "best_margin": state.best_margin if state.best is not None else None,
             "best_class": state.best_class,
+            "smoothing": state.smoothing,
         },
     )
 
@@ -55,6 +56,7 @@ def from_record(record: Record) -> ChainState:
         best_objective=float(attrs["best_objective"]) if found else float("inf"),
         best_margin=float(attrs["best_margin"]) if found else float("nan"),
         best_class=int(attrs["best_class"]),
+        smoothing=float(attrs.get("smoothing", 0.0)),
     )
 
 
