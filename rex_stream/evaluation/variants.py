@@ -106,13 +106,13 @@ class VariantPool:
         """The map of ``x`` for ``target`` under ``variant`` (its replaced tensors made by
         ``weights`` when it is opened); explained once per (variant, input, target)."""
         key = (variant, input_key, target)
-        memo = self._memo.get(key)
-        if memo is not None:
+        while (memo := self._memo.get(key)) is not None:
             await memo.done.wait()
+            if memo.map is not None:
+                return memo.map
             if memo.error is not None:
                 raise memo.error
-            assert memo.map is not None
-            return memo.map
+            # the task that was explaining it was cancelled: explain it here
         memo = self._memo[key] = _Memo()
         try:
             slot = await self._acquire(variant, weights)
@@ -123,11 +123,12 @@ class VariantPool:
             finally:
                 await self._release(slot)
             memo.map = np.asarray(explained, dtype=np.float64)
-        except BaseException as exc:
+        except Exception as exc:
             memo.error = exc
-            del self._memo[key]
             raise
         finally:
+            if memo.map is None:
+                del self._memo[key]
             memo.done.set()
         return memo.map
 
@@ -149,7 +150,11 @@ class VariantPool:
                     continue
                 await self._condition.wait()
             slot.users += 1
-        await slot.ready.wait()
+        try:
+            await slot.ready.wait()
+        except BaseException:
+            await self._release(slot)
+            raise
         if slot.error is not None:
             await self._release(slot)
             async with self._condition:
@@ -159,9 +164,10 @@ class VariantPool:
         return slot
 
     async def _release(self, slot: _Slot) -> None:
-        async with self._condition:
-            slot.users -= 1
-            self._condition.notify_all()
+        with anyio.CancelScope(shield=True):  # a cancelled user still gives its lease back
+            async with self._condition:
+                slot.users -= 1
+                self._condition.notify_all()
 
     async def _hold(self, slot: _Slot, weights: Callable[[], Weights]) -> None:
         """Open the variant, serve it until released, close it (in this one task)."""

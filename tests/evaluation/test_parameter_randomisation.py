@@ -250,3 +250,52 @@ def test_cli_refuses_mprt_on_a_remote_backend_in_one_line(tmp_path: Path) -> Non
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rex-stream: error: MPRT needs a local ONNX")
+
+
+def test_pool_evicts_reopens_and_survives_a_cancelled_request(three_layers: Path) -> None:
+    """One variant open at a time; a request cancelled mid-explanation leaves the map to the
+    next caller, and its lease is given back."""
+    model = WeightedModel.load(three_layers)
+    x = image()
+    calls: list[str] = []
+    started = anyio.Event()
+
+    async def explainer(*args):  # type: ignore[no-untyped-def]
+        calls.append("call")
+        if len(calls) == 1:
+            started.set()
+            await anyio.sleep_forever()  # cancelled below
+        return await occlusion_explainer(*args)
+
+    async def run() -> tuple[np.ndarray, VariantPool]:
+        async with VariantPool(model, explainer, ExplainConfig(), max_open=1) as pool:
+            found: dict[str, np.ndarray] = {}
+            first = anyio.CancelScope()
+
+            async def cancelled() -> None:
+                with first:
+                    await pool.explain(("a",), dict, x, 0, "x")
+
+            async def waiting() -> None:
+                found["a"] = await pool.explain(("a",), dict, x, 0, "x")
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancelled)
+                await started.wait()
+                group.start_soon(waiting)
+                await anyio.wait_all_tasks_blocked()
+                first.cancel()
+            assert pool.opened == 1
+            randomised = lambda: model.randomised({0}, 1)  # noqa: E731
+            await pool.explain(("b",), randomised, x, 0, "x")  # evicts "a"
+            await pool.explain(("a",), dict, x, 0, "other input")  # opens "a" again
+            assert pool.opened == 3
+            return found["a"], pool
+
+    explained, pool = anyio.run(run)
+    assert np.allclose(explained, _hand_map(model, set(), 0, _case_for(x)), atol=1e-5)
+    assert len(calls) == 4 and pool.explanations == 3
+
+
+def _case_for(x: np.ndarray) -> Case:
+    return Case(Subject("s", x, (1, 2), 0.0, "RGB"), np.zeros(x.shape[1:]), 0)
