@@ -21,6 +21,8 @@ def planned_rows(choice: MetricChoice, case: Case) -> int:
     name = choice.spec.name
     if choice.spec.needs == "explainer":
         return _re_explanation_rows(choice, case)
+    if choice.spec.needs == "weights":
+        return _weight_rows(choice, case)
     if choice.spec.needs != "queries":
         return 0
     features = case.feature_count
@@ -67,3 +69,16 @@ def _re_explanation_rows(choice: MetricChoice, case: Case) -> int:
     )
     checks = count + 1 if choice.params.get("return_nan_when_prediction_changes") else 0
     return count * per_explanation + checks
+
+
+def _weight_rows(choice: MetricChoice, case: Case) -> int:
+    """An estimate: explanations under changed weights (MPRT: the unchanged model and each
+    cascade step; efficient-MPRT: the unchanged and the fully randomised model) × the
+    explainer's queries per explanation."""
+    layers = len(case.variants.model.layers) if case.variants is not None else 0
+    every_step = choice.spec.name == "mprt" and not choice.params.get("skip_layers", True)
+    count = layers + 1 if every_step else 2
+    per_explanation = (
+        case.explainer.estimate_queries(case.subject.spatial_shape) if case.explainer else 0
+    )
+    return count * per_explanation

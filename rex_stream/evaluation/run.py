@@ -216,8 +216,9 @@ async def _evaluate_input(
     maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
     mask = load_mask(mask_source, key, subject) if mask_source is not None else None
     base = Case(
-        subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key, explainer=explainer
-    )
+        subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key,
+        explainer=explainer, variants=variants,
+    )  # fmt: skip
     target = await scorer.classify(base.original(), config.scoring.target)
     scores = InputScores(str(subject.source or key), target)
     store = None

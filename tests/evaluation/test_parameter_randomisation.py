@@ -17,6 +17,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.explainers import explainer_from_spec
 from rex_stream.evaluation.metric import MetricResult
 from rex_stream.evaluation.parameter_randomisation import histogram_entropy
 from rex_stream.evaluation.registry import choose
@@ -299,3 +300,24 @@ def test_pool_evicts_reopens_and_survives_a_cancelled_request(three_layers: Path
 
 def _case_for(x: np.ndarray) -> Case:
     return Case(Subject("s", x, (1, 2), 0.0, "RGB"), np.zeros(x.shape[1:]), 0)
+
+
+def test_plans_count_the_explanations_under_changed_weights(three_layers: Path) -> None:
+    plans: dict[str, dict[str, int]] = {}
+    with pytest.raises(ConfigError, match="max-queries"):
+        evaluate_sync(
+            image(),
+            str(three_layers),
+            {"a": np.ones((SIZE, SIZE))},
+            "mprt,efficient-mprt,mprt:skip_layers=true",
+            explainer="rex:iters=1",
+            max_queries=10,
+            on_plan=lambda key, plan: plans.update({key: plan}),
+        )
+    per_explanation = explainer_from_spec("rex:iters=1").estimate_queries((SIZE, SIZE))
+    assert per_explanation > 0
+    assert plans["array"] == {
+        "mprt": 4 * per_explanation,  # the unchanged model and 3 cascade steps
+        "efficient-mprt": 2 * per_explanation,
+        "mprt:skip_layers=true": 2 * per_explanation,
+    }
