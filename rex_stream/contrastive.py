@@ -8,6 +8,7 @@ batches fill however few directions a step uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import anyio
 import numpy as np
 
 from rex_stream.cem import CemConfig, CemResult, explain_subject
+from rex_stream.cem.autoencoder import Autoencoder, ReconstructionError, check_shapes
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.errors import ConfigError
 from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.modes import load_subject
 
@@ -38,16 +41,23 @@ async def explain_cem(
     resume: bool = False,
     overwrite: bool = False,
     backend_settings: BackendSettings | None = None,
+    autoencoder: Backend | str | None = None,
 ) -> list[CemResult]:
     """Pertinent positives (or negatives, ``cem.kind``) of every input, in order.
 
     ``config`` carries how inputs are read (mode, mask value, options), scored and batched.
     ``reference`` (a file or model-space array read like the inputs) is what a pertinent
     negative moves regions toward. With ``store``, chain states are committed as they go and
-    ``resume`` continues a killed run to the same result.
+    ``resume`` continues a killed run to the same result. ``autoencoder`` (a model spec or
+    backend that rebuilds the model's inputs) adds ``cem.gamma · ‖x − AE(x)‖²`` to the loss;
+    it is scored through a scheduler of its own with the same batching.
     """
     cem = cem or CemConfig()
     config = config or ExplainConfig()
+    if (cem.gamma > 0) != (autoencoder is not None):
+        raise ConfigError(
+            "the autoencoder term needs both an autoencoder (--autoencoder) and gamma > 0 (--gamma)"
+        )
     if config.scheduler.max_batch is None:
         # at least one chain step per call: results do not depend on batching, and a step is
         # one block write, so small models gain from large batches (digits PP, 50 inputs:
@@ -70,7 +80,18 @@ async def explain_cem(
                 None if reference is None else load_subject(reference, info, resolved).tensor
             )
             results: list[CemResult | None] = [None] * len(subjects)
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
+            async with AsyncExitStack() as stack:
+                scheduler = await stack.enter_async_context(Scheduler(opened, resolved.scheduler))
+                term = None
+                if autoencoder is not None:
+                    ae, ae_config = await stack.enter_async_context(
+                        backend_for_run(autoencoder, config, None)
+                    )
+                    check_shapes(info, ae.info)
+                    errors = await stack.enter_async_context(
+                        Scheduler(ReconstructionError(ae), ae_config.scheduler)
+                    )
+                    term = Autoencoder(errors, ae.info.name)
 
                 async def one(position: int) -> None:
                     results[position] = await explain_subject(
@@ -83,6 +104,7 @@ async def explain_cem(
                         store=store,
                         resume=resume,
                         overwrite=overwrite,
+                        autoencoder=term,
                     )
 
                 async with anyio.create_task_group() as group:

@@ -1,13 +1,15 @@
 """One CEM chain: FISTA on the elastic-net CEM loss with a zeroth-order gradient estimate.
 
-Minimises ``c · hinge(v) + β‖v‖₁ + ‖v‖₂²`` over region values ``v ∈ [0, 1]^R``, where the
-hinge is on the logit margin ``z_t − max_{j≠t} z_j`` (log-probability differences, so κ is in
-logits whatever the model outputs): a pertinent positive wants the margin ≥ κ, a pertinent
-negative wants it ≤ −κ. The hinge's gradient is estimated from ``q`` seeded directions on the
-unit sphere, ``ĝ = R/(2μq) Σ [h(y + μu) − h(y − μu)] u``; the ``‖v‖²`` part is exact and the L1
-part is the proximal step (soft threshold). Each step also scores the current solution (the
-feasibility probe), which is how a chain knows its best solution so far: the smallest
-``β‖v‖₁ + ‖v‖₂²`` whose input the model classifies as wanted.
+Minimises ``c · hinge(v) + β‖v‖₁ + ‖v‖₂² [+ γ‖x_v − AE(x_v)‖²]`` over region values
+``v ∈ [0, 1]^R``, where the hinge is on the logit margin ``z_t − max_{j≠t} z_j``
+(log-probability differences, so κ is in logits whatever the model outputs): a pertinent
+positive wants the margin ≥ κ, a pertinent negative wants it ≤ −κ. The hinge's gradient is
+estimated from ``q`` seeded directions on the unit sphere,
+``ĝ = R/(2μq) Σ [h(y + μu) − h(y − μu)] u``; the ``‖v‖²`` part is exact and the L1 part is the
+proximal step (soft threshold). The optional autoencoder term is estimated from the same
+probes, scored by the autoencoder's own scheduler. Each step also scores the current solution
+(the feasibility probe), which is how a chain knows its best solution so far: the smallest
+``β‖v‖₁ + ‖v‖₂² [+ γ · reconstruction error]`` whose input the model classifies as wanted.
 
 A step's directions are drawn from ``(seed, input key, chain, step)``, so a chain's path does
 not depend on batching, on the other chains, or on being resumed.
@@ -19,12 +21,13 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
+import anyio
 import numpy as np
 
 from rex_stream.cem.config import CemConfig, CemKind
 from rex_stream.cem.perturbation import Perturbation
 from rex_stream.config import ScoreKind, ScoringConfig
-from rex_stream.engine.scheduler import Evaluator
+from rex_stream.engine.scheduler import BlockWrite, Evaluator
 from rex_stream.engine.verdicts import to_probabilities
 from rex_stream.errors import BackendError
 
@@ -57,6 +60,8 @@ class ChainState:
     best_class: int = -1
     #: the smoothing radius μ in use (0: the configured one); it grows while the hinge is flat
     smoothing: float = 0.0
+    best_reconstruction: float = float("nan")
+    autoencoder_queries: int = 0
 
     @classmethod
     def initial(
@@ -131,8 +136,10 @@ async def advance(
     scoring: ScoringConfig,
     target: int,
     key: int,
+    autoencoder: Evaluator | None = None,
 ) -> None:
-    """One FISTA step of ``state`` (``1 + 2q`` queries), in place."""
+    """One FISTA step of ``state`` (``1 + 2q`` queries, as many of ``autoencoder``'s when the
+    run has the autoencoder term), in place."""
     count = state.current.size
     q, mu = config.directions, state.smoothing or config.smoothing
     units = directions(config.seed, key, state, count, q)
@@ -140,16 +147,24 @@ async def advance(
     if mu > config.smoothing:  # a grown radius reaches far past the box: stay where inputs are
         np.clip(probes, 0.0, 1.0, out=probes)
     points = np.concatenate([state.current[None], probes])
-    scores = await evaluator.evaluate_block(
-        partial(_write_points, perturbation, points), len(points)
-    )
+    write = partial(_write_points, perturbation, points)
+    errors: np.ndarray | None = None
+    if autoencoder is None:
+        scores = await evaluator.evaluate_block(write, len(points))
+    else:
+        scores, errors = await _score_both(evaluator, autoencoder, write, len(points))
+        state.autoencoder_queries += len(points)
     state.queries += len(points)
     margin, classes = margins(scores, scoring, target)
-    _record_probe(state, config, float(margin[0]), int(classes[0]), target)
+    error = 0.0 if errors is None else float(errors[0])
+    _record_probe(state, config, float(margin[0]), int(classes[0]), target, error)
     loss = hinge(margin[1:], config.kind, config.kappa)
     difference = loss[:q] - loss[q:]
     state.smoothing = _next_smoothing(mu, config.smoothing, math.sqrt(count), difference, loss)
     gradient = state.penalty * (count / (2 * mu * q)) * (difference @ units)
+    if errors is not None:
+        rebuilt = errors[1:]
+        gradient += config.gamma * (count / (2 * mu * q)) * ((rebuilt[:q] - rebuilt[q:]) @ units)
     gradient += 2 * state.momentum
     step_size = config.learning_rate
     proposal = state.momentum - step_size * gradient - step_size * config.beta
@@ -174,6 +189,22 @@ def _next_smoothing(
     return max(configured, radius / 2)
 
 
+async def _score_both(
+    evaluator: Evaluator, autoencoder: Evaluator, write: BlockWrite, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's scores and the autoencoder's reconstruction errors of one block, at once."""
+    found: dict[str, np.ndarray] = {}
+
+    async def one(name: str, scorer: Evaluator) -> None:
+        found[name] = await scorer.evaluate_block(write, count)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, "scores", evaluator)
+        group.start_soon(one, "errors", autoencoder)
+    errors = np.round(np.asarray(found["errors"], np.float64).reshape(-1), MARGIN_DECIMALS)
+    return found["scores"], errors
+
+
 def _write_points(
     perturbation: Perturbation, points: np.ndarray, out: np.ndarray, start: int, stop: int
 ) -> None:
@@ -182,19 +213,28 @@ def _write_points(
 
 
 def _record_probe(
-    state: ChainState, config: CemConfig, margin: float, cls: int, target: int
+    state: ChainState,
+    config: CemConfig,
+    margin: float,
+    cls: int,
+    target: int,
+    reconstruction: float = 0.0,
 ) -> None:
-    """Keep the current solution if the model classifies it as wanted and it is smaller."""
+    """Keep the current solution if the model classifies it as wanted and it is smaller
+    (elastic net, plus γ × its reconstruction error when the run has an autoencoder)."""
     if config.kind is CemKind.PERTINENT_POSITIVE:
         wanted = cls == target and margin >= 0
     else:
         wanted = cls != target
     objective = elastic_net(state.current, config.beta)
+    if config.gamma > 0:
+        objective += config.gamma * reconstruction
     if wanted and objective < state.best_objective - 1e-12:
         state.best = state.current.copy()
         state.best_objective = objective
         state.best_margin = margin
         state.best_class = cls
+        state.best_reconstruction = reconstruction if config.gamma > 0 else float("nan")
         state.stale = 0
     else:
         state.stale += 1

@@ -25,6 +25,8 @@ class CemConfig:
     directions. ``directions`` is ``q``: each step costs ``1 + 2q`` queries. ``smoothing`` is
     μ in mask units. ``region_size`` is a region's edge in elements (None: about 100 regions).
     A chain stops after ``steps`` steps, or ``patience`` steps without a better solution.
+    ``gamma`` weighs the optional autoencoder term ``γ‖x_δ − AE(x_δ)‖²`` (0: off; > 0 needs an
+    autoencoder), which keeps solutions close to what the autoencoder can rebuild.
     """
 
     kind: CemKind = CemKind.PERTINENT_POSITIVE
@@ -39,6 +41,7 @@ class CemConfig:
     smoothing: float = 0.05
     region_size: int | None = None
     block_steps: int = 10
+    gamma: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +59,7 @@ class CemConfig:
             (0 < self.smoothing < 1, "smoothing", "in (0, 1)"),
             (self.region_size is None or self.region_size > 0, "region_size", "> 0"),
             (self.block_steps > 0, "block_steps", "> 0"),
+            (self.gamma >= 0, "gamma", ">= 0"),
         ]
         for ok, name, rule in checks:
             if not ok:
@@ -81,5 +85,6 @@ class CemConfig:
             "smoothing": self.smoothing,
             "region_size": self.region_size,
             "block_steps": self.block_steps,
+            "gamma": self.gamma,
             "seed": self.seed,
         }

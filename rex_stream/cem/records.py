@@ -33,6 +33,8 @@ def to_record(state: ChainState) -> Record:
             "best_margin": state.best_margin if state.best is not None else None,
             "best_class": state.best_class,
             "smoothing": state.smoothing,
+            "best_reconstruction": state.best_reconstruction if state.best is not None else None,
+            "autoencoder_queries": state.autoencoder_queries,
         },
     )
 
@@ -57,6 +59,8 @@ def from_record(record: Record) -> ChainState:
         best_margin=float(attrs["best_margin"]) if found else float("nan"),
         best_class=int(attrs["best_class"]),
         smoothing=float(attrs.get("smoothing", 0.0)),
+        best_reconstruction=float(attrs.get("best_reconstruction") or float("nan")),
+        autoencoder_queries=int(attrs.get("autoencoder_queries", 0)),
     )
 
 

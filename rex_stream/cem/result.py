@@ -26,7 +26,9 @@ class CemResult:
     ``values`` are the region values of the best solution (None when no chain found one);
     ``solution`` is that input in the model's units and shape, ready to feed to the model;
     ``solution_class`` and ``margin`` are what the model said of it (margin of the target in
-    logits). ``queries`` counts every model input this input's chains used (resumed ones too).
+    logits). ``queries`` counts every model input this input's chains used (resumed ones too);
+    with the autoencoder term, ``reconstruction`` is the solution's ``‖x − AE(x)‖²`` and
+    ``autoencoder_queries`` the autoencoder's rows.
     """
 
     subject: Subject
@@ -47,6 +49,10 @@ class CemResult:
     seed: int
     model: str = ""
     store: str | None = None
+    #: the autoencoder term: γ, the solution's squared reconstruction error, its queries
+    gamma: float = 0.0
+    reconstruction: float = float("nan")
+    autoencoder_queries: int = 0
 
     @property
     def found(self) -> bool:
@@ -82,11 +88,17 @@ class CemResult:
                 "class": self.solution_class,
                 "margin": self.margin,
                 "penalty": self.penalty,
-                "elastic_net": self.objective,
+                "elastic_net": self.objective
+                - (self.gamma * self.reconstruction if self.gamma > 0 else 0.0),
                 "l1": float(values.sum()),
                 "regions_over_half": int((values > 0.5).sum()),
                 "regions": self.regions.count,
                 "region_edge": self.regions.edge,
+                **(
+                    {"gamma": self.gamma, "reconstruction_error": self.reconstruction}
+                    if self.gamma > 0
+                    else {}
+                ),
             },
             "stats": {
                 "queries": self.queries,
@@ -94,6 +106,7 @@ class CemResult:
                 "chains": self.chains,
                 "resumed_chains": self.resumed_chains,
                 "wall_s": self.wall_s,
+                **({"autoencoder_queries": self.autoencoder_queries} if self.gamma > 0 else {}),
             },
             "seed": self.seed,
             "store": self.store,

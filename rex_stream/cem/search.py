@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from rex_stream.cem.autoencoder import Autoencoder
 from rex_stream.cem.chain import ChainState, advance
 from rex_stream.cem.config import CemConfig
 from rex_stream.cem.perturbation import perturbation_for
@@ -26,7 +27,7 @@ from rex_stream.engine.scheduler import CountingEvaluator, Evaluator
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
-from rex_stream.errors import InputError, StoreError
+from rex_stream.errors import ConfigError, InputError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,16 @@ async def explain_subject(
     store: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    autoencoder: Autoencoder | None = None,
 ) -> CemResult:
-    """The pertinent positive or negative of one input, through a (shared) scheduler."""
+    """The pertinent positive or negative of one input, through a (shared) scheduler; with
+    ``autoencoder`` (needed when ``config.gamma > 0``), its reconstruction errors through
+    their own."""
+    if (config.gamma > 0) != (autoencoder is not None):
+        raise ConfigError(
+            "the autoencoder term needs both an autoencoder and gamma > 0 "
+            f"(gamma {config.gamma:g}, autoencoder {'given' if autoencoder else 'none'})"
+        )
     started = time.perf_counter()
     counting = CountingEvaluator(evaluator)
     target = await predict_target(subject, counting, scoring)
@@ -76,7 +85,9 @@ async def explain_subject(
     perturbation = perturbation_for(subject, regions, config.kind, reference)
     key = subject_key(subject)
     opened = await anyio.to_thread.run_sync(
-        lambda: _open_store(store, subject, key, target, info, config, scoring, resume, overwrite)
+        lambda: _open_store(
+            store, subject, key, target, info, config, scoring, resume, overwrite, autoencoder
+        )
     )
     try:
         chains = [
@@ -94,10 +105,19 @@ async def explain_subject(
                     chains[index] = state
                     resumed += 1
 
+        errors = None if autoencoder is None else autoencoder.errors
+
         async def run(state: ChainState) -> None:
             while not state.done:
                 await advance(
-                    state, counting, perturbation, config, scoring, target.classification, key
+                    state,
+                    counting,
+                    perturbation,
+                    config,
+                    scoring,
+                    target.classification,
+                    key,
+                    errors,
                 )
                 if opened is not None and (state.done or state.step % config.block_steps == 0):
                     await anyio.to_thread.run_sync(commit_chain, opened, state)
@@ -121,6 +141,9 @@ async def explain_subject(
             margin=float("nan") if best is None else best.best_margin,
             penalty=float("nan") if best is None else best.penalty,
             objective=float("nan") if best is None else best.best_objective,
+            reconstruction=float("nan") if best is None else best.best_reconstruction,
+            autoencoder_queries=sum(s.autoencoder_queries for s in chains),
+            gamma=config.gamma,
             queries=1 + sum(s.queries for s in chains),
             steps=sum(s.step for s in chains),
             chains=len(chains),
@@ -148,6 +171,7 @@ def _open_store(
     scoring: ScoringConfig,
     resume: bool,
     overwrite: bool,
+    autoencoder: Autoencoder | None = None,
 ) -> ExplanationStore | None:
     if path is None:
         return None
@@ -161,6 +185,8 @@ def _open_store(
         "input": f"{key:016x}",
         "target": target.classification,
     }
+    if autoencoder is not None:
+        settings["autoencoder"] = autoencoder.name
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", subject.name) or "input"
     with _OPEN_LOCK:
         store = ExplanationStore.open(

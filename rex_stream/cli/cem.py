@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     cem.add_argument("--region-size", type=int, help="region edge in elements (default: ~100)")
     cem.add_argument("--seed", type=int, default=0, help="seed of the directions (default 0)")
     cem.add_argument("--reference", help="PN: move regions toward this input (same mode)")
+    cem.add_argument(
+        "--autoencoder",
+        "--cem-autoencoder",
+        help="a model spec (e.g. AE.onnx) that rebuilds the model's inputs: adds "
+        "gamma·‖x − AE(x)‖² to the loss (needs --gamma)",
+    )
+    cem.add_argument(
+        "--gamma", "--cem-gamma", type=float, help="weight of the autoencoder term (default 0: off)"
+    )
     out = parser.add_argument_group("outputs")
     out.add_argument("--store", help="Zarr store: chain states (resumable) and solutions")
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
@@ -66,6 +75,7 @@ def cem_config(args: argparse.Namespace) -> CemConfig:
         "beta",
         "kappa",
         "region_size",
+        "gamma",
     ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
@@ -99,6 +109,7 @@ def run(argv: list[str]) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         backend_settings=settings,
+        autoencoder=args.autoencoder,
     )
     if output is not None:
         from rex_stream.method_pictures import save_solution
