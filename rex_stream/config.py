@@ -171,10 +171,10 @@ class ImageConfig:
         _require(self.context_noise >= 0, "--noise", self.context_noise, "must be >= 0")
         if isinstance(self.mask_value, str):
             _require(
-                self.mask_value in ("min", "mean"),
+                self.mask_value in ("min", "mean", "random", "linear"),
                 "rex.mask_value",
                 self.mask_value,
-                'must be a number, "min" or "mean"',
+                'must be a number, "min", "mean", "random" or "linear"',
             )
         if self.stds is not None:
             _require(all(s != 0 for s in self.stds), "rex.onnx.stds", self.stds, "must be != 0")

@@ -130,16 +130,6 @@ INSTEAD: dict[tuple[str, str], str] = {
 
 #: ReX mask values rex-stream has no per-iteration form of: (value used, warning).
 MASK_VALUE_INSTEAD: dict[str, tuple[float | str, str]] = {
-    "random": (
-        "mean",
-        "ReX draws a new mask value per iteration between the input's min and max; "
-        "rex-stream masks with the input's mean in every iteration",
-    ),
-    "linear": (
-        "mean",
-        "ReX sweeps the mask value from the input's min to its max over the iterations; "
-        "rex-stream masks with the input's mean in every iteration",
-    ),
     "context": (
         0.0,
         "pass the occluding input with --context FILE (and --noise SIGMA); without it "

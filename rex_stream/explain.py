@@ -27,9 +27,14 @@ from rex_stream.causal.extraction import (
 )
 from rex_stream.causal.multi import MultiExplanation, extract_multi
 from rex_stream.causal.negative import negative_responsibility
-from rex_stream.causal.records import commit_iteration, committed_iterations
+from rex_stream.causal.records import check_mask_values, commit_iteration, committed_iterations
 from rex_stream.causal.responsibility import build_map, build_map_chunked, normalise
-from rex_stream.causal.search import IterationResult, input_key, run_iteration
+from rex_stream.causal.search import (
+    IterationResult,
+    input_key,
+    iteration_mask_values,
+    run_iteration,
+)
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.engine.backend import (
     Backend,
@@ -333,6 +338,7 @@ async def _explain_input(
             **({"warnings": warnings} if warnings else {}),
             **({"complete": complete} if complete is not None else {}),
             **({"analysis": analysis} if analysis is not None else {}),
+            **_swept(ordered),
         },
     )
     if explanation_store is not None:
@@ -483,9 +489,11 @@ async def _search_all(
     """
     search = config.search
     results: dict[int, IterationResult] = {}
+    mask_values = _mask_sweep(subject, config, seed)
     if store is not None:
         committed = await anyio.to_thread.run_sync(committed_iterations, store)
         results.update({i: r for i, r in committed.items() if i < search.iters})
+        check_mask_values(results, mask_values, store.location)
     resumed = len(results)
     key = input_key(subject)
     finished = {i: anyio.Event() for i in range(search.iters)}
@@ -512,7 +520,16 @@ async def _search_all(
         weights = await prior_map(index) if adaptive else None
         async with limiter:
             result = await run_iteration(
-                index, subject, target, evaluator, search, config.scoring, seed, key, weights
+                index,
+                subject,
+                target,
+                evaluator,
+                search,
+                config.scoring,
+                seed,
+                key,
+                weights,
+                mask_value=None if mask_values is None else mask_values[index],
             )
         if store is not None:
             await anyio.to_thread.run_sync(commit_iteration, store, result)
@@ -543,6 +560,29 @@ async def _search_all(
             await _wait_all(finished)
             ticker.cancel_scope.cancel()
     return results, resumed
+
+
+def _swept(ordered: list[IterationResult]) -> dict[str, Any]:
+    """``{"mask_values": [...]}``: each iteration's own mask value, when the run swept it."""
+    values = [r.mask_value for r in ordered]
+    return {"mask_values": values} if any(v is not None for v in values) else {}
+
+
+def _mask_sweep(subject: Subject, config: ExplainConfig, seed: int) -> list[float] | None:
+    """The iterations' own mask values (ReX's ``random``/``linear``), logged as ReX does."""
+    kind = config.image.mask_value
+    values = iteration_mask_values(subject, kind, config.search.iters, seed)
+    if values is None:
+        if isinstance(kind, str) and kind in ("random", "linear"):
+            logger.warning(
+                "mask value %s is not swept: masked elements take this mode's own baseline "
+                "(a context input, a reference table or a noise floor)",
+                kind,
+            )
+        return None
+    for index, value in enumerate(values):
+        logger.info("iteration %d masks with %.6g (mask value %s)", index, value, kind)
+    return values
 
 
 async def _wait_all(events: dict[int, anyio.Event]) -> None:

@@ -98,6 +98,8 @@ class Explanation:
             out["complete"] = self.extra["complete"].facts()
         if self.extra.get("analysis") is not None:
             out["analysis"] = _finite(self.extra["analysis"])
+        if self.extra.get("mask_values"):
+            out["mask_values"] = self.extra["mask_values"]
         if self.multi is not None:
             out["explanations"] = [
                 {

@@ -22,6 +22,7 @@ import numpy as np
 from rex_stream.causal.responsibility import Ledger
 from rex_stream.config import QueueStyle, ScoringConfig, SearchConfig
 from rex_stream.engine.geometry import SUBSETS, Box, can_split, root_box, split_box
+from rex_stream.engine.mask_values import SWEEPS, sweep_range, swept_mask_value
 from rex_stream.engine.scheduler import Evaluator, continue_after, rounds_behind
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
@@ -40,6 +41,7 @@ class IterationResult:
     depth: int
     box_area_sum: float
     box_count: int
+    mask_value: float | None = None  # this iteration's own mask value (a sweep), if any
 
     @property
     def queries(self) -> int:
@@ -63,6 +65,19 @@ def input_key(subject: Subject) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
+def iteration_mask_values(
+    subject: Subject, mask_value: float | str, iters: int, seed: int
+) -> list[float] | None:
+    """Every iteration's mask value for a ``random`` or ``linear`` sweep (see
+    :mod:`rex_stream.engine.mask_values`); None when the run masks with one baseline (also
+    when the mode's baseline is not the constant mask value: a context input, a reference
+    table, a noise floor)."""
+    if mask_value not in SWEEPS or np.ndim(subject.baseline) != 0:
+        return None
+    low, high = sweep_range(subject.tensor)
+    return [swept_mask_value(str(mask_value), i, iters, seed, low, high) for i in range(iters)]
+
+
 def box_generator(seed: int, key: int, iteration: int, box: Box) -> np.random.Generator:
     """The generator that splits ``box`` in ``iteration``: a pure function of its arguments."""
     return np.random.default_rng([seed, key, iteration, len(box.path), *box.path])
@@ -80,6 +95,7 @@ async def run_iteration(
     weights: np.ndarray | None = None,
     *,
     early: bool = True,
+    mask_value: float | None = None,
 ) -> IterationResult:
     """Run iteration ``index`` of the search on ``subject`` and return its ledger and stats.
 
@@ -87,9 +103,12 @@ async def run_iteration(
     With ``early`` (and an area-ordered queue of bounded length), a level's mutants go to the
     model smallest first and the next level starts as soon as the verdicts that decide its
     jobs are in, while the rest of the level is still being scored; the ledger is the same,
-    summed level by level in the same order once every verdict is in.
+    summed level by level in the same order once every verdict is in. ``mask_value`` replaces
+    the subject's baseline in this iteration (ReX's per-iteration ``random``/``linear``).
     """
     ndim = len(subject.spatial_shape)
+    if mask_value is not None:
+        subject = subject.with_baseline(mask_value)
     subject = subject.for_iteration(seed, key, index)
     if weights is not None:
         weights = subject.weights_for_view(weights)
@@ -131,6 +150,7 @@ async def run_iteration(
         depth=depth_reached,
         box_area_sum=area_total,
         box_count=area_count,
+        mask_value=mask_value,
     )
 
 

@@ -119,6 +119,13 @@ def resolve_config(args: argparse.Namespace) -> ExplainConfig:
     """Defaults, then the config file, then the command line."""
     config_path = Path(args.config) if args.config else default_config_path()
     config = load_config(config_path) if config_path else ExplainConfig()
+    if config.image.mask_value in ("random", "linear"):
+        logger.warning(
+            "%s: mask_value = %r varies per iteration of the causal search; where a metric "
+            "masks with the mask value, evaluate uses the input's mean",
+            config_path,
+            config.image.mask_value,
+        )
     return method_options.explain_config(args, config)
 
 

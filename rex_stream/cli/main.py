@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iters", type=int, help="iterations (default 20)")
     run.add_argument("--seed", type=int, help="random seed (default: random, kept in the store)")
     run.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
-    run.add_argument("--mask-value", help="what masked elements become: a number, min or mean")
+    run.add_argument(
+        "--mask-value",
+        help="what masked elements become: a number, min, mean, or per iteration random "
+        "(uniform in the input's [min, max]) or linear (min to max over the iterations)",
+    )
     run.add_argument(
         "--mode-option",
         action="append",
@@ -220,8 +224,15 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
         extraction = replace(extraction, minimum_confidence_threshold=args.confidence)
     evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation
     config = replace(config, search=search, extraction=extraction, evaluation=evaluation)
-    config = method_options.explain_config(args, config)  # reading, scoring, scheduling
+    config = method_options.explain_config(args, config, sweeps=True)  # reading, scoring, …
     return resource_options.apply_arguments(args, rex_options.apply_arguments(args, config))
+
+
+#: How ``-v`` describes a per-iteration mask value.
+SWEEP_TEXT = {
+    "random": "per iteration: uniform in the input's [min, max], seeded with seed + i + 1",
+    "linear": "per iteration: min to max in equal steps over the iterations",
+}
 
 
 def settings_table(config: ExplainConfig) -> str:
@@ -242,8 +253,10 @@ def settings_table(config: ExplainConfig) -> str:
             continue
         for item in fields(values):
             value = getattr(values, item.name)
-            shown = getattr(value, "value", value)
-            table.add_row(group.name, item.name, str(shown))
+            shown = str(getattr(value, "value", value))
+            if item.name == "mask_value" and value in SWEEP_TEXT:
+                shown = f"{value} ({SWEEP_TEXT[value]})"
+            table.add_row(group.name, item.name, shown)
     console = Console(file=sys.stderr, force_terminal=False, width=100)
     with console.capture() as captured:
         console.print(table)

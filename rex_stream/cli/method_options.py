@@ -95,10 +95,13 @@ def floats(text: str, flag: str) -> tuple[float, ...]:
     return values
 
 
-def explain_config(args: argparse.Namespace, base: ExplainConfig | None = None) -> ExplainConfig:
+def explain_config(
+    args: argparse.Namespace, base: ExplainConfig | None = None, *, sweeps: bool = False
+) -> ExplainConfig:
     """The reading, scoring and scheduling settings the arguments give, over ``base`` (mode
     options are merged into the base's). Shared by every command; a flag a command does not
-    define is simply absent."""
+    define is simply absent. ``sweeps``: ``--mask-value random|linear`` (per iteration of the
+    causal search) is allowed."""
     config = base or ExplainConfig()
     scoring, image, scheduler = config.scoring, config.image, config.scheduler
     flag = lambda name: getattr(args, name, None)  # noqa: E731
@@ -110,10 +113,14 @@ def explain_config(args: argparse.Namespace, base: ExplainConfig | None = None) 
         image = replace(image, mode=args.mode)
     if flag("mask_value") is not None:
         text = args.mask_value.strip().lower()
+        named = ("min", "mean", "random", "linear") if sweeps else ("min", "mean")
         try:
-            value: float | str = text if text in ("min", "mean") else float(text)
+            value: float | str = text if text in named else float(text)
         except ValueError as exc:
-            raise ConfigError(f"--mask-value {args.mask_value!r}: a number, min or mean") from exc
+            raise ConfigError(
+                f"--mask-value {args.mask_value!r}: a number, {', '.join(named[:-1])} or "
+                f"{named[-1]}"
+            ) from exc
         image = replace(image, mask_value=value)
     for name in ("means", "stds"):
         if flag(name) is not None:

@@ -25,8 +25,13 @@ from typing import Any, TypeVar
 import anyio
 import zarr
 
-from rex_stream.causal.records import commit_iteration, committed_iterations
-from rex_stream.causal.search import IterationResult, input_key, run_iteration
+from rex_stream.causal.records import check_mask_values, commit_iteration, committed_iterations
+from rex_stream.causal.search import (
+    IterationResult,
+    input_key,
+    iteration_mask_values,
+    run_iteration,
+)
 from rex_stream.config import ExplainConfig
 from rex_stream.distributed.inputs import split_row
 from rex_stream.distributed.runtime import Engine, worker_runtime
@@ -137,6 +142,9 @@ def run_iterations(
         attached = ExplanationStore(group, len(subject.spatial_shape), str(store))
         committed = await anyio.to_thread.run_sync(committed_iterations, attached)
         target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
+        seed = int(prepared["seed"])
+        masks = iteration_mask_values(subject, config.image.mask_value, config.search.iters, seed)
+        check_mask_values(committed, masks, f"{store}/{subject.name}")
         evaluator = CountingEvaluator(engine.scheduler)
         limiter = anyio.CapacityLimiter(config.search.max_concurrent_searches)
         key = input_key(subject)
@@ -152,8 +160,9 @@ def run_iterations(
                     evaluator,
                     config.search,
                     config.scoring,
-                    int(prepared["seed"]),
+                    seed,
                     key,
+                    mask_value=None if masks is None else masks[index],
                 )
             await anyio.to_thread.run_sync(commit_iteration, attached, result)
             ran += 1

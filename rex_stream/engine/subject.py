@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,6 +86,13 @@ class Subject:
 
     def after_fill(self) -> None:
         """Called after every fill (a memory-mapped input hands its pages back here)."""
+
+    def with_baseline(self, baseline: np.ndarray | float) -> Subject:
+        """A shallow copy that masks with ``baseline`` (the tensor is shared, not copied)."""
+        twin = copy.copy(self)
+        twin.baseline = baseline
+        Subject.__post_init__(twin)
+        return twin
 
     def for_iteration(self, seed: int, key: int, iteration: int) -> Subject:
         """The subject as iteration ``iteration`` partitions it: itself, for most modes.

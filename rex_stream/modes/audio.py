@@ -33,6 +33,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, ModelInfo
 from rex_stream.engine.install_hint import install_command
+from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.visualise import save_figure
@@ -233,10 +234,7 @@ def _baseline(tensor: np.ndarray, config: ExplainConfig, time_axis: int) -> np.n
     """Silence (the mask value) or a quiet reference noise at the recording's low RMS level."""
     kind = _option(config, "baseline", "silence")
     if kind == "silence":
-        mask_value = config.image.mask_value
-        if isinstance(mask_value, str):
-            return float(tensor.min()) if mask_value == "min" else float(tensor.mean())
-        return float(mask_value)
+        return constant_mask_value(tensor, config.image.mask_value)
     if kind == "noise":
         frames = np.moveaxis(tensor, time_axis, 0)
         usable = frames.shape[0] // 160 * 160 or frames.shape[0]

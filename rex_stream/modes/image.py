@@ -9,6 +9,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig, ImageConfig
 from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._image_io import eight_bit_pixels, open_upright
@@ -143,12 +144,9 @@ def _normalise(pixels: np.ndarray, config: ImageConfig) -> np.ndarray:
 
 
 def mask_baseline(tensor: np.ndarray, mask_value: float | str) -> float:
-    """The value masked elements take: a number, or the input's ``min`` or ``mean``."""
-    if mask_value == "min":
-        return float(tensor.min())
-    if mask_value == "mean":
-        return float(tensor.mean())
-    return float(mask_value)
+    """The value masked elements take: a number, or the input's ``min`` or ``mean`` (the
+    mean, too, outside the search of a ``random``/``linear`` per-iteration sweep)."""
+    return constant_mask_value(tensor, mask_value)
 
 
 def render_heatmap(explanation: Explanation, path: Path) -> None:

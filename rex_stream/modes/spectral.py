@@ -23,6 +23,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.geometry import Box
+from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._signal1d import check_finite, option_bool, option_float, option_int, runs
@@ -191,13 +192,7 @@ def _subject(
     if length <= 0:
         shape = tuple(signal.size if s <= 0 else s for s in shape)
     tensor = np.ascontiguousarray(signal.reshape(shape), dtype=info.dtype)
-    mask_value = explain_config.image.mask_value
-    if mask_value == "min":
-        baseline = float(signal.min())
-    elif mask_value == "mean":
-        baseline = float(signal.mean())
-    else:
-        baseline = float(mask_value)
+    baseline = constant_mask_value(signal, explain_config.image.mask_value)
     noise = option_float(options, "noise", 0.0)
     if noise < 0:
         raise InputError(f"mode option noise={noise} must be >= 0")

@@ -28,6 +28,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, ModelInfo
 from rex_stream.engine.geometry import Box
+from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
@@ -198,11 +199,7 @@ def _baseline(
     """Per-feature values from a reference table, else the constant ``mask_value``."""
     reference = options.get("baseline")
     if reference is None:
-        if mask_value == "min":
-            return float(values.min())
-        if mask_value == "mean":
-            return float(values.mean())
-        return float(mask_value)
+        return constant_mask_value(values, mask_value)
     stat = options.get("baseline_stat", "mean")
     if stat not in ("mean", "median"):
         raise InputError(f"mode option baseline_stat={stat!r} must be mean or median")

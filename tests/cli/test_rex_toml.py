@@ -116,7 +116,7 @@ def test_every_rex_041_key_is_accepted(tmp_path: Path, caplog: pytest.LogCapture
 
 @pytest.mark.parametrize(
     ("value", "expected", "warns"),
-    [("none", math.nan, False), ("random", "mean", True), ("linear", "mean", True)],
+    [("none", math.nan, False), ("random", "random", False), ("linear", "linear", False)],
 )
 def test_rex_string_mask_values(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, value: str, expected: object, warns: bool
