@@ -26,6 +26,9 @@ from rex_stream.evaluation.case import Row
 LOGIT, PROBABILITY, TOP = 0, 1, 2
 COLUMNS = 3
 
+#: Chunks of one plan being scored at once (the next is built meanwhile).
+CHUNKS_AHEAD = 2
+
 
 class _Pending:
     __slots__ = ("done", "error")
@@ -108,11 +111,31 @@ class RowScorer:
         return values
 
     async def score_all(self, rows: Iterable[Row], target: int) -> np.ndarray:
-        """Score a (lazy) sequence of rows chunk by chunk."""
-        parts = [np.empty((0, COLUMNS))]
+        """Score a (lazy) sequence of rows chunk by chunk, in order.
+
+        Chunks are built in a worker thread (a plan's rows can cost real work, such as
+        Quantus' full permutation per random subset) while up to :data:`CHUNKS_AHEAD` earlier
+        chunks are being scored, so building never stalls the event loop or the batches.
+        """
         iterator: Iterator[Row] = iter(rows)
-        while chunk := list(islice(iterator, self.chunk)):
-            parts.append(await self.score(chunk, target))
+        parts: list[np.ndarray] = [np.empty((0, COLUMNS))]
+        slots = anyio.Semaphore(CHUNKS_AHEAD)
+
+        async def score_chunk(position: int, chunk: list[Row]) -> None:
+            try:
+                parts[position] = await self.score(chunk, target)
+            finally:
+                slots.release()
+
+        async with anyio.create_task_group() as group:
+            while True:
+                await slots.acquire()
+                chunk = await anyio.to_thread.run_sync(_take, iterator, self.chunk)
+                if not chunk:
+                    slots.release()
+                    break
+                parts.append(parts[0])
+                group.start_soon(score_chunk, len(parts) - 1, chunk)
         return np.concatenate(parts)
 
     async def _send(self, fresh: list[tuple[int, Row]], target: int, out: np.ndarray) -> None:
@@ -131,6 +154,10 @@ class RowScorer:
             self._scores[key] = value
             out[index] = value
             self._pending.pop(key).done.set()
+
+
+def _take(rows: Iterator[Row], count: int) -> list[Row]:
+    return list(islice(rows, count))
 
 
 def target_scores(values: np.ndarray, softmax: bool) -> np.ndarray:
