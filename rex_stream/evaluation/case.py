@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from rex_stream.engine.ranking import rank_elements
 from rex_stream.engine.scheduler import Fill
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.ranked import PositionRanking, Ranking, is_large, slab_ranges
 
 if TYPE_CHECKING:
     from rex_stream.evaluation.explainers import BoundExplainer
@@ -133,8 +135,13 @@ class Case:
 
     def original(self) -> Row:
         """The unmodified input."""
-        tensor = self.subject.tensor
-        return Row((self.input_key, "x"), lambda out: np.copyto(out, tensor))
+        subject = self.subject
+
+        def fill(out: np.ndarray) -> None:
+            np.copyto(out, subject.tensor)
+            subject.after_fill()  # a memory-mapped volume hands its pages back
+
+        return Row((self.input_key, "x"), fill)
 
     def token(self, array: np.ndarray) -> bytes:
         """A content digest of an array (cached per array object)."""
@@ -146,23 +153,40 @@ class Case:
         return held[1]
 
     def removed_first(
-        self, position: np.ndarray, count: int, values: float | np.ndarray | None
+        self, ranking: np.ndarray | Ranking, count: int, values: float | np.ndarray | None
     ) -> Row:
-        """The input with every feature whose ``position`` < ``count`` replaced.
+        """The input with the ``count`` highest-ranked features replaced (a position array:
+        every feature whose position < ``count``).
 
         ``values``: one number, one per feature, or None (the subject's baseline).
         """
         if count <= 0:
             return self.original()
-        value_key: object = (
-            None
-            if values is None
-            else self.token(values)
-            if isinstance(values, np.ndarray)
-            else float(values)
-        )
-        key = (self.input_key, "first", self.token(position), int(count), value_key)
-        return Row(key, self._fill_where(lambda: position < count, values))
+        ranked = self.ranking(ranking)
+        key = (self.input_key, "first", ranked.key, int(count), self._value_key(values))
+        return Row(key, self._fill_ranked(lambda a, b: ranked.first(count, a, b), values))
+
+    def removed_band(self, ranking: Ranking, low: int, high: int, value: float | None) -> Row:
+        """The input with the features ranked ``low`` … ``high`` − 1 replaced by ``value``."""
+        if high <= low:
+            return self.original()
+        key = (self.input_key, "band", ranking.key, int(low), int(high), value)
+
+        def select(start: int, stop: int) -> np.ndarray:
+            return ranking.first(high, start, stop) & ~ranking.first(low, start, stop)
+
+        return Row(key, self._fill_ranked(select, value))
+
+    def ranking(self, ranking: np.ndarray | Ranking) -> Ranking:
+        """A ranking; a position array is wrapped (its digest cached per array)."""
+        if isinstance(ranking, Ranking):
+            return ranking
+        return PositionRanking(ranking, key=self.token(ranking))
+
+    def _value_key(self, values: float | np.ndarray | None) -> object:
+        if values is None:
+            return None
+        return self.token(values) if isinstance(values, np.ndarray) else float(values)
 
     def removed_set(self, indices: np.ndarray, value: float | None) -> Row:
         """The input with the features ``indices`` replaced by ``value``."""
@@ -172,34 +196,74 @@ class Case:
         key = (self.input_key, "set", digest, value)
         size = self.feature_count
 
-        def where() -> np.ndarray:
+        def select(start: int, stop: int) -> np.ndarray:
             chosen = np.zeros(size, dtype=bool)
             chosen[indices] = True
-            return chosen
+            return chosen[start:stop]
 
-        return Row(key, self._fill_where(where, value))
+        return Row(key, self._fill_ranked(select, value))
 
-    def _fill_where(self, where: object, values: float | np.ndarray | None) -> Fill:
+    def _fill_ranked(
+        self, select: Callable[[int, int], np.ndarray], values: float | np.ndarray | None
+    ) -> Fill:
+        """A fill replacing the features ``select(start, stop)`` picks in each flat range;
+        spatial features are written slab by slab, so no input-sized mask is made."""
         subject = self.subject
         compatible = self.compatible
+        size = self.feature_count
+
+        # a mode with its own masking (spectral interpolation) masks the whole input at once
+        own_mask = type(subject).fill_mask is not Subject.fill_mask
+        whole = compatible or not is_large(size) or (values is None and own_mask)
 
         def fill(out: np.ndarray) -> None:
-            chosen = where()  # type: ignore[operator]
-            if compatible:
-                np.copyto(out, subject.tensor)
-                flat = out.reshape(-1)
-                flat[chosen] = values[chosen] if isinstance(values, np.ndarray) else values
+            if whole:
+                _fill_whole(subject, compatible, select(0, size), values, out)
                 return
-            spatial = chosen.reshape(subject.spatial_shape)
-            if values is None:
-                subject.fill_mask(out, ~spatial)
-                return
-            region = subject.expand(spatial)
-            if isinstance(values, np.ndarray):
-                source: np.ndarray = subject.expand(values.reshape(subject.spatial_shape))
-            else:
-                source = np.asarray(values, dtype=out.dtype)
             np.copyto(out, subject.tensor)
-            np.copyto(out, source, where=region)
+            shape = subject.spatial_shape
+            plane = size // shape[0]
+            axis = subject.spatial_axes[0]
+            baseline = np.broadcast_to(np.asarray(subject.baseline, out.dtype), out.shape)
+            for start, stop in slab_ranges(shape):
+                chosen = select(start, stop).reshape(stop // plane - start // plane, *shape[1:])
+                index: list[slice] = [slice(None)] * out.ndim
+                index[axis] = slice(start // plane, stop // plane)
+                where = tuple(index)
+                source: np.ndarray | float
+                if values is None:
+                    source = baseline[where]
+                elif isinstance(values, np.ndarray):
+                    source = subject.expand(values[start:stop].reshape(chosen.shape))
+                else:
+                    source = values
+                np.copyto(out[where], source, where=subject.expand(chosen))
+            subject.after_fill()
 
         return fill
+
+
+def _fill_whole(
+    subject: Subject,
+    compatible: bool,
+    chosen: np.ndarray,
+    values: float | np.ndarray | None,
+    out: np.ndarray,
+) -> None:
+    """Write the input with the features ``chosen`` (a flat mask over all of them) replaced."""
+    if compatible:
+        np.copyto(out, subject.tensor)
+        flat = out.reshape(-1)
+        flat[chosen] = values[chosen] if isinstance(values, np.ndarray) else values
+        return
+    spatial = chosen.reshape(subject.spatial_shape)
+    if values is None:
+        subject.fill_mask(out, ~spatial)
+        return
+    region = subject.expand(spatial)
+    if isinstance(values, np.ndarray):
+        source: np.ndarray = subject.expand(values.reshape(subject.spatial_shape))
+    else:
+        source = np.asarray(values, dtype=out.dtype)
+    np.copyto(out, subject.tensor)
+    np.copyto(out, source, where=region)

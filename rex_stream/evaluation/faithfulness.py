@@ -8,7 +8,7 @@ Each metric is a plan (rows built lazily from the map and a seeded generator) sc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,14 @@ from rex_stream.engine.ranking import rank_positions
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case, Row
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.ranked import (
+    LARGE_FEATURES,
+    LevelRanking,
+    PatchRanking,
+    Ranking,
+    is_large,
+    slab_ranges,
+)
 from rex_stream.evaluation.scoring import RowScorer, target_scores
 from rex_stream.evaluation.statistics import pearson, spearman, trapezoid
 
@@ -45,12 +53,18 @@ def _step_values(
 
 
 def _cumulative_rows(
-    case: Case, position: np.ndarray, counts: list[int], baseline: Any, rng: Random
+    case: Case, position: np.ndarray | Ranking, counts: list[int], baseline: Any, rng: Random
 ) -> Iterator[Row]:
-    """Rows removing the features with ``position < count`` for each count, in order."""
+    """Rows removing the ``count`` highest-ranked features for each count, in order."""
     single, per_step = _step_values(case, baseline, rng, len(counts))
     values: float | np.ndarray | None = single
     if per_step is not None:
+        if isinstance(position, Ranking):
+            raise ConfigError(
+                f"perturb_baseline={baseline!r} draws a value per step, which inputs of more "
+                f"than {LARGE_FEATURES} features do not support: use black, white, mean or "
+                "a number"
+            )
         # features removed at step j keep the value drawn at step j
         edges = np.asarray(counts)
         values = per_step[
@@ -64,10 +78,14 @@ async def pixel_flipping(case: Case, params: Params, scorer: RowScorer) -> Metri
     """c_j = f(x with the j·k most relevant features removed), j = 1…⌈F/k⌉; score = trapz(c)."""
     step = int(params["features_in_step"])
     _check_step(case, step)
-    weights = case.feature_weights(case.prepared(dict(params)))
-    position = rank_positions(case.descending(weights))
     steps = math.ceil(case.feature_count / step)
     counts = [min((j + 1) * step, case.feature_count) for j in range(steps)]
+    position: np.ndarray | Ranking
+    if _bounded(case):
+        position = _level_ranking(case, params, counts)
+    else:
+        weights = case.feature_weights(case.prepared(dict(params)))
+        position = rank_positions(case.descending(weights))
     rng = case.generator("pixel-flipping")
     rows = _cumulative_rows(case, position, counts, params["perturb_baseline"], rng)
     curve = target_scores(await scorer.score_all(rows, case.target), params["softmax"])
@@ -79,21 +97,33 @@ def patch_labels(case: Case, patch_size: int) -> tuple[np.ndarray, int]:
 
     Compatible mode tiles the input padded as Quantus pads it (half the remainder before).
     """
+    labels, count = patch_rows(case, patch_size)
+    return labels(0, case.subject.spatial_shape[0]), count
+
+
+def patch_rows(case: Case, patch_size: int) -> tuple[Callable[[int, int], np.ndarray], int]:
+    """A function giving the patch numbers of the spatial rows ``[first, stop)`` along the
+    first spatial axis, and how many patches there are."""
     shape = case.subject.spatial_shape
     if case.compatible and len(shape) != 2:
         raise InputError("region metrics in Quantus-compatible mode need a 2-D image")
-    label = np.zeros(shape, dtype=np.int64)
-    total = 1
-    for axis, extent in enumerate(shape):
+    indices, tiles = [], []
+    for extent in shape:
         pad = (-extent) % patch_size if case.compatible else 0
-        before = pad // 2
-        tiles = (extent + pad + patch_size - 1) // patch_size
-        index = (np.arange(extent) + before) // patch_size
-        view = [1] * len(shape)
-        view[axis] = extent
-        label = label * tiles + index.reshape(view)
-        total *= tiles
-    return label, total
+        indices.append((np.arange(extent) + pad // 2) // patch_size)
+        tiles.append((extent + pad + patch_size - 1) // patch_size)
+    rest = np.zeros(shape[1:], dtype=np.int64)
+    for axis in range(1, len(shape)):
+        view = [1] * (len(shape) - 1)
+        view[axis - 1] = shape[axis]
+        rest = rest * tiles[axis] + indices[axis].reshape(view)
+    stride = math.prod(tiles[1:])
+
+    def labels(first: int, stop: int) -> np.ndarray:
+        rows = indices[0][first:stop].reshape(-1, *([1] * (len(shape) - 1)))
+        return rows * stride + rest
+
+    return labels, math.prod(tiles)
 
 
 def _patch_sums(
@@ -124,13 +154,28 @@ def _patch_order(case: Case, sums: np.ndarray, order: str, rng: Random) -> np.nd
     raise ConfigError(f"order={order!r}: use morf, lerf or random")
 
 
-def _patch_positions(case: Case, params: Params, order: str, rng: Random) -> tuple[np.ndarray, int]:
-    """Feature positions in patch-removal order, and the number of patches."""
+def _patch_positions(
+    case: Case, params: Params, order: str, rng: Random
+) -> tuple[np.ndarray | Ranking, int]:
+    """Features in patch-removal order (a position per feature, or for a large input a
+    ranking of the patches), and the number of patches."""
     patch = int(params["patch_size"])
     if patch > min(case.subject.spatial_shape):
         raise ConfigError(
             f"patch_size={patch} is larger than the input {case.subject.spatial_shape}"
         )
+    if _bounded(case):
+        labels, count = patch_rows(case, patch)
+        sums = np.zeros(count)
+        shape = case.subject.spatial_shape
+        plane = case.subject.size // shape[0]
+        scale = _map_scale(case, params)
+        for start, stop in slab_ranges(shape):
+            part = _prepared_slab(case, params, scale, start, stop)
+            rows = labels(start // plane, stop // plane).reshape(-1)
+            sums += np.bincount(rows, weights=part, minlength=count)
+        ranked = _patch_order(case, sums, order, rng)
+        return PatchRanking(rank_positions(ranked), labels, shape, patch), count
     prepared = case.prepared(dict(params))
     label, count = patch_labels(case, patch)
     ranked = _patch_order(case, _patch_sums(case, prepared, label, count, patch), order, rng)
@@ -140,6 +185,31 @@ def _patch_positions(case: Case, params: Params, order: str, rng: Random) -> tup
         tensor = case.subject.tensor
         spatial = np.broadcast_to(case.subject.expand(spatial), tensor.shape)
     return np.ascontiguousarray(spatial).reshape(-1), count
+
+
+def _bounded(case: Case) -> bool:
+    """Whether plans for ``case`` rank without a per-feature array (a large input)."""
+    return not case.compatible and is_large(case.feature_count)
+
+
+def _map_scale(case: Case, params: Params) -> float:
+    """What ``Case.prepared`` divides the map by (max |a|, or 1), found slab by slab."""
+    if not params.get("normalise", True):
+        return 1.0
+    flat = case.attribution.reshape(-1)
+    top = max(float(np.max(np.abs(flat[a:b]))) for a, b in slab_ranges(flat.shape))
+    return top if top > 0 else 1.0
+
+
+def _prepared_slab(case: Case, params: Params, scale: float, start: int, stop: int) -> np.ndarray:
+    """``Case.prepared`` over the flat range ``[start, stop)``, in float64."""
+    part = case.attribution.reshape(-1)[start:stop].astype(np.float64) / scale
+    return np.abs(part) if params.get("abs", False) else part
+
+
+def _level_ranking(case: Case, params: Params, counts: list[int]) -> LevelRanking:
+    """The ranking ``case.descending`` gives, for the counts a plan removes (large inputs)."""
+    return LevelRanking(case.attribution, counts, use_abs=bool(params.get("abs", False)))
 
 
 async def region_perturbation(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
@@ -191,16 +261,36 @@ async def faithfulness_estimate(case: Case, params: Params, scorer: RowScorer) -
     """Pearson(Σ_G a, f(x) − f(x without G)) over the groups G of k features in rank order."""
     step = int(params["features_in_step"])
     _check_step(case, step)
+    rng = case.generator("faithfulness-estimate")
+    baseline = params["perturb_baseline"]
+    if _bounded(case):
+        return await _faithfulness_estimate_bounded(case, params, scorer, step, rng)
     weights = case.feature_weights(case.prepared(dict(params)))
     order = case.descending(weights)
     groups = [order[i : i + step] for i in range(0, order.size, step)]
-    rng = case.generator("faithfulness-estimate")
-    baseline = params["perturb_baseline"]
     f_x = await _f_x(case, scorer, params["softmax"])
     rows = (case.removed_set(group, case.baseline(baseline, rng)) for group in groups)
     scores = target_scores(await scorer.score_all(rows, case.target), params["softmax"])
     sums = np.array([weights[g].sum() for g in groups])
     return MetricResult(pearson(sums, f_x - scores), None, len(groups) + 1, case.seed)
+
+
+async def _faithfulness_estimate_bounded(
+    case: Case, params: Params, scorer: RowScorer, step: int, rng: Random
+) -> MetricResult:
+    """Faithfulness-estimate of a large input: each group a band of ranks."""
+    size = case.feature_count
+    counts = [min(end, size) for end in range(step, size + step, step)]
+    ranking = _level_ranking(case, params, counts)
+    bounds = list(zip([0, *counts[:-1]], counts))
+    baseline = params["perturb_baseline"]
+    f_x = await _f_x(case, scorer, params["softmax"])
+    rows = (
+        case.removed_band(ranking, low, high, case.baseline(baseline, rng)) for low, high in bounds
+    )
+    scores = target_scores(await scorer.score_all(rows, case.target), params["softmax"])
+    sums = ranking.band_sums(counts) / _map_scale(case, params)
+    return MetricResult(pearson(sums, f_x - scores), None, len(bounds) + 1, case.seed)
 
 
 async def monotonicity_correlation(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
