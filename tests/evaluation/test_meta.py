@@ -171,3 +171,13 @@ def test_cli_resume_after_kill_9_gives_identical_results(tmp_path: Path) -> None
     assert before <= resumed["resumed"] < copies + 6
     assert resumed["input_perturbation_test"] == reference["input_perturbation_test"]
     assert _committed_copies(store) == copies
+    changed = subprocess.run(
+        [*command, "--store", str(store), "--resume", "--noise-adversary", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert changed.returncode != 0
+    assert changed.stderr.startswith("rex-stream: error:") and changed.stderr.count("\n") == 1
+    assert "meta_evaluation.noise_adversary: 5.0 → 4.0" in changed.stderr
