@@ -127,6 +127,35 @@ def preprocess_input(
     return array
 
 
+def target_box(path: str | Path, tensor: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box ``(x0, y0, x1, y1)`` of the script's prediction on the unmodified
+    input, as ReX's ``use_bounding_box`` takes it (the first ``Prediction``'s
+    ``bounding_box``)."""
+    module = load_script(path)
+    try:
+        predictions = module.prediction_function(_to_tensor(tensor[None]))
+    except Exception as exc:
+        raise BackendError(
+            f"--script {path}: prediction_function failed ({_first_line(exc)})"
+        ) from exc
+    first = predictions[0] if isinstance(predictions, (list, tuple)) and predictions else None
+    box = getattr(first, "bounding_box", None)
+    if box is None:
+        raise ConfigError(
+            f"--script {path}: use_bounding_box needs the box of the prediction, but "
+            "prediction_function returns no Prediction with a bounding_box; give "
+            "--bounding-box X0,Y0,X1,Y1"
+        )
+    values = _to_numpy(box).reshape(-1)
+    if values.size != 4:
+        raise ConfigError(
+            f"--script {path}: the prediction's bounding_box {values.tolist()} is not "
+            "[x0, y0, x1, y1]"
+        )
+    x0, y0, x1, y1 = (int(float(v)) for v in values)  # ReX: int(box[i])
+    return x0, y0, x1, y1
+
+
 class ScriptBackend:
     """Scores batches with a ReX script's ``prediction_function``."""
 

@@ -54,6 +54,8 @@ class SearchConfig:
     negative_responsibility: bool = False  # ReX 0.4.1: the target map minus the others'
     max_concurrent_searches: int = 64
     adaptive_lag: int = 4
+    use_bounding_box: bool = False  # ReX 0.4.1: search only inside the target's bounding box
+    bounding_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) in model pixels
 
     def __post_init__(self) -> None:
         _coerce(self, "queue_style", QueueStyle, "causal.queue_style")
@@ -88,6 +90,18 @@ class SearchConfig:
             self.max_concurrent_searches,
             "must be > 0",
         )
+        if self.bounding_box is not None:
+            box = tuple(self.bounding_box)
+            _require(
+                len(box) == 4
+                and all(isinstance(v, int) and v >= 0 for v in box)
+                and box[0] < box[2]
+                and box[1] < box[3],
+                "causal.bounding_box",
+                self.bounding_box,
+                "must be [x0, y0, x1, y1]: whole numbers >= 0 with x0 < x1 and y0 < y1",
+            )
+            object.__setattr__(self, "bounding_box", box)
         if self.distribution is Distribution.BETABINOM:
             args = self.distribution_args
             _require(

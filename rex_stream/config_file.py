@@ -99,7 +99,8 @@ KEYS: dict[tuple[str, str], tuple[str, str] | None] = {
 KEYS.update(
     {
         ("causal", "negative_responsibility"): ("search", "negative_responsibility"),
-        ("causal", "use_bounding_box"): None,
+        ("causal", "use_bounding_box"): ("search", "use_bounding_box"),
+        ("causal", "bounding_box"): ("search", "bounding_box"),  # rex-stream's: the box itself
         ("explanation", "multi_class"): None,
         ("rex.visual", "resize"): None,
     }
@@ -119,10 +120,8 @@ INSTEAD: dict[tuple[str, str], str] = {
     ("rex.visual", "mark_segments"): "no segment boundaries are drawn",
     ("rex.visual", "resize"): "removed in ReX 0.4.1; pictures are drawn at the model's size",
     ("causal.distribution", "blend"): "unused (ReX does not use it either)",
-    ("causal", "use_bounding_box"): "rex-stream's backends return no bounding box; "
-    "the whole input is searched",
-    ("explanation", "multi_class"): "the target class only is explained (ReX 0.4.1 also keeps "
-    "only the first target)",
+    ("explanation", "multi_class"): "ReX 0.4.1 reads it and never uses it (it explains the "
+    "first target only); rex-stream explains the predicted class, or --target",
     ("explanation.multi", "strategy"): "the command line (-s, --multi) picks the strategy, "
     "as in ReX",
     ("explanation.multi", "method"): "the command line (-s, --multi) picks the strategy, as in ReX",
@@ -240,7 +239,17 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             return tuple(float(v) for v in value)
         if key == "mask_value":
             return value if isinstance(value, str) else float(value)
-        if key in ("weighted", "concentrate", "normalise_curves", "negative_responsibility"):
+        if key == "bounding_box":
+            if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                raise ValueError("expected [x0, y0, x1, y1] in whole pixels")
+            return tuple(value)
+        if key in (
+            "weighted",
+            "concentrate",
+            "normalise_curves",
+            "negative_responsibility",
+            "use_bounding_box",
+        ):
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
             return value

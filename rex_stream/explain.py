@@ -34,6 +34,7 @@ from rex_stream.causal.search import (
     input_key,
     iteration_mask_values,
     run_iteration,
+    search_root,
 )
 from rex_stream.config import Distribution, ExplainConfig
 from rex_stream.engine.backend import (
@@ -204,6 +205,7 @@ async def _explain_input(
     if name is not None:
         subject.name = check_name(name)
     key = subject.name if name is not None else input_name(subject.name)
+    search_root(subject.spatial_shape, config.search)  # a bad bounding box fails before queries
     report = on_progress or (lambda _: None)
     calls_before = scheduler.stats.calls
     evaluator = CountingEvaluator(scheduler)

@@ -26,6 +26,7 @@ from rex_stream.engine.mask_values import SWEEPS, sweep_range, swept_mask_value
 from rex_stream.engine.scheduler import Evaluator, continue_after, rounds_behind
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
+from rex_stream.errors import ConfigError, InputError
 
 Job = tuple[Box, ...]
 
@@ -78,6 +79,32 @@ def iteration_mask_values(
     return [swept_mask_value(str(mask_value), i, iters, seed, low, high) for i in range(iters)]
 
 
+def search_root(spatial_shape: tuple[int, ...], search: SearchConfig) -> Box:
+    """The box an iteration starts from: the whole input, or ReX's ``use_bounding_box``
+    restriction to the box ``(x0, y0, x1, y1)`` (everything outside it stays masked)."""
+    if search.bounding_box is None:
+        if search.use_bounding_box:
+            raise ConfigError(
+                "[causal] use_bounding_box needs a box: ReX takes it from the model's own "
+                "prediction (a detector script's Prediction.bounding_box) and class scores "
+                "carry none; give --bounding-box X0,Y0,X1,Y1 or [causal] bounding_box"
+            )
+        return root_box(spatial_shape)
+    x0, y0, x1, y1 = search.bounding_box
+    if len(spatial_shape) != 2:
+        raise InputError(
+            f"a bounding box (x0, y0, x1, y1) restricts a picture's search; this input has "
+            f"{len(spatial_shape)} spatial axes"
+        )
+    rows, cols = spatial_shape
+    if x1 > cols or y1 > rows:
+        raise InputError(
+            f"bounding box {list(search.bounding_box)} reaches past the input's "
+            f"{cols} × {rows} pixels (x1 <= width, y1 <= height)"
+        )
+    return Box((y0, x0), (y1, x1))
+
+
 def box_generator(seed: int, key: int, iteration: int, box: Box) -> np.random.Generator:
     """The generator that splits ``box`` in ``iteration``: a pure function of its arguments."""
     return np.random.default_rng([seed, key, iteration, len(box.path), *box.path])
@@ -113,7 +140,7 @@ async def run_iteration(
     if weights is not None:
         weights = subject.weights_for_view(weights)
     threshold = target.confidence * search.confidence_filter
-    queue: list[Job] = [(root_box(subject.spatial_shape),)]
+    queue: list[Job] = [(search_root(subject.spatial_shape, search),)]
     levels: list[_Level] = []
     area_by_depth: dict[int, tuple[float, int]] = {}
     work = 0

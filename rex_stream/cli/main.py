@@ -14,7 +14,14 @@ from typing import Any
 import anyio
 
 from rex_stream import __version__
-from rex_stream.cli import dask_options, faults, method_options, resource_options, rex_options
+from rex_stream.cli import (
+    bounding_box,
+    dask_options,
+    faults,
+    method_options,
+    resource_options,
+    rex_options,
+)
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
@@ -158,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
     rex_options.add_arguments(parser)
+    bounding_box.add_arguments(run)
     dask_options.add_arguments(parser)
     resource_options.add_arguments(parser)
     return parser
@@ -225,6 +233,7 @@ def _resolve_config(args: argparse.Namespace, base: ExplainConfig) -> ExplainCon
     evaluation = replace(config.evaluation, analyse=True) if args.analyse else config.evaluation
     config = replace(config, search=search, extraction=extraction, evaluation=evaluation)
     config = method_options.explain_config(args, config, sweeps=True)  # reading, scoring, …
+    config = bounding_box.apply_arguments(args, config)
     return resource_options.apply_arguments(args, rex_options.apply_arguments(args, config))
 
 
