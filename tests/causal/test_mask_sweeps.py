@@ -6,6 +6,7 @@ tests/test_rex_parity.py."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,41 @@ def test_cli_sweep_settings_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_pat
     assert bad.stderr.strip().splitlines() == [
         "rex-stream: error: --mask-value 'sweep': a number, min, mean, random or linear"
     ]
+
+
+def test_tabular_rows_sweep_unless_a_reference_table_is_the_baseline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The tabular mode's per-iteration views (permuted features) mask with the iteration's
+    value; a reference table is a per-feature baseline, so nothing is swept (one warning)."""
+    from rex_stream.config import ScoreKind
+
+    models = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
+    common = {
+        "scores": ScoreKind.PROBABILITIES,
+        "mode": "tabular",
+        "iters": 3,
+        "seed": 3,
+        "min_box_size": 4,
+        "search_limit": 100,
+        "mask_value": "linear",
+        "extract": False,
+    }
+    data, model = (
+        models / "tabular-breast-cancer-test.csv",
+        str(models / "tabular-breast-cancer.onnx"),
+    )
+    swept = explain_sync(data, model, mode_options={"row": "3", "drop": "label"}, **common)
+    row = swept.subject.tensor
+    assert swept.extra["mask_values"] == pytest.approx(
+        [row.min(), (row.min() + row.max()) / 2, row.max()]
+    )
+    reference = {
+        "row": "3",
+        "drop": "label",
+        "baseline": str(models / "tabular-breast-cancer-train.csv"),
+    }
+    with caplog.at_level(logging.WARNING, logger="rex_stream.explain"):
+        fixed = explain_sync(data, model, mode_options=reference, **common)
+    assert "mask_values" not in fixed.extra
+    assert any("mask value linear is not swept" in r.getMessage() for r in caplog.records)
