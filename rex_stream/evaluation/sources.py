@@ -1,5 +1,5 @@
 """Where maps and masks come from: arrays, ``.npy`` files, directories of them (one per input,
-by file stem), rex-stream Zarr stores (``responsibility`` of each input's group), pictures."""
+by file stem), rex-stream Zarr stores (each input's group: see :data:`MAP_ARRAYS`), pictures."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 
 MapSource = np.ndarray | str | Path
+
+#: The arrays of an input's store group that serve as its map, first found wins: ReX's
+#: responsibility; CEM's region values over the spatial axes (a pertinent positive's keep
+#: fraction per region, 1 = kept whole; a pertinent negative's addition per region), not the
+#: solution itself, whose difference from the input mixes the mode's units with the regions;
+#: L2X's selection (1 = selected).
+MAP_ARRAYS = (
+    "responsibility",
+    "pertinent_positive_regions",
+    "pertinent_negative_regions",
+    "l2x_selection",
+)
 
 _PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -38,15 +50,17 @@ def _zarr_map(path: str, key: str) -> np.ndarray:
     inner = inner.strip("/")
     try:
         node = group[inner] if inner else group
-        if isinstance(node, zarr.Group) and "responsibility" not in node:
+        if isinstance(node, zarr.Group) and not any(name in node for name in MAP_ARRAYS):
             found = [name for name in candidates(key) if name in node]
             node = node[found[0] if found else key]
-        array = node["responsibility"] if isinstance(node, zarr.Group) else node
-        return np.asarray(array[...])  # type: ignore[index]
-    except KeyError:
+        if isinstance(node, zarr.Group):
+            node = node[next(name for name in MAP_ARRAYS if name in node)]
+        return np.asarray(node[...])  # type: ignore[index]
+    except (KeyError, StopIteration):
         where = f"{root}/{inner}" if inner else root
         raise InputError(
-            f"{where} holds no responsibility map for {key!r} (run rex-stream … --store first)"
+            f"{where} holds no responsibility map for {key!r}, nor another map "
+            f"({', '.join(MAP_ARRAYS[1:])}); run rex-stream … --store first"
         ) from None
 
 
