@@ -146,6 +146,24 @@ def test_split_iterations_equal_one_process(
     assert_same_store(tmp_path / "one.zarr", tmp_path / "split.zarr")
 
 
+def test_split_iterations_keep_a_mask_sweep(
+    client: Client, tiny_cnn: Path, images: list[Path], tmp_path: Path
+) -> None:
+    """ReX's per-iteration ``random`` mask values: each split task masks its iterations with
+    their own values, so the store equals a one-process run's (records included)."""
+    config = CONFIG.with_overrides(iters=5, mask_value="random")
+    _one_process(images[:1], str(tiny_cnn), tmp_path / "one.zarr", config)
+    report = explain_on_cluster(
+        client, images[:1], str(tiny_cnn), config, store=tmp_path / "split.zarr",
+        split_iterations=2,
+    )  # fmt: skip
+    assert all(isinstance(o, InputSummary) for o in report.outcomes)
+    assert_same_store(tmp_path / "one.zarr", tmp_path / "split.zarr")
+    records = zarr.open_group(str(tmp_path / "split.zarr"), mode="r")[images[0].name]["ledger"]
+    values = [dict(records[k].attrs).get("mask_value") for k in sorted(records.array_keys())]
+    assert len(values) == 5 and len(set(values)) == 5 and None not in values
+
+
 def _plant_lock(store: Path, key: str, host: str, pid: int, beat_age_s: float) -> None:
     """The lock a writer that died left on group ``key`` (the layout of engine/lock.py)."""
     lock = store.parent / f"{store.name}.locks" / key
