@@ -15,7 +15,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add ``--bounding-box`` to the explain command."""
     parser.add_argument(
         "--bounding-box",
