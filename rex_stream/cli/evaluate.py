@@ -284,6 +284,7 @@ def _run_meta(
             overwrite=args.overwrite,
             backend_settings=settings,
             concurrent_inputs=args.concurrent_inputs,
+            explainer=explainer_from_spec(args.explainer) if args.explainer else None,
         )
 
     result = anyio.run(main)

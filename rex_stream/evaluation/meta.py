@@ -24,7 +24,8 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.explainers import ExplainFunction, ReExplain, warnings_once
 from rex_stream.evaluation.meta_units import (
     TESTS,
     InputOutcome,
@@ -47,9 +49,12 @@ from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.run import (
     Attributions,
     _check_resumable,
+    checked_explainer,
     expand_inputs,
     named_attributions,
+    re_explaining,
     scoring_session,
+    weights_for,
 )
 from rex_stream.evaluation.sources import MapSource
 from rex_stream.explain import raise_first_error
@@ -180,6 +185,7 @@ async def meta_evaluate(
     overwrite: bool = False,
     backend_settings: BackendSettings | None = None,
     concurrent_inputs: int = 4,
+    explainer: str | ReExplain | ExplainFunction | None = None,
 ) -> MetaEvaluation:
     """MetaQuantus' input-perturbation test of ``metrics`` over ``inputs`` and attributions.
 
@@ -188,6 +194,8 @@ async def meta_evaluate(
     exactly: the settings must match (a changed one is refused, naming it), and the units it
     had not committed are computed with the same seeds. ``quantus_compatible`` scores the
     metrics in Quantus 0.6.0's conventions (the noise is rex-stream's, seeded per copy).
+    ``explainer`` (as for :func:`~rex_stream.evaluation.run.evaluate`) serves the metrics
+    that re-explain.
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -197,9 +205,11 @@ async def meta_evaluate(
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    re_explainer = checked_explainer(choices, explainer)
     _check_resumable(store, resume)
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
+    weighted = await weights_for(backend, choices)
     plan = MetaPlan(
         choices,
         named,
@@ -211,9 +221,13 @@ async def meta_evaluate(
         quantus_compatible,
     )
     outcomes: list[InputOutcome | None] = [None] * len(sources)
-    with raise_first_error():
+    with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
+            bound, variants = re_explaining(
+                re_explainer, weighted, scheduler, info, resolved, backend_settings
+            )
+            plan = replace(plan, explainer=bound, variants=variants)
             inputs_at_once = anyio.CapacityLimiter(max(1, concurrent_inputs))
             copies = anyio.CapacityLimiter(COPIES_AT_ONCE)
 
@@ -223,16 +237,18 @@ async def meta_evaluate(
                         key, source, plan, info, resolved, scorer, copies, store, resume, overwrite
                     )
 
-            async with anyio.create_task_group() as group:
+            async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
             stats = scheduler.stats
+            queries = scorer.sent + (bound.queries if bound else 0)
+            queries += variants.queries if variants else 0
     done = [o for o in outcomes if o is not None]
     arrays = {c.label: _arrays(done, m) for m, c in enumerate(choices)}
     results = {c.label: reduce_scores(arrays[c.label], c.spec.higher_is_better) for c in choices}
     return MetaEvaluation(
         results,
-        scorer.sent,
+        queries,
         stats.calls,
         time.perf_counter() - started,
         {
@@ -242,6 +258,7 @@ async def meta_evaluate(
             "noise_adversary": noise_adversary,
             "seed": seed,
             "quantus_compatible": quantus_compatible,
+            "explainer": plan.explainer.name if plan.explainer is not None else None,
             "attributions": list(named),
             "inputs": [key for key, _ in sources],
         },

@@ -27,10 +27,12 @@ from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.errors import InputError
 from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.explainers import BoundExplainer
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.run import _settings
 from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, load_map, load_mask
+from rex_stream.evaluation.variants import VariantPool
 from rex_stream.modes import load_subject
 
 TESTS = ("resilience", "adversary")
@@ -66,6 +68,9 @@ class MetaPlan:
     perturbations: int
     noises: tuple[float, float]  # resilience, adversary
     compatible: bool
+    #: what the re-explaining metrics call (bound to the run's scheduler), and weight variants
+    explainer: BoundExplainer | None = None
+    variants: VariantPool | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -80,6 +85,7 @@ class MetaPlan:
             "perturbations": self.perturbations,
             "noise_resilience": self.noises[0],
             "noise_adversary": self.noises[1],
+            "explainer": self.explainer.name if self.explainer is not None else None,
         }
 
 
@@ -156,7 +162,7 @@ async def run_input(
             async def one(m: int, a: int) -> None:
                 case = Case(
                     variant, maps[names[a]], target, plan.compatible, plan.seed, variant_key,
-                    names[a], truth,
+                    names[a], truth, explainer=plan.explainer, variants=plan.variants,
                 )  # fmt: skip
                 choice = plan.choices[m]
                 values[m, a] = (await choice.spec.compute(case, choice.params, scorer)).score

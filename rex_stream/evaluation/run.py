@@ -92,29 +92,16 @@ async def evaluate(
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
-    re_explainer = as_re_explainer(explainer) if explainer is not None else None
-    if re_explainer is None and any(c.spec.needs in RE_EXPLAINING for c in choices):
-        needing = [c.label for c in choices if c.spec.needs in RE_EXPLAINING]
-        raise ConfigError(
-            f"{', '.join(needing)} re-explain perturbed inputs: pass --explainer "
-            "rex[:iters=N] or --explainer python:module:function"
-        )
+    re_explainer = checked_explainer(choices, explainer)
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     _check_resumable(store, resume)
-    weighted = await _weights_for(backend, choices)
+    weighted = await weights_for(backend, choices)
     with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
             info, resolved, scheduler, scorer = session
-            variants = (
-                VariantPool(weighted, re_explainer, resolved, backend_settings)
-                if weighted is not None and re_explainer is not None
-                else None
-            )
-            bound = (
-                BoundExplainer(re_explainer, scheduler, info, resolved)
-                if re_explainer is not None
-                else None
+            bound, variants = re_explaining(
+                re_explainer, weighted, scheduler, info, resolved, backend_settings
             )
             results: list[InputScores | None] = [None] * len(sources)
             budget = _Budget(max_queries, on_plan)
@@ -282,7 +269,41 @@ async def _evaluate_input(
     return scores
 
 
-async def _weights_for(backend: Backend | str, choices: list[MetricChoice]) -> WeightedModel | None:
+def checked_explainer(
+    choices: Sequence[MetricChoice], explainer: str | ReExplain | ExplainFunction | None
+) -> ReExplain | None:
+    """The re-explainer the metrics will call, or a one-line error when one needs it and
+    none is given."""
+    re_explainer = as_re_explainer(explainer) if explainer is not None else None
+    if re_explainer is None and any(c.spec.needs in RE_EXPLAINING for c in choices):
+        needing = [c.label for c in choices if c.spec.needs in RE_EXPLAINING]
+        raise ConfigError(
+            f"{', '.join(needing)} re-explain perturbed inputs: pass --explainer "
+            "rex[:iters=N] or --explainer python:module:function"
+        )
+    return re_explainer
+
+
+def re_explaining(
+    re_explainer: ReExplain | None,
+    weighted: WeightedModel | None,
+    scheduler: Scheduler,
+    info: ModelInfo,
+    config: ExplainConfig,
+    settings: BackendSettings | None,
+) -> tuple[BoundExplainer | None, VariantPool | None]:
+    """The explainer bound to this run's scheduler, and the pool of weight variants (enter
+    it with ``async with``) when a metric randomises the weights."""
+    if re_explainer is None:
+        return None, None
+    bound = BoundExplainer(re_explainer, scheduler, info, config)
+    variants = (
+        VariantPool(weighted, re_explainer, config, settings) if weighted is not None else None
+    )
+    return bound, variants
+
+
+async def weights_for(backend: Backend | str, choices: list[MetricChoice]) -> WeightedModel | None:
     """The model as weights when a metric randomises them (a remote backend is refused)."""
     needing = [c.spec.quantus for c in choices if c.spec.needs == "weights"]
     if not needing:

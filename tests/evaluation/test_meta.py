@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rex_stream import StoreError
+from rex_stream import ConfigError, StoreError
 from rex_stream.evaluation.meta import meta_evaluate_sync, perturbed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,29 @@ def test_input_perturbation_test_is_deterministic_and_telling(patch_model: Path)
     assert sparse["IEC_NR"] == 1.0 and sparse["IEC_AR"] == 0.0
     selectivity = first.results["selectivity:patch_size=4"].summary()
     assert selectivity["IAC_AR"] > 0.5 and sparse["IAC_AR"] == 0.0
+
+
+def test_re_explaining_metrics_are_meta_evaluated_with_the_explainer(patch_model: Path) -> None:
+    seen: list[np.ndarray] = []
+
+    def explain(x: np.ndarray, target: int) -> np.ndarray:
+        seen.append(x)
+        return np.abs(x[0]) + 0.01 * target  # a map that moves with the input
+
+    metrics = "max-sensitivity:nr_samples=3"
+    kwargs = {"iterations": 1, "perturbations": 2, "seed": 3, "noise_adversary": 5.0}
+    with pytest.raises(ConfigError, match="max-sensitivity:nr_samples=3 re-explain"):
+        meta_evaluate_sync(_inputs()[:2], str(patch_model), _maps(), metrics, **kwargs)
+    result = meta_evaluate_sync(
+        _inputs()[:2], str(patch_model), _maps(), metrics, explainer=explain, **kwargs
+    )
+    arrays = result.arrays[metrics]
+    assert np.all(np.isfinite(arrays.q)) and np.all(arrays.q > 0)
+    # every input and every kept noisy copy had its own noisy neighbours re-explained
+    kept = int(arrays.kept.sum())
+    assert kept > 0 and len(seen) == 3 * (2 + kept)
+    assert np.all(np.isfinite(arrays.q_hat[arrays.kept]))
+    assert result.settings["explainer"] is not None
 
 
 def test_cli_meta_evaluation(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
