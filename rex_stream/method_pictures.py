@@ -47,7 +47,7 @@ def draw(
     subject: Subject, mask: np.ndarray, result: np.ndarray, label: str, title: str, path: Path
 ) -> None:
     """Input, region values and result: a line plot for 1-D inputs, three panels otherwise
-    (a volume's middle slice)."""
+    (a volume's slice with the most region value: where the explanation is)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,12 +72,15 @@ def draw(
         axis.legend(loc="upper right", fontsize=8)
         axis.set_title(title, fontsize=9)
     else:
-        if len(subject.spatial_shape) == 3:  # the middle slice of a volume
-            middle = subject.spatial_shape[0] // 2
-            original, found, mask = original[middle], found[middle], mask[middle]
+        heading = "input"
+        if len(subject.spatial_shape) == 3:
+            weight = mask.reshape(mask.shape[0], -1).sum(axis=1)
+            chosen = int(np.argmax(weight)) if weight.any() else mask.shape[0] // 2
+            original, found, mask = original[chosen], found[chosen], mask[chosen]
+            heading = f"input (slice {chosen})"
         figure, axes = plt.subplots(1, 3, figsize=(10, 3.6))
         for axis, picture, name in (
-            (axes[0], _picture(original), "input"),
+            (axes[0], _picture(original), heading),
             (axes[1], mask, "region values"),
             (axes[2], _picture(found), title),
         ):

@@ -33,6 +33,11 @@ def train_parser() -> argparse.ArgumentParser:
     l2x.add_argument("--masks-per-input", type=int, help="random masks scored per input (8)")
     l2x.add_argument("--epochs", type=int, help="epochs of each phase (default 30)")
     l2x.add_argument("--max-gap", type=float, help="refuse a selector–model gap above this (0.1)")
+    l2x.add_argument(
+        "--shared-regions",
+        action="store_true",
+        help="one network for every region (volumes, images: the evidence may lie anywhere)",
+    )
     l2x.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", required=True, help="the explainer file (.npz)")
@@ -80,7 +85,11 @@ def train(argv: list[str]) -> int:
     from rex_stream.l2x import Explainer, L2xConfig
     from rex_stream.learned import train_l2x
 
-    values: dict[str, object] = {"k": args.k, "seed": args.seed}
+    values: dict[str, object] = {
+        "k": args.k,
+        "seed": args.seed,
+        "shared_regions": args.shared_regions,
+    }
     if args.epochs is not None:
         values.update(approximator_epochs=args.epochs, selector_epochs=args.epochs)
     for flag in ("region_size", "masks_per_input", "max_gap"):

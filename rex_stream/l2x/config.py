@@ -12,7 +12,13 @@ class L2xConfig:
     """``k`` regions are selected per input. Each training input is scored unmasked and under
     ``masks_per_input`` random masks; the approximator, then the selector, train for their
     epochs with Adam. ``held_out`` of the inputs measure post-hoc accuracy and the
-    selector–model agreement gap; an explainer whose gap exceeds ``max_gap`` is refused."""
+    selector–model agreement gap; an explainer whose gap exceeds ``max_gap`` is refused.
+
+    ``shared_regions``: the selector and approximator use the same weights for every region
+    (a per-region network, pooled for the approximator) instead of one MLP over all regions;
+    for inputs whose regions are alike and whose evidence may lie in any of them (volumes,
+    images of objects anywhere), it learns from far fewer inputs. Off for tables, whose
+    features each mean something of their own."""
 
     k: int = 4
     region_size: int | None = None
@@ -26,6 +32,7 @@ class L2xConfig:
     held_out: float = 0.2
     max_gap: float = 0.1
     chunk_inputs: int = 64
+    shared_regions: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

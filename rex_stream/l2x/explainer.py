@@ -13,9 +13,13 @@ from rex_stream.engine.regions import Regions
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError, OutputError, RexStreamError
 from rex_stream.l2x.features import region_features
-from rex_stream.l2x.networks import mlp
+from rex_stream.l2x.networks import mlp, shared_region_logits
 
 FORMAT = 1
+
+#: Selector architectures: one MLP over all regions (L2X's), or one network per region with
+#: shared weights (``L2xConfig.shared_regions``).
+MLP, SHARED = "mlp", "shared_regions"
 
 
 class ExplainerRejected(RexStreamError):
@@ -44,6 +48,7 @@ class Explainer:
     classes: int
     metrics: dict[str, Any] = field(default_factory=dict)
     reading: dict[str, Any] = field(default_factory=dict)
+    architecture: str = MLP
 
     @property
     def regions(self) -> Regions:
@@ -62,6 +67,10 @@ class Explainer:
         """The selector's score of each region for ``subject``."""
         self.check(subject)
         features = region_features(subject, self.regions) / self.scale
+        if self.architecture == SHARED:
+            return np.asarray(
+                shared_region_logits(self.selector, self.selector_sizes, features[None])
+            )[0]
         return np.asarray(mlp(self.selector, self.selector_sizes, features.reshape(1, -1)))[0]
 
     def select(self, subject: Subject) -> np.ndarray:
@@ -87,6 +96,7 @@ class Explainer:
             "classes": self.classes,
             "metrics": self.metrics,
             "reading": self.reading,
+            "architecture": self.architecture,
         }
         try:
             with open(path, "wb") as handle:
@@ -119,4 +129,5 @@ class Explainer:
             classes=int(meta["classes"]),
             metrics=dict(meta["metrics"]),
             reading=dict(meta["reading"]),
+            architecture=str(meta.get("architecture", MLP)),
         )

@@ -52,6 +52,34 @@ def mlp(flat: Any, sizes: list[int], inputs: Any, xp: Any = np) -> Any:
     return hidden
 
 
+def mlp_size(sizes: list[int]) -> int:
+    """Number of parameters of an MLP with these layer widths."""
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in layer_shapes(sizes))
+
+
+def shared_region_logits(flat: Any, sizes: list[int], features: Any, xp: Any = np) -> Any:
+    """A selector with the same weights for every region: ``(B, R, F)`` features → ``(B, R)``
+    logits (``sizes`` from ``F`` to 1). Where the object may lie anywhere (a blob in a volume),
+    what it learns in one region holds in all of them."""
+    batch, count, width = features.shape
+    rows = xp.reshape(features, (batch * count, width))
+    return xp.reshape(mlp(flat, sizes, rows, xp), (batch, count))
+
+
+def pooled_regions(
+    flat: Any, encoder: list[int], head: list[int], inputs: Any, xp: Any = np
+) -> Any:
+    """An approximator with one encoder for every region: each region's ``(F + 1)`` inputs
+    are encoded alike, pooled over the regions (max and mean), and a head gives the classes."""
+    batch, count, width = inputs.shape
+    split = mlp_size(encoder)
+    rows = xp.reshape(inputs, (batch * count, width))
+    encoded = xp.maximum(mlp(flat[:split], encoder, rows, xp), 0.0)
+    encoded = xp.reshape(encoded, (batch, count, encoder[-1]))
+    pooled = xp.concatenate([xp.max(encoded, axis=1), xp.mean(encoded, axis=1)], axis=1)
+    return mlp(flat[split:], head, pooled, xp)
+
+
 def log_softmax(values: Any, xp: Any = np) -> Any:
     """Row-wise log-softmax."""
     shifted = values - xp.max(values, axis=-1, keepdims=True)

@@ -31,7 +31,7 @@ from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.l2x.config import L2xConfig
-from rex_stream.l2x.explainer import Explainer, ExplainerRejected
+from rex_stream.l2x.explainer import MLP, SHARED, Explainer, ExplainerRejected
 from rex_stream.l2x.features import region_features
 from rex_stream.l2x.networks import (
     Adam,
@@ -40,7 +40,9 @@ from rex_stream.l2x.networks import (
     init_mlp,
     log_softmax,
     mlp,
+    pooled_regions,
     relaxed_top_k,
+    shared_region_logits,
 )
 from rex_stream.l2x.queries import score_masks, training_scores
 
@@ -86,7 +88,12 @@ async def train_explainer(
         raise InputError(f"k = {config.k} must be below the number of regions ({regions.count})")
     train_index, held_index = split(len(subjects), config.held_out, config.seed)
     features = np.stack([region_features(s, regions) for s in subjects])
-    scale = features[train_index].std(axis=0) + 1e-6
+    width = features.shape[2]
+    if config.shared_regions:  # one scale per feature, so that regions stay comparable
+        spread = features[train_index].reshape(-1, width).std(axis=0) + 1e-6
+        scale = np.broadcast_to(spread, features.shape[1:]).copy()
+    else:
+        scale = features[train_index].std(axis=0) + 1e-6
     features = features / scale
     training = [subjects[i] for i in train_index]
     masks, scores = await training_scores(
@@ -100,23 +107,21 @@ async def train_explainer(
         store,
     )
     classes = scores.shape[-1]
-    width = features.shape[2]
     train_features = features[train_index]
     rows = masks.shape[1]
-    pair_inputs = _with_mask(
+    nets = _Networks(config, regions.count, width, classes)
+    pair_inputs = nets.approximator_inputs(
         np.repeat(train_features, rows, axis=0), masks.reshape(-1, regions.count).astype(float), np
     )
     pair_targets = scores.reshape(-1, classes)
-    approx_sizes = [pair_inputs.shape[1], config.hidden, config.hidden, classes]
 
     def approx_loss(params: Any, inputs: Any, targets: Any, _noise: Any) -> Any:
-        return -anp.mean(
-            anp.sum(targets * log_softmax(mlp(params, approx_sizes, inputs, anp), anp), axis=1)
-        )
+        predicted = nets.approximate(params, inputs, anp)
+        return -anp.mean(anp.sum(targets * log_softmax(predicted, anp), axis=1))
 
     approximator = await _fit(
         APPROXIMATOR,
-        approx_sizes,
+        nets.initial_approximator(),
         grad(approx_loss),
         pair_inputs,
         pair_targets,
@@ -124,26 +129,34 @@ async def train_explainer(
         config,
         store,
     )
-    select_sizes = [regions.count * width, config.hidden, config.hidden, regions.count]
-    selector_inputs = train_features.reshape(len(train_index), -1)
+    selector_inputs = nets.selector_inputs(train_features)
     labels = scores[:, 0, :]
 
     def selector_loss(params: Any, inputs: Any, targets: Any, noise: Any) -> Any:
-        logits = mlp(params, select_sizes, inputs, anp)
+        logits = nets.select(params, inputs, anp)
         weights = relaxed_top_k(logits, config.k, config.temperature, noise, anp)
         shaped = anp.reshape(inputs, (inputs.shape[0], regions.count, width))
-        predicted = mlp(approximator, approx_sizes, _with_mask(shaped, weights, anp), anp)
+        predicted = nets.approximate(
+            approximator, nets.approximator_inputs(shaped, weights, anp), anp
+        )
         return -anp.mean(anp.sum(targets * log_softmax(predicted, anp), axis=1))
 
     def noise(rng: np.random.Generator, batch: int) -> np.ndarray:
         return gumbel_noise(rng, (batch, config.k, regions.count))
 
     selector = await _fit(
-        SELECTOR, select_sizes, grad(selector_loss), selector_inputs, labels, noise, config, store
+        SELECTOR,
+        nets.initial_selector(),
+        grad(selector_loss),
+        selector_inputs,
+        labels,
+        noise,
+        config,
+        store,
     )
     explainer = Explainer(
         selector=selector,
-        selector_sizes=select_sizes,
+        selector_sizes=nets.select_sizes,
         scale=scale,
         k=config.k,
         region_edge=regions.edge,
@@ -151,6 +164,7 @@ async def train_explainer(
         input_shape=tuple(subjects[0].tensor.shape),
         model=model,
         classes=classes,
+        architecture=nets.architecture,
     )
     held = [subjects[i] for i in held_index]
     metrics = await measure(explainer, held, counting, scoring, config.seed)
@@ -159,7 +173,7 @@ async def train_explainer(
         mask = np.zeros((1, regions.count))
         mask[0, chosen] = 1.0
         shaped = (region_features(subject, regions) / scale)[None]
-        predicted = mlp(approximator, approx_sizes, _with_mask(shaped, mask, np))
+        predicted = nets.approximate(approximator, nets.approximator_inputs(shaped, mask, np), np)
         approx_hits.append(int(np.argmax(predicted)) == label)
     metrics["approximator_accuracy"] = float(np.mean(approx_hits))
     metrics["gap"] = round(abs(metrics["approximator_accuracy"] - metrics["posthoc_accuracy"]), 6)
@@ -216,9 +230,58 @@ async def measure(
     }
 
 
+class _Networks:
+    """The selector and approximator of one training run: one MLP over all regions (L2X's),
+    or networks shared by every region (``config.shared_regions``)."""
+
+    def __init__(self, config: L2xConfig, count: int, width: int, classes: int) -> None:
+        self.config, self.count, self.width = config, count, width
+        hidden = config.hidden
+        self.architecture = SHARED if config.shared_regions else MLP
+        if config.shared_regions:
+            self.select_sizes = [width, hidden, hidden, 1]
+            self.encoder = [width + 1, hidden, hidden]
+            self.head = [2 * hidden, hidden, classes]
+        else:
+            self.select_sizes = [count * width, hidden, hidden, count]
+            self.approx_sizes = [count * width + count, hidden, hidden, classes]
+
+    def initial_approximator(self) -> np.ndarray:
+        rng = np.random.default_rng([self.config.seed, 1])
+        if self.architecture == MLP:
+            return init_mlp(self.approx_sizes, rng)
+        return np.concatenate([init_mlp(self.encoder, rng), init_mlp(self.head, rng)])
+
+    def initial_selector(self) -> np.ndarray:
+        return init_mlp(self.select_sizes, np.random.default_rng([self.config.seed, 2]))
+
+    def approximator_inputs(self, features: Any, masks: Any, xp: Any) -> Any:
+        """Features ``(B, R, F)`` shown through masks ``(B, R)``, as the approximator reads them."""
+        if self.architecture == MLP:
+            return _with_mask(features, masks, xp)
+        weights = xp.reshape(masks, (masks.shape[0], self.count, 1))
+        return xp.concatenate([features * weights, weights], axis=2)
+
+    def approximate(self, params: Any, inputs: Any, xp: Any) -> Any:
+        if self.architecture == MLP:
+            return mlp(params, self.approx_sizes, inputs, xp)
+        return pooled_regions(params, self.encoder, self.head, inputs, xp)
+
+    def selector_inputs(self, features: np.ndarray) -> np.ndarray:
+        if self.architecture == MLP:
+            return features.reshape(len(features), -1)
+        return features
+
+    def select(self, params: Any, inputs: Any, xp: Any) -> Any:
+        if self.architecture == MLP:
+            return mlp(params, self.select_sizes, inputs, xp)
+        shaped = xp.reshape(inputs, (inputs.shape[0], self.count, self.width))
+        return shared_region_logits(params, self.select_sizes, shaped, xp)
+
+
 async def _fit(
     phase: str,
-    sizes: list[int],
+    initial: np.ndarray,
     gradient: Callable[..., np.ndarray],
     inputs: np.ndarray,
     targets: np.ndarray,
@@ -229,7 +292,7 @@ async def _fit(
     """Adam over minibatches for the phase's epochs, resuming from its last checkpoint."""
     epochs = config.approximator_epochs if phase == APPROXIMATOR else config.selector_epochs
     salt = 1 if phase == APPROXIMATOR else 2
-    params = init_mlp(sizes, np.random.default_rng([config.seed, salt]))
+    params = initial
     adam = Adam.start(params.size, config.learning_rate)
     start = 0
     if store is not None:
