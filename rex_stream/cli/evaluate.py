@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from rex_stream.cli import meta_model, method_options
+from rex_stream.cli import meta_display, meta_model, method_options
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -285,9 +285,11 @@ def _run_meta(
             backend_settings=settings,
             concurrent_inputs=args.concurrent_inputs,
             explainer=explainer_from_spec(args.explainer) if args.explainer else None,
+            on_progress=display.update,
         )
 
-    result = anyio.run(main)
+    with meta_display.MetaDisplay(meta_display.wanted(args), "units (copies)") as display:
+        result = anyio.run(main)
     if result.resumed and not args.quiet:
         print(f"resumed {result.resumed} finished units from {args.store}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())

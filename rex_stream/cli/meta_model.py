@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import anyio
 
+from rex_stream.cli.meta_display import MetaDisplay, wanted
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
@@ -34,8 +36,8 @@ def run_model_test(
     settings: BackendSettings,
 ) -> int:
     """The model-perturbation test of the chosen metrics; prints the table or JSON."""
-    if args.store or args.resume:
-        raise ConfigError("--meta model does not write a --store yet")
+    if args.resume and not args.store:
+        raise ConfigError("--resume needs --store (the store of the run to continue)")
     explainer = getattr(args, "explainer", None)
     if not explainer:
         raise ConfigError(
@@ -62,9 +64,16 @@ def run_model_test(
             noise_adversary=adversary,
             noise_type=args.weight_noise,
             quantus_compatible=args.quantus_compatible,
+            store=args.store,
+            resume=args.resume,
+            overwrite=args.overwrite,
             backend_settings=settings,
+            on_progress=display.update,
         )
 
-    result = anyio.run(main)
+    with MetaDisplay(wanted(args), "units (noisy models)") as display:
+        result = anyio.run(main)
+    if result.resumed and not args.quiet:
+        print(f"resumed {result.resumed} finished units from {args.store}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0

@@ -36,6 +36,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.explainers import ExplainFunction, ReExplain, warnings_once
+from rex_stream.evaluation.meta_store import MetaProgressCallback, UnitProgress
 from rex_stream.evaluation.meta_units import (
     TESTS,
     InputOutcome,
@@ -186,6 +187,7 @@ async def meta_evaluate(
     backend_settings: BackendSettings | None = None,
     concurrent_inputs: int = 4,
     explainer: str | ReExplain | ExplainFunction | None = None,
+    on_progress: MetaProgressCallback | None = None,
 ) -> MetaEvaluation:
     """MetaQuantus' input-perturbation test of ``metrics`` over ``inputs`` and attributions.
 
@@ -195,7 +197,9 @@ async def meta_evaluate(
     had not committed are computed with the same seeds. ``quantus_compatible`` scores the
     metrics in Quantus 0.6.0's conventions (the noise is rex-stream's, seeded per copy).
     ``explainer`` (as for :func:`~rex_stream.evaluation.run.evaluate`) serves the metrics
-    that re-explain.
+    that re-explain. ``on_progress(units done, units planned, queries so far)`` hears every
+    finished unit (an input's scores or one noisy copy; units read back from the store count
+    as done when they are read).
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -231,18 +235,26 @@ async def meta_evaluate(
             inputs_at_once = anyio.CapacityLimiter(max(1, concurrent_inputs))
             copies = anyio.CapacityLimiter(COPIES_AT_ONCE)
 
+            def queries_so_far() -> int:
+                sent = scorer.sent + (bound.queries if bound else 0)
+                return sent + (variants.queries if variants else 0)
+
+            progress = UnitProgress(
+                len(sources) * (1 + int(np.prod(plan.shape))), on_progress, queries_so_far
+            )
+
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
                 async with inputs_at_once:
                     outcomes[position] = await run_input(
-                        key, source, plan, info, resolved, scorer, copies, store, resume, overwrite
-                    )
+                        key, source, plan, info, resolved, scorer, copies, store, resume,
+                        overwrite, progress,
+                    )  # fmt: skip
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
             stats = scheduler.stats
-            queries = scorer.sent + (bound.queries if bound else 0)
-            queries += variants.queries if variants else 0
+            queries = queries_so_far()
     done = [o for o in outcomes if o is not None]
     arrays = {c.label: _arrays(done, m) for m, c in enumerate(choices)}
     results = {c.label: reduce_scores(arrays[c.label], c.spec.higher_is_better) for c in choices}

@@ -6,9 +6,8 @@ it (q̂). A copy's noise comes from its own generator, seeded by (seed, test, ro
 key), so what a unit computes does not depend on which units ran before it: a resumed run
 recomputes exactly the units a killed run had not committed and ends with the same numbers.
 
-Records in the input's group: ``meta-original/0`` = ``[target, q…]`` and
-``meta-copy/<(test × rounds + round) × copies + copy>`` = ``[predicted, kept, q̂…]`` (q̂ NaN
-when not kept); scores are ordered attribution-major, as ``metric`` records are numbered.
+The records in the input's group are laid out by :mod:`rex_stream.evaluation.meta_store`
+(shared with the model-perturbation test).
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
-from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.errors import InputError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import BoundExplainer
+from rex_stream.evaluation.meta_store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.run import _settings
 from rex_stream.evaluation.scoring import RowScorer
@@ -36,8 +35,6 @@ from rex_stream.evaluation.variants import VariantPool
 from rex_stream.modes import load_subject
 
 TESTS = ("resilience", "adversary")
-ORIGINAL = "meta-original"
-COPY = "meta-copy"
 
 
 def perturbed(x: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -112,6 +109,7 @@ async def run_input(
     store_path: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    progress: UnitProgress | None = None,
 ) -> InputOutcome:
     """Score one input and its noisy copies; with a store, commit each unit when done."""
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
@@ -127,7 +125,6 @@ async def run_input(
     target = await scorer.classify(probe, config.scoring.target)
     names = list(plan.attributions)
     maps = {name: load_map(src, key, subject, name) for name, src in plan.attributions.items()}
-    width = len(plan.choices) * len(names)
     outcome = InputOutcome(
         key,
         target,
@@ -135,25 +132,21 @@ async def run_input(
         np.full((*plan.shape, len(plan.choices), len(names)), np.nan),
         np.zeros(plan.shape, dtype=bool),
     )
-    store = None
-    done: dict[str, dict[int, Record]] = {ORIGINAL: {}, COPY: {}}
+    group: MetaGroup | None = None
     if store_path is not None:
         settings = _settings(
             info, config, list(plan.choices), maps, truth, plan.seed, plan.compatible, target
         )
         settings["meta_evaluation"] = plan.settings()
-        store = ExplanationStore.open(
-            store_path,
-            key,
-            settings,
-            len(subject.spatial_shape),
-            resume=resume,
-            overwrite=overwrite,
+        scores = (len(plan.choices), len(names))
+        ndim = len(subject.spatial_shape)
+        group = await MetaGroup.open(
+            store_path, key, settings, ndim, scores, resume=resume, overwrite=overwrite
         )
     try:
-        if store is not None:
-            done = await anyio.to_thread.run_sync(_committed, store, width)
-        outcome.resumed = len(done[ORIGINAL]) + len(done[COPY])
+        outcome.resumed = group.resumed if group is not None else 0
+        if progress is not None:
+            progress.add(outcome.resumed)
 
         async def scores_on(variant: Any, variant_key: str) -> np.ndarray:
             """Every metric × attribution on one input (x or a copy), with x's target."""
@@ -167,27 +160,28 @@ async def run_input(
                 choice = plan.choices[m]
                 values[m, a] = (await choice.spec.compute(case, choice.params, scorer)).score
 
-            async with anyio.create_task_group() as group:
+            async with anyio.create_task_group() as tasks:
                 for a in range(len(names)):
                     for m in range(len(plan.choices)):
-                        group.start_soon(one, m, a)
+                        tasks.start_soon(one, m, a)
             return values
 
         async def original() -> None:
-            if 0 in done[ORIGINAL]:
-                outcome.q[:] = _unpack(done[ORIGINAL][0].table[1:], outcome.q.shape)
+            found = group.original() if group is not None else None
+            if found is not None:
+                outcome.q[:] = found
                 return
             outcome.q[:] = await scores_on(subject, key)
-            if store is not None:
-                table = np.concatenate([[target], _pack(outcome.q)])
-                await anyio.to_thread.run_sync(store.commit, ORIGINAL, Record(0, table))
+            if group is not None:
+                await group.commit_original(target, outcome.q)
+            if progress is not None:
+                progress.add()
 
         async def noisy(t: int, i: int, p: int) -> None:
-            index = (t * plan.iterations + i) * plan.perturbations + p
-            if index in done[COPY]:
-                table = done[COPY][index].table
-                outcome.kept[t, i, p] = bool(table[1])
-                outcome.q_hat[t, i, p] = _unpack(table[2:], outcome.q.shape)
+            index = unit_index(plan.shape, t, i, p)
+            found = group.copy(index) if group is not None else None
+            if found is not None:
+                outcome.kept[t, i, p], outcome.q_hat[t, i, p] = found
                 return
             async with copies:
                 rng = copy_generator(plan.seed, t, i, p, key)
@@ -200,45 +194,22 @@ async def run_input(
                 if keep:
                     outcome.q_hat[t, i, p] = await scores_on(variant, name)
             outcome.kept[t, i, p] = keep
-            if store is not None:
-                table = np.concatenate([[predicted, float(keep)], _pack(outcome.q_hat[t, i, p])])
+            if group is not None:
                 attributes = {"test": TESTS[t], "round": i, "copy": p}
-                record = Record(index, table, attributes)
-                await anyio.to_thread.run_sync(store.commit, COPY, record)
+                await group.commit_copy(index, predicted, keep, outcome.q_hat[t, i, p], attributes)
+            if progress is not None:
+                progress.add()
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(original)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(original)
             for t, i, p in np.ndindex(plan.shape):
-                group.start_soon(noisy, t, i, p)
-        if store is not None:
+                tasks.start_soon(noisy, t, i, p)
+        if group is not None:
             kept = {test: int(outcome.kept[t].sum()) for t, test in enumerate(TESTS)}
-            summary = {"source": str(subject.source or key), "meta_evaluation": {"kept": kept}}
-            await anyio.to_thread.run_sync(_finish, store, summary)
+            await group.finish(
+                {"source": str(subject.source or key), "meta_evaluation": {"kept": kept}}
+            )
     finally:
-        if store is not None:
-            store.close()
+        if group is not None:
+            group.close()
     return outcome
-
-
-def _pack(values: np.ndarray) -> np.ndarray:
-    """(metrics, attributions) → flat, attribution-major."""
-    return np.asarray(values, np.float64).T.reshape(-1)
-
-
-def _unpack(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Flat, attribution-major → (metrics, attributions)."""
-    return np.asarray(flat, np.float64).reshape(shape[::-1]).T
-
-
-def _committed(store: ExplanationStore, width: int) -> dict[str, dict[int, Record]]:
-    """The finished units (a record of the wrong width is run again)."""
-    found = {ORIGINAL: store.committed(ORIGINAL), COPY: store.committed(COPY)}
-    return {
-        kind: {i: r for i, r in records.items() if r.table.shape == (width + extra,)}
-        for (kind, records), extra in zip(found.items(), (1, 2))
-    }
-
-
-def _finish(store: ExplanationStore, summary: dict[str, Any]) -> None:
-    store.update_attributes(summary)
-    store.finish()

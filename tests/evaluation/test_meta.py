@@ -119,14 +119,24 @@ def test_store_resumes_every_unit_and_refuses_changed_settings(
     kwargs = {"iterations": 2, "perturbations": 2, "seed": 3}
     store = tmp_path / "meta.zarr"
     plain = meta_evaluate_sync(_inputs()[:3], str(patch_model), _maps(), metrics, **kwargs)
+    seen: list[tuple[int, int, int]] = []
     stored = meta_evaluate_sync(
-        _inputs()[:3], str(patch_model), _maps(), metrics, store=store, **kwargs
-    )
+        _inputs()[:3], str(patch_model), _maps(), metrics, store=store,
+        on_progress=lambda *a: seen.append(a), **kwargs,
+    )  # fmt: skip
+    planned = 3 * (1 + 2 * 2 * 2)  # per input: x and every noisy copy
+    assert [done for done, _, _ in seen] == list(range(1, planned + 1))
+    assert {p for _, p, _ in seen} == {planned}
+    queries = [q for _, _, q in seen]
+    assert queries == sorted(queries) and 0 < queries[-1] <= stored.queries
     assert stored.summary()["input_perturbation_test"] == plain.summary()["input_perturbation_test"]
+    seen.clear()
     again = meta_evaluate_sync(
-        _inputs()[:3], str(patch_model), _maps(), metrics, store=store, resume=True, **kwargs
-    )
-    assert again.resumed == 3 * (1 + 2 * 2 * 2) and again.queries == 3  # f(x) for the target
+        _inputs()[:3], str(patch_model), _maps(), metrics, store=store, resume=True,
+        on_progress=lambda *a: seen.append(a), **kwargs,
+    )  # fmt: skip
+    assert again.resumed == planned and again.queries == 3  # f(x) for the target
+    assert [done for done, _, _ in seen] == [9, 18, 27] and {p for _, p, _ in seen} == {27}
     for label, arrays in again.arrays.items():
         np.testing.assert_array_equal(arrays.q_hat, plain.arrays[label].q_hat)
         np.testing.assert_array_equal(arrays.kept, plain.arrays[label].kept)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ import pytest
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, StoreError
 from rex_stream.evaluation.meta_model import meta_evaluate_model_sync, noisy_generator
 from rex_stream.evaluation.weights import WeightedModel
 from tests.evaluation.weight_models import (
@@ -128,3 +132,109 @@ def test_cli_meta_model(tiny_cnn: Path, tiny_image: Path) -> None:
     missing = _cli(*common, "model")
     assert missing.returncode != 0
     assert missing.stderr.strip().startswith("rex-stream: error: --meta model re-explains")
+
+
+def _record_dirs(store: Path, kind: str) -> list[Path]:
+    return sorted(store.glob(f"*/{kind}/0*"))
+
+
+def test_store_resumes_every_unit_and_reports_progress(three_layers: Path, tmp_path: Path) -> None:
+    store = tmp_path / "mpt.zarr"
+    plain = _run(three_layers)
+    seen: list[tuple[int, int, int]] = []
+    stored = _run(three_layers, store=store, on_progress=lambda *a: seen.append(a))
+    key = "model_perturbation_test"
+    assert stored.summary()[key] == plain.summary()[key]
+    planned = 4 * (1 + 2 * 2 * 2)  # per input: x, and one unit per noisy model
+    assert [done for done, _, _ in seen] == list(range(1, planned + 1))
+    assert {p for _, p, _ in seen} == {planned}
+    queries = [q for _, _, q in seen]
+    assert queries == sorted(queries) and 0 < queries[-1] <= stored.queries
+    copies = _record_dirs(store, "meta-copy")
+    assert len(copies) == 4 * 8 and len(_record_dirs(store, "meta-original")) == 4
+    # as if killed part way: one input lost two units, every input lost noisy model 5's unit
+    lost = [*copies[:2], *(c for c in copies if c.name == "000005")]
+    for record in lost:
+        shutil.rmtree(record)
+    seen.clear()
+    again = _run(three_layers, store=store, resume=True, on_progress=lambda *a: seen.append(a))
+    assert again.resumed == planned - len(set(lost))
+    assert seen[0][0] == again.resumed and seen[-1][0] == planned
+    for label, arrays in again.arrays.items():
+        np.testing.assert_array_equal(arrays.q, plain.arrays[label].q)
+        np.testing.assert_array_equal(arrays.q_hat, plain.arrays[label].q_hat)
+        np.testing.assert_array_equal(arrays.kept, plain.arrays[label].kept)
+    assert again.summary()[key] == plain.summary()[key]
+    whole = _run(three_layers, store=store, resume=True)
+    assert whole.resumed == planned and whole.queries == 4  # f(x) of each input for its target
+    changed = r"meta_evaluation\.noise_type: 'multiplicative' → 'additive'"
+    with pytest.raises(StoreError, match=changed):
+        _run(three_layers, store=store, resume=True, noise_type="additive")
+    with pytest.raises(StoreError, match="already exists"):
+        _run(three_layers, store=store)
+
+
+def _committed_units(store: Path) -> int:
+    return sum(
+        '"committed": true' in meta.read_text(errors="ignore")
+        for meta in store.glob("*/meta-copy/*/zarr.json")
+    )
+
+
+def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
+    tiny_cnn: Path, tmp_path: Path
+) -> None:
+    """A run re-explaining through a slow explainer is killed with SIGKILL part way;
+    ``--resume`` ends with exactly the IAC/IEC/MC of an uninterrupted run."""
+    from PIL import Image
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for n in range(3):
+        pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / f"p{n}.png")
+    store = tmp_path / "mpt.zarr"
+    command = [
+        sys.executable, "-m", "rex_stream.cli", "evaluate", str(folder), "--model", str(tiny_cnn),
+        "--metrics", "selectivity:patch_size=8,sparseness", "--meta", "model",
+        "--explainer", "python:tests.evaluation.slow_explainer:explain",
+        "--meta-iterations", "2", "--meta-perturbations", "3", "--seed", "2", "--json",
+    ]  # fmt: skip
+    units = 3 * 2 * 2 * 3
+
+    def run(*extra: str) -> dict:
+        env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0"}
+        done = subprocess.run(
+            [*command, *extra], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    reference = run()
+    env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.2"}
+    process = subprocess.Popen(
+        [*command, "--store", str(store)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _committed_units(store) < 6:  # poll the store, then kill mid-run
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no unit was committed in time"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = _committed_units(store)
+    assert 6 <= before < units
+    resumed = run("--store", str(store), "--resume")
+    assert before <= resumed["resumed"] < units + 3
+    assert resumed["model_perturbation_test"] == reference["model_perturbation_test"]
+    assert _committed_units(store) == units
+    assert run("--store", str(store), "--resume")["resumed"] == units + 3
+    changed = _cli(*command[4:], "--store", str(store), "--resume", "--weight-noise", "additive")
+    assert changed.returncode != 0
+    assert changed.stderr.startswith("rex-stream: error:") and changed.stderr.count("\n") == 1
+    assert "meta_evaluation.noise_type: 'multiplicative' → 'additive'" in changed.stderr
