@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from latency_backend import latency_onnx_backend  # noqa: E402
+from latency_backend import latency_onnx_backend, onnx_session  # noqa: E402
 
 from rex_stream import evaluate_sync  # noqa: E402
 from rex_stream.cli.demo import demo_config  # noqa: E402
+from rex_stream.config import ExplainConfig  # noqa: E402
 from rex_stream.engine.backend import ModelInfo  # noqa: E402
 from rex_stream.modes import load_subject  # noqa: E402
 
@@ -68,14 +70,30 @@ def run_quantus(
     return json.loads(done.stdout)
 
 
-def run_ours(tensor: np.ndarray, a: np.ndarray, latency_s: float) -> tuple[object, float]:
+def run_ours(
+    tensor: np.ndarray, a: np.ndarray, latency_s: float, max_batch: int | None = None
+) -> tuple[object, float]:
     """rex-stream's evaluation and its wall time."""
     backend = latency_onnx_backend(str(MODEL), latency_s) if latency_s else str(MODEL)
+    config = ExplainConfig()
+    if max_batch:
+        config = replace(config, scheduler=replace(config.scheduler, max_batch=max_batch))
     started = time.perf_counter()
     result = evaluate_sync(
-        tensor, backend, {"gauss": a}, ",".join(METRICS), seed=0, quantus_compatible=True
+        tensor,
+        backend,
+        {"gauss": a},
+        ",".join(METRICS),
+        seed=0,
+        quantus_compatible=True,
+        config=config,
     )
     return result, time.perf_counter() - started
+
+
+def load() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
 
 
 def main() -> None:
@@ -86,31 +104,51 @@ def main() -> None:
         default=os.environ.get("REX_STREAM_QUANTUS_PYTHON", str(ROOT / ".venv-quantus/bin/python")),
     )
     parser.add_argument("--skip-local", action="store_true", help="only the latency run")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each pair, interleaved")
+    parser.add_argument("--max-batch", type=int, help="rex-stream's batch (default: the backend's)")
     args = parser.parse_args()
     info = ModelInfo("efficientnet-lite0", "input", (3, 224, 224))
     tensor = load_subject(PHOTO, info, demo_config()).tensor
     a = gaussian_map()
+    session = onnx_session(str(MODEL))
+    target = int(np.argmax(session.run(None, {session.get_inputs()[0].name: tensor[None]})[0][0]))
     latencies = [args.latency_ms / 1000.0] + ([] if args.skip_local else [0.0])
-    for latency_s in latencies:
-        ours, ours_s = run_ours(tensor, a, latency_s)
-        target = ours.inputs[0].target  # type: ignore[attr-defined]
-        theirs = run_quantus(args.quantus_python, tensor, a, target, latency_s)
-        quantus_s = sum(entry["wall_s"] for entry in theirs.values())
-        calls = sum(entry["calls"] for entry in theirs.values())
-        print(f"\n## latency {latency_s * 1000:g} ms per call")
-        print("| metric | Quantus 0.6.0 | rex-stream | relative difference |")
-        print("|---|---|---|---|")
-        results = ours.inputs[0].results["gauss"]  # type: ignore[attr-defined]
-        for label, entry in theirs.items():
-            mine = results[label].score
-            diff = abs(mine - entry["score"]) / max(1e-12, abs(entry["score"]))
-            print(f"| {label} | {entry['score']:.6g} | {mine:.6g} | {diff:.1e} |")
-        print(
-            f"\nQuantus: {calls} calls, {quantus_s:.1f} s; rex-stream: "
-            f"{ours.queries} queries in {ours.calls} calls "  # type: ignore[attr-defined]
-            f"(mean batch {ours.mean_batch:.1f}), {ours_s:.1f} s; "  # type: ignore[attr-defined]
-            f"**{quantus_s / ours_s:.1f}× faster**"
-        )
+    summary = []
+    for repeat in range(args.repeats):
+        for latency_s in latencies:
+            # alternate which tool goes first, so a change of load hits both alike
+            first_ours = repeat % 2 == 0
+            load_start = load()
+            if first_ours:
+                ours, ours_s = run_ours(tensor, a, latency_s, args.max_batch)
+            theirs = run_quantus(args.quantus_python, tensor, a, target, latency_s)
+            if not first_ours:
+                ours, ours_s = run_ours(tensor, a, latency_s, args.max_batch)
+            load_end = load()
+            quantus_s = sum(entry["wall_s"] for entry in theirs.values())
+            calls = sum(entry["calls"] for entry in theirs.values())
+            print(f"\n## latency {latency_s * 1000:g} ms per call (run {repeat + 1})")
+            print("| metric | Quantus 0.6.0 | rex-stream | relative difference |")
+            print("|---|---|---|---|")
+            results = ours.inputs[0].results["gauss"]  # type: ignore[attr-defined]
+            for label, entry in theirs.items():
+                mine = results[label].score
+                diff = abs(mine - entry["score"]) / max(1e-12, abs(entry["score"]))
+                print(f"| {label} | {entry['score']:.6g} | {mine:.6g} | {diff:.1e} |")
+            line = (
+                f"| {latency_s * 1000:g} ms | {load_start:.1f} → {load_end:.1f} | {calls}, "
+                f"{quantus_s:.1f} s | {ours.queries}, {ours.calls} "  # type: ignore[attr-defined]
+                f"({ours.mean_batch:.1f}), {ours_s:.1f} s | "  # type: ignore[attr-defined]
+                f"**{quantus_s / ours_s:.1f}×** |"
+            )
+            print(line)
+            summary.append(line)
+    print(
+        "\n| latency | load | Quantus: calls, wall | rex-stream: rows, calls (mean batch), wall "
+        "| ratio |"
+    )
+    print("|---|---|---|---|---|")
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

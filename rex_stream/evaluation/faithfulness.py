@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import numpy as np
 
 from rex_stream.engine.ranking import rank_positions
@@ -80,16 +81,20 @@ async def pixel_flipping(case: Case, params: Params, scorer: RowScorer) -> Metri
     _check_step(case, step)
     steps = math.ceil(case.feature_count / step)
     counts = [min((j + 1) * step, case.feature_count) for j in range(steps)]
-    position: np.ndarray | Ranking
-    if _bounded(case):
-        position = _level_ranking(case, params, counts)
-    else:
-        weights = case.feature_weights(case.prepared(dict(params)))
-        position = rank_positions(case.descending(weights))
+    position = await anyio.to_thread.run_sync(_cumulative_ranking, case, params, counts)
     rng = case.generator("pixel-flipping")
     rows = _cumulative_rows(case, position, counts, params["perturb_baseline"], rng)
     curve = target_scores(await scorer.score_all(rows, case.target), params["softmax"])
     return MetricResult(trapezoid(curve), curve, len(counts), case.seed)
+
+
+def _cumulative_ranking(case: Case, params: Params, counts: list[int]) -> np.ndarray | Ranking:
+    """The features in descending order of the prepared map: a position per feature, or for
+    a large input the sets of the ``counts`` first (plans call this in a worker thread)."""
+    if _bounded(case):
+        return _level_ranking(case, params, counts)
+    weights = case.feature_weights(case.prepared(dict(params)))
+    return rank_positions(case.descending(weights))
 
 
 def patch_labels(case: Case, patch_size: int) -> tuple[np.ndarray, int]:
@@ -215,7 +220,9 @@ def _level_ranking(case: Case, params: Params, counts: list[int]) -> LevelRankin
 async def region_perturbation(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
     """d_j = f(x) − f(x without the j most relevant patches), j = 1…regions_evaluation."""
     rng = case.generator("region-perturbation")
-    position, count = _patch_positions(case, params, str(params["order"]).lower(), rng)
+    position, count = await anyio.to_thread.run_sync(
+        _patch_positions, case, params, str(params["order"]).lower(), rng
+    )
     regions = min(int(params["regions_evaluation"]), count)
     f_x = await _f_x(case, scorer, params["softmax"])
     rows = _cumulative_rows(
@@ -228,7 +235,7 @@ async def region_perturbation(case: Case, params: Params, scorer: RowScorer) -> 
 async def selectivity(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
     """c_j = f(x without the j most relevant patches), j = 1…all patches."""
     rng = case.generator("selectivity")
-    position, count = _patch_positions(case, params, "morf", rng)
+    position, count = await anyio.to_thread.run_sync(_patch_positions, case, params, "morf", rng)
     rows = _cumulative_rows(
         case, position, list(range(1, count + 1)), params["perturb_baseline"], rng
     )
@@ -281,7 +288,7 @@ async def _faithfulness_estimate_bounded(
     """Faithfulness-estimate of a large input: each group a band of ranks."""
     size = case.feature_count
     counts = [min(end, size) for end in range(step, size + step, step)]
-    ranking = _level_ranking(case, params, counts)
+    ranking = await anyio.to_thread.run_sync(_level_ranking, case, params, counts)
     bounds = list(zip([0, *counts[:-1]], counts))
     baseline = params["perturb_baseline"]
     f_x = await _f_x(case, scorer, params["softmax"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import numpy as np
 
 from rex_stream.engine.install_hint import install_command
@@ -66,8 +67,8 @@ def _removal_values(
     return values.reshape(-1)
 
 
-async def irof(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
-    """Score = N − trapz(f(x without the first j segments) / f(x)), j = 1…N segments."""
+def _plan(case: Case, params: Params) -> tuple[int, np.ndarray, float | np.ndarray | None]:
+    """Segments, each feature's removal position and what removed features become."""
     labels = superpixels(case, str(params["segmentation_method"]))
     count = int(labels.max()) + 1
     if count < 2:
@@ -82,6 +83,13 @@ async def irof(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
     if case.compatible:
         tensor = case.subject.tensor
         position = np.broadcast_to(case.subject.expand(rank), tensor.shape).reshape(-1)
+    return count, position, values
+
+
+async def irof(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
+    """Score = N − trapz(f(x without the first j segments) / f(x)), j = 1…N segments."""
+    # segmenting and ranking take real CPU time: off the event loop, so batches keep flowing
+    count, position, values = await anyio.to_thread.run_sync(_plan, case, params)
     softmax = bool(params["softmax"])
     f_x = float(target_scores(await scorer.score([case.original()], case.target), softmax)[0])
     rows = (case.removed_first(position, j, values) for j in range(1, count + 1))
