@@ -142,6 +142,8 @@ def human_summary(result: CemResult) -> str:
             f"logits), L1 {part['l1']:.2f} over {part['regions']} regions of edge "
             f"{part['region_edge']}, c {part['penalty']:g}"
         )
+        if result.gamma > 0:
+            found += f", reconstruction error {result.reconstruction:.4g} (gamma {result.gamma:g})"
     stats = summary["stats"]
     cost = (
         f"{stats['queries']} queries, {stats['steps']} steps in {stats['chains']} chains "

@@ -117,5 +117,8 @@ def test_cli_autoencoder_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     summary = json.loads(capsys.readouterr().out)
     assert summary["pertinent_positive"]["gamma"] == 5.0
     assert summary["stats"]["autoencoder_queries"] > 0
+    plain = [a for a in arguments if a != "--json"]
+    assert main([*plain, "--autoencoder", str(autoencoder), "--gamma", "5"]) == 0
+    assert "reconstruction error" in capsys.readouterr().out
     assert main([*arguments, "--autoencoder", str(tmp_path / "missing.onnx"), "--gamma", "1"])
     assert "rex-stream: error:" in capsys.readouterr().err
