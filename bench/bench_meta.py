@@ -1,7 +1,11 @@
-"""Meta-evaluation (MetaQuantus' input-perturbation test) of 3 metrics × 10 photos on the shared
-EfficientNet-Lite0, uninterrupted and then killed with SIGKILL part way and resumed.
+"""Meta-evaluation (MetaQuantus' input- or model-perturbation test) of 3 metrics × 10 photos
+on the shared EfficientNet-Lite0, uninterrupted and then killed with SIGKILL part way and resumed.
 
     python bench/bench_meta.py [--iterations 2] [--perturbations 2] [--kill-at 0.4]
+    python bench/bench_meta.py --test model [--explainer rex:iters=2] [--photos 4]
+
+With ``--test model`` the methods are one ``--explainer`` re-explaining every photo under every
+noisy model (a unit is one photo under one noisy model) instead of the two stored maps.
 
 The 10 photos are the 7 of ``../shared/data/images`` and mirror images of three of them; the
 two attributions are a centred Gaussian and its complement (the same maps for every photo).
@@ -37,8 +41,8 @@ MIRRORED = ("dog.jpg", "ladybird.jpg", "peacock.jpg")
 METRICS = "pixel-flipping:features_in_step=6272,selectivity:patch_size=56,faithfulness-correlation:nr_runs=10:subset_size=3136"  # noqa: E501
 
 
-def prepare(folder: Path) -> tuple[Path, dict[str, Path]]:
-    """The 10 photos and the two maps, written into ``folder``."""
+def prepare(folder: Path, count: int = 10) -> tuple[Path, dict[str, Path]]:
+    """The first ``count`` of the 10 photos and the two maps, written into ``folder``."""
     photos = folder / "photos"
     photos.mkdir()
     for path in sorted(p for p in IMAGES.iterdir() if p.suffix in (".jpg", ".png")):
@@ -48,6 +52,8 @@ def prepare(folder: Path) -> tuple[Path, dict[str, Path]]:
         image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
             photos / f"{Path(name).stem}-mirrored.png"
         )
+    for extra in sorted(photos.iterdir())[count:]:
+        extra.unlink()
     yy, xx = np.mgrid[:224, :224]
     centre = np.exp(-((yy - 111.5) ** 2 + (xx - 111.5) ** 2) / (2 * 40.0**2)).astype(np.float32)
     maps = {"centre": folder / "centre.npy", "ring": folder / "ring.npy"}
@@ -60,8 +66,11 @@ def command(photos: Path, maps: dict[str, Path], args: argparse.Namespace) -> li
     """The rex-stream evaluate command line of the meta-evaluation."""
     line = [sys.executable, "-m", "rex_stream.cli", "evaluate", str(photos), "--model", str(MODEL)]
     line += ["-c", str(ROOT / "docs" / "imagenet.toml"), "--metrics", METRICS, "--meta"]
-    for name, path in maps.items():
-        line += ["--attribution", f"{name}={path}"]
+    if args.test == "model":
+        line += ["model", "--explainer", args.explainer]
+    else:
+        for name, path in maps.items():
+            line += ["--attribution", f"{name}={path}"]
     line += [
         "--meta-iterations",
         str(args.iterations),
@@ -110,9 +119,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--perturbations", type=int, default=2)
     parser.add_argument("--kill-at", type=float, default=0.4, help="share of copies committed")
+    parser.add_argument("--test", choices=("input", "model"), default="input")
+    parser.add_argument("--explainer", default="rex:iters=2", help="--test model's method")
+    parser.add_argument("--photos", type=int, default=10, help="how many of the 10 photos")
     args = parser.parse_args()
+    key = f"{args.test}_perturbation_test"
     with tempfile.TemporaryDirectory() as folder:
-        photos, maps = prepare(Path(folder))
+        photos, maps = prepare(Path(folder), args.photos)
         line = command(photos, maps, args)
         total = len(list(photos.iterdir())) * 2 * args.iterations * args.perturbations
         full, full_s = timed(line)
@@ -120,16 +133,18 @@ def main() -> None:
         stored = [*line, "--store", str(store)]
         before, killed_s = killed(stored, store, max(1, int(args.kill_at * total)))
         resumed, resumed_s = timed([*stored, "--resume"])
-    identical = resumed["input_perturbation_test"] == full["input_perturbation_test"]
+    identical = resumed[key] == full[key]
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     print(f"metrics: {METRICS}")
+    methods = f"explainer {args.explainer}" if args.test == "model" else "attributions 2"
+    units = "photos under noisy models" if args.test == "model" else "noisy copies"
     print(
-        f"photos 10, attributions 2, iterations {args.iterations}, perturbations "
-        f"{args.perturbations} ({total} noisy copies)\n"
+        f"{key}: photos {args.photos}, {methods}, iterations {args.iterations}, perturbations "
+        f"{args.perturbations} ({total} {units})\n"
     )
     print("| metric | IAC_NR | IAC_AR | IEC_NR | IEC_AR | MC | MC_std |")
     print("|---|---|---|---|---|---|---|")
-    for label, values in full["input_perturbation_test"].items():
+    for label, values in full[key].items():
         shown = " | ".join(f"{values[k]:.3f}" for k in ("IAC_NR", "IAC_AR", "IEC_NR", "IEC_AR"))
         print(f"| {label} | {shown} | {values['MC']:.3f} | {values['MC_std']:.3f} |")
     print(
