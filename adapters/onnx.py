@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
 from rex_stream.errors import BackendError, ConfigError
 
 #: On CPUs, small batches keep the working set in cache (efficientnet-lite0 on 2 cores: 190/s at
@@ -126,7 +126,7 @@ class OnnxBackend:
             raise BackendError(
                 f"onnxruntime failed on a batch of {len(batch)}: {_first_line(exc)}"
             ) from exc
-        return np.asarray(result).reshape(len(batch), -1)
+        return score_rows(result, len(batch), self._info.name)
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch in a worker thread."""

@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.engine.backend import BackendSettings, ModelInfo
-from rex_stream.errors import BackendError, ConfigError
+from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
+from rex_stream.errors import BackendError, ConfigError, RexStreamError
 
 ScoreFunction = Callable[[np.ndarray], Any]
 
@@ -63,17 +63,22 @@ class PythonBackend:
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Call the function (awaited if async, else in a worker thread)."""
-        if self._is_async:
-            result = await self._function(batch)
-        else:
-            result = await anyio.to_thread.run_sync(self._function, batch, limiter=self._limiter)
         try:
-            return np.asarray(result, dtype=np.float64).reshape(len(batch), -1)
-        except (TypeError, ValueError) as exc:
+            if self._is_async:
+                result = await self._function(batch)
+            else:
+                result = await anyio.to_thread.run_sync(
+                    self._function, batch, limiter=self._limiter
+                )
+        except RexStreamError:
+            raise
+        except Exception as exc:  # the user's function failed: one line naming it
+            message = str(exc).splitlines()[0] if str(exc) else ""
             raise BackendError(
-                f"{self._info.name} returned {type(result).__name__} that is not "
-                f"{len(batch)} rows of scores"
+                f"{self._info.name} raised {type(exc).__name__} on a batch of {len(batch)}"
+                + (f": {message}" if message else "")
             ) from exc
+        return score_rows(result, len(batch), self._info.name)
 
     async def aclose(self) -> None:
         """Nothing to release."""

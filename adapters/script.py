@@ -91,7 +91,7 @@ def preprocess_input(
     if processed:
         try:
             array = np.load(source, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise ConfigError(
                 f"--processed {source}: expected a preprocessed .npy array ({_first_line(exc)})"
             ) from exc

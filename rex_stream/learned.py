@@ -39,7 +39,7 @@ def load_inputs(data: Source, info: ModelInfo, config: ExplainConfig) -> list[Su
     if isinstance(data, np.ndarray) or Path(data).suffix.lower() == ".npy":
         try:
             rows = np.load(data) if not isinstance(data, np.ndarray) else data
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"{data}: cannot read ({exc})") from exc
         if rows.ndim < 2:
             raise InputError(f"{data}: expected an array of rows (inputs on the first axis)")

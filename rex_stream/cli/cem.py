@@ -15,12 +15,13 @@ from rex_stream.cli.method_options import (
     model_spec,
     print_json,
 )
+from rex_stream.cli.parser import OneLineParser
 from rex_stream.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cem`` sub-command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rex-stream cem",
         description="Contrastive explanations (CEM), black-box: the pertinent positive (what "
         "must be present for the class) or pertinent negative (what, added, changes it).",

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from rex_stream.cli import meta_display, meta_model, method_options
+from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -30,7 +31,7 @@ logger = logging.getLogger("rex_stream")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``evaluate`` sub-command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rex-stream evaluate",
         description="Score attribution maps of a black-box model with Quantus' metrics "
         "(faithfulness, complexity, localisation), every query batched through one scheduler.",

@@ -16,12 +16,13 @@ from rex_stream.cli.method_options import (
     model_spec,
     print_json,
 )
+from rex_stream.cli.parser import OneLineParser
 from rex_stream.errors import ConfigError
 
 
 def train_parser() -> argparse.ArgumentParser:
     """The ``l2x-train`` sub-command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rex-stream l2x-train",
         description="Train an L2X explainer from the model's scores of randomly masked inputs.",
     )
@@ -50,7 +51,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def explain_parser() -> argparse.ArgumentParser:
     """The ``l2x`` sub-command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rex-stream l2x",
         description="Select an input's most informative regions with a trained L2X explainer "
         "(no model query; with --model, 2 queries check the selection).",

@@ -23,6 +23,7 @@ from rex_stream.cli import (
     rex_options,
 )
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
+from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
@@ -36,7 +37,7 @@ logger = logging.getLogger("rex_stream")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (ReX's option names where they exist)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rex-stream",
         description="Explain a classifier's decision with causal responsibility (ReX), "
         "streaming mutants to a local or remote model. `rex-stream demo` runs the bundled "

@@ -127,7 +127,7 @@ def source(args: argparse.Namespace) -> str | np.ndarray:
     if getattr(args, "processed", False) and str(args.filename).lower().endswith(".npy"):
         try:
             return np.load(args.filename, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"--processed {args.filename}: cannot read ({exc})") from exc
     return str(args.filename)
 

@@ -148,3 +148,31 @@ async def open_backend(spec: str, settings: BackendSettings | None = None) -> Ba
     if not isinstance(backend, Backend):
         raise BackendError(f"the {kind!r} adapter returned {type(backend).__name__}, not a Backend")
     return backend
+
+
+def score_rows(result: Any, rows: int, source: str) -> np.ndarray:
+    """A model's answer to ``rows`` inputs as a ``(rows, classes)`` float64 array.
+
+    A flat answer of ``rows × classes`` values is split into rows; a shaped one must have
+    ``rows`` first and at most one further axis longer than 1 (``(N, 1, C)`` is fine,
+    ``(N, C, 2)`` is not: flattening it would invent classes). Anything else is a
+    :class:`BackendError` naming ``source``.
+    """
+    try:
+        scores = np.asarray(result, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise BackendError(
+            f"{source} returned {type(result).__name__} that is not {rows} rows of scores"
+        ) from exc
+    if scores.ndim >= 2:
+        long_axes = [d for d in scores.shape[1:] if d > 1]
+        if scores.shape[0] != rows or len(long_axes) > 1:
+            raise BackendError(
+                f"{source} returned scores of shape {scores.shape} for {rows} inputs: expected "
+                f"({rows}, classes)"
+            )
+    elif rows == 0 or scores.size % rows:
+        raise BackendError(
+            f"{source} returned {type(result).__name__} that is not {rows} rows of scores"
+        )
+    return scores.reshape(rows, -1)

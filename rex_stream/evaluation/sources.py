@@ -89,7 +89,7 @@ def read_map(source: MapSource, key: str) -> np.ndarray:
         raise InputError(f"attribution {path}: expected a .npy file, a directory or a .zarr store")
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"attribution {path}: cannot read it ({exc})") from exc
 
 

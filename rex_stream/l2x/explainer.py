@@ -113,7 +113,7 @@ class Explainer:
                 selector, scale = np.asarray(data["selector"]), np.asarray(data["scale"])
         except FileNotFoundError as exc:
             raise InputError(f"{path}: no such explainer file") from exc
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError) as exc:
             raise InputError(f"{path} is not an L2X explainer ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise InputError(f"{path}: explainer format {meta.get('format')} is not {FORMAT}")

@@ -36,7 +36,7 @@ def array_shape(path: Path) -> tuple[int, ...] | None:
     """The shape stored in a ``.npy`` header (the data is not read), or None if unreadable."""
     try:
         return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):
         return None
 
 

@@ -38,7 +38,7 @@ def read_table(path: Path, drop: Sequence[str] = ()) -> Table:
             table = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
     except InputError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
         raise InputError(f"{path}: cannot read table ({exc})") from exc
     if drop:
         missing = [d for d in drop if d not in table.names]

@@ -124,7 +124,7 @@ def read_array(path: Path) -> np.ndarray:
     """The array in a ``.npy`` file (no pickles)."""
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: cannot read .npy ({exc})") from exc
 
 

@@ -93,7 +93,7 @@ def read_signal(path: Path, explain_config: ExplainConfig) -> np.ndarray:
             array = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
     except InputError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: cannot read signal ({exc})") from exc
     return _one_signal(np.asarray(array), option_int(options, "row", 0), str(path))
 

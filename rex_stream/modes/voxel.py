@@ -74,7 +74,7 @@ def read_volume(path: Path) -> np.ndarray:
     if name.endswith(".npy"):
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"{path}: cannot read .npy ({exc})") from exc
     raise InputError(f"{path}: voxel mode reads .npy, .nii or .nii.gz files")
 
