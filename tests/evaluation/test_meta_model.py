@@ -132,6 +132,11 @@ def test_cli_meta_model(tiny_cnn: Path, tiny_image: Path) -> None:
     missing = _cli(*common, "model")
     assert missing.returncode != 0
     assert missing.stderr.strip().startswith("rex-stream: error: --meta model re-explains")
+    unstored = _cli(*common, "model", "--explainer", "rex:iters=1", "--resume")
+    assert unstored.returncode != 0
+    assert unstored.stderr.strip() == (
+        "rex-stream: error: --resume needs --store (the store of the run to continue)"
+    )
 
 
 def _record_dirs(store: Path, kind: str) -> list[Path]:
