@@ -101,7 +101,11 @@ def test_weight_noise_is_seeded_and_scales_with_sigma(three_layers: Path) -> Non
         model.noisy(0.1, "gamma", np.random.default_rng(0))
 
 
-def test_a_variant_opens_as_a_backend_and_its_file_is_removed(three_layers: Path) -> None:
+def test_a_variant_opens_as_a_backend_and_its_file_is_removed(
+    three_layers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a private temporary folder: other runs (a killed one included) may leave their own
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     model = WeightedModel.load(three_layers)
     replacements = model.randomised({0, 1, 2}, seed=9)
     x = image()[None]
