@@ -100,7 +100,9 @@ def timed(line: list[str]) -> tuple[dict, float]:
 def killed(line: list[str], store: Path, copies: int) -> tuple[int, float]:
     """Run until ``copies`` copies are committed, then SIGKILL; (committed, wall time)."""
     started = time.perf_counter()
-    process = subprocess.Popen(line, cwd=ROOT, stdout=subprocess.DEVNULL)
+    # a SIGKILL leaves temporary files (noisy models) behind: keep them beside the store
+    env = {**os.environ, "TMPDIR": str(store.parent)}
+    process = subprocess.Popen(line, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
     try:
         while committed_copies(store) < copies:
             if process.poll() is not None:

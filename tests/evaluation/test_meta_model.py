@@ -217,7 +217,10 @@ def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
         return json.loads(done.stdout)
 
     reference = run()
-    env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.2"}
+    # a SIGKILL leaves the noisy models' temporary folders behind: keep them out of /tmp
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.2", "TMPDIR": str(scratch)}
     process = subprocess.Popen(
         [*command, "--store", str(store)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
