@@ -20,12 +20,18 @@ Variants (every random draw seeded, so a variant is the same on every run):
 
 A variant is written to a temporary file and opened through the glue's
 :func:`~rex_stream.explain.backend_for_run` like any model; the file is removed when the
-backend is closed.
+backend is closed. A run killed with SIGKILL cannot remove its files: their folders are named
+after the process and host that made them, and the next run on the host removes those whose
+process is gone.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -44,6 +50,8 @@ from rex_stream.explain import backend_for_run
 if TYPE_CHECKING:
     import onnx
 
+logger = logging.getLogger(__name__)
+
 #: Roles of a layer op's initializer inputs, by input position.
 LAYER_INPUTS: dict[str, dict[int, str]] = {
     "Conv": {1: "weight", 2: "bias"},
@@ -60,6 +68,8 @@ RESET_CONSTANTS = {"scale": 1.0, "bias": 0.0, "mean": 0.0, "var": 1.0}
 BUFFERS = ("mean", "var")
 LAYER_ORDERS = ("top_down", "bottom_up", "independent")
 NOISE_TYPES = ("multiplicative", "additive")
+#: The temporary folders of variants: ``<prefix><pid>@<host>-<random>``.
+VARIANT_PREFIX = "rex-stream-weights-"
 #: Above this many bytes a variant keeps its tensors in an external-data file (protobuf's
 #: 2 GiB limit).
 EXTERNAL_DATA_BYTES = 1 << 30
@@ -220,13 +230,49 @@ async def open_variant(
     settings: BackendSettings | None,
 ) -> AsyncIterator[tuple[Backend, ExplainConfig]]:
     """The model with ``replacements`` as an opened backend (a temporary file, removed after)."""
-    with tempfile.TemporaryDirectory(prefix="rex-stream-weights-") as folder:
+    global _swept
+    if not _swept:
+        _swept = True
+        await anyio.to_thread.run_sync(remove_orphaned_variants)
+    owner = f"{os.getpid()}@{socket.gethostname()}"
+    with tempfile.TemporaryDirectory(prefix=f"{VARIANT_PREFIX}{owner}-") as folder:
         path = Path(folder) / model.name
         if not path.name.endswith(".onnx"):
             path = path.with_name(path.name + ".onnx")
         await anyio.to_thread.run_sync(_save, model, replacements, path)
         async with backend_for_run(str(path), config, settings) as opened:
             yield opened
+
+
+_swept = False  # orphaned variants are looked for once per process
+
+
+def remove_orphaned_variants(folder: str | Path | None = None) -> list[Path]:
+    """Remove the variant folders that killed runs on this host left in ``folder`` (the
+    temporary folder by default): those whose process is gone. Returns what was removed."""
+    if os.name == "nt":  # os.kill(pid, 0) is no liveness probe there
+        return []
+    host = socket.gethostname()
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{VARIANT_PREFIX}*"):
+        owner = path.name[len(VARIANT_PREFIX) :].rpartition("-")[0]
+        pid, at, made_on = owner.partition("@")
+        if not at or made_on != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        logger.info("removed %s, left by a killed run (process %s)", path, pid)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal, or unknown: assume it lives
+        return True
+    return True
 
 
 def _save(model: WeightedModel, replacements: Weights, path: Path) -> None:

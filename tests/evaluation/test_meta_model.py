@@ -208,8 +208,8 @@ def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
     ]  # fmt: skip
     units = 3 * 2 * 2 * 3
 
-    def run(*extra: str) -> dict:
-        env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0"}
+    def run(*extra: str, tmp: Path | None = None) -> dict:
+        env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0", "TMPDIR": str(tmp or tmp_path)}
         done = subprocess.run(
             [*command, *extra], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
         )
@@ -237,7 +237,8 @@ def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
             process.kill()
     before = _committed_units(store)
     assert 6 <= before < units
-    resumed = run("--store", str(store), "--resume")
+    resumed = run("--store", str(store), "--resume", tmp=scratch)
+    assert not list(scratch.glob("rex-stream-weights-*"))  # the killed run's, removed
     assert before <= resumed["resumed"] < units + 3
     assert resumed["model_perturbation_test"] == reference["model_perturbation_test"]
     assert _committed_units(store) == units

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,12 @@ from rex_stream.evaluation.parameter_randomisation import histogram_entropy
 from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.run import evaluate_sync
 from rex_stream.evaluation.variants import VariantPool
-from rex_stream.evaluation.weights import WeightedModel, local_model, open_variant
+from rex_stream.evaluation.weights import (
+    WeightedModel,
+    local_model,
+    open_variant,
+    remove_orphaned_variants,
+)
 from tests.evaluation.weight_models import (
     SIZE,
     image,
@@ -325,3 +332,22 @@ def test_plans_count_the_explanations_under_changed_weights(three_layers: Path) 
         "efficient-mprt": 2 * per_explanation,
         "mprt:skip_layers=true": 2 * per_explanation,
     }
+
+
+def test_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    folders = {
+        "killed": tmp_path / f"rex-stream-weights-{ended.pid}@{host}-abc123",
+        "running": tmp_path / f"rex-stream-weights-{os.getpid()}@{host}-def456",
+        "elsewhere": tmp_path / f"rex-stream-weights-{ended.pid}@not-{host}-ghi789",
+        "unnamed": tmp_path / "rex-stream-weights-jkl012",
+    }
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"onnx")
+    assert remove_orphaned_variants(tmp_path) == [folders["killed"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        folders[k].name for k in ("running", "elsewhere", "unnamed")
+    )
