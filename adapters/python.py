@@ -8,19 +8,16 @@ up in the current directory first, as ``python -m`` does), and an optional
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
-import os
 import sys
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import anyio
 import numpy as np
 
 from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
+from rex_stream.engine.user_modules import import_from_cwd_first
 from rex_stream.errors import BackendError, ConfigError, RexStreamError
 
 ScoreFunction = Callable[[np.ndarray], Any]
@@ -84,19 +81,6 @@ class PythonBackend:
         """Nothing to release."""
 
 
-def _import_from_cwd_first(module_name: str) -> ModuleType:
-    """Import a module, looking in the current directory first (as ``python -m`` does)."""
-    cwd = os.getcwd()
-    if cwd in sys.path:
-        return importlib.import_module(module_name)
-    sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(cwd)
-
-
 def _qualified_name(function: ScoreFunction) -> str:
     """``module:qualified.name`` of a function (or of a callable object's class)."""
     named = function if hasattr(function, "__qualname__") else type(function)
@@ -117,7 +101,7 @@ async def connect(spec: str, settings: BackendSettings) -> PythonBackend:
     if not module_name or not attribute:
         raise ConfigError(f"{spec!r}: expected python:package.module:function")
     try:
-        module = _import_from_cwd_first(module_name)
+        module = import_from_cwd_first(module_name)
     except ImportError as exc:
         raise ConfigError(f"{spec!r}: cannot import {module_name} ({exc})") from exc
     function = getattr(module, attribute, None)

@@ -15,20 +15,15 @@ input's spatial axes (float64). Two kinds:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import inspect
 import logging
 import math
-import os
-import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -37,6 +32,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.user_modules import import_from_cwd_first
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.explain import explain_input  # the public glue at the top
 
@@ -278,7 +274,7 @@ def _rex_from_settings(text: str) -> RexExplainer:
 
 def _load_function(module_name: str, function_name: str, spec: str) -> ExplainFunction:
     try:
-        module = _import_from_cwd_first(module_name)
+        module = import_from_cwd_first(module_name)
     except ImportError as exc:
         raise ConfigError(f"--explainer {spec!r}: cannot import {module_name}: {exc}") from None
     function: Any = module
@@ -289,19 +285,6 @@ def _load_function(module_name: str, function_name: str, spec: str) -> ExplainFu
     if not callable(function):
         raise ConfigError(f"--explainer {spec!r}: {function_name} is not callable")
     return function
-
-
-def _import_from_cwd_first(module_name: str) -> ModuleType:
-    """Import a module, looking in the current directory first (as ``python -m`` does)."""
-    cwd = os.getcwd()
-    if cwd in sys.path:
-        return importlib.import_module(module_name)
-    sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(cwd)
 
 
 def as_re_explainer(explainer: str | ReExplain | ExplainFunction) -> ReExplain:
