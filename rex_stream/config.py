@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -64,6 +65,7 @@ class SearchConfig:
         if self.distribution_args is not None:
             object.__setattr__(self, "distribution_args", tuple(self.distribution_args))
         _require(self.iters > 0, "causal.iters", self.iters, "must be > 0")
+        _require(self.iters <= MAX_ITERS, "causal.iters", self.iters, f"must be <= {MAX_ITERS}")
         _require(self.tree_depth > 0, "causal.tree_depth", self.tree_depth, "must be > 0")
         _require(self.min_box_size > 0, "causal.min_box_size", self.min_box_size, "must be > 0")
         _require(
@@ -138,7 +140,9 @@ class SchedulerConfig:
             self.max_inflight,
             "must be > 0",
         )
-        _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "must be >= 0")
+        _require(
+            0 <= self.linger_ms < math.inf, "linger_ms", self.linger_ms, "must be >= 0, finite"
+        )
         _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
         _require(self.retry_s >= 0, "retry_s", self.retry_s, "must be >= 0 (0: no retries)")
         _require(
@@ -183,12 +187,20 @@ class ImageConfig:
 
     def __post_init__(self) -> None:
         _require(self.context_noise >= 0, "--noise", self.context_noise, "must be >= 0")
+        _require(_finite(self.norm), "rex.onnx.norm", self.norm, "must be a finite number")
+        _require(_finite(self.means), "rex.onnx.means", self.means, "must be finite numbers")
+        _require(_finite(self.stds), "rex.onnx.stds", self.stds, "must be finite numbers")
         if isinstance(self.mask_value, str):
             _require(
                 self.mask_value in ("min", "mean", "random", "linear"),
                 "rex.mask_value",
                 self.mask_value,
                 'must be a number, "min", "mean", "random" or "linear"',
+            )
+        else:
+            # NaN is ReX's "none"; an infinite value is a typo
+            _require(
+                not math.isinf(self.mask_value), "rex.mask_value", self.mask_value, "is infinite"
             )
         if self.stds is not None:
             _require(all(s != 0 for s in self.stds), "rex.onnx.stds", self.stds, "must be != 0")
@@ -372,6 +384,16 @@ def _coerce(group: Any, name: str, kind: type[Enum], key: str) -> None:
 
 def _field_names(group: Any) -> set[str]:
     return {f.name for f in fields(group)}
+
+
+#: The most iterations a search takes (each is a search of its own; more is a typo).
+MAX_ITERS = 1_000_000
+
+
+def _finite(value: float | tuple[float, ...] | None) -> bool:
+    """Whether a number (or every number of a tuple) is finite; None is."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return all(v is None or math.isfinite(v) for v in values)
 
 
 def _require(condition: bool, key: str, value: object, why: str) -> None:

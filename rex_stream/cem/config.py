@@ -55,11 +55,12 @@ class CemConfig:
             (self.patience > 0, "patience", "> 0"),
             (self.learning_rate > 0, "learning_rate", "> 0"),
             (self.beta >= 0, "beta", ">= 0"),
-            (self.kappa >= 0, "kappa", ">= 0"),
+            (0 <= self.kappa < float("inf"), "kappa", ">= 0 and finite"),
             (0 < self.smoothing < 1, "smoothing", "in (0, 1)"),
             (self.region_size is None or self.region_size > 0, "region_size", "> 0"),
             (self.block_steps > 0, "block_steps", "> 0"),
             (self.gamma >= 0, "gamma", ">= 0"),
+            (self.seed >= 0, "seed", ">= 0"),
         ]
         for ok, name, rule in checks:
             if not ok:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rex_stream.cem import CemConfig, CemResult
+from rex_stream.cli.checks import check_at_least, check_store_flags
 from rex_stream.cli.method_options import (
     add_model_arguments,
     backend_settings,
@@ -91,6 +92,12 @@ def run(argv: list[str]) -> int:
     assert spec is not None
     config = explain_config(args)
     settings = backend_settings(args, spec, config)
+    check_store_flags(args)
+    check_at_least(args.seed, "--seed", 0)
+    if args.reference and args.kind != "pn":
+        raise ConfigError(
+            "--reference is where a pertinent negative moves to: use it with --kind pn"
+        )
     cem = cem_config(args)
     output = check_output(args.output, "--output")
     if output is not None and len(args.inputs) > 1:

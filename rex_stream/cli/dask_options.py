@@ -92,6 +92,8 @@ def run(
             "--output/--heatmap are not drawn on a cluster: the maps are in --store "
             "(draw them afterwards with a one-process --resume run)"
         )
+    if not 0 < args.dask_timeout_s < float("inf"):
+        raise ConfigError(f"--dask-timeout-s {args.dask_timeout_s:g}: must be a number > 0")
     if args.dask_threads is not None and args.dask_threads < 1:
         raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1")
     require_dask()

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from rex_stream.cli import meta_display, meta_model, method_options
+from rex_stream.cli import checks, meta_display, meta_model, method_options
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
@@ -171,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
     if not Path(args.input).exists():
         raise ConfigError(f"{args.input}: no such file or directory")
+    _check_arguments(args, choices)
     from rex_stream.evaluation.run import evaluate
 
     config = resolve_config(args)
@@ -295,6 +296,28 @@ def _run_meta(
         print(f"resumed {result.resumed} finished units from {args.store}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0
+
+
+def _check_arguments(args: argparse.Namespace, choices: list[MetricChoice]) -> None:
+    """Refuse, before any model call, what would fail late or do nothing."""
+    checks.check_store_flags(args)
+    checks.check_at_least(args.seed, "--seed", 0)
+    checks.check_at_least(args.concurrent_inputs, "--concurrent-inputs")
+    method_options.check_output(args.plot, "--plot", PLOT_SUFFIXES)
+    for flag in ("noise_resilience", "noise_adversary"):
+        value = getattr(args, flag)
+        if value is not None and not 0 < value < float("inf"):
+            raise ConfigError(f"--{flag.replace('_', '-')} {value:g}: must be a number > 0")
+    if args.explainer and not args.meta_evaluation:
+        if not any(choice.spec.needs in ("explainer", "weights") for choice in choices):
+            raise ConfigError(
+                f"--explainer {args.explainer}: none of the metrics re-explains (those that do: "
+                "max-sensitivity, avg-sensitivity, random-logit, mprt, efficient-mprt)"
+            )
+
+
+#: What ``--plot`` may write (matplotlib's common formats).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def _or(value: float | None, default: float) -> float:

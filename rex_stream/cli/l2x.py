@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from rex_stream.cli.checks import check_at_least, check_store_flags
 from rex_stream.cli.method_options import (
     add_model_arguments,
     backend_settings,
@@ -82,6 +83,8 @@ def train(argv: list[str]) -> int:
     config = explain_config(args)
     settings = backend_settings(args, spec, config)
     out = check_output(args.out, "--out", (".npz",))
+    check_store_flags(args)
+    check_at_least(args.seed, "--seed", 0)
     assert out is not None
     from rex_stream.l2x import Explainer, L2xConfig
     from rex_stream.learned import train_l2x
@@ -135,6 +138,7 @@ def explain(argv: list[str]) -> int:
     if not Path(args.input).exists():
         raise ConfigError(f"{args.input}: no such file")
     save_mask = check_output(args.save_mask, "--save-mask", (".npy",))
+    check_store_flags(args)
     output = check_output(args.output, "--output")
     from rex_stream.l2x import Explainer
     from rex_stream.learned import L2xResult, explain_l2x, reading_config

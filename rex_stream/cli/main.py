@@ -16,6 +16,7 @@ import anyio
 from rex_stream import __version__
 from rex_stream.cli import (
     bounding_box,
+    checks,
     dask_options,
     faults,
     method_options,
@@ -185,6 +186,8 @@ _FLAGS = {
     "explanation.minimum_confidence_threshold": ("--confidence", "confidence"),
     "rex.onnx.means": ("--means", "means"),
     "rex.onnx.stds": ("--stds", "stds"),
+    "rex.onnx.norm": ("--norm", "norm"),
+    "rex.mask_value": ("--mask-value", "mask_value"),
 }
 
 
@@ -280,6 +283,8 @@ def _refuse_idle_options(args: argparse.Namespace, config: ExplainConfig) -> Non
         raise ConfigError(f"{flag} needs --store (the Zarr store to continue or replace)")
     if args.resume and args.overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
+    checks.check_store_flags(args)
+    checks.check_at_least(args.concurrent_inputs, "--concurrent-inputs")
     if not config.extraction.extract and args.output:
         raise ConfigError(
             "--output draws the explanation, but -n/--no-extract computes only the map; "

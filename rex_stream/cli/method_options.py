@@ -126,8 +126,8 @@ def explain_config(
         if flag(name) is not None:
             image = replace(image, **{name: floats(getattr(args, name), f"--{name}")})
     if flag("norm") is not None:
-        if args.norm <= 0:
-            raise ConfigError(f"--norm {args.norm:g}: must be > 0")
+        if not 0 < args.norm < float("inf"):
+            raise ConfigError(f"--norm {args.norm:g}: must be a number > 0")
         image = replace(image, norm=args.norm)
     if flag("mode_option"):
         options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}

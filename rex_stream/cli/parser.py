@@ -16,5 +16,7 @@ class OneLineParser(argparse.ArgumentParser):
         command = self.prog.removeprefix("rex-stream").strip()
         where = f"{command}: " if command else ""
         first = message.splitlines()[0] if message else "invalid arguments"
+        if first.endswith("expected one argument"):  # e.g. --stds -1,1,1
+            first += "; a value that starts with '-' goes as --flag=VALUE"
         print(f"rex-stream: error: {where}{first} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)

@@ -180,8 +180,10 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
             noise = float(args.noise)
         except ValueError:
             raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0") from None
-        if not noise >= 0:
+        if not 0 <= noise < float("inf"):
             raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0")
+        if not image.context:
+            raise ConfigError(f"--noise {args.noise}: it blurs the --context input; give --context")
         image = replace(image, context_noise=noise)
     visual = config.visual
     if getattr(args, "multi_style", None):

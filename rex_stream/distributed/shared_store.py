@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import zarr
 
 from rex_stream.engine.lock import GroupLock
+from rex_stream.engine.store import check_store_root
 from rex_stream.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 def create_root(store: str | Path, names: Sequence[str], overwrite: bool) -> str:
     """The driver creates the root (an absolute path: workers may run elsewhere)."""
     root = Path(store).expanduser().resolve()
+    check_store_root(root)
     try:
         zarr.open_group(str(root), mode="a")
     except (OSError, ValueError, TypeError) as exc:

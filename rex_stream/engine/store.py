@@ -315,6 +315,7 @@ def _open_root(path: Path) -> zarr.Group:
     Serialised within the process (two inputs' groups opened at once in a new store), and
     retried once when another process created the root between zarr's check and its write.
     """
+    check_store_root(path)
     try:
         with _ROOT_CREATION:
             try:
@@ -328,6 +329,62 @@ def _open_root(path: Path) -> zarr.Group:
         ) from None
     except (OSError, TypeError) as exc:
         raise StoreError(f"cannot open or create the Zarr store {path}: {exc}") from exc
+
+
+#: How many members of an existing store are looked at to tell another tool's store.
+_MEMBERS_CHECKED = 8
+
+
+def check_store_root(path: Path) -> None:
+    """Refuse a path that is not, and cannot become, a rex-stream store: a file, a folder of
+    other files, a Zarr v2 store, a Zarr array, or a Zarr store of another tool (an array at
+    its root, or a group with attributes but none of rex-stream's). Nothing is written."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise StoreError(f"the Zarr store {path} is a file; a store is a folder")
+    if (path / ".zgroup").exists() or (path / ".zarray").exists():
+        raise StoreError(
+            f"{path} is a Zarr v2 store, not one rex-stream wrote; give another --store"
+        )
+    if not (path / "zarr.json").exists():
+        # no root metadata: fine for an empty folder, or our groups whose root file was
+        # deleted to repair it (as the damaged-metadata error advises)
+        with os.scandir(path) as entries:
+            first = [e for _, e in zip(range(_MEMBERS_CHECKED), entries, strict=False)]
+        if not all(e.is_dir() and "rex_stream" in _attributes(Path(e.path)) for e in first):
+            raise StoreError(
+                f"{path} is a folder of other files, not a Zarr store; give a new or empty "
+                "folder as --store"
+            )
+        return
+    if _node(path).get("node_type") == "array":
+        raise StoreError(f"{path} is a Zarr array, not a store of groups; give another --store")
+    with os.scandir(path) as entries:
+        members = [e for e in entries if e.is_dir() and not e.name.endswith((NEW, OLD))]
+    for entry in members[:_MEMBERS_CHECKED]:
+        node = _node(Path(entry.path))
+        attributes = _attributes(Path(entry.path))
+        if node.get("node_type") == "array" or (attributes and "rex_stream" not in attributes):
+            raise StoreError(
+                f"{path} is a Zarr store of another tool ({entry.name} was not written by "
+                "rex-stream); give another --store"
+            )
+
+
+def _node(folder: Path) -> dict[str, Any]:
+    """A Zarr v3 node's metadata (empty when missing or unreadable: not ours to judge)."""
+    try:
+        node = json.loads((folder / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return node if isinstance(node, dict) else {}
+
+
+def _attributes(folder: Path) -> dict[str, Any]:
+    """A Zarr v3 node's attributes (empty when it has none or cannot be read)."""
+    attributes = _node(folder).get("attributes")
+    return attributes if isinstance(attributes, dict) else {}
 
 
 def _existing_group(root: zarr.Group, key: str, location: str) -> zarr.Group:

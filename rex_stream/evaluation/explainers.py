@@ -33,7 +33,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.user_modules import import_from_cwd_first
-from rex_stream.errors import ConfigError, InputError
+from rex_stream.errors import ConfigError, InputError, RexStreamError
 from rex_stream.explain import explain_input  # the public glue at the top
 
 #: ``(x, target, scheduler, info, config) -> map over x's spatial axes`` (float64).
@@ -193,12 +193,21 @@ class FunctionExplainer:
         config: ExplainConfig,
     ) -> np.ndarray:
         """Call the function (in a worker thread if it is sync) and check its map."""
-        if inspect.iscoroutinefunction(self.function):
-            result = await self.function(x, target)
-        else:
-            result = await anyio.to_thread.run_sync(self.function, x, target)
-            if inspect.isawaitable(result):
-                result = await result
+        try:
+            if inspect.iscoroutinefunction(self.function):
+                result = await self.function(x, target)
+            else:
+                result = await anyio.to_thread.run_sync(self.function, x, target)
+                if inspect.isawaitable(result):
+                    result = await result
+        except RexStreamError:
+            raise
+        except Exception as exc:  # the user's explainer failed: one line naming it
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            raise InputError(
+                f"explainer python:{self.name} raised {type(exc).__name__}"
+                + (f": {message}" if message else "")
+            ) from exc
         return _as_map(result, x, info, self.name)
 
 
@@ -217,6 +226,8 @@ def _as_map(result: Any, x: np.ndarray, info: ModelInfo, name: str) -> np.ndarra
             f"explainer {name} returned a map of shape {array.shape} for an input of shape "
             f"{x.shape}"
         )
+    if not np.isfinite(array).all():
+        raise InputError(f"explainer {name} returned a map with NaN or infinite values")
     return array
 
 

@@ -3,6 +3,7 @@ what it needs, which direction is better, and the parsing of ``--metrics`` strin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,10 +105,20 @@ def _parse_value(metric: str, key: str, raw: str, default: Any) -> Any:
         return value
     if isinstance(default, float):
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise ConfigError(f"{what} must be a number") from None
+        # every number parameter is a size, a noise or a threshold; a fraction is at most 1
+        if key in FRACTIONS and not 0 < number <= 1:
+            raise ConfigError(f"{what} must be in (0, 1]")
+        if not 0 <= number < math.inf:
+            raise ConfigError(f"{what} must be a number >= 0")
+        return number
     return text
+
+
+#: Number parameters that are fractions of the input's features.
+FRACTIONS = ("n_max_percentage", "step_fraction")
 
 
 def parse_metrics(text: str, registry: Mapping[str, MetricSpec]) -> list[MetricChoice]:

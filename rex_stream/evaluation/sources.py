@@ -73,8 +73,8 @@ def _file_for(folder: Path, key: str, suffixes: tuple[str, ...]) -> Path:
     raise InputError(f"{folder} has no file for input {key!r} ({key}{'|'.join(suffixes)})")
 
 
-def read_map(source: MapSource, key: str) -> np.ndarray:
-    """The raw array ``source`` holds for the input ``key``."""
+def read_map(source: MapSource, key: str, what: str = "attribution") -> np.ndarray:
+    """The raw array ``source`` holds for the input ``key`` (errors name it ``what``)."""
     if isinstance(source, np.ndarray):
         return source
     text = str(source)
@@ -84,13 +84,13 @@ def read_map(source: MapSource, key: str) -> np.ndarray:
     if path.is_dir():
         path = _file_for(path, key, (".npy",))
     if not path.is_file():
-        raise InputError(f"attribution {path}: no such file")
+        raise InputError(f"{what} {path}: no such file")
     if path.suffix.lower() != ".npy":
-        raise InputError(f"attribution {path}: expected a .npy file, a directory or a .zarr store")
+        raise InputError(f"{what} {path}: expected a .npy file, a directory or a .zarr store")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"attribution {path}: cannot read it ({exc})") from exc
+        raise InputError(f"{what} {path}: cannot read it ({exc})") from exc
 
 
 def fit_map(raw: np.ndarray, subject: Subject, what: str) -> np.ndarray:
@@ -138,10 +138,15 @@ def load_mask(source: MapSource, key: str, subject: Subject) -> np.ndarray:
         if path.suffix.lower() in _PICTURES:
             raw = _picture_mask(path, subject)
         elif path.suffix.lower() == ".npy":
-            raw = read_map(path, key)
+            raw = read_map(path, key, "mask")
         else:
             raise InputError(f"mask {path}: expected a picture (.png …) or a .npy file")
-    return fit_map(np.asarray(raw) != 0, subject, f"mask for {key}") != 0
+    values = np.asarray(raw)
+    if values.dtype.kind not in "fiub":
+        raise InputError(f"mask for {key} has dtype {values.dtype}, expected numbers")
+    if not np.isfinite(values).all():  # NaN != 0 would count as inside
+        raise InputError(f"mask for {key} contains NaN or infinite values")
+    return fit_map(values != 0, subject, f"mask for {key}") != 0
 
 
 def _picture_mask(path: Path, subject: Subject) -> np.ndarray:

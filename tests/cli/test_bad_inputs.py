@@ -79,9 +79,12 @@ def one_line_error(
     assert lines[0].startswith("rex-stream: error:"), err
     assert needle in lines[0], lines[0]
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not [str(w.message) for w in caught]
+    assert not [str(w.message) for w in caught if issubclass(w.category, SHOWN_WARNINGS)]
     return lines[0]
 
+
+#: Warnings Python shows a user by default (ResourceWarning and deprecations it does not).
+SHOWN_WARNINGS = (UserWarning, RuntimeWarning, SyntaxWarning, BytesWarning, UnicodeWarning)
 
 Case = Callable[[dict[str, Path], Path, Path], list[str]]
 
@@ -181,7 +184,158 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda b, m, p: [str(p), "--backend", "python:rexbad_functions:wrong_shape"],
         "expected (1, classes)",
     ),
+    # numbers out of range, or not finite, that used to run (or hang) silently
+    "a million million iterations": (
+        lambda b, m, p: [str(p), "--model", str(m), "--iters", "1000000000000"],
+        "--iters 1000000000000 must be <= 1000000",
+    ),
+    "endless linger": (
+        lambda b, m, p: [str(p), "--model", str(m), "--linger-ms", "inf"],
+        "--linger-ms",
+    ),
+    "--norm nan": (lambda b, m, p: [str(p), "--model", str(m), "--norm", "nan"], "--norm nan"),
+    "--norm inf": (lambda b, m, p: [str(p), "--model", str(m), "--norm", "inf"], "--norm inf"),
+    "--means nan": (
+        lambda b, m, p: [str(p), "--model", str(m), "--means", "nan,0,0"],
+        "--means (nan, 0.0, 0.0) must be finite",
+    ),
+    "--mask-value inf": (
+        lambda b, m, p: [str(p), "--model", str(m), "--mask-value", "inf"],
+        "--mask-value inf is infinite",
+    ),
+    "--noise without --context": (
+        lambda b, m, p: [str(p), "--model", str(m), "--noise", "2"],
+        "give --context",
+    ),
+    "--concurrent-inputs 0": (
+        lambda b, m, p: [str(p.parent), "--model", str(m), "--concurrent-inputs", "0"],
+        "--concurrent-inputs 0",
+    ),
+    "--dask-timeout-s 0": (
+        lambda b, m, p: [
+            str(p),
+            "--model",
+            str(m),
+            "--dask",
+            "local:1",
+            "--store",
+            str(b["dir"] / "d.zarr"),
+            "--dask-timeout-s",
+            "0",
+        ],
+        "--dask-timeout-s 0",
+    ),
+    # evaluate: flags that do nothing, numbers out of range, bad maps, failing explainers
+    "evaluate --seed -1": (lambda b, m, p: [*_evaluate(b, m, p), "--seed", "-1"], "--seed -1"),
+    "evaluate --concurrent-inputs 0": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--concurrent-inputs", "0"],
+        "--concurrent-inputs 0",
+    ),
+    "evaluate --resume without --store": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--resume"],
+        "--resume needs --store",
+    ),
+    "evaluate --overwrite without --store": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--overwrite"],
+        "--overwrite needs --store",
+    ),
+    "evaluate --plot in a missing folder": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--plot", str(b["missing_dir"] / "p.png")],
+        "does not exist",
+    ),
+    "evaluate --plot .txt": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--plot", str(b["dir"] / "p.txt")],
+        "--plot",
+    ),
+    "evaluate --explainer no metric uses": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--explainer", "rex:iters=1"],
+        "none of the metrics re-explains",
+    ),
+    "evaluate --noise-resilience -1": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--meta", "--noise-resilience", "-1"],
+        "--noise-resilience -1",
+    ),
+    "metric eps < 0": (
+        lambda b, m, p: _evaluate(b, m, p, "effective-complexity:eps=-1"),
+        "eps='-1' must be a number >= 0",
+    ),
+    "metric fraction > 1": (
+        lambda b, m, p: _evaluate(b, m, p, "insertion:step_fraction=2"),
+        "step_fraction='2' must be in (0, 1]",
+    ),
+    "metric percentage > 1": (
+        lambda b, m, p: _evaluate(b, m, p, "sensitivity-n:n_max_percentage=5"),
+        "n_max_percentage='5' must be in (0, 1]",
+    ),
+    "metric noise < 0": (lambda b, m, p: _evaluate(b, m, p, "road:noise=-1"), "noise='-1'"),
+    "NaN in a mask": (
+        lambda b, m, p: [*_evaluate(b, m, p, "pointing-game"), "--mask", str(b["nan_map"])],
+        "mask for tiny contains NaN",
+    ),
+    "explainer raises": (
+        lambda b, m, p: [
+            *_evaluate(b, m, p, "max-sensitivity:nr_samples=1"),
+            "--explainer",
+            "python:rexbad_functions:explainer_raises",
+            "-q",
+        ],
+        "explainer python:rexbad_functions:explainer_raises raised ValueError: explode",
+    ),
+    "explainer returns NaN": (
+        lambda b, m, p: [
+            *_evaluate(b, m, p, "max-sensitivity:nr_samples=1"),
+            "--explainer",
+            "python:rexbad_functions:explainer_nan",
+            "-q",
+        ],
+        "NaN or infinite",
+    ),
+    # cem and l2x-train
+    "cem --seed -1": (lambda b, m, p: ["cem", str(p), "--model", str(m), "--seed", "-1"], "--seed"),
+    "cem --kappa inf": (
+        lambda b, m, p: ["cem", str(p), "--model", str(m), "--kappa", "inf"],
+        "cem.kappa = inf",
+    ),
+    "cem --reference for a pertinent positive": (
+        lambda b, m, p: ["cem", str(p), "--model", str(m), "--reference", str(p)],
+        "--kind pn",
+    ),
+    "cem --resume without --store": (
+        lambda b, m, p: ["cem", str(p), "--model", str(m), "--resume"],
+        "--resume needs --store",
+    ),
+    "l2x-train --seed -1": (
+        lambda b, m, p: [
+            "l2x-train",
+            str(b["dir"]),
+            "--model",
+            str(m),
+            "--out",
+            "e.npz",
+            "--seed",
+            "-1",
+        ],
+        "--seed -1",
+    ),
+    "l2x --overwrite without --store": (
+        lambda b, m, p: ["l2x", str(p), "--explainer", "e.npz", "--overwrite"],
+        "--overwrite needs --store",
+    ),
 }
+
+
+def _evaluate(b: dict[str, Path], m: Path, p: Path, metrics: str = "sparseness") -> list[str]:
+    """``rex-stream evaluate`` of the picture with a good map and ``metrics``."""
+    return [
+        "evaluate",
+        str(p),
+        "--model",
+        str(m),
+        "--attribution",
+        str(b["map"]),
+        "--metrics",
+        metrics,
+    ]
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -206,3 +360,112 @@ def tree_digest(folder: Path) -> str:
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _foreign_zarr(folder: Path) -> Path:
+    """A Zarr store another tool wrote: an array at its root."""
+    import zarr
+
+    root = zarr.open_group(str(folder / "theirs.zarr"), mode="w")
+    root.create_array("x", shape=(3,), dtype="f4")[:] = [1, 2, 3]
+    return folder / "theirs.zarr"
+
+
+def _v2_zarr(folder: Path) -> Path:
+    """A Zarr v2 store."""
+    import zarr
+
+    zarr.open_group(str(folder / "v2.zarr"), mode="w", zarr_format=2).attrs["made"] = "v2"
+    return folder / "v2.zarr"
+
+
+def _other_files(folder: Path) -> Path:
+    """A folder of files that is no store."""
+    (folder / "notes").mkdir()
+    (folder / "notes" / "todo.txt").write_text("keep me")
+    return folder / "notes"
+
+
+def _a_file(folder: Path) -> Path:
+    (folder / "file.zarr").write_text("keep me")
+    return folder / "file.zarr"
+
+
+#: name → (what to build, what the one line must say)
+STORES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "another tool's zarr": (_foreign_zarr, "Zarr store of another tool"),
+    "zarr v2": (_v2_zarr, "Zarr v2 store"),
+    "a folder of other files": (_other_files, "not a Zarr store"),
+    "a file": (_a_file, "is a file"),
+}
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "cem"])
+@pytest.mark.parametrize("kind", list(STORES))
+def test_a_store_that_is_not_ours_is_refused_and_untouched(
+    kind: str,
+    command: str,
+    bad: dict[str, Path],
+    tiny_cnn: Path,
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    build, needle = STORES[kind]
+    store = build(tmp_path)
+    before = tree_digest(store) if store.is_dir() else store.read_bytes()
+    lead = {
+        "explain": [str(tiny_image), "--model", str(tiny_cnn), "--iters", "1"],
+        "evaluate": _evaluate(bad, tiny_cnn, tiny_image),
+        "cem": ["cem", str(tiny_image), "--model", str(tiny_cnn), "--steps", "1"],
+    }[command]
+    one_line_error([*lead, "--store", str(store)], needle, capsys, caplog)
+    assert (tree_digest(store) if store.is_dir() else store.read_bytes()) == before
+
+
+def test_a_store_in_a_missing_folder_is_not_created(
+    bad: dict[str, Path],
+    tiny_cnn: Path,
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = tmp_path / "typo" / "runs.zarr"
+    for lead in (
+        [str(tiny_image), "--model", str(tiny_cnn)],
+        _evaluate(bad, tiny_cnn, tiny_image),
+        ["cem", str(tiny_image), "--model", str(tiny_cnn)],
+    ):
+        one_line_error([*lead, "--store", str(store)], "does not exist", capsys, caplog)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_our_store_stays_whole_under_bad_commands(
+    tiny_cnn: Path,
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import zarr
+
+    store = tmp_path / "runs.zarr"
+    run = [str(tiny_image), "--model", str(tiny_cnn), "--iters", "1", "--seed", "3"]
+    assert main([*run, "--store", str(store), "-q"]) == 0
+    capsys.readouterr()
+    before = tree_digest(store)
+    for extra, needle in (
+        (["--seed", "4", "--resume"], "different settings"),
+        (["--resume", "--overwrite"], "not both"),
+        ([], "already exists"),
+        (["--resume", "--min-box-size", "0"], "--min-box-size 0"),
+    ):
+        one_line_error([*run, "--store", str(store), *extra], needle, capsys, caplog)
+        assert tree_digest(store) == before
+    group = zarr.open_group(str(store / "tiny"), mode="r+")
+    group.attrs["rex_stream"] = {"format": 1}  # as an older rex-stream wrote it
+    before = tree_digest(store)
+    one_line_error([*run, "--store", str(store), "--resume"], "store format 1", capsys, caplog)
+    assert tree_digest(store) == before

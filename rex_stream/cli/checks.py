@@ -1,0 +1,35 @@
+"""Checks every command makes of its arguments before a run: flags that do nothing or
+contradict each other, seeds and counts out of range, a store path that cannot be one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rex_stream.errors import ConfigError, StoreError
+
+
+def check_store_flags(args: argparse.Namespace) -> None:
+    """``--resume``/``--overwrite`` need ``--store`` and exclude each other; the store's
+    folder must exist (a typo is not silently created) and the store must not be a file."""
+    resume, overwrite = getattr(args, "resume", False), getattr(args, "overwrite", False)
+    store = getattr(args, "store", None)
+    if (resume or overwrite) and not store:
+        flag = "--resume" if resume else "--overwrite"
+        raise ConfigError(f"{flag} needs --store (the Zarr store to continue or replace)")
+    if resume and overwrite:
+        raise ConfigError("give --resume or --overwrite, not both")
+    if not store or "://" in str(store):
+        return
+    path = Path(store)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise StoreError(f"--store {store}: directory {parent} does not exist")
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"--store {store}: is a file, not a Zarr store (a directory)")
+
+
+def check_at_least(value: int | None, flag: str, least: int = 1) -> None:
+    """A count the user gave must be at least ``least``."""
+    if value is not None and value < least:
+        raise ConfigError(f"{flag} {value}: must be >= {least}")
