@@ -4,6 +4,8 @@ The autoencoder is a model like the classifier (an ONNX file, a server, a Python
 with its own scheduler, so its rows are batched the same way. :class:`ReconstructionError`
 wraps its backend so that each row's "score" is the squared reconstruction error of that
 row: the difference is taken where the batch is, and no reconstruction travels further.
+The autoencoder answers with its reconstruction as one flat row per input (``(N, elements)``:
+end an image autoencoder with a Reshape or Flatten), as backends answer with score rows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ class ReconstructionError:
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Squared reconstruction errors of the rows of ``batch``."""
         rows = np.asarray(batch, np.float64).reshape(len(batch), -1)
-        rebuilt = np.asarray(await self.autoencoder.infer(batch), np.float64)
+        try:
+            rebuilt = np.asarray(await self.autoencoder.infer(batch), np.float64)
+        except BackendError as exc:
+            raise BackendError(
+                f"the autoencoder {self.info.name}: {exc} (an autoencoder answers with its "
+                f"reconstruction as one flat row of {rows.shape[1]} values per input)"
+            ) from exc
         if rebuilt.size != rows.size:
             raise BackendError(
                 f"the autoencoder {self.info.name} returned {rebuilt.size // max(1, len(batch))} "

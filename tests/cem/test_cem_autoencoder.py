@@ -16,7 +16,7 @@ from rex_stream.cem import CemConfig
 from rex_stream.cli.main import main
 from rex_stream.config import ExplainConfig
 from rex_stream.contrastive import explain_cem_sync
-from rex_stream.errors import ConfigError
+from rex_stream.errors import BackendError, ConfigError
 from tests.cem.test_cem_digits import DIGITS, MODELS, classify, held_out_digits
 
 COMPONENTS = 12
@@ -37,8 +37,11 @@ def reconstruction_errors(batch: np.ndarray) -> np.ndarray:
     return ((rows - rebuilt) ** 2).sum(axis=1)
 
 
-def export_autoencoder(path: Path, shape: tuple[int, ...] = (1, 8, 8)) -> Path:
-    """x ↦ mean + (x − mean) W Wᵀ as an ONNX model taking and returning ``(N, *shape)``."""
+def export_autoencoder(
+    path: Path, shape: tuple[int, ...] = (1, 8, 8), answer: tuple[int, ...] | None = None
+) -> Path:
+    """x ↦ mean + (x − mean) W Wᵀ as an ONNX model taking ``(N, *shape)`` and answering with
+    the reconstruction as flat rows ``(N, elements)`` (as backends answer with score rows)."""
     mean, basis = pca()
     size = int(np.prod(shape))
     initializers = [
@@ -46,7 +49,7 @@ def export_autoencoder(path: Path, shape: tuple[int, ...] = (1, 8, 8)) -> Path:
         numpy_helper.from_array(basis[:size].astype(np.float32), "encode"),
         numpy_helper.from_array(basis[:size].T.astype(np.float32).copy(), "decode"),
         numpy_helper.from_array(np.array([-1, size], np.int64), "flat"),
-        numpy_helper.from_array(np.array([-1, *shape], np.int64), "image"),
+        numpy_helper.from_array(np.array([-1, *(answer or (size,))], np.int64), "answer"),
     ]
     nodes = [
         helper.make_node("Reshape", ["input", "flat"], ["rows"]),
@@ -54,13 +57,13 @@ def export_autoencoder(path: Path, shape: tuple[int, ...] = (1, 8, 8)) -> Path:
         helper.make_node("MatMul", ["centred", "encode"], ["code"]),
         helper.make_node("MatMul", ["code", "decode"], ["decoded"]),
         helper.make_node("Add", ["decoded", "mean"], ["rebuilt"]),
-        helper.make_node("Reshape", ["rebuilt", "image"], ["output"]),
+        helper.make_node("Reshape", ["rebuilt", "answer"], ["output"]),
     ]
     graph = helper.make_graph(
         nodes,
         "pca_autoencoder",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *shape])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *(answer or (size,))])],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -105,6 +108,9 @@ def test_autoencoder_mistakes_are_config_errors(tmp_path: Path) -> None:
         explain_cem_sync(digit, str(DIGITS), CemConfig(gamma=1.0), autoencoder=str(wrong))
     with pytest.raises(ConfigError, match="gamma"):
         CemConfig(gamma=-1.0)
+    shaped = export_autoencoder(tmp_path / "shaped.onnx", answer=(1, 8, 8))
+    with pytest.raises(BackendError, match="one flat row of 64 values per input"):
+        explain_cem_sync(digit, str(DIGITS), CemConfig(gamma=1.0), autoencoder=str(shaped))
 
 
 def test_cli_autoencoder_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
