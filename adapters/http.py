@@ -492,9 +492,14 @@ def _server_message(body: bytes) -> str:
 
 async def connect(spec: str, settings: BackendSettings) -> Backend:
     """Open an HTTP backend for an ``http(s)://`` spec (the entry point of ``http``/``https``)."""
-    url = URL(spec)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{public_url(url)!r} is not an http(s):// URL with a host")
+    try:
+        url = URL(spec)
+        valid = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except ValueError:  # yarl: a port that is no number, …
+        valid = False
+    if not valid:
+        shown = re.sub(r"//[^/@]*@", "//", spec.split("?")[0])  # no credentials in errors
+        raise ConfigError(f"{shown!r} is not an http(s)://host[:port]/… URL")
     options = HttpOptions.parse(url, settings.options)
     connector = aiohttp.TCPConnector(
         limit=max(1, settings.max_inflight), ssl=options.tls, keepalive_timeout=60

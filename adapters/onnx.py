@@ -60,7 +60,7 @@ class OnnxBackend:
         )
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        providers = settings.options.get("providers", "CPUExecutionProvider").split(",")
+        providers = _providers(ort, settings.options.get("providers", "CPUExecutionProvider"))
         arena = settings.options.get("arena", "auto")
         if arena not in ("on", "off", "auto"):
             raise ConfigError(f"backend option arena={arena!r} must be on, off or auto")
@@ -143,6 +143,20 @@ async def connect(spec: str, settings: BackendSettings) -> OnnxBackend:
     if not await anyio.to_thread.run_sync(path.is_file):
         raise ConfigError(f"{spec}: no such model file")
     return await anyio.to_thread.run_sync(OnnxBackend, path, settings)
+
+
+def _providers(ort: Any, text: str) -> list[str]:
+    """The providers asked for that this onnxruntime has, in order (a list may name a GPU
+    provider first and fall back); none of them available is an error, not a silent CPU run."""
+    asked = [name.strip() for name in text.split(",") if name.strip()]
+    available = list(ort.get_available_providers())
+    found = [name for name in asked if name in available]
+    if not found:
+        raise ConfigError(
+            f"backend option providers={text!r}: none is available in this onnxruntime "
+            f"(available: {', '.join(available)})"
+        )
+    return found
 
 
 def _open_session(ort: Any, path: Path, options: Any, providers: list[str]) -> Any:

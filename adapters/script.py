@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
 from rex_stream.errors import BackendError, ConfigError
 
 #: Width of the rows built from ``Prediction`` objects (class, confidence only).
@@ -246,7 +246,7 @@ def _rows(value: Any, count: int, path: str | Path) -> np.ndarray:
             f"--script {path}: prediction_function(raw=True) gave {rows.shape[0]} rows "
             f"for {count} mutants"
         )
-    return rows.reshape(count, -1)
+    return score_rows(rows, count, f"--script {path}: prediction_function(raw=True)")
 
 
 def _prediction_rows(predictions: Any, count: int, path: str | Path) -> np.ndarray:

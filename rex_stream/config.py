@@ -66,6 +66,7 @@ class SearchConfig:
             object.__setattr__(self, "distribution_args", tuple(self.distribution_args))
         _require(self.iters > 0, "causal.iters", self.iters, "must be > 0")
         _require(self.iters <= MAX_ITERS, "causal.iters", self.iters, f"must be <= {MAX_ITERS}")
+        _require(self.seed is None or self.seed >= 0, "rex.seed", self.seed, "must be >= 0")
         _require(self.tree_depth > 0, "causal.tree_depth", self.tree_depth, "must be > 0")
         _require(self.min_box_size > 0, "causal.min_box_size", self.min_box_size, "must be > 0")
         _require(

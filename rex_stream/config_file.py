@@ -225,8 +225,10 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
     """Turn a TOML value into the type the config field wants."""
     where = f"{path}: [{section}] {key}"
     try:
+        if isinstance(value, bool) and key not in _TRUE_OR_FALSE:
+            raise ValueError("expected a value, not true or false")
         if key == "queue_len":
-            return None if value == "all" else int(value)
+            return None if value == "all" else _whole(value)
         if key == "queue_style":
             return QueueStyle(str(value).lower())
         if key == "responsibility_style":
@@ -243,13 +245,7 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
                 raise ValueError("expected [x0, y0, x1, y1] in whole pixels")
             return tuple(value)
-        if key in (
-            "weighted",
-            "concentrate",
-            "normalise_curves",
-            "negative_responsibility",
-            "use_bounding_box",
-        ):
+        if key in _TRUE_OR_FALSE:
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
             return value
@@ -271,8 +267,23 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             return str(value).lower()
         if key in ("spatial_radius_eta", "radius_eta"):
             return float(value)
-        if key == "seed":
-            return int(value)
-        return int(value)
+        return _whole(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where} = {value!r} is invalid ({exc})") from exc
+
+
+#: Keys whose values are true or false.
+_TRUE_OR_FALSE = (
+    "weighted",
+    "concentrate",
+    "normalise_curves",
+    "negative_responsibility",
+    "use_bounding_box",
+)
+
+
+def _whole(value: Any) -> int:
+    """A whole number; 1.5 is not silently 1."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected a whole number")
+    return int(value)

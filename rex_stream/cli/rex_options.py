@@ -136,6 +136,7 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
     """The config with ReX's options from the command line applied."""
     multi = config.multi
     extraction = config.extraction
+    _refuse_two_strategies(args)
     if getattr(args, "multi", None) is not None:
         text = str(args.multi).strip()
         try:
@@ -189,6 +190,21 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
     if getattr(args, "multi_style", None):
         visual = replace(visual, multi_style=args.multi_style)
     return replace(config, multi=multi, extraction=extraction, visual=visual, image=image)
+
+
+def _refuse_two_strategies(args: argparse.Namespace) -> None:
+    """``--multi``, ``--complete`` and ``-s/--contrastive`` each pick the extraction: two
+    different picks would silently drop one."""
+    strategy = getattr(args, "strategy", None)
+    multi = getattr(args, "multi", None) is not None
+    complete = getattr(args, "complete", False)
+    if multi and (complete or strategy not in (None, "multi", "spotlight")):
+        other = "--complete" if complete else f"--strategy {strategy}"
+        raise ConfigError(f"--multi and {other} ask for different extractions: give one")
+    if complete and strategy not in (None, "contrastive"):
+        raise ConfigError(
+            f"--complete is contrastive and --strategy {strategy} is not: give one of them"
+        )
 
 
 def after_run(

@@ -225,6 +225,28 @@ CASES: dict[str, tuple[Case, str]] = {
         ],
         "--dask-timeout-s 0",
     ),
+    # flags that pick different extractions, backends that cannot be
+    "--multi with --contrastive": (
+        lambda b, m, p: [str(p), "--model", str(m), "--multi", "--contrastive"],
+        "--multi and --strategy contrastive",
+    ),
+    "--complete with --multi": (
+        lambda b, m, p: [str(p), "--model", str(m), "--complete", "--multi", "3"],
+        "--multi and --complete",
+    ),
+    "--complete with -s spatial": (
+        lambda b, m, p: [str(p), "--model", str(m), "--complete", "-s", "spatial"],
+        "--complete is contrastive",
+    ),
+    "an unknown onnxruntime provider": (
+        lambda b, m, p: [str(p), "--model", str(m), "--backend-option", "providers=FooProvider"],
+        "providers='FooProvider': none is available",
+    ),
+    "an http URL whose port is no number": (
+        lambda b, m, p: [str(p), "--backend", "http://user:secret@:abc/x"],
+        "'http://:abc/x' is not an http(s)://host[:port]/… URL",
+    ),
+    "an http URL without a host": (lambda b, m, p: [str(p), "--backend", "http://"], "'http://'"),
     # evaluate: flags that do nothing, numbers out of range, bad maps, failing explainers
     "evaluate --seed -1": (lambda b, m, p: [*_evaluate(b, m, p), "--seed", "-1"], "--seed -1"),
     "evaluate --concurrent-inputs 0": (
@@ -469,3 +491,50 @@ def test_our_store_stays_whole_under_bad_commands(
     before = tree_digest(store)
     one_line_error([*run, "--store", str(store), "--resume"], "store format 1", capsys, caplog)
     assert tree_digest(store) == before
+
+
+#: rex.toml text → what the one line must say
+TOML = {
+    "[causal]\niters = true\n": "[causal] iters = True is invalid (expected a value",
+    "[explanation]\nchunk_size = 1.5\n": "chunk_size = 1.5 is invalid (expected a whole number)",
+    "[rex]\nseed = -1\n": "rex.seed = -1 must be >= 0",
+    "[rex.onnx]\nnorm = inf\n": "rex.onnx.norm = inf must be a finite number",
+    "[rex]\nmask_value = -inf\n": "rex.mask_value = -inf is infinite",
+    "[causal]\niters = 1e30\n": "must be <= 1000000",
+}
+
+
+@pytest.mark.parametrize("text", list(TOML))
+def test_a_bad_rex_toml_is_one_line(
+    text: str,
+    tiny_cnn: Path,
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = tmp_path / "rex.toml"
+    config.write_text(text)
+    argv = [str(tiny_image), "--model", str(tiny_cnn), "-c", str(config), "-q"]
+    line = one_line_error(argv, TOML[text], capsys, caplog)
+    assert str(config) in line
+
+
+def test_a_script_answering_in_the_wrong_shape_is_one_line(
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "model_shape = [1, 3, 32, 32]\n"
+        "def preprocess(path, shape, device, mode):\n"
+        "    return np.zeros((1, 3, 32, 32), np.float32)\n"
+        "def prediction_function(mutants, target=None, raw=False, binary_threshold=None):\n"
+        "    return np.zeros((len(mutants), 10, 2))\n"
+    )
+    one_line_error(
+        [str(tiny_image), "--script", str(script), "-q"], "expected (1, classes)", capsys, caplog
+    )
