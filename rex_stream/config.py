@@ -124,7 +124,7 @@ class SchedulerConfig:
     # add calls while round trips, not the backend, limit; None: when max_inflight is unset
     adaptive_inflight: bool | None = None
     linger_ms: float = 2.0
-    queue_size: int = 4096
+    queue_size: int = 4096  # requests (a row list or a block each) waiting to be batched
     retry_s: float = 120.0  # how long a failing backend call is retried (0: never)
     memory_gib: float | None = None  # None: a quarter of the machine's memory
 
