@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -64,6 +65,10 @@ class SearchConfig:
         _coerce(self, "responsibility_style", ResponsibilityStyle, "causal.responsibility_style")
         if self.distribution_args is not None:
             object.__setattr__(self, "distribution_args", tuple(self.distribution_args))
+        for name in ("iters", "tree_depth", "min_box_size"):
+            value = getattr(self, name)
+            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            _require(whole, f"causal.{name}", value, "must be a whole number")
         _require(self.iters > 0, "causal.iters", self.iters, "must be > 0")
         _require(self.iters <= MAX_ITERS, "causal.iters", self.iters, f"must be <= {MAX_ITERS}")
         _require(self.seed is None or self.seed >= 0, "rex.seed", self.seed, "must be >= 0")
@@ -394,7 +399,10 @@ MAX_ITERS = 1_000_000
 def _finite(value: float | tuple[float, ...] | None) -> bool:
     """Whether a number (or every number of a tuple) is finite; None is."""
     values = value if isinstance(value, (tuple, list)) else (value,)
-    return all(v is None or math.isfinite(v) for v in values)
+    try:
+        return all(v is None or math.isfinite(v) for v in values)
+    except TypeError:  # not numbers at all
+        return False
 
 
 def _require(condition: bool, key: str, value: object, why: str) -> None:

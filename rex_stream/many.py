@@ -65,6 +65,12 @@ async def explain_many(
     resumes what the store holds, and ``split_iterations`` spreads each input's iterations
     over that many tasks.
     """
+    if isinstance(sources, (str, Path)):
+        raise ConfigError(
+            f"explain_many takes a list of inputs, not {str(sources)!r} (for one: explain)"
+        )
+    if concurrent_inputs < 1:
+        raise ConfigError(f"concurrent_inputs = {concurrent_inputs} must be >= 1")
     if client is not None:
         from rex_stream.distributed.driver import explain_many_on_client
 

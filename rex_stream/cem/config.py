@@ -45,6 +45,8 @@ class CemConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.kind not in {k.value for k in CemKind} | set(CemKind):
+            raise ConfigError(f"cem.kind = {self.kind!r}: must be pp or pn")
         object.__setattr__(self, "kind", CemKind(self.kind))
         object.__setattr__(self, "penalties", tuple(float(c) for c in self.penalties))
         checks = [

@@ -206,6 +206,8 @@ async def meta_evaluate(
     named = named_attributions(attributions)
     if iterations < 1 or perturbations < 1:
         raise ConfigError("meta-evaluation needs at least one iteration and one perturbation")
+    if not (0 < noise_resilience < float("inf") and 0 < noise_adversary < float("inf")):
+        raise ConfigError("meta-evaluation noise levels must be numbers > 0")
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
         raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")

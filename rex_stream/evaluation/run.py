@@ -88,6 +88,10 @@ async def evaluate(
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
+    if seed < 0:
+        raise ConfigError(f"seed = {seed} must be >= 0")
+    if concurrent_inputs < 1:
+        raise ConfigError(f"concurrent_inputs = {concurrent_inputs} must be >= 1")
     named = named_attributions(attributions)
     if mask is None and any(c.spec.needs == "mask" for c in choices):
         needing = [c.label for c in choices if c.spec.needs == "mask"]
