@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rex_stream.engine.store import check_store_root
 from rex_stream.errors import ConfigError, StoreError
 
 
@@ -27,6 +28,7 @@ def check_store_flags(args: argparse.Namespace) -> None:
         raise StoreError(f"--store {store}: directory {parent} does not exist")
     if path.exists() and not path.is_dir():
         raise StoreError(f"--store {store}: is a file, not a Zarr store (a directory)")
+    check_store_root(path)  # once, before any input is run
 
 
 def check_at_least(value: int | None, flag: str, least: int = 1) -> None:

@@ -42,8 +42,11 @@ def _output_directory(path: str | None, flag: str) -> Path | None:
             f"{flag} {path}: with a directory input {flag} names a directory for one picture "
             "per input, not a picture file"
         )
+    parent = directory.parent if str(directory.parent) else Path(".")
+    if not parent.is_dir():  # the folder itself is made, a mistyped path above it is not
+        raise OutputError(f"{flag} {path}: directory {parent} does not exist")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{flag} {path}: cannot create directory ({exc.strerror})") from exc
     if not os.access(directory, os.W_OK):

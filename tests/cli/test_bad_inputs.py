@@ -247,6 +247,11 @@ CASES: dict[str, tuple[Case, str]] = {
         "'http://:abc/x' is not an http(s)://host[:port]/… URL",
     ),
     "an http URL without a host": (lambda b, m, p: [str(p), "--backend", "http://"], "'http://'"),
+    # a directory of inputs: one line before any input runs
+    "directory --output in a missing folder": (
+        lambda b, m, p: [str(p.parent), "--model", str(m), "--output", str(b["missing_dir"])],
+        "does not exist",
+    ),
     # evaluate: flags that do nothing, numbers out of range, bad maps, failing explainers
     "evaluate --seed -1": (lambda b, m, p: [*_evaluate(b, m, p), "--seed", "-1"], "--seed -1"),
     "evaluate --concurrent-inputs 0": (
@@ -422,7 +427,7 @@ STORES: dict[str, tuple[Callable[[Path], Path], str]] = {
 }
 
 
-@pytest.mark.parametrize("command", ["explain", "evaluate", "cem"])
+@pytest.mark.parametrize("command", ["explain", "directory", "evaluate", "cem"])
 @pytest.mark.parametrize("kind", list(STORES))
 def test_a_store_that_is_not_ours_is_refused_and_untouched(
     kind: str,
@@ -439,6 +444,7 @@ def test_a_store_that_is_not_ours_is_refused_and_untouched(
     before = tree_digest(store) if store.is_dir() else store.read_bytes()
     lead = {
         "explain": [str(tiny_image), "--model", str(tiny_cnn), "--iters", "1"],
+        "directory": [str(tiny_image.parent), "--model", str(tiny_cnn), "--iters", "1"],
         "evaluate": _evaluate(bad, tiny_cnn, tiny_image),
         "cem": ["cem", str(tiny_image), "--model", str(tiny_cnn), "--steps", "1"],
     }[command]
@@ -461,6 +467,8 @@ def test_a_store_in_a_missing_folder_is_not_created(
         ["cem", str(tiny_image), "--model", str(tiny_cnn)],
     ):
         one_line_error([*lead, "--store", str(store)], "does not exist", capsys, caplog)
+    directory = [str(tiny_image.parent), "--model", str(tiny_cnn), "--output", str(store)]
+    one_line_error(directory, "does not exist", capsys, caplog)
     assert not (tmp_path / "typo").exists()
 
 
