@@ -49,8 +49,10 @@ class OnnxBackend:
                 f"known: {', '.join(sorted(KNOWN_OPTIONS))}"
             )
         threads = settings.options.get("threads")
-        if threads is not None and (not threads.isdigit() or int(threads) < 1):
-            raise ConfigError(f"backend option threads={threads!r} must be a positive integer")
+        if threads is not None and (not threads.isdigit() or not 1 <= int(threads) <= 4096):
+            raise ConfigError(
+                f"backend option threads={threads!r} must be a positive integer (at most 4096)"
+            )
         options = ort.SessionOptions()
         # one session serves max_inflight concurrent runs: share the cores between them
         # rather than oversubscribe (2 runs × 2 threads on 2 cores measured 15 % slower)

@@ -59,27 +59,50 @@ def load_subject(
     mode = config.image.mode
     if isinstance(source, np.ndarray):
         mode = mode or mode_for_array(info.input_shape, source.shape, "the input array")
-        return mode_module(mode).subject_from_array(source, info, config)
+        return _checked(mode_module(mode), config).subject_from_array(source, info, config)
     path = Path(source)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path} is a directory; give one input file")
     if mode:
-        return mode_module(mode).load(path, info, config)
+        return _checked(mode_module(mode), config).load(path, info, config)
     suffix = path.suffix.lower()
     if suffix == ".npy":
         chosen = mode_for_array(info.input_shape, array_shape(path), str(path))
-        return mode_module(chosen).load(path, info, config)
+        return _checked(mode_module(chosen), config).load(path, info, config)
     claimed = [module for module in _modules() if suffix in module.SUFFIXES]
     fitting = [module for module in claimed if _fits(module, info.input_shape)]
     if fitting or claimed:
-        return (fitting or claimed)[0].load(path, info, config)
+        return _checked((fitting or claimed)[0], config).load(path, info, config)
     known = sorted(s for module in _modules() for s in module.SUFFIXES)
     raise InputError(
         f"{path}: cannot tell how to read {suffix or 'a file without suffix'!r}; "
         f"known: {', '.join(known)} (or pass --mode)"
     )
+
+
+#: The mode options each mode reads (the image mode refuses every one itself).
+MODE_OPTIONS = {
+    "tabular": ("row", "baseline", "baseline_stat", "drop", "groups", "permute"),
+    "spectral": ("row", "key", "interpolate", "noise", "resample"),
+    "voxel": ("normalise",),
+    "audio": ("sample_rate", "baseline", "offset_s", "hop_s"),
+}
+
+
+def _checked(module: ModuleType, config: ExplainConfig) -> ModuleType:
+    """``module``, once the mode options are ones it reads: a mistyped option would
+    otherwise be ignored in silence (``rows=5`` explaining row 0)."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    known = MODE_OPTIONS.get(name)
+    unknown = sorted(set(config.image.mode_options) - set(known or ()))
+    if known is not None and unknown:
+        raise InputError(
+            f"--mode-option {', '.join(unknown)}: the {name} mode has no such option; its "
+            f"options: {', '.join(known)}"
+        )
+    return module
 
 
 def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:

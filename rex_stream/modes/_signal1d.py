@@ -34,9 +34,12 @@ def option_int(options: Mapping[str, str], name: str, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InputError(f"mode option {name}={raw!r} must be an integer") from None
+    if value < 0:  # a row counts from 0; -1 would silently be the last
+        raise InputError(f"mode option {name}={raw!r} must be >= 0")
+    return value
 
 
 def option_float(options: Mapping[str, str], name: str, default: float) -> float:

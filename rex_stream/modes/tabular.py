@@ -199,6 +199,8 @@ def _baseline(
     """Per-feature values from a reference table, else the constant ``mask_value``."""
     reference = options.get("baseline")
     if reference is None:
+        if "baseline_stat" in options:
+            raise InputError("mode option baseline_stat needs baseline=TABLE (its statistic)")
         return constant_mask_value(values, mask_value)
     stat = options.get("baseline_stat", "mean")
     if stat not in ("mean", "median"):

@@ -247,6 +247,30 @@ CASES: dict[str, tuple[Case, str]] = {
         "'http://:abc/x' is not an http(s)://host[:port]/… URL",
     ),
     "an http URL without a host": (lambda b, m, p: [str(p), "--backend", "http://"], "'http://'"),
+    # mode options a mode does not read, or out of range, and backend options
+    "a mistyped tabular option": (
+        lambda b, m, p: _table("--mode-option", "rows=5"),
+        "--mode-option rows: the tabular mode has no such option",
+    ),
+    "row -1": (lambda b, m, p: _table("--mode-option", "row=-1"), "row='-1' must be >= 0"),
+    "baseline_stat without a baseline": (
+        lambda b, m, p: _table("--mode-option", "baseline_stat=median"),
+        "baseline_stat needs baseline=TABLE",
+    ),
+    "a spectral option for a spectrum that has none": (
+        lambda b, m, p: [
+            str(MODELS / "spectral-markers-A.npy"),
+            "--model",
+            str(MODELS / "spectral-markers.onnx"),
+            "--mode-option",
+            "normalise=zscore",
+        ],
+        "the spectral mode has no such option",
+    ),
+    "a billion onnxruntime threads": (
+        lambda b, m, p: [str(p), "--model", str(m), "--backend-option", "threads=1000000000000"],
+        "threads='1000000000000' must be a positive integer (at most 4096)",
+    ),
     # a directory of inputs: one line before any input runs
     "directory --output in a missing folder": (
         lambda b, m, p: [str(p.parent), "--model", str(m), "--output", str(b["missing_dir"])],
@@ -349,6 +373,12 @@ CASES: dict[str, tuple[Case, str]] = {
         "--overwrite needs --store",
     ),
 }
+
+
+def _table(*extra: str) -> list[str]:
+    """The bundled table model on its test rows, with ``extra`` arguments."""
+    table, model = MODELS / "tabular-breast-cancer-test.csv", MODELS / "tabular-breast-cancer.onnx"
+    return [str(table), "--model", str(model), "--mode-option", "drop=label", *extra]
 
 
 def _evaluate(b: dict[str, Path], m: Path, p: Path, metrics: str = "sparseness") -> list[str]:
