@@ -152,10 +152,10 @@ class SchedulerConfig:
         _require(self.queue_size > 0, "queue_size", self.queue_size, "must be > 0")
         _require(self.retry_s >= 0, "retry_s", self.retry_s, "must be >= 0 (0: no retries)")
         _require(
-            self.memory_gib is None or self.memory_gib > 0,
+            self.memory_gib is None or 0 < self.memory_gib < math.inf,
             "memory_gib",
             self.memory_gib,
-            "must be > 0",
+            "must be a number > 0",
         )
 
 

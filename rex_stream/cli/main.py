@@ -458,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         except RexStreamError as exc:
             print(f"rex-stream: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except MemoryError as exc:
+            return _out_of_memory(exc)
         except BrokenPipeError:  # `rex-stream … | head`: the reader left; not an error of ours
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
@@ -521,10 +523,24 @@ def run_subcommand(name: str, argv: list[str]) -> int:
         except RexStreamError as exc:
             print(f"rex-stream: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except MemoryError as exc:
+            return _out_of_memory(exc)
         except KeyboardInterrupt:
             how = "terminated" if signals.received else "interrupted"
             print(f"rex-stream: {how} (with --store, continue with --resume)", file=sys.stderr)
             return faults.TERMINATED_EXIT if signals.received else 130
+
+
+def _out_of_memory(exc: MemoryError) -> int:
+    """A run that asked for more memory than there is (e.g. --meta-iterations 1000000000):
+    one line saying so, exit 1."""
+    what = str(exc).splitlines()[0] if str(exc) else "out of memory"
+    print(
+        f"rex-stream: error: not enough memory ({what}); ask for less: fewer iterations, "
+        "samples, steps or inputs at once, or a smaller --batch-size",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,4 +27,6 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         return config
     if not memory > 0:
         raise ConfigError(f"--memory-gib {memory:g}: must be > 0")
+    if memory == float("inf"):
+        raise ConfigError(f"--memory-gib {memory:g}: must be a finite number of GiB")
     return replace(config, scheduler=replace(config.scheduler, memory_gib=memory))

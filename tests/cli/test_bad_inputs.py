@@ -271,6 +271,15 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda b, m, p: [str(p), "--model", str(m), "--backend-option", "threads=1000000000000"],
         "threads='1000000000000' must be a positive integer (at most 4096)",
     ),
+    # more than the machine has
+    "--memory-gib inf": (
+        lambda b, m, p: [str(p), "--model", str(m), "--memory-gib", "inf"],
+        "--memory-gib inf: must be a finite number of GiB",
+    ),
+    "a billion meta-evaluation rounds": (
+        lambda b, m, p: [*_evaluate(b, m, p), "--meta", "--meta-iterations", "1000000000000", "-q"],
+        "not enough memory (Unable to allocate",
+    ),
     # a directory of inputs: one line before any input runs
     "directory --output in a missing folder": (
         lambda b, m, p: [str(p.parent), "--model", str(m), "--output", str(b["missing_dir"])],
