@@ -15,9 +15,10 @@ def check_store_flags(args: argparse.Namespace) -> None:
     folder must exist (a typo is not silently created) and the store must not be a file."""
     resume, overwrite = getattr(args, "resume", False), getattr(args, "overwrite", False)
     store = getattr(args, "store", None)
-    if (resume or overwrite) and not store:
-        flag = "--resume" if resume else "--overwrite"
-        raise ConfigError(f"{flag} needs --store (the Zarr store to continue or replace)")
+    if resume and not store:
+        raise ConfigError("--resume needs --store (the store of the run to continue)")
+    if overwrite and not store:
+        raise ConfigError("--overwrite needs --store (the store whose results to replace)")
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
     if not store or "://" in str(store):
