@@ -75,7 +75,7 @@ def load_subject(
     fitting = [module for module in claimed if _fits(module, info.input_shape)]
     if fitting or claimed:
         return _checked((fitting or claimed)[0], config).load(path, info, config)
-    known = sorted(s for module in _modules() for s in module.SUFFIXES)
+    known = sorted({s for module in _modules() for s in module.SUFFIXES})
     raise InputError(
         f"{path}: cannot tell how to read {suffix or 'a file without suffix'!r}; "
         f"known: {', '.join(known)} (or pass --mode)"

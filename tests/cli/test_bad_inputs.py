@@ -52,6 +52,8 @@ def bad(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> dict[str,
     files["nan_map"] = folder / "nan_map.npy"
     np.save(files["nan_map"], np.full((32, 32), np.nan, np.float32))
     files["png"] = tiny_image
+    files["no_suffix"] = folder / "no-suffix"
+    files["no_suffix"].write_bytes(tiny_image.read_bytes())
     (folder / "rexbad_functions.py").write_text(FUNCTIONS)
     files["functions"] = folder
     return files
@@ -117,6 +119,10 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "l2x without --explainer": (lambda b, m, p: ["l2x", str(p)], "--explainer"),
     # empty files (np.load raises EOFError on them)
+    "a file without suffix": (
+        lambda b, m, p: [str(b["no_suffix"]), "--model", str(m)],
+        ".nii, .npy, .ogg",  # each suffix once
+    ),
     "empty .npy input": (lambda b, m, p: [str(b["empty_npy"]), "--model", str(m)], "empty.npy"),
     "empty .npy input to cem": (
         lambda b, m, p: ["cem", str(b["empty_npy"]), "--model", str(m)],
