@@ -328,9 +328,13 @@ class Scheduler:
         self._size_calls(cost.per_row, budget - in_use)
 
     async def __aenter__(self) -> Scheduler:
-        await self._fit_memory()
-        for _ in range(self.max_inflight):
-            self._free_send.send_nowait(self._new_buffer())
+        try:
+            await self._fit_memory()
+            for _ in range(self.max_inflight):
+                self._free_send.send_nowait(self._new_buffer())
+        except BaseException:
+            self._close_streams()  # never started: nothing else will close them
+            raise
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._dispatch)
@@ -349,8 +353,11 @@ class Scheduler:
         try:
             return await self._task_group.__aexit__(exc_type, exc, tb)
         finally:
-            self._free_send.close()
-            self._free_receive.close()
+            self._close_streams()
+
+    def _close_streams(self) -> None:
+        for stream in (self._send, self._receive, self._free_send, self._free_receive):
+            stream.close()
 
     async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
         """Score the mutants that ``fills`` describe; returns one score row per fill, in order.

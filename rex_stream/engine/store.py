@@ -351,7 +351,10 @@ def check_store_root(path: Path) -> None:
         # no root metadata: fine for an empty folder, or our groups whose root file was
         # deleted to repair it (as the damaged-metadata error advises)
         with os.scandir(path) as entries:
-            first = [e for _, e in zip(range(_MEMBERS_CHECKED), entries, strict=False)]
+            # zarr writes zarr.json as zarr.<hex>.partial, then renames it: another opener
+            # creating this root at this moment is not "other files"
+            others = (e for e in entries if not _root_metadata(e.name))
+            first = [e for _, e in zip(range(_MEMBERS_CHECKED), others, strict=False)]
         if not all(e.is_dir() and "rex_stream" in _attributes(Path(e.path)) for e in first):
             raise StoreError(
                 f"{path} is a folder of other files, not a Zarr store; give a new or empty "
@@ -370,6 +373,11 @@ def check_store_root(path: Path) -> None:
                 f"{path} is a Zarr store of another tool ({entry.name} was not written by "
                 "rex-stream); give another --store"
             )
+
+
+def _root_metadata(name: str) -> bool:
+    """``zarr.json``, or zarr's temporary file while it writes it."""
+    return name == "zarr.json" or (name.startswith("zarr.") and name.endswith(".partial"))
 
 
 def _node(folder: Path) -> dict[str, Any]:
