@@ -113,8 +113,11 @@ class Explainer:
                 selector, scale = np.asarray(data["selector"]), np.asarray(data["scale"])
         except FileNotFoundError as exc:
             raise InputError(f"{path}: no such explainer file") from exc
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise InputError(f"{path} is not an L2X explainer ({exc})") from exc
+        except (OSError, ValueError, KeyError, EOFError):
+            raise InputError(
+                f"{path} is not an L2X explainer (expected the .npz that "
+                "rex-stream l2x-train --out wrote)"
+            ) from None
         if meta.get("format") != FORMAT:
             raise InputError(f"{path}: explainer format {meta.get('format')} is not {FORMAT}")
         return cls(

@@ -173,6 +173,10 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda b, m, p: ["l2x-train", str(b["empty_npy"]), "--model", str(m), "--out", "e.npz"],
         "empty.npy",
     ),
+    "a picture as the explainer": (
+        lambda b, m, p: ["l2x", str(p), "--explainer", str(p)],
+        "is not an L2X explainer (expected the .npz that rex-stream l2x-train --out wrote)",
+    ),
     "empty explainer file": (
         lambda b, m, p: ["l2x", str(p), "--explainer", str(b["empty_npy"])],
         "not an L2X explainer",
