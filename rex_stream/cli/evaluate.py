@@ -254,6 +254,12 @@ def _print_plan(key: str, plan: dict[str, int], estimated: dict[str, int] | None
         print(f"plan for {key}: {shown} rows per attribution", file=sys.stderr)
 
 
+def _print_meta_plan(key: str, queries: int, args: argparse.Namespace) -> None:
+    """The most queries one input of a meta-evaluation can cost, on stderr."""
+    copies = 2 * args.meta_iterations * args.meta_perturbations
+    print(f"plan for {key}: up to {queries} queries (x and {copies} noisy copies)", file=sys.stderr)
+
+
 def _run_meta(
     args: argparse.Namespace,
     spec: str,
@@ -288,6 +294,8 @@ def _run_meta(
             concurrent_inputs=args.concurrent_inputs,
             explainer=explainer_from_spec(args.explainer) if args.explainer else None,
             on_progress=display.update,
+            max_queries=args.max_queries,
+            on_plan=None if args.quiet else partial(_print_meta_plan, args=args),
         )
 
     with meta_display.MetaDisplay(meta_display.wanted(args), "units (copies)") as display:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -188,6 +188,8 @@ async def meta_evaluate(
     concurrent_inputs: int = 4,
     explainer: str | ReExplain | ExplainFunction | None = None,
     on_progress: MetaProgressCallback | None = None,
+    max_queries: int | None = None,
+    on_plan: Callable[[str, int], None] | None = None,
 ) -> MetaEvaluation:
     """MetaQuantus' input-perturbation test of ``metrics`` over ``inputs`` and attributions.
 
@@ -199,7 +201,9 @@ async def meta_evaluate(
     ``explainer`` (as for :func:`~rex_stream.evaluation.run.evaluate`) serves the metrics
     that re-explain. ``on_progress(units done, units planned, queries so far)`` hears every
     finished unit (an input's scores or one noisy copy; units read back from the store count
-    as done when they are read).
+    as done when they are read). Before an input runs, ``on_plan(input, queries)`` hears the
+    most queries it can cost, and a run whose plan passes ``max_queries`` stops with a
+    ConfigError.
     """
     started = time.perf_counter()
     choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
@@ -241,6 +245,7 @@ async def meta_evaluate(
                 sent = scorer.sent + (bound.queries if bound else 0)
                 return sent + (variants.queries if variants else 0)
 
+            budget = QueryBudget(max_queries, on_plan)
             progress = UnitProgress(
                 len(sources) * (1 + int(np.prod(plan.shape))), on_progress, queries_so_far
             )
@@ -249,7 +254,7 @@ async def meta_evaluate(
                 async with inputs_at_once:
                     outcomes[position] = await run_input(
                         key, source, plan, info, resolved, scorer, copies, store, resume,
-                        overwrite, progress,
+                        overwrite, progress, budget.claim,
                     )  # fmt: skip
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
@@ -279,6 +284,27 @@ async def meta_evaluate(
         arrays,
         sum(o.resumed for o in done),
     )
+
+
+class QueryBudget:
+    """The most queries the inputs planned so far can cost, against ``--max-queries``."""
+
+    def __init__(self, limit: int | None, report: Callable[[str, int], None] | None) -> None:
+        self.limit = limit
+        self.report = report
+        self.planned = 0
+
+    def claim(self, key: str, queries: int) -> None:
+        """Add one input's plan; refuse when the run passes the limit."""
+        self.planned += queries
+        if self.report is not None:
+            self.report(key, queries)
+        if self.limit is not None and self.planned > self.limit:
+            raise ConfigError(
+                f"{key}: the meta-evaluation's plan needs up to {self.planned} queries so far "
+                f"({queries} for this input and its noisy copies), more than --max-queries "
+                f"{self.limit}"
+            )
 
 
 def _arrays(outcomes: list[InputOutcome], metric: int) -> MetaArrays:

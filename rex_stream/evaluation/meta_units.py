@@ -12,8 +12,9 @@ The records in the input's group are laid out by :mod:`rex_stream.evaluation.met
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import BoundExplainer
 from rex_stream.evaluation.meta_store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.plan import planned_rows
 from rex_stream.evaluation.run import _settings
 from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, load_map, load_mask
@@ -98,6 +100,17 @@ class InputOutcome:
     resumed: int = 0
 
 
+def planned_queries(plan: MetaPlan, subject: Any, key: str) -> int:
+    """The most queries one input can cost: x and each noisy copy predicted, and every
+    metric × attribution scored on each (a copy that is not kept is not scored)."""
+    base = Case(
+        subject, np.zeros(subject.spatial_shape), 0, plan.compatible, plan.seed, key,
+        explainer=plan.explainer, variants=plan.variants,
+    )  # fmt: skip
+    rows = sum(planned_rows(choice, base) for choice in plan.choices) * len(plan.attributions)
+    return (1 + math.prod(plan.shape)) * (1 + rows)
+
+
 async def run_input(
     key: str,
     source: str | Path | np.ndarray,
@@ -110,8 +123,10 @@ async def run_input(
     resume: bool = False,
     overwrite: bool = False,
     progress: UnitProgress | None = None,
+    budget: Callable[[str, int], None] | None = None,
 ) -> InputOutcome:
-    """Score one input and its noisy copies; with a store, commit each unit when done."""
+    """Score one input and its noisy copies; with a store, commit each unit when done.
+    ``budget(key, queries)`` hears the most queries the input can cost before any is sent."""
     subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
     subject.name = key
     trailing = tuple(range(subject.tensor.ndim - len(subject.spatial_axes), subject.tensor.ndim))
@@ -144,6 +159,8 @@ async def run_input(
             store_path, key, settings, ndim, scores, resume=resume, overwrite=overwrite
         )
     try:
+        if budget is not None:  # after the store's refusals, before any copy is sent
+            budget(key, planned_queries(plan, subject, key))
         outcome.resumed = group.resumed if group is not None else 0
         if progress is not None:
             progress.add(outcome.resumed)

@@ -77,6 +77,25 @@ def test_re_explaining_metrics_are_meta_evaluated_with_the_explainer(patch_model
     assert result.settings["explainer"] is not None
 
 
+def test_the_plan_bounds_the_queries_and_max_queries_refuses_a_larger_one(
+    patch_model: Path,
+) -> None:
+    metrics = "selectivity:patch_size=4,sparseness"  # 36 rows per scored copy, and none
+    kwargs = {"iterations": 1, "perturbations": 2, "seed": 3, "noise_adversary": 5.0}
+    plans: list[tuple[str, int]] = []
+    result = meta_evaluate_sync(
+        _inputs()[:2], str(patch_model), _maps(), metrics,
+        on_plan=lambda key, n: plans.append((key, n)), **kwargs,
+    )  # fmt: skip
+    # per input: x and 4 noisy copies, each predicted (1) and scored by 2 attributions (2 × 36)
+    assert sorted(n for _, n in plans) == [5 * (1 + 2 * 36)] * 2
+    assert 0 < result.queries <= sum(n for _, n in plans)
+    with pytest.raises(ConfigError, match=r"plan needs up to 365 queries so far .* 300"):
+        meta_evaluate_sync(
+            _inputs()[:2], str(patch_model), _maps(), metrics, max_queries=300, **kwargs
+        )
+
+
 def test_cli_meta_evaluation(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> None:
     for name, a in _maps(32).items():
         np.save(tmp_path / f"{name}.npy", a)
@@ -110,6 +129,8 @@ def test_cli_meta_evaluation(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert set(summary["input_perturbation_test"]["complexity"]) >= {"IAC_NR", "MC", "MC_std"}
+    # complexity sends no rows: x and 4 copies are only predicted
+    assert "up to 5 queries (x and 4 noisy copies)" in out.stderr
 
 
 def test_store_resumes_every_unit_and_refuses_changed_settings(
