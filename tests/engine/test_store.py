@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +10,7 @@ import pytest
 import zarr
 
 from rex_stream import StoreError, explain_sync
+from tests.killing import kill_mid_run
 from tests.slow_run import SETTINGS, slow_backend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,18 +49,7 @@ def test_resume_after_kill_9_gives_the_same_map(
     reference = explain_sync(tiny_image, slow_backend(str(tiny_cnn)), **SETTINGS).responsibility
     store = tmp_path / "killed.zarr"
     command = [sys.executable, "-m", "tests.slow_run", str(tiny_cnn), str(tiny_image), str(store)]
-    process = subprocess.Popen(command, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while _committed(store) < 3:  # poll the store, then kill mid-run
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no iteration was committed in time"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_mid_run(command, lambda: _committed(store), 3, "iteration", 60, cwd=ROOT)
     done_before = _committed(store)
     assert 3 <= done_before < SETTINGS["iters"]
     resumed = explain_sync(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from PIL import Image
 
 from rex_stream import ConfigError, StoreError
 from rex_stream.evaluation.meta import meta_evaluate_sync, perturbed
+from tests.killing import kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,20 +204,10 @@ def test_cli_resume_after_kill_9_gives_identical_results(tmp_path: Path) -> None
 
     reference = run()
     env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.03"}
-    process = subprocess.Popen(
-        [*command, "--store", str(store)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while _committed_copies(store) < 10:  # poll the store, then kill mid-run
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no copy was committed in time"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_mid_run(
+        [*command, "--store", str(store)], lambda: _committed_copies(store), 10, "copy", 120,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
     before = _committed_copies(store)
     assert 10 <= before < copies
     resumed = run("--store", str(store), "--resume")

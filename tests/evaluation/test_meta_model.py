@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from tests.evaluation.weight_models import (
     occlusion_map,
     save_three_layer_model,
 )
+from tests.killing import kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,20 +220,10 @@ def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.2", "TMPDIR": str(scratch)}
-    process = subprocess.Popen(
-        [*command, "--store", str(store)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while _committed_units(store) < 6:  # poll the store, then kill mid-run
-            assert process.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "no unit was committed in time"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_mid_run(
+        [*command, "--store", str(store)], lambda: _committed_units(store), 6, "unit", 120,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
     before = _committed_units(store)
     assert 6 <= before < units
     resumed = run("--store", str(store), "--resume", tmp=scratch)
