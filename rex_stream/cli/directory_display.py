@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from rex_stream.cli.terminal import TerminalProgress
+from rex_stream.cli.terminal import TerminalProgress, counted_columns
 from rex_stream.progress import Progress
 
 #: at most this many per-input bars are shown at once (the rest wait their turn)
@@ -29,22 +29,7 @@ class DirectoryDisplay(TerminalProgress):
             self._overall = self.progress.add_task("inputs", total=total, info="")
 
     def columns(self) -> list[Any]:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        return [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ]
+        return counted_columns("{task.fields[info]}", time_left=True)
 
     def input_progress(self, index: int, event: Progress) -> None:
         """One input's snapshot: its own bar (iterations) and the overall rate."""

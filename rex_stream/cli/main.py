@@ -25,7 +25,7 @@ from rex_stream.cli import (
 )
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.cli.parser import OneLineParser
-from rex_stream.cli.terminal import TerminalProgress
+from rex_stream.cli.terminal import TerminalProgress, counted_columns
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.config_file import default_config_path, load_config
 from rex_stream.errors import ConfigError, RexStreamError
@@ -312,15 +312,7 @@ class _Display(TerminalProgress):
             self._task = self.progress.add_task("iterations", total=total, rate="")
 
     def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-        return [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-        ]
+        return counted_columns("{task.fields[rate]}")
 
     def update(self, event: Progress) -> None:
         if self.progress is None:

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from rex_stream.cli.terminal import TerminalProgress
+from rex_stream.cli.terminal import TerminalProgress, counted_columns
 
 
 class MetaDisplay(TerminalProgress):
@@ -22,23 +22,8 @@ class MetaDisplay(TerminalProgress):
             self._task = self.progress.add_task(what, total=None, queries=0, rate=0.0)
 
     def columns(self) -> list[Any]:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        return [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[queries]} queries, {task.fields[rate]:.0f} mutants/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        ]
+        info = "{task.fields[queries]} queries, {task.fields[rate]:.0f} mutants/s"
+        return counted_columns(info, time_left=True, eta_label=True)
 
     def update(self, done: int, planned: int, queries: int) -> None:
         """Show ``done`` of ``planned`` units and the queries sent so far."""

@@ -32,3 +32,29 @@ class TerminalProgress:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def counted_columns(info: str, time_left: bool = False, eta_label: bool = False) -> list[Any]:
+    """The usual columns: description, bar, done/total, ``info`` (a rich format string of the
+    task's fields), time elapsed, and with ``time_left`` the time left (``eta_label``: after
+    the word "ETA")."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(info),
+        TimeElapsedColumn(),
+    ]
+    if time_left:
+        columns += (
+            [TextColumn("ETA"), TimeRemainingColumn()] if eta_label else [TimeRemainingColumn()]
+        )
+    return columns
