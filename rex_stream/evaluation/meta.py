@@ -46,6 +46,7 @@ from rex_stream.evaluation.meta_units import (
     run_input,
 )
 from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.plan import QueryLimit
 from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.run import (
     Attributions,
@@ -245,7 +246,14 @@ async def meta_evaluate(
                 sent = scorer.sent + (bound.queries if bound else 0)
                 return sent + (variants.queries if variants else 0)
 
-            budget = QueryBudget(max_queries, on_plan)
+            limit = QueryLimit(max_queries)
+
+            def budget(key: str, queries: int) -> None:
+                if on_plan is not None:
+                    on_plan(key, queries)
+                detail = f"{queries} for this input and its noisy copies"
+                limit.add(key, queries, "the meta-evaluation's plan needs up to", detail)
+
             progress = UnitProgress(
                 len(sources) * (1 + int(np.prod(plan.shape))), on_progress, queries_so_far
             )
@@ -254,7 +262,7 @@ async def meta_evaluate(
                 async with inputs_at_once:
                     outcomes[position] = await run_input(
                         key, source, plan, info, resolved, scorer, copies, store, resume,
-                        overwrite, progress, budget.claim,
+                        overwrite, progress, budget,
                     )  # fmt: skip
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
@@ -284,27 +292,6 @@ async def meta_evaluate(
         arrays,
         sum(o.resumed for o in done),
     )
-
-
-class QueryBudget:
-    """The most queries the inputs planned so far can cost, against ``--max-queries``."""
-
-    def __init__(self, limit: int | None, report: Callable[[str, int], None] | None) -> None:
-        self.limit = limit
-        self.report = report
-        self.planned = 0
-
-    def claim(self, key: str, queries: int) -> None:
-        """Add one input's plan; refuse when the run passes the limit."""
-        self.planned += queries
-        if self.report is not None:
-            self.report(key, queries)
-        if self.limit is not None and self.planned > self.limit:
-            raise ConfigError(
-                f"{key}: the meta-evaluation's plan needs up to {self.planned} queries so far "
-                f"({queries} for this input and its noisy copies), more than --max-queries "
-                f"{self.limit}"
-            )
 
 
 def _arrays(outcomes: list[InputOutcome], metric: int) -> MetaArrays:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricChoice
 
@@ -13,6 +14,24 @@ IROF_SEGMENTS = 100
 
 def _patches(case: Case, size: int) -> int:
     return math.prod(math.ceil(extent / size) for extent in case.subject.spatial_shape)
+
+
+class QueryLimit:
+    """The queries planned so far, against ``--max-queries``."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.planned = 0
+
+    def add(self, key: str, queries: int, needs: str, detail: str) -> None:
+        """Add input ``key``'s ``queries``; past the limit, a ConfigError saying what ``needs``
+        them and the ``detail`` of this input's plan."""
+        self.planned += queries
+        if self.limit is not None and self.planned > self.limit:
+            raise ConfigError(
+                f"{key}: {needs} {self.planned} queries so far ({detail}), "
+                f"more than --max-queries {self.limit}"
+            )
 
 
 def planned_rows(choice: MetricChoice, case: Case) -> int:

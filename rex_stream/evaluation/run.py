@@ -33,7 +33,7 @@ from rex_stream.evaluation.explainers import (
     warnings_once,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
-from rex_stream.evaluation.plan import planned_rows
+from rex_stream.evaluation.plan import QueryLimit, planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
 from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.report import Evaluation, InputScores
@@ -320,22 +320,22 @@ class _Budget:
     """The rows planned so far, against ``--max-queries``."""
 
     def __init__(self, limit: int | None, report: PlanCallback | None) -> None:
-        self.limit = limit
+        self.limit = QueryLimit(limit)
         self.report = report
-        self.planned = 0
+
+    @property
+    def planned(self) -> int:
+        """The queries planned so far."""
+        return self.limit.planned
 
     def claim(self, key: str, plan: dict[str, int], pending: list[str]) -> None:
         """Add one input's plan: f(x) and the ``pending`` (not resumed) metric labels, one per
         (attribution, metric); refuse when the run passes the limit."""
-        self.planned += 1 + sum(plan[label] for label in pending)
         if self.report is not None:
             self.report(key, plan)
-        if self.limit is not None and self.planned > self.limit:
-            raise ConfigError(
-                f"{key}: the plan needs {self.planned} queries so far "
-                f"({', '.join(f'{k} {v}' for k, v in plan.items())} per attribution), "
-                f"more than --max-queries {self.limit}"
-            )
+        detail = f"{', '.join(f'{k} {v}' for k, v in plan.items())} per attribution"
+        queries = 1 + sum(plan[label] for label in pending)
+        self.limit.add(key, queries, "the plan needs", detail)
 
 
 def _reduce_across_inputs(inputs: list[InputScores], choices: list[MetricChoice]) -> None:
