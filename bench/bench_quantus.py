@@ -51,13 +51,21 @@ def gaussian_map(size: int = 224, sigma: float = 40.0) -> np.ndarray:
 
 
 def run_quantus(
-    python: str, tensor: np.ndarray, a: np.ndarray, target: int, delay_s: float
+    python: str,
+    x: np.ndarray,
+    a: np.ndarray,
+    target: object,
+    delay_s: float = 0.0,
+    metrics: dict | None = None,
+    mask: np.ndarray | None = None,
 ) -> dict:
-    """Quantus' scores and wall time per metric, in its own venv."""
+    """Quantus' scores and wall time per metric, in its own venv (``metrics``: this bench's
+    by default; ``mask``: none by default)."""
     with tempfile.TemporaryDirectory() as folder:
         case, spec = Path(folder) / "case.npz", Path(folder) / "metrics.json"
-        np.savez(case, x=tensor, a=a, s=np.zeros_like(a, dtype=bool), y=target, seed=0)
-        spec.write_text(json.dumps(METRICS))
+        s = np.zeros_like(a, dtype=bool) if mask is None else mask
+        np.savez(case, x=x, a=a, s=s, y=target, seed=0)
+        spec.write_text(json.dumps(METRICS if metrics is None else metrics))
         script = ROOT / "tests" / "evaluation" / "quantus_reference.py"
         done = subprocess.run(
             [python, str(script), str(MODEL), str(case), str(spec), str(delay_s)],

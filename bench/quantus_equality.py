@@ -12,9 +12,7 @@ normalises by the batch's maximum) in one batch.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_quantus import MODEL, PHOTO, gaussian_map  # noqa: E402
+from bench_quantus import MODEL, PHOTO, gaussian_map, run_quantus  # noqa: E402
 
 from rex_stream import evaluate_sync  # noqa: E402
 from rex_stream.cli.demo import demo_config  # noqa: E402
@@ -52,26 +50,6 @@ METRICS: dict[str, tuple[str, dict[str, object], bool]] = {
 ACROSS = {"sensitivity-n:features_in_step=3136": ("SensitivityN", {"features_in_step": 3136}, True)}
 
 
-def quantus(
-    python: str, x: np.ndarray, a: np.ndarray, s: np.ndarray, y: object, metrics: dict
-) -> dict:
-    """Quantus' scores in its own venv (tests/evaluation/quantus_reference.py)."""
-    with tempfile.TemporaryDirectory() as folder:
-        case, spec = Path(folder) / "case.npz", Path(folder) / "metrics.json"
-        np.savez(case, x=x, a=a, s=s, y=y, seed=0)
-        spec.write_text(json.dumps(metrics))
-        script = ROOT / "tests" / "evaluation" / "quantus_reference.py"
-        done = subprocess.run(
-            [python, str(script), str(MODEL), str(case), str(spec)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-2000:])
-    return json.loads(done.stdout)
-
-
 def compare(label: str, ours: object, theirs: dict) -> float:
     """Print one row; the relative difference."""
     mine = float(ours.score)  # type: ignore[attr-defined]
@@ -97,7 +75,7 @@ def main() -> None:
         photos[0], str(MODEL), {"a": a}, ",".join(METRICS), mask=s, seed=0, quantus_compatible=True
     )
     target = ours.inputs[0].target
-    theirs = quantus(python, photos[0], a, s, target, METRICS)
+    theirs = run_quantus(python, photos[0], a, target, metrics=METRICS, mask=s)
     for label in METRICS:
         result = ours.inputs[0].results["a"][choose(label)[0].label]
         worst = max(worst, compare(label, result, theirs[label]))
@@ -109,7 +87,9 @@ def main() -> None:
             photos, str(MODEL), {"a": folder}, ",".join(ACROSS), quantus_compatible=True
         )
     targets = np.array([e.target for e in both.inputs])
-    theirs = quantus(python, np.stack(photos), np.stack(maps), np.stack([s] * 3), targets, ACROSS)
+    theirs = run_quantus(
+        python, np.stack(photos), np.stack(maps), targets, metrics=ACROSS, mask=np.stack([s] * 3)
+    )
     for label in ACROSS:
         rel = compare(label, both.inputs[0].results["a"][label], theirs[label])
         worst = max(worst, rel if np.isfinite(rel) else np.inf)
