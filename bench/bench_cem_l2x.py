@@ -46,10 +46,10 @@ from latency_backend import latency_onnx_backend  # noqa: E402
 
 from rex_stream.cem import CemConfig  # noqa: E402
 from rex_stream.config import ExplainConfig, ScoreKind  # noqa: E402
-from rex_stream.contrastive import explain_cem_sync  # noqa: E402
 from rex_stream.engine.backend import ModelInfo  # noqa: E402
 from rex_stream.l2x import L2xConfig  # noqa: E402
-from rex_stream.learned import load_inputs, train_l2x_sync  # noqa: E402
+from rex_stream.runs.cem import explain_cem_sync  # noqa: E402
+from rex_stream.runs.l2x import load_inputs, train_l2x_sync  # noqa: E402
 from tests.l2x.spectra import make_set  # noqa: E402
 
 MODELS = ROOT / "rex_stream" / "data" / "models"
@@ -144,7 +144,7 @@ def bench_cem_spectral() -> None:
 def bench_latency(rows: int, latency_ms: float) -> None:
     import anyio
 
-    from rex_stream.contrastive import explain_cem
+    from rex_stream.runs.cem import explain_cem
 
     table = np.loadtxt(HELD_OUT, delimiter=",", skiprows=1, dtype=np.float32)[:rows, :-1]
     cem = CemConfig(penalties=(0.3, 1.0, 3.0, 10.0), steps=40, patience=40)
@@ -216,7 +216,6 @@ def _l2x_report(name: str, explainer, held: list, model: Path, train_s: float) -
 
 def bench_l2x_synthetic() -> None:
     from rex_stream.adapters.python import PythonBackend
-
     from tests.l2x.synthetic import SETS, make, model
 
     config = replace(
@@ -335,13 +334,13 @@ def scheduler_before(commit: str) -> type:
 
 def bench_blocks(before_commit: str, rounds: int = 5) -> None:
     import anyio
-    from rex_stream.adapters.python import PythonBackend
 
+    from rex_stream.adapters.python import PythonBackend
     from rex_stream.cem import explain_subject
     from rex_stream.config import SchedulerConfig
     from rex_stream.engine.scheduler import Scheduler
-    from rex_stream.explain import backend_for_run
     from rex_stream.modes import load_subject
+    from rex_stream.runs.rex import backend_for_run
 
     before = scheduler_before(before_commit)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import anyio
 import numpy as np
-from rex_stream.adapters.onnx import OnnxBackend
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain
+from rex_stream.adapters.onnx import OnnxBackend
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.cli.demo import DEMO_MODEL, IMAGENET_MEANS, IMAGENET_STDS
 from rex_stream.engine.backend import BackendSettings
 

@@ -33,7 +33,7 @@ from fast_model import save_fast_model  # noqa: E402
 
 from rex_stream import ExplainConfig  # noqa: E402
 from rex_stream.distributed import explain_on_cluster  # noqa: E402
-from rex_stream.many import explain_many  # noqa: E402
+from rex_stream.runs.many import explain_many  # noqa: E402
 
 #: Statistics a result determines (the others count time, batching and resumed work).
 RESULT_STATS = ("passing", "failing", "max_depth", "avg_box_size", "iterations")

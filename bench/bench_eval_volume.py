@@ -49,9 +49,8 @@ def write_inputs(folder: Path, n: int) -> tuple[Path, Path]:
 
 def child(args: argparse.Namespace) -> None:
     """Evaluate and print a JSON line with the peak RSS."""
-    from rex_stream.adapters.python import PythonBackend
-
     from rex_stream import evaluate_sync
+    from rex_stream.adapters.python import PythonBackend
 
     n = args.size
     low, high = n // 3, n // 3 + max(2, n // 16)

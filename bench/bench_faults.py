@@ -25,9 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rex_stream.adapters.python import PythonBackend  # noqa: E402
-
 from rex_stream import ExplainConfig, explain  # noqa: E402
+from rex_stream.adapters.python import PythonBackend  # noqa: E402
 from rex_stream.config import SchedulerConfig  # noqa: E402
 from rex_stream.engine.backend import BackendSettings, open_backend  # noqa: E402
 from rex_stream.engine.scheduler import Scheduler  # noqa: E402

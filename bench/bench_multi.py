@@ -31,8 +31,8 @@ import numpy as np
 import onnxruntime as ort
 
 from rex_stream import BackendSettings, explain, open_backend
-from rex_stream.config_file import load_config
 from rex_stream.modes import load_subject
+from rex_stream.rex_compat.config_file import load_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.engine.backend import Backend
 
 
@@ -105,7 +105,6 @@ def main() -> None:
     backend: Backend = PythonBackend(model, (n, n, n), name="cube", max_inflight=args.inflight)
     if args.backend == "onnx":
         from rex_stream.adapters.onnx import OnnxBackend
-
         from rex_stream.engine.backend import BackendSettings
 
         backend = OnnxBackend(

@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency_backend import latency_onnx_backend
 
 from rex_stream import BackendSettings, ExplainConfig, explain, open_backend
+from rex_stream.causal.insertion_deletion import Curves, insertion_deletion
 from rex_stream.config import EvaluationConfig, SchedulerConfig
 from rex_stream.engine.backend import Backend
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.evaluation.insertion_deletion import Curves, insertion_deletion
 from rex_stream.result import Explanation
 
 HERE = Path(__file__).resolve().parent

@@ -14,6 +14,7 @@ import os
 import anyio
 import numpy as np
 import onnxruntime as ort
+
 from rex_stream.adapters.python import PythonBackend
 
 

@@ -27,7 +27,7 @@ from bench_quantus import MODEL, PHOTO, gaussian_map, run_quantus  # noqa: E402
 from rex_stream import evaluate_sync  # noqa: E402
 from rex_stream.cli.demo import demo_config  # noqa: E402
 from rex_stream.engine.backend import ModelInfo  # noqa: E402
-from rex_stream.evaluation.registry import choose  # noqa: E402
+from rex_stream.evaluation.metrics.registry import choose  # noqa: E402
 from rex_stream.modes import load_subject  # noqa: E402
 
 #: rex-stream label → (Quantus class, parameters, softmax), as quantus_reference.py takes them

@@ -7,8 +7,7 @@ library's own errors (subclasses of :class:`RexStreamError`).
 
 __version__ = "0.1.0"
 
-from rex_stream import _checkout  # noqa: F401  (adapters from a source checkout)
-from rex_stream.api import explain_many_sync, explain_stream, explain_sync
+from rex_stream.api.asynchronous import explain_many_sync, explain_stream, explain_sync
 from rex_stream.cem import CemConfig, CemResult
 from rex_stream.config import (
     EvaluationConfig,
@@ -20,7 +19,6 @@ from rex_stream.config import (
     SearchConfig,
     VisualConfig,
 )
-from rex_stream.contrastive import explain_cem, explain_cem_sync
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, open_backend
 from rex_stream.errors import (
     BackendError,
@@ -32,17 +30,18 @@ from rex_stream.errors import (
     StoreError,
     StoreLocked,
 )
-from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate, meta_evaluate_sync
-from rex_stream.evaluation.meta_model import meta_evaluate_model, meta_evaluate_model_sync
+from rex_stream.evaluation.meta.input_test import MetaEvaluation, meta_evaluate, meta_evaluate_sync
+from rex_stream.evaluation.meta.model_test import meta_evaluate_model, meta_evaluate_model_sync
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.run import evaluate, evaluate_sync
-from rex_stream.explain import explain
 from rex_stream.l2x import Explainer as L2xExplainer
 from rex_stream.l2x import L2xConfig
-from rex_stream.learned import explain_l2x, explain_l2x_sync, train_l2x, train_l2x_sync
-from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, RunStats
+from rex_stream.runs.cem import explain_cem, explain_cem_sync
+from rex_stream.runs.l2x import explain_l2x, explain_l2x_sync, train_l2x, train_l2x_sync
+from rex_stream.runs.many import InputFailure, explain_many
+from rex_stream.runs.rex import explain
 
 __all__ = [
     "Backend",

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from rex_stream.causal.extraction import Sufficiency
+from rex_stream.causal.insertion_deletion import Curves
 from rex_stream.causal.multi import MultiExplanation
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.evaluation.insertion_deletion import Curves
 
 
 @dataclass(frozen=True)

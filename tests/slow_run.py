@@ -7,9 +7,9 @@ import sys
 
 import anyio
 import onnxruntime as ort
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 
 SETTINGS = {"iters": 10, "seed": 21, "min_box_size": 4, "max_concurrent_searches": 1}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rex_stream as rs
-from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.metrics.registry import choose
 
 Call = Callable[[Path, Path, Path], Any]
 

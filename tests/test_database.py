@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 
 from rex_stream import explain_sync
-from rex_stream.database import (
+from rex_stream.errors import OutputError
+from rex_stream.result import Explanation
+from rex_stream.rex_compat.database import (
     COLUMNS,
     append_explanation,
     check_database,
     mask_in_model_layout,
 )
-from rex_stream.errors import OutputError
-from rex_stream.result import Explanation
 from tests.cli.test_cli import rex
 
 REX_PYTHON = os.environ.get("REX_STREAM_REX_PYTHON")

@@ -105,7 +105,7 @@ def run(argv: list[str]) -> int:
     for item in args.inputs:
         if not Path(item).exists():
             raise ConfigError(f"{item}: no such file")
-    from rex_stream.contrastive import explain_cem_sync
+    from rex_stream.runs.cem import explain_cem_sync
 
     results = explain_cem_sync(
         args.inputs,
@@ -120,7 +120,7 @@ def run(argv: list[str]) -> int:
         autoencoder=args.autoencoder,
     )
     if output is not None:
-        from rex_stream.method_pictures import save_solution
+        from rex_stream.pictures.methods import save_solution
 
         save_solution(results[0], output)
     if args.json:

@@ -59,9 +59,9 @@ def run_directory(
 ) -> int:
     """Directory mode: every input through one backend and one scheduler; pictures go to the
     ``--output`` / ``--heatmap`` directories; one bad input does not stop the others."""
-    from rex_stream.many import InputFailure, explain_many
     from rex_stream.modes import render_explanation, render_heatmap
     from rex_stream.naming import input_name
+    from rex_stream.runs.many import InputFailure, explain_many
 
     root = Path(args.filename)
     inputs = _directory_inputs(root)

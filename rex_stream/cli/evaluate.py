@@ -16,15 +16,15 @@ from rex_stream.cli import checks, meta_display, meta_model, method_options
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig, ScoreKind
-from rex_stream.config_file import default_config_path, load_config
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.explainers import explainer_from_spec
 from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.metrics.registry import METRICS, choose
 from rex_stream.evaluation.plan import re_explanations
-from rex_stream.evaluation.registry import METRICS, choose
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.sources import MapSource, default_name, split_named
+from rex_stream.rex_compat.config_file import default_config_path, load_config
 
 logger = logging.getLogger("rex_stream")
 
@@ -209,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
         progress = display.update if display.enabled else None
         result = anyio.run(main)
     if args.plot:
-        from rex_stream.evaluation.plot import save_plot
+        from rex_stream.pictures.evaluation import save_plot
 
         save_plot(result, args.plot)
     if args.json:
@@ -271,7 +271,7 @@ def _run_meta(
     """The input-perturbation test of the chosen metrics."""
     if args.resume and not args.store:
         raise ConfigError("--resume needs --store (the store of the run to continue)")
-    from rex_stream.evaluation.meta import MetaEvaluation, meta_evaluate
+    from rex_stream.evaluation.meta.input_test import MetaEvaluation, meta_evaluate
 
     async def main() -> MetaEvaluation:
         return await meta_evaluate(

@@ -87,7 +87,7 @@ def train(argv: list[str]) -> int:
     check_at_least(args.seed, "--seed", 0)
     assert out is not None
     from rex_stream.l2x import Explainer, L2xConfig
-    from rex_stream.learned import train_l2x
+    from rex_stream.runs.l2x import train_l2x
 
     values: dict[str, object] = {
         "k": args.k,
@@ -141,7 +141,7 @@ def explain(argv: list[str]) -> int:
     check_store_flags(args)
     output = check_output(args.output, "--output")
     from rex_stream.l2x import Explainer
-    from rex_stream.learned import L2xResult, explain_l2x, reading_config
+    from rex_stream.runs.l2x import L2xResult, explain_l2x, reading_config
 
     explainer = Explainer.load(args.explainer)
     config = explain_config(args, reading_config(explainer))
@@ -157,12 +157,12 @@ def explain(argv: list[str]) -> int:
         np.save(save_mask, result.selection.astype(np.uint8))
     summary = result.summary()
     if output is not None:
-        from rex_stream.method_pictures import save_selection
+        from rex_stream.pictures.methods import save_selection
 
         title = f"L2X: {explainer.k} regions"
         save_selection(result.subject, result.selection, title, output)
     if args.store:
-        from rex_stream.learned import store_selection
+        from rex_stream.runs.l2x import store_selection
 
         summary["store"] = store_selection(result, args.store, overwrite=args.overwrite)
     if args.json:

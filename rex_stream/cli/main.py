@@ -27,11 +27,11 @@ from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress, counted_columns
 from rex_stream.config import ExplainConfig, ScoreKind
-from rex_stream.config_file import default_config_path, load_config
 from rex_stream.errors import ConfigError, RexStreamError
-from rex_stream.explain import explain
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
+from rex_stream.rex_compat.config_file import default_config_path, load_config
+from rex_stream.runs.rex import explain
 
 logger = logging.getLogger("rex_stream")
 

@@ -44,7 +44,7 @@ def run_model_test(
             "--meta model re-explains under each noisy model: pass --explainer rex[:iters=N] "
             "or --explainer python:module:function"
         )
-    from rex_stream.evaluation.meta_model import ModelMetaEvaluation, meta_evaluate_model
+    from rex_stream.evaluation.meta.model_test import ModelMetaEvaluation, meta_evaluate_model
 
     noise = args.noise_adversary
     adversary = ADVERSARY_NOISE["model"] if noise is None else noise

@@ -166,7 +166,7 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
     if getattr(args, "complete", False):
         extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):
-        from rex_stream.database import check_database
+        from rex_stream.rex_compat.database import check_database
 
         check_database(args.database)
     image = config.image
@@ -219,7 +219,7 @@ def after_run(
     written: dict[str, str] = {}
     name_target(args, result)
     if getattr(args, "surface", None):
-        from rex_stream.surface import SHOW, render_surface
+        from rex_stream.pictures.surface import SHOW, render_surface
 
         target = args.surface
         if input_name is not None and target != SHOW:
@@ -229,13 +229,13 @@ def after_run(
         if shown is not None:
             written["surface"] = shown
     if output is not None and result.multi is not None:
-        from rex_stream.multi_pictures import render_multi
+        from rex_stream.pictures.multi import render_multi
 
         paths = render_multi(result, output)
         if len(paths) > 1:
             written.update({f"explanation {i}": str(p) for i, p in enumerate(paths)})
     if getattr(args, "database", None):
-        from rex_stream.database import append_explanation
+        from rex_stream.rex_compat.database import append_explanation
 
         rows = append_explanation(args.database, result)
         written["database"] = f"{args.database} ({rows} row{'s' if rows != 1 else ''})"
@@ -318,7 +318,7 @@ def _explanation_lines(result: Explanation) -> list[str]:
 
 def _check_surface_target(target: str) -> None:
     """Fail before the run when the surface cannot be shown or saved."""
-    from rex_stream.surface import SHOW, SUFFIXES, has_display
+    from rex_stream.pictures.surface import SHOW, SUFFIXES, has_display
 
     if target != SHOW:
         check_output(target, "--surface", SUFFIXES, "a picture suffix such as .png")

@@ -24,9 +24,9 @@ from rex_stream.distributed.inputs import names_for
 from rex_stream.distributed.shared_store import check_workers_see, create_root, remove_if_empty
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import BackendError, ConfigError, RexStreamError
-from rex_stream.many import InputFailure
 from rex_stream.naming import check_name
 from rex_stream.result import Explanation
+from rex_stream.runs.many import InputFailure
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -149,7 +149,7 @@ async def explain_many_on_client(
     backend_settings: BackendSettings | None,
     split_iterations: int,
 ) -> list[Explanation | InputFailure | InputSummary]:
-    """:func:`rex_stream.explain_many` on a cluster: the blocking driver in a worker thread,
+    """:func:`rex_stream.runs.rex_many` on a cluster: the blocking driver in a worker thread,
     ``on_result`` called back on the caller's event loop."""
     import anyio
 

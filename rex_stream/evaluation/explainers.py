@@ -6,7 +6,7 @@ model to explain, its :class:`ModelInfo` and the run's config, it returns a map 
 input's spatial axes (float64). Two kinds:
 
 - ``rex[:iters=N,…]``: rex-stream's own ReX search, through the public glue
-  (:func:`rex_stream.explain.explain_input`), with a small iteration budget and no extraction.
+  (:func:`rex_stream.runs.rex.explain_input`), with a small iteration budget and no extraction.
   Its queries go through the scheduler it is given, so concurrent re-explanations (and the
   metrics' own rows) share batches.
 - ``python:module:function``: a user callable ``(x, target) -> map``, sync or async, like
@@ -34,7 +34,7 @@ from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.user_modules import import_from_cwd_first
 from rex_stream.errors import ConfigError, InputError, RexStreamError
-from rex_stream.explain import explain_input  # the public glue at the top
+from rex_stream.runs.rex import explain_input  # the public glue at the top
 
 #: ``(x, target, scheduler, info, config) -> map over x's spatial axes`` (float64).
 ReExplain = Callable[[np.ndarray, int, Scheduler, ModelInfo, ExplainConfig], Awaitable[np.ndarray]]
@@ -53,7 +53,7 @@ REX_OPTIONAL = ("search_limit", "seed")
 #: it): a suspicious baseline or an empty map is said once per run, not once per noisy copy.
 _SEEN: ContextVar[set[str] | None] = ContextVar("rex_stream_re_explained_warnings", default=None)
 #: The loggers of the search's warnings.
-_SEARCH_LOGGERS = ("rex_stream.explain", "rex_stream.causal.baseline_check")
+_SEARCH_LOGGERS = ("rex_stream.runs.rex", "rex_stream.causal.baseline_check")
 
 
 class _OncePerRun(logging.Filter):

@@ -33,17 +33,17 @@ from rex_stream.evaluation.explainers import (
     warnings_once,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.plan import QueryLimit, planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
-from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.report import Evaluation, InputScores
 from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, default_name, load_map, load_mask
 from rex_stream.evaluation.variants import VariantPool
 from rex_stream.evaluation.weights import WeightedModel, local_model
-from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.modes import known_suffixes, load_subject
 from rex_stream.naming import input_name
+from rex_stream.runs.rex import backend_for_run, raise_first_error
 
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]

@@ -19,7 +19,7 @@ Variants (every random draw seeded, so a variant is the same on every run):
   × N(1, σ) (``multiplicative``) or + N(0, σ) (``additive``).
 
 A variant is written to a temporary file and opened through the glue's
-:func:`~rex_stream.explain.backend_for_run` like any model; the file is removed when the
+:func:`~rex_stream.runs.rex.backend_for_run` like any model; the file is removed when the
 backend is closed. A run killed with SIGKILL cannot remove its files: their folders are named
 after the process and host that made them, and the next run on the host removes those whose
 process is gone.
@@ -45,7 +45,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, backend_kind
 from rex_stream.errors import ConfigError
-from rex_stream.explain import backend_for_run
+from rex_stream.runs.rex import backend_for_run
 
 if TYPE_CHECKING:
     import onnx

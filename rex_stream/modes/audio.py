@@ -36,7 +36,7 @@ from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
-from rex_stream.visualise import save_figure
+from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -283,10 +283,10 @@ async def explain_windows(
     ``windows="best"``: score every window (hop ``hop_s``) and explain the one where the
     model's top class has the highest score; ``"all"``: explain every window in turn. Each
     :class:`Explanation`'s subject is an :class:`AudioSubject` whose ``offset_s`` places it in
-    the file. ``kwargs`` go to :func:`rex_stream.explain`.
+    the file. ``kwargs`` go to :func:`rex_stream.runs.rex`.
     """
     from rex_stream.engine.backend import BackendSettings, open_backend
-    from rex_stream.explain import explain
+    from rex_stream.runs.rex import explain
 
     if windows not in ("best", "all"):
         raise ConfigError(f"windows={windows!r}: expected best or all")

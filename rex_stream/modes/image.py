@@ -151,14 +151,14 @@ def mask_baseline(tensor: np.ndarray, mask_value: float | str) -> float:
 
 def render_heatmap(explanation: Explanation, path: Path) -> None:
     """The responsibility map as filled contours over the image."""
-    from rex_stream.visualise import save_heatmap
+    from rex_stream.pictures.image import save_heatmap
 
     save_heatmap(explanation, path)
 
 
 def render(explanation: Explanation, path: Path) -> None:
     """The ReX-style overlay: the explanation in colour over a greyed image."""
-    from rex_stream.visualise import save_overlay
+    from rex_stream.pictures.image import save_overlay
 
     save_overlay(explanation, path)
 

@@ -27,7 +27,7 @@ from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._signal1d import check_finite, option_bool, option_float, option_int, runs
-from rex_stream.visualise import save_figure
+from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation

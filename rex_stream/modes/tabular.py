@@ -33,7 +33,7 @@ from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
 from rex_stream.modes._table_io import Table, read_table
-from rex_stream.visualise import save_figure
+from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -364,7 +364,7 @@ async def explain_rows(
 ) -> list[Explanation]:
     """Explain several rows of one table (default: all), sharing one open backend."""
     from rex_stream.engine.backend import BackendSettings, open_backend
-    from rex_stream.explain import explain
+    from rex_stream.runs.rex import explain
 
     config = config or ExplainConfig()
     wanted = list(range(count_rows(source, config))) if rows is None else list(rows)

@@ -24,7 +24,7 @@ from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes.image import mask_baseline
-from rex_stream.visualise import save_figure
+from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation

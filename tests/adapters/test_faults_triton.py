@@ -42,7 +42,7 @@ def test_triton_restarted_mid_run_is_ridden_through(
     config = rex_stream.ExplainConfig().with_overrides(
         iters=5, seed=11, min_box_size=4, max_inflight=2, retry_s=60
     )
-    uninterrupted = rex_stream.explain_sync(IMAGE, spec, config)
+    uninterrupted = rex_stream.runs.rex_sync(IMAGE, spec, config)
     restarts: list[threading.Thread] = []
     events: list[rex_stream.Progress] = []
 
@@ -54,7 +54,7 @@ def test_triton_restarted_mid_run_is_ridden_through(
             restarts[0].start()
 
     async def interrupted() -> rex_stream.Explanation:
-        return await rex_stream.explain(IMAGE, spec, config, on_progress=restart_after_two)
+        return await rex_stream.runs.rex(IMAGE, spec, config, on_progress=restart_after_two)
 
     started = time.perf_counter()
     ridden = anyio.run(interrupted)
@@ -76,7 +76,6 @@ def test_grpc_replies_are_capped(
     """A reply larger than the scores could need fails in one line, without a retry (the cap is
     lowered here so that the tiny model's real replies exceed it)."""
     from rex_stream.adapters import triton
-
     from rex_stream.engine.backend import BackendSettings, open_backend
     from rex_stream.errors import BackendError, TransientBackendError
 

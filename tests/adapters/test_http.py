@@ -24,9 +24,9 @@ import anyio.abc
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.http import HttpBackend
 
 from rex_stream import ExplainConfig, explain, explain_sync
+from rex_stream.adapters.http.backend import HttpBackend
 from rex_stream.cli.main import main
 from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
@@ -514,7 +514,7 @@ async def test_insecure_skips_verification_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """``insecure=true`` talks to the self-signed server and says so in the log."""
-    with caplog.at_level(logging.WARNING, logger="rex_stream.adapters.http"):
+    with caplog.at_level(logging.WARNING, logger="rex_stream.adapters.http.backend"):
         async with opened(tls_apps.url("/rows"), insecure="true") as backend:
             np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
     assert "TLS certificate verification is OFF" in caplog.text

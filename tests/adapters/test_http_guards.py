@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.http import REPLY_FLOOR_BYTES, reply_limit
 from yarl import URL
 
+from rex_stream.adapters.http.backend import REPLY_FLOOR_BYTES, reply_limit
 from rex_stream.engine.backend import Backend, BackendSettings, open_backend
 from rex_stream.errors import BackendError
 from tests.servers.http_apps import AppServer, serving_http_apps

@@ -14,9 +14,9 @@ import anyio
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.triton import TritonBackend, auth_headers, connect, parse_spec
 
 import rex_stream
+from rex_stream.adapters.triton.backend import TritonBackend, auth_headers, connect, parse_spec
 from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
@@ -372,8 +372,8 @@ def test_explanation_through_triton_equals_local_onnx(
 ) -> None:
     settings = {"iters": 3, "seed": 7, "min_box_size": 4}
     # batches of 32 here, of at most 4 on the server: extraction must not care
-    local = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), max_batch=32, **settings)
-    remote = rex_stream.explain_sync(IMAGE, spec_for(triton_server, protocol), **settings)
+    local = rex_stream.runs.rex_sync(IMAGE, str(tiny_onnx_model), max_batch=32, **settings)
+    remote = rex_stream.runs.rex_sync(IMAGE, spec_for(triton_server, protocol), **settings)
     assert remote.target.classification == local.target.classification
     assert remote.target.confidence == pytest.approx(local.target.confidence, abs=1e-5)
     searched = (local.stats.passing, local.stats.failing)
@@ -406,12 +406,12 @@ def test_server_stopped_mid_explanation_leaves_a_store_that_resumes(
             server.stop()
 
     async def interrupted() -> None:
-        await rex_stream.explain(IMAGE, spec, config, store=store, on_progress=stop_after_two)
+        await rex_stream.runs.rex(IMAGE, spec, config, store=store, on_progress=stop_after_two)
 
     with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
         anyio.run(interrupted)
     server.start()
-    resumed = rex_stream.explain_sync(IMAGE, spec, config, store=store, resume=True)
-    uninterrupted = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), config)
+    resumed = rex_stream.runs.rex_sync(IMAGE, spec, config, store=store, resume=True)
+    uninterrupted = rex_stream.runs.rex_sync(IMAGE, str(tiny_onnx_model), config)
     assert resumed.stats.resumed_iterations == 2
     np.testing.assert_allclose(resumed.responsibility, uninterrupted.responsibility, atol=1e-5)

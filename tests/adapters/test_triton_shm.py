@@ -16,8 +16,8 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-from rex_stream.adapters.triton_shm import SHM_ROOT, owner_pid
 
+from rex_stream.adapters.triton.shm_names import SHM_ROOT, owner_pid
 from rex_stream.cli.main import main
 from rex_stream.engine.backend import BackendSettings, open_backend
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
@@ -191,8 +191,7 @@ def test_a_slot_abandoned_mid_request_is_not_lent_until_the_server_is_done(
 ) -> None:
     """A request given up on (here: a timeout) may still run on the server and write its output
     region later; its slot is lent again only once Triton says the regions are idle."""
-    from rex_stream.adapters.triton import TritonBackend
-
+    from rex_stream.adapters.triton.backend import TritonBackend
     from rex_stream.errors import BackendTimeout
 
     options = {**OPTIONS, "token_env": triton_token_env}

@@ -13,7 +13,7 @@ from scipy.stats import entropy
 
 from rex_stream import explain_sync
 from rex_stream.causal.analysis import map_figures
-from rex_stream.database import append_explanation
+from rex_stream.rex_compat.database import append_explanation
 
 
 def test_map_figures_match_scipy_and_rex() -> None:

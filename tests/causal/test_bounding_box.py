@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
-from rex_stream.config_file import load_config
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.errors import ConfigError, InputError
+from rex_stream.rex_compat.config_file import load_config
 from tests.cli.test_cli import rex
 from tests.onnx_models import PATCH, planted_image
 
@@ -93,7 +93,7 @@ def test_rex_toml_box_and_multi_class(tmp_path: Path, caplog: pytest.LogCaptureF
         "[causal]\nuse_bounding_box = true\nbounding_box = [1, 2, 30, 40]\n"
         "[explanation]\nmulti_class = true\n"
     )
-    with caplog.at_level(logging.WARNING, logger="rex_stream.config_file"):
+    with caplog.at_level(logging.WARNING, logger="rex_stream.rex_compat.config_file"):
         search = load_config(path).search
     assert search.use_bounding_box and search.bounding_box == (1, 2, 30, 40)
     (message,) = [r.getMessage() for r in caplog.records]

@@ -11,10 +11,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import zarr
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
-from rex_stream.database import append_explanation
+from rex_stream.adapters.python import PythonBackend
+from rex_stream.rex_compat.database import append_explanation
 from tests.onnx_models import planted_image
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.config import QueueStyle, ResponsibilityStyle
 from rex_stream.engine.geometry import Distribution
 from tests.onnx_models import PATCH, planted_image

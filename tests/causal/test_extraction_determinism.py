@@ -12,9 +12,9 @@ import anyio
 import anyio.lowlevel
 import numpy as np
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.causal.extraction import (
     Sufficiency,
     extract_by_levels,

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.config import ImageConfig
 from rex_stream.engine.mask_values import constant_mask_value, swept_mask_value
 from rex_stream.errors import ConfigError, StoreError
@@ -187,7 +187,7 @@ def test_tabular_rows_sweep_unless_a_reference_table_is_the_baseline(
         "drop": "label",
         "baseline": str(models / "tabular-breast-cancer-train.csv"),
     }
-    with caplog.at_level(logging.WARNING, logger="rex_stream.explain"):
+    with caplog.at_level(logging.WARNING, logger="rex_stream.runs.rex"):
         fixed = explain_sync(data, model, mode_options=reference, **common)
     assert "mask_values" not in fixed.extra
     assert any("mask value linear is not swept" in r.getMessage() for r in caplog.records)

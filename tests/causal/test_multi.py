@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import zarr
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.causal.separation import dice_matrix, max_independent_set, separate
 from rex_stream.result import Explanation
 from tests.onnx_models import PATCHES, save_two_patch_model, two_patch_image

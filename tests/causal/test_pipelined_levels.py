@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import ExplainConfig, explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.causal.search import IterationResult, input_key, run_iteration
 from rex_stream.config import QueueStyle, SchedulerConfig, ScoringConfig, SearchConfig
 from rex_stream.engine.backend import ModelInfo

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from rex_stream.config import QueueStyle, ResponsibilityStyle
-from rex_stream.config_file import load_config
 from rex_stream.engine.geometry import Distribution
 from rex_stream.errors import ConfigError
+from rex_stream.rex_compat.config_file import load_config
 
 
 def test_rex_sections_and_keys(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from PIL import Image
 
 from rex_stream import ConfigError, StoreError
 from rex_stream.cli.main import main
-from rex_stream.many import explain_many
 from rex_stream.naming import check_name, input_name
+from rex_stream.runs.many import explain_many
 
 #: Awkward names, each next to one it used to collide with or crash on.
 AWKWARD = [

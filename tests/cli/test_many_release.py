@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from rex_stream import ExplainConfig
-from rex_stream.many import InputFailure, explain_many
 from rex_stream.result import Explanation
+from rex_stream.runs.many import InputFailure, explain_many
 
 
 def _photos(directory: Path, count: int) -> list[str]:

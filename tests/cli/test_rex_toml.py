@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.causal.negative import negative_responsibility
 from rex_stream.causal.responsibility import Ledger, build_map, normalise
 from rex_stream.config import ResponsibilityStyle
-from rex_stream.config_file import INSTEAD, load_config
 from rex_stream.engine.geometry import Box
+from rex_stream.rex_compat.config_file import INSTEAD, load_config
 from tests.onnx_models import planted_image
 
 #: Every key ReX 0.4.1's process_config_dict accepts, with a valid value.
@@ -97,7 +97,7 @@ normalise_curves = false
 def test_every_rex_041_key_is_accepted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "rex.toml"
     path.write_text(REX_041_TOML)
-    with caplog.at_level(logging.WARNING, logger="rex_stream.config_file"):
+    with caplog.at_level(logging.WARNING, logger="rex_stream.rex_compat.config_file"):
         config = load_config(path)
     assert config.search.iters == 12 and config.search.negative_responsibility
     assert config.search.concentrate and config.search.tree_depth == 8
@@ -123,7 +123,7 @@ def test_rex_string_mask_values(
 ) -> None:
     path = tmp_path / "rex.toml"
     path.write_text(f'[rex]\nmask_value = "{value}"\n')
-    with caplog.at_level(logging.WARNING, logger="rex_stream.config_file"):
+    with caplog.at_level(logging.WARNING, logger="rex_stream.rex_compat.config_file"):
         mask_value = load_config(path).image.mask_value
     if isinstance(expected, float):
         assert isinstance(mask_value, float) and math.isnan(mask_value)

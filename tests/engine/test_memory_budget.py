@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.memory import fitting_batch, measure_rows, rss_bytes
 from rex_stream.engine.scheduler import Scheduler

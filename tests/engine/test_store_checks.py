@@ -13,9 +13,9 @@ import onnx
 import pytest
 import zarr
 from onnx import numpy_helper
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import StoreError, explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.cli.main import main
 
 SETTINGS = {"iters": 6, "seed": 3, "min_box_size": 4}

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import zarr
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import BackendError, explain_sync
+from rex_stream.adapters.python import PythonBackend
 
 SETTINGS = {"iters": 4, "min_box_size": 4}
 

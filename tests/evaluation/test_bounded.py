@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rex_stream.adapters.python import PythonBackend
 
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.engine.ranking import rank_elements, rank_positions
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation import ranked

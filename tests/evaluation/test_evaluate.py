@@ -176,7 +176,7 @@ def test_cli_table_json_and_errors(tiny_cnn: Path, tiny_image: Path, tmp_path: P
 
 
 def test_ranks_follow_each_metric_direction(patch_model: Path) -> None:
-    from rex_stream.evaluation.plot import ranks
+    from rex_stream.pictures.evaluation import ranks
 
     result = evaluate_sync(
         planted_image(), str(patch_model), _maps(), "selectivity:patch_size=4,insertion"

@@ -17,7 +17,7 @@ from rex_stream.evaluation.explainers import (
     explainer_from_spec,
 )
 from rex_stream.evaluation.run import scoring_session
-from rex_stream.explain import raise_first_error
+from rex_stream.runs.rex import raise_first_error
 from tests.onnx_models import PATCH, planted_image
 
 

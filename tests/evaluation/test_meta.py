@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from rex_stream import ConfigError, StoreError
-from rex_stream.evaluation.meta import meta_evaluate_sync, perturbed
+from rex_stream.evaluation.meta.input_test import meta_evaluate_sync, perturbed
 from tests.killing import kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import ConfigError, StoreError
-from rex_stream.evaluation.meta_model import meta_evaluate_model_sync, noisy_generator
+from rex_stream.evaluation.meta.model_test import meta_evaluate_model_sync, noisy_generator
 from rex_stream.evaluation.weights import WeightedModel
 from tests.evaluation.weight_models import (
     SIZE,

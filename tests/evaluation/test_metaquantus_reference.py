@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rex_stream.evaluation.meta import copy_generator, meta_evaluate_sync, perturbed
-from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.meta.input_test import copy_generator, meta_evaluate_sync, perturbed
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.run import expand_inputs
 
 QUANTUS_PYTHON = os.environ.get("REX_STREAM_QUANTUS_PYTHON")

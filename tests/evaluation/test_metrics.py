@@ -10,9 +10,9 @@ import scipy.stats
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case
-from rex_stream.evaluation.registry import METRICS, choose
+from rex_stream.evaluation.metrics.registry import METRICS, choose
+from rex_stream.evaluation.metrics.statistics import pearson, roc_auc, spearman, trapezoid
 from rex_stream.evaluation.sources import fit_map
-from rex_stream.evaluation.statistics import pearson, roc_auc, spearman, trapezoid
 
 
 def _subject(shape: tuple[int, ...] = (3, 8, 8)) -> Subject:

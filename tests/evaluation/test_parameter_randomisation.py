@@ -21,8 +21,8 @@ from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import explainer_from_spec
 from rex_stream.evaluation.metric import MetricResult
-from rex_stream.evaluation.parameter_randomisation import histogram_entropy
-from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.metrics.parameter_randomisation import histogram_entropy
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.run import evaluate_sync
 from rex_stream.evaluation.variants import VariantPool
 from rex_stream.evaluation.weights import (

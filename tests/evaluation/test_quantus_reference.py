@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.run import evaluate_sync
 
 QUANTUS_PYTHON = os.environ.get("REX_STREAM_QUANTUS_PYTHON")

@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError
-from rex_stream.evaluation.randomisation import off_class, ssim
+from rex_stream.evaluation.metrics.randomisation import off_class, ssim
 from rex_stream.evaluation.run import evaluate_sync
 from tests.onnx_models import patch_weights, planted_image
 

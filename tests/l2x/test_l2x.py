@@ -14,7 +14,7 @@ from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.engine.backend import ModelInfo, open_backend
 from rex_stream.errors import BackendError
 from rex_stream.l2x import Explainer, L2xConfig
-from rex_stream.learned import explain_l2x_sync, load_inputs, train_l2x_sync
+from rex_stream.runs.l2x import explain_l2x_sync, load_inputs, train_l2x_sync
 from tests.l2x.spectra import make_set
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
@@ -175,7 +175,6 @@ def test_synthetic_sets_rank_the_true_features_within_k(
     name: str, k: int, rows: int, epochs: int
 ) -> None:
     from rex_stream.adapters.python import PythonBackend
-
     from tests.l2x.synthetic import SETS, make, model
 
     config = replace(

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from rex_stream.adapters.python import PythonBackend
 
 from rex_stream import explain_sync
+from rex_stream.adapters.python import PythonBackend
 from rex_stream.errors import InputError
 from rex_stream.result import Explanation
 

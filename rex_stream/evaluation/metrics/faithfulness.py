@@ -18,6 +18,7 @@ from rex_stream.engine.ranking import rank_positions
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case, Row
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.metrics.statistics import pearson, spearman, trapezoid
 from rex_stream.evaluation.ranked import (
     LARGE_FEATURES,
     LevelRanking,
@@ -27,7 +28,6 @@ from rex_stream.evaluation.ranked import (
     slab_ranges,
 )
 from rex_stream.evaluation.scoring import RowScorer, target_scores
-from rex_stream.evaluation.statistics import pearson, spearman, trapezoid
 
 Random = np.random.Generator | np.random.RandomState
 

@@ -23,11 +23,11 @@ from rex_stream.engine.scheduler import CountingEvaluator, Scheduler
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError, StoreError
-from rex_stream.explain import backend_for_run, raise_first_error
 from rex_stream.l2x import Explainer, L2xConfig
 from rex_stream.l2x.queries import score_masks
 from rex_stream.l2x.training import train_explainer
 from rex_stream.modes import known_suffixes, load_subject
+from rex_stream.runs.rex import backend_for_run, raise_first_error
 
 Source = str | Path | np.ndarray
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")

@@ -42,8 +42,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 from multidict import CIMultiDictProxy
-from rex_stream.adapters.http_options import HttpOptions, public_url
-from rex_stream.adapters.http_protocols import (
+from yarl import URL
+
+from rex_stream.adapters.http.options import HttpOptions, public_url
+from rex_stream.adapters.http.protocols import (
     Codec,
     CustomCodec,
     CustomTemplate,
@@ -52,9 +54,7 @@ from rex_stream.adapters.http_protocols import (
     one_line,
     parse_json,
 )
-from rex_stream.adapters.http_v2 import V2Codec, choose_tensor, v2_layout, v2_tensor
-from yarl import URL
-
+from rex_stream.adapters.http.v2 import V2Codec, choose_tensor, v2_layout, v2_tensor
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, TransientBackendError
 

@@ -1,4 +1,4 @@
-"""The sync facade and the progress-stream form of :func:`rex_stream.explain`."""
+"""The sync facade and the progress-stream form of :func:`rex_stream.runs.rex`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend
-from rex_stream.explain import explain, raise_first_error
-from rex_stream.many import InputFailure, explain_many
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
+from rex_stream.runs.many import InputFailure, explain_many
+from rex_stream.runs.rex import explain, raise_first_error
 
 if TYPE_CHECKING:
     from rex_stream.distributed.driver import InputSummary
@@ -96,7 +96,7 @@ def explain_many_sync(
     split_iterations: int = 1,
     **overrides: Any,
 ) -> list[Explanation | InputFailure | InputSummary]:
-    """Blocking :func:`~rex_stream.explain_many` (sync): every input through one scheduler,
+    """Blocking :func:`~rex_stream.runs.rex_many` (sync): every input through one scheduler,
     or on the Dask cluster behind ``client``; flat ``overrides`` (``iters=5``…) adjust
     ``config``."""
     config = (config or ExplainConfig()).with_overrides(**overrides)

@@ -16,7 +16,7 @@ copies, with x's target, all through the shared scheduler. Then, per metric:
 
 Each copy's noise is seeded by (seed, test, round, copy, input key), so results do not depend
 on the order of work; with a store every finished unit is committed
-(:mod:`rex_stream.evaluation.meta_units`) and ``resume`` ends with the same numbers.
+(:mod:`rex_stream.evaluation.meta.input_units`) and ``resume`` ends with the same numbers.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.explainers import ExplainFunction, ReExplain, warnings_once
-from rex_stream.evaluation.meta_store import MetaProgressCallback, UnitProgress
-from rex_stream.evaluation.meta_units import (
+from rex_stream.evaluation.meta.input_units import (
     TESTS,
     InputOutcome,
     MetaPlan,
@@ -45,9 +44,10 @@ from rex_stream.evaluation.meta_units import (
     perturbed,
     run_input,
 )
+from rex_stream.evaluation.meta.store import MetaProgressCallback, UnitProgress
 from rex_stream.evaluation.metric import MetricChoice
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.plan import QueryLimit
-from rex_stream.evaluation.registry import choose
 from rex_stream.evaluation.run import (
     Attributions,
     _check_resumable,
@@ -59,7 +59,7 @@ from rex_stream.evaluation.run import (
     weights_for,
 )
 from rex_stream.evaluation.sources import MapSource
-from rex_stream.explain import raise_first_error
+from rex_stream.runs.rex import raise_first_error
 
 __all__ = [
     "TESTS",

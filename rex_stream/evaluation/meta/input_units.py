@@ -6,7 +6,7 @@ it (q̂). A copy's noise comes from its own generator, seeded by (seed, test, ro
 key), so what a unit computes does not depend on which units ran before it: a resumed run
 recomputes exactly the units a killed run had not committed and ends with the same numbers.
 
-The records in the input's group are laid out by :mod:`rex_stream.evaluation.meta_store`
+The records in the input's group are laid out by :mod:`rex_stream.evaluation.meta.store`
 (shared with the model-perturbation test).
 """
 
@@ -27,7 +27,7 @@ from rex_stream.engine.backend import ModelInfo
 from rex_stream.errors import InputError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import BoundExplainer
-from rex_stream.evaluation.meta_store import MetaGroup, UnitProgress, unit_index
+from rex_stream.evaluation.meta.store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.plan import planned_rows
 from rex_stream.evaluation.run import _settings

@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
-from rex_stream.evaluation.robustness import checked_map, prepare_map, require_explainer
+from rex_stream.evaluation.metrics.robustness import checked_map, prepare_map, require_explainer
 from rex_stream.evaluation.scoring import RowScorer
 
 #: scikit-image's SSIM constants and default (uniform) window.

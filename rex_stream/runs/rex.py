@@ -25,6 +25,7 @@ from rex_stream.causal.extraction import (
     extract_global,
     extract_spatial,
 )
+from rex_stream.causal.insertion_deletion import insertion_deletion
 from rex_stream.causal.multi import MultiExplanation, extract_multi
 from rex_stream.causal.negative import negative_responsibility
 from rex_stream.causal.records import check_mask_values, commit_iteration, committed_iterations
@@ -49,7 +50,6 @@ from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import InputError, StoreError, first_error
-from rex_stream.evaluation.insertion_deletion import insertion_deletion
 from rex_stream.modes import load_subject
 from rex_stream.modes.context import with_context
 from rex_stream.modes.image import imagenet_variant

@@ -7,8 +7,8 @@ import numpy as np
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.metrics.statistics import roc_auc
 from rex_stream.evaluation.scoring import RowScorer
-from rex_stream.evaluation.statistics import roc_auc
 
 
 def _flat(case: Case, params: Params) -> tuple[np.ndarray, np.ndarray]:

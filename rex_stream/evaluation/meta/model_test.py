@@ -10,11 +10,11 @@ predicts every input; resilience keeps the inputs whose prediction held, adversa
 prediction changed. On a kept input, each method explains x again *under the noisy model* (for
 x's target) and each metric scores that map *with the noisy model*: q̂. IAC, IEC and MC then
 come from q, q̂ and the kept flags exactly as in the input-perturbation test
-(:func:`rex_stream.evaluation.meta.reduce_scores`).
+(:func:`rex_stream.evaluation.meta.input_test.reduce_scores`).
 
 Each noisy model is seeded by (seed, test, round, copy) and shared by all inputs, as in
 MetaQuantus; it is written to a temporary ONNX file, opened with its own scheduler, and its
-inputs and methods run concurrently through it (:mod:`rex_stream.evaluation.meta_model_units`,
+inputs and methods run concurrently through it (:mod:`rex_stream.evaluation.meta.model_units`,
 which also commits every unit to the store, so a run resumes exactly). MetaQuantus explains
 and scores every input under every noisy model and then keeps some; rex-stream scores only the
 kept ones (the others do not enter any reduction).
@@ -34,16 +34,16 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.explainers import ReExplain, explainer_from_spec, explainer_name
-from rex_stream.evaluation.meta import MetaArrays, MetaEvaluation, reduce_scores
-from rex_stream.evaluation.meta_model_units import (
+from rex_stream.evaluation.meta.input_test import MetaArrays, MetaEvaluation, reduce_scores
+from rex_stream.evaluation.meta.input_units import TESTS
+from rex_stream.evaluation.meta.model_units import (
     ModelTest,
     noisy_generator,
     prepare_input,
 )
-from rex_stream.evaluation.meta_store import MetaGroup, MetaProgressCallback, UnitProgress
-from rex_stream.evaluation.meta_units import TESTS
+from rex_stream.evaluation.meta.store import MetaGroup, MetaProgressCallback, UnitProgress
 from rex_stream.evaluation.metric import MetricChoice
-from rex_stream.evaluation.registry import choose
+from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.run import (
     _check_resumable,
     _settings,
@@ -52,7 +52,7 @@ from rex_stream.evaluation.run import (
 )
 from rex_stream.evaluation.sources import MapSource
 from rex_stream.evaluation.weights import WeightedModel, local_model
-from rex_stream.explain import raise_first_error
+from rex_stream.runs.rex import raise_first_error
 
 __all__ = [
     "ModelMetaEvaluation",

@@ -35,14 +35,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import numpy as np
-from rex_stream.adapters.triton_shm import (
+
+from rex_stream.adapters.triton.shm_names import (
     is_stale,
     region_name,
     registered_regions,
     stale_local_keys,
     unlink_key,
 )
-
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.options import option_flag

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rex_stream.adapters.http_protocols import (
+
+from rex_stream.adapters.http.protocols import (
     EncodedRequest,
     ReplyError,
     as_score_array,
     dumps,
     parse_json,
 )
-
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import BackendError, ConfigError
 

@@ -62,7 +62,7 @@ def save_composite(result: Explanation, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from rex_stream.visualise import (
+    from rex_stream.pictures.image import (
         class_text,
         figure_for,
         legend_below,

@@ -13,8 +13,8 @@ import numpy as np
 
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
-from rex_stream.evaluation.faithfulness import patch_labels
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.metrics.faithfulness import patch_labels
 from rex_stream.evaluation.scoring import RowScorer, target_scores
 
 

@@ -16,8 +16,8 @@ from rex_stream.engine.ranking import rank_positions
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.metrics.statistics import trapezoid
 from rex_stream.evaluation.scoring import RowScorer, target_scores
-from rex_stream.evaluation.statistics import trapezoid
 
 
 def superpixels(case: Case, method: str) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rex_stream.evaluation import (
+from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
+from rex_stream.evaluation.metrics import (
     complexity,
     curves,
     faithfulness,
@@ -14,7 +15,6 @@ from rex_stream.evaluation import (
     road,
     robustness,
 )
-from rex_stream.evaluation.metric import MetricChoice, MetricSpec, parse_metrics
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec

@@ -8,7 +8,7 @@ import numpy as np
 
 from rex_stream.cem import CemResult
 from rex_stream.engine.subject import Subject
-from rex_stream.visualise import save_figure
+from rex_stream.pictures.image import save_figure
 
 
 def _spatial(subject: Subject, tensor: np.ndarray) -> np.ndarray:

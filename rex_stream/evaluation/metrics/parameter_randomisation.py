@@ -25,7 +25,7 @@ import numpy as np
 
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.metric import COMMON, MetricResult, MetricSpec, Params
-from rex_stream.evaluation.statistics import pearson, spearman
+from rex_stream.evaluation.metrics.statistics import pearson, spearman
 from rex_stream.evaluation.variants import spatial_map
 
 if TYPE_CHECKING:

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rex_stream.adapters.http_protocols import CustomTemplate
 from yarl import URL
 
+from rex_stream.adapters.http.protocols import CustomTemplate
 from rex_stream.engine.options import option_flag
 from rex_stream.errors import ConfigError
 
-logger = logging.getLogger("rex_stream.adapters.http")
+logger = logging.getLogger("rex_stream.adapters.http.backend")
 
 PROTOCOLS = ("v2", "v2-json", "v2-binary", "rows", "custom")
 KEYS = (

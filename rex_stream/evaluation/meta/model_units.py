@@ -6,7 +6,7 @@ class that model predicts, whether the input is kept, and, if kept, every method
 that model scored with that model (q̂). A noisy model is seeded by (seed, test, round, copy)
 alone and shared by every input, so a resumed run rebuilds exactly the models whose units are
 missing, opens only those, and ends with the same numbers. The records are laid out by
-:mod:`rex_stream.evaluation.meta_store`, as the input-perturbation test's.
+:mod:`rex_stream.evaluation.meta.store`, as the input-perturbation test's.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.subject import Subject
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import ReExplain
-from rex_stream.evaluation.meta_store import MetaGroup, UnitProgress, unit_index
-from rex_stream.evaluation.meta_units import TESTS
+from rex_stream.evaluation.meta.input_units import TESTS
+from rex_stream.evaluation.meta.store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.scoring import RowScorer
 from rex_stream.evaluation.sources import MapSource, load_mask

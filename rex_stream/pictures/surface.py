@@ -86,7 +86,7 @@ def render_surface(result: Explanation, target: str) -> str | None:
         if target == SHOW:
             plt.show()
             return None
-        from rex_stream.visualise import save_figure
+        from rex_stream.pictures.image import save_figure
 
         save_figure(figure, Path(target), dpi=120)
         return target
@@ -98,7 +98,7 @@ def _floor_picture(result: Explanation, shape: tuple[int, ...]) -> np.ndarray | 
     """The input as an RGB float picture of the map's shape, or None (not an image)."""
     if result.subject.mode not in ("RGB", "L"):
         return None
-    from rex_stream.visualise import display_rgb
+    from rex_stream.pictures.image import display_rgb
 
     picture = display_rgb(result)
     if picture.shape[:2] != tuple(shape):
