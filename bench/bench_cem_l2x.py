@@ -339,8 +339,8 @@ def bench_blocks(before_commit: str, rounds: int = 5) -> None:
     from rex_stream.cem import explain_subject
     from rex_stream.config import SchedulerConfig
     from rex_stream.engine.scheduler import Scheduler
+    from rex_stream.engine.session import backend_for_run
     from rex_stream.modes import load_subject
-    from rex_stream.runs.rex import backend_for_run
 
     before = scheduler_before(before_commit)
 

@@ -9,8 +9,15 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
-from rex_stream.engine.geometry import Distribution
 from rex_stream.errors import ConfigError
+
+
+class Distribution(str, Enum):
+    """How split points are drawn inside a box."""
+
+    UNIFORM = "uniform"
+    BETABINOM = "betabinom"
+    ADAPTIVE = "adaptive"
 
 
 class QueueStyle(str, Enum):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 
 class RexStreamError(Exception):
     """Base class of every error rex-stream raises deliberately; the CLI prints it as one line."""
@@ -84,3 +91,15 @@ def first_error(group: BaseException) -> BaseException:
         if isinstance(leaf, Exception):
             return leaf
     return group
+
+
+@contextmanager
+def raise_first_error() -> Iterator[None]:
+    """Re-raise the telling error of an exception group from the task groups inside."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error = first_error(group)
+        if error is group:
+            raise
+        raise error from None

@@ -13,10 +13,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend
+from rex_stream.errors import raise_first_error
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
 from rex_stream.runs.many import InputFailure, explain_many
-from rex_stream.runs.rex import explain, raise_first_error
+from rex_stream.runs.rex import explain
 
 if TYPE_CHECKING:
     from rex_stream.distributed.driver import InputSummary

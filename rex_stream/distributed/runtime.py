@@ -24,8 +24,8 @@ from distributed import WorkerPlugin, get_worker
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.session import backend_for_run
 from rex_stream.errors import BackendError
-from rex_stream.runs.rex import backend_for_run
 
 logger = logging.getLogger(__name__)
 

@@ -40,10 +40,17 @@ from rex_stream.engine.scheduler import CountingEvaluator
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.errors import InputError, OutputError, RexStreamError, StoreError, StoreLocked
+from rex_stream.errors import (
+    InputError,
+    OutputError,
+    RexStreamError,
+    StoreError,
+    StoreLocked,
+    raise_first_error,
+)
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
-from rex_stream.runs.rex import explain_input, open_store, predict_target, raise_first_error
+from rex_stream.runs.rex import explain_input, open_store, predict_target
 
 #: Errors that belong to one input: it fails alone, the run goes on.
 INPUT_ERRORS = (InputError, StoreError, OutputError)

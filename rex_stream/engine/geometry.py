@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from enum import Enum
 from math import prod
 
 import numpy as np
+
+from rex_stream.config import Distribution
 
 #: The 14 non-empty proper subsets of the 4 children, in ReX's order (singles, pairs, triples).
 SUBSETS: tuple[tuple[int, ...], ...] = tuple(
     combo for size in (1, 2, 3) for combo in itertools.combinations(range(4), size)
 )
-
-
-class Distribution(str, Enum):
-    """How split points are drawn inside a box."""
-
-    UNIFORM = "uniform"
-    BETABINOM = "betabinom"
-    ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ group and swaps it in only when complete.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -471,9 +472,11 @@ def table_digest(table: np.ndarray) -> str:
 
 
 def _version() -> str:
-    from rex_stream import __version__
-
-    return __version__
+    """The installed rex-stream's version (recorded in every store it makes)."""
+    try:
+        return importlib.metadata.version("rex-stream")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _remove(path: Path) -> None:

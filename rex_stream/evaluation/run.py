@@ -22,8 +22,9 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
+from rex_stream.engine.session import backend_for_run
 from rex_stream.engine.store import ExplanationStore
-from rex_stream.errors import ConfigError, InputError, StoreError
+from rex_stream.errors import ConfigError, InputError, StoreError, raise_first_error
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.explainers import (
     BoundExplainer,
@@ -43,7 +44,6 @@ from rex_stream.evaluation.variants import VariantPool
 from rex_stream.evaluation.weights import WeightedModel, local_model
 from rex_stream.modes import known_suffixes, load_subject
 from rex_stream.naming import input_name
-from rex_stream.runs.rex import backend_for_run, raise_first_error
 
 Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]

@@ -44,8 +44,8 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, backend_kind
+from rex_stream.engine.session import backend_for_run
 from rex_stream.errors import ConfigError
-from rex_stream.runs.rex import backend_for_run
 
 if TYPE_CHECKING:
     import onnx

@@ -20,9 +20,9 @@ from rex_stream.cem.autoencoder import Autoencoder, ReconstructionError, check_s
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.errors import ConfigError
+from rex_stream.engine.session import backend_for_run
+from rex_stream.errors import ConfigError, raise_first_error
 from rex_stream.modes import load_subject
-from rex_stream.runs.rex import backend_for_run, raise_first_error
 
 Source = str | Path | np.ndarray
 

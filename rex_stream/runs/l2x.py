@@ -20,14 +20,14 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import CountingEvaluator, Scheduler
+from rex_stream.engine.session import backend_for_run
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
-from rex_stream.errors import InputError, StoreError
+from rex_stream.errors import InputError, StoreError, raise_first_error
 from rex_stream.l2x import Explainer, L2xConfig
 from rex_stream.l2x.queries import score_masks
 from rex_stream.l2x.training import train_explainer
 from rex_stream.modes import known_suffixes, load_subject
-from rex_stream.runs.rex import backend_for_run, raise_first_error
 
 Source = str | Path | np.ndarray
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")

@@ -12,11 +12,19 @@ import anyio
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.errors import ConfigError, InputError, OutputError, RexStreamError, StoreError
+from rex_stream.engine.session import backend_for_run
+from rex_stream.errors import (
+    ConfigError,
+    InputError,
+    OutputError,
+    RexStreamError,
+    StoreError,
+    raise_first_error,
+)
 from rex_stream.naming import input_name
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
-from rex_stream.runs.rex import backend_for_run, explain_input, raise_first_error
+from rex_stream.runs.rex import explain_input
 
 if TYPE_CHECKING:
     from rex_stream.distributed.driver import InputSummary

@@ -6,9 +6,8 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +37,13 @@ from rex_stream.causal.search import (
     search_root,
 )
 from rex_stream.config import Distribution, ExplainConfig
-from rex_stream.engine.backend import (
-    Backend,
-    BackendSettings,
-    ModelInfo,
-    default_inflight,
-    open_backend,
-)
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Scheduler
+from rex_stream.engine.session import backend_for_run
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
-from rex_stream.errors import InputError, StoreError, first_error
+from rex_stream.errors import InputError, StoreError, raise_first_error
 from rex_stream.modes import load_subject
 from rex_stream.modes.context import with_context
 from rex_stream.modes.image import imagenet_variant
@@ -58,7 +52,7 @@ from rex_stream.progress import Progress
 from rex_stream.result import Explanation, RunStats
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -103,43 +97,6 @@ async def explain(
                     on_progress=on_progress,
                     started=started,
                 )
-
-
-@contextmanager
-def raise_first_error() -> Iterator[None]:
-    """Re-raise the telling error of an exception group from the task groups inside."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        error = first_error(group)
-        if error is group:
-            raise
-        raise error from None
-
-
-@asynccontextmanager
-async def backend_for_run(
-    backend: Backend | str, config: ExplainConfig, settings: BackendSettings | None
-) -> AsyncIterator[tuple[Backend, ExplainConfig]]:
-    """The backend to use (a spec is opened here and closed after) and the config with the
-    number of calls in flight settled for it."""
-    given = config.scheduler
-    inflight = given.max_inflight or default_inflight(backend)
-    adaptive = (
-        given.max_inflight is None if given.adaptive_inflight is None else given.adaptive_inflight
-    )
-    config = replace(
-        config, scheduler=replace(given, max_inflight=inflight, adaptive_inflight=adaptive)
-    )
-    if not isinstance(backend, str):
-        yield backend, config
-        return
-    opened = await open_backend(backend, settings or BackendSettings(max_inflight=inflight))
-    try:
-        yield opened, config
-    finally:
-        with anyio.CancelScope(shield=True):
-            await opened.aclose()
 
 
 async def explain_input(

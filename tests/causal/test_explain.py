@@ -10,8 +10,7 @@ import pytest
 
 from rex_stream import ExplainConfig, explain_sync
 from rex_stream.adapters.python import PythonBackend
-from rex_stream.config import QueueStyle, ResponsibilityStyle
-from rex_stream.engine.geometry import Distribution
+from rex_stream.config import Distribution, QueueStyle, ResponsibilityStyle
 from tests.onnx_models import PATCH, planted_image
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rex_stream.config import QueueStyle, ResponsibilityStyle
-from rex_stream.engine.geometry import Distribution
+from rex_stream.config import Distribution, QueueStyle, ResponsibilityStyle
 from rex_stream.errors import ConfigError
 from rex_stream.rex_compat.config_file import load_config
 

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rex_stream.engine.geometry import SUBSETS, Box, Distribution, can_split, root_box, split_box
+from rex_stream.config import Distribution
+from rex_stream.engine.geometry import SUBSETS, Box, can_split, root_box, split_box
 
 shapes = st.one_of(
     st.tuples(st.integers(4, 400)),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError, InputError
+from rex_stream.errors import ConfigError, InputError, raise_first_error
 from rex_stream.evaluation.explainers import (
     FunctionExplainer,
     RexExplainer,
@@ -17,7 +17,6 @@ from rex_stream.evaluation.explainers import (
     explainer_from_spec,
 )
 from rex_stream.evaluation.run import scoring_session
-from rex_stream.runs.rex import raise_first_error
 from tests.onnx_models import PATCH, planted_image
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, raise_first_error
 from rex_stream.evaluation.explainers import ExplainFunction, ReExplain, warnings_once
 from rex_stream.evaluation.meta.input_units import (
     TESTS,
@@ -59,7 +59,6 @@ from rex_stream.evaluation.run import (
     weights_for,
 )
 from rex_stream.evaluation.sources import MapSource
-from rex_stream.runs.rex import raise_first_error
 
 __all__ = [
     "TESTS",

@@ -32,7 +32,7 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, raise_first_error
 from rex_stream.evaluation.explainers import ReExplain, explainer_from_spec, explainer_name
 from rex_stream.evaluation.meta.input_test import MetaArrays, MetaEvaluation, reduce_scores
 from rex_stream.evaluation.meta.input_units import TESTS
@@ -52,7 +52,6 @@ from rex_stream.evaluation.run import (
 )
 from rex_stream.evaluation.sources import MapSource
 from rex_stream.evaluation.weights import WeightedModel, local_model
-from rex_stream.runs.rex import raise_first_error
 
 __all__ = [
     "ModelMetaEvaluation",
