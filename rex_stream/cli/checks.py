@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rex_stream.engine.store import check_store_root
+from rex_stream.engine.store_folder import check_store_root
 from rex_stream.errors import ConfigError, StoreError
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import zarr
 
 from rex_stream.engine.lock import GroupLock
-from rex_stream.engine.store import check_store_root
+from rex_stream.engine.store_folder import check_store_root
 from rex_stream.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:

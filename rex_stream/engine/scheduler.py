@@ -19,7 +19,7 @@ import contextvars
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -40,6 +40,15 @@ from rex_stream.engine.memory import (
     fitting_batch,
     measure_rows,
     rss_bytes,
+)
+from rex_stream.engine.requests import (
+    Batch,
+    BlockWrite,
+    Fill,
+    Segment,
+    Ticket,
+    fill_all,
+    write_fills,
 )
 from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry
 from rex_stream.errors import BackendError, RexStreamError
@@ -68,13 +77,6 @@ def budget_batch(wanted: int, input_bytes: int, max_inflight: int) -> int:
     """
     fitting = BUFFER_BUDGET_BYTES // max(1, input_bytes * max_inflight)
     return max(1, min(wanted, fitting))
-
-
-Fill = Callable[[np.ndarray], None]
-
-#: ``write(out, start, stop)`` writes rows ``start … stop − 1`` of a block into ``out``
-#: (``stop − start`` rows of one batch buffer); it must write the same rows whatever the split.
-BlockWrite = Callable[[np.ndarray, int, int], None]
 
 
 class Evaluator(Protocol):
@@ -157,86 +159,6 @@ class SchedulerStats:
         return self.mutants / self.calls if self.calls else 0.0
 
 
-class _Ticket:
-    """The score rows of one ``evaluate`` call (or block), filled in as batches complete."""
-
-    __slots__ = ("cancelled", "count", "done", "error", "remaining", "scores")
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.scores: np.ndarray | None = None
-        self.remaining = count
-        self.error: BaseException | None = None
-        self.cancelled = False
-        self.done = anyio.Event()
-
-    @property
-    def dropped(self) -> bool:
-        """Nobody waits for the rest of these rows (failed or cancelled)."""
-        return self.error is not None or self.cancelled
-
-    def deliver(self, start: int, rows: np.ndarray) -> None:
-        if self.scores is None:
-            self.scores = np.empty((self.count, *rows.shape[1:]), dtype=rows.dtype)
-        if rows.shape[1:] != self.scores.shape[1:]:
-            self.fail(
-                BackendError(
-                    f"the backend returned score rows of shape {rows.shape[1:]} after "
-                    f"{self.scores.shape[1:]} for the same request"
-                )
-            )
-            return
-        self.scores[start : start + len(rows)] = rows
-        self.remaining -= len(rows)
-        if self.remaining == 0:
-            self.done.set()
-
-    def fail(self, error: BaseException) -> None:
-        if self.error is None:
-            self.error = error
-        self.done.set()
-
-
-class _Segment:
-    """Rows ``start … stop − 1`` of one request, waiting for (or placed in) a batch."""
-
-    __slots__ = ("start", "stop", "ticket", "write")
-
-    def __init__(self, write: BlockWrite, ticket: _Ticket, start: int, stop: int) -> None:
-        self.write = write
-        self.ticket = ticket
-        self.start = start
-        self.stop = stop
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    def split(self, rows: int) -> tuple[_Segment, _Segment]:
-        """The first ``rows`` rows, and the rest."""
-        middle = self.start + rows
-        return (
-            _Segment(self.write, self.ticket, self.start, middle),
-            _Segment(self.write, self.ticket, middle, self.stop),
-        )
-
-
-class _Batch:
-    """The segments one backend call scores, ``rows`` rows in all."""
-
-    __slots__ = ("rows", "segments")
-
-    def __init__(self) -> None:
-        self.segments: list[_Segment] = []
-        self.rows = 0
-
-
-def _write_fills(fills: Sequence[Fill], out: np.ndarray, start: int, stop: int) -> None:
-    """A list of per-row fills as a block."""
-    for row, fill in zip(out, fills[start:stop]):
-        fill(row)
-
-
 @dataclass
 class Scheduler:
     """Coalesce mutants from any number of concurrent callers into backend batches.
@@ -276,11 +198,11 @@ class Scheduler:
         self._size_calls(per_row=0, room=None)
         self._allocated = 0
         self._task_group: anyio.abc.TaskGroup | None = None
-        send, receive = anyio.create_memory_object_stream[_Segment](self.config.queue_size)
-        self._send: MemoryObjectSendStream[_Segment] = send
-        self._receive: MemoryObjectReceiveStream[_Segment] = receive
+        send, receive = anyio.create_memory_object_stream[Segment](self.config.queue_size)
+        self._send: MemoryObjectSendStream[Segment] = send
+        self._receive: MemoryObjectReceiveStream[Segment] = receive
         #: the rest of a request split at the end of the last batch (goes first in the next)
-        self._carry: _Segment | None = None
+        self._carry: Segment | None = None
         #: rows waiting in the queue and the carry (the backlog the in-flight window watches)
         self._queued_rows = 0
         # unbounded: the window (≤ its ceiling) decides how many buffers exist
@@ -368,7 +290,7 @@ class Scheduler:
         if not fills:
             return np.empty((0, 0), dtype=np.float32)
         fills = fills if isinstance(fills, (list, tuple)) else list(fills)
-        return await self.evaluate_block(partial(_write_fills, fills), len(fills))
+        return await self.evaluate_block(partial(write_fills, fills), len(fills))
 
     async def evaluate_block(self, write: BlockWrite, count: int) -> np.ndarray:
         """Score a block of ``count`` mutants that ``write(out, start, stop)`` writes, any
@@ -380,8 +302,8 @@ class Scheduler:
         """
         if count <= 0:
             return np.empty((0, 0), dtype=np.float32)
-        ticket = _Ticket(count)
-        segment = _Segment(write, ticket, 0, count)
+        ticket = Ticket(count)
+        segment = Segment(write, ticket, 0, count)
         self._queued_rows += count
         try:
             try:  # no checkpoint while the queue has room (it costs ~10 µs)
@@ -408,7 +330,7 @@ class Scheduler:
         async with self._receive:
             while True:
                 buffer = await self._take_buffer()
-                batch = _Batch()
+                batch = Batch()
                 while not batch.rows:
                     if self._carry is not None:
                         segment, self._carry = self._carry, None
@@ -429,7 +351,7 @@ class Scheduler:
                             self._drain(batch)
                 self._task_group.start_soon(self._call, batch, buffer)
 
-    def _add(self, batch: _Batch, segment: _Segment) -> None:
+    def _add(self, batch: Batch, segment: Segment) -> None:
         """Put as much of ``segment`` as fits into ``batch``; the rest waits as the carry."""
         self._queued_rows -= segment.rows
         if segment.ticket.dropped:
@@ -462,19 +384,19 @@ class Scheduler:
         else:
             self._free_send.send_nowait(buffer)
 
-    def _drain(self, batch: _Batch) -> None:
+    def _drain(self, batch: Batch) -> None:
         while batch.rows < self.max_batch:
             try:
                 self._add(batch, self._receive.receive_nowait())
             except (anyio.WouldBlock, anyio.EndOfStream):
                 return
 
-    async def _call(self, batch: _Batch, buffer: np.ndarray) -> None:
+    async def _call(self, batch: Batch, buffer: np.ndarray) -> None:
         """Materialise one batch into its buffer, score it, and route rows to their waiters."""
         count = batch.rows
         view = buffer[:count]
         try:
-            await anyio.to_thread.run_sync(_fill_all, batch, view)
+            await anyio.to_thread.run_sync(fill_all, batch, view)
             started = time.perf_counter()
             retries = self.stats.retries
             scores = np.asarray(
@@ -515,11 +437,3 @@ class Scheduler:
             if not segment.ticket.dropped:
                 segment.ticket.deliver(segment.start, scores[offset : offset + segment.rows])
             offset += segment.rows
-
-
-def _fill_all(batch: _Batch, view: np.ndarray) -> None:
-    """Write every segment's rows into its slice of the batch buffer."""
-    offset = 0
-    for segment in batch.segments:
-        segment.write(view[offset : offset + segment.rows], segment.start, segment.stop)
-        offset += segment.rows

@@ -31,11 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import logging
-import os
-import shutil
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +39,19 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.errors import ContainsGroupError
 
 from rex_stream.engine.lock import GroupLock
+from rex_stream.engine.settings_diff import differences, plain
+from rex_stream.engine.store_folder import (
+    NEW,
+    existing_group,
+    first_line,
+    member_names,
+    open_root,
+    recover,
+    remove_folder,
+    swap,
+)
 from rex_stream.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -130,8 +136,8 @@ class ExplanationStore:
         overwrite: bool,
     ) -> ExplanationStore:
         location = f"{path}/{key}"
-        root = _open_root(path)
-        _recover(path, key)
+        root = open_root(path)
+        recover(path, key)
         exists = (path / key).exists()
         if exists and not overwrite:
             if not resume:
@@ -139,7 +145,7 @@ class ExplanationStore:
                     f"{location} already exists: pass --resume to continue it "
                     "or --overwrite to start again"
                 )
-            group = _existing_group(root, key, location)
+            group = existing_group(root, key, location)
             written = group.attrs.get("rex_stream")
             made = written.get("format") if isinstance(written, Mapping) else None
             if made != FORMAT_VERSION:
@@ -149,18 +155,18 @@ class ExplanationStore:
                     "--overwrite to explain this input again"
                 )
             stored = group.attrs.get("settings")
-            wanted = _plain(settings(stored if isinstance(stored, Mapping) else None))
+            wanted = plain(settings(stored if isinstance(stored, Mapping) else None))
             if stored != wanted:
                 raise StoreError(
                     f"{location} was created with different settings "
-                    f"({_differences(stored, wanted)}); use another --store, "
+                    f"({differences(stored, wanted)}); use another --store, "
                     "the same settings, or --overwrite"
                 )
             store = cls(group, ndim, location)
             store.update_attributes({"complete": False})  # whole again only at finish()
             return store
         name = f"{key}{NEW}" if exists else key
-        fresh = _plain(settings(None))
+        fresh = plain(settings(None))
         try:
             group = root.create_group(name, overwrite=True)
             group.attrs.update(
@@ -177,14 +183,14 @@ class ExplanationStore:
         """Mark the group complete; a new result built for ``overwrite`` replaces the old."""
         self.update_attributes({"complete": True})
         if self._replaces is not None:
-            _swap(self._replaces)
+            swap(self._replaces)
         self._finished = True
 
     def close(self) -> None:
         """Release the lock; an unfinished overwrite is dropped and the old result kept."""
         try:
             if self._replaces is not None and not self._finished:
-                _remove(self._replaces.with_name(self._replaces.name + NEW))
+                remove_folder(self._replaces.with_name(self._replaces.name + NEW))
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -209,7 +215,7 @@ class ExplanationStore:
         if records is None:
             return {}
         done: dict[int, Record] = {}
-        for name in sorted(_member_names(records)):
+        for name in sorted(member_names(records)):
             what = f"{self.location}: {kind} {int(name)}" if name.isdigit() else name
             try:
                 array = records[name]
@@ -221,7 +227,7 @@ class ExplanationStore:
                 digest = attrs.pop(DIGEST, None)
                 table = np.asarray(array[:], dtype=np.float64)
             except Exception as exc:  # damaged metadata or chunk: the codec's own error
-                logger.warning("%s is unreadable (%s); running it again", what, _first_line(exc))
+                logger.warning("%s is unreadable (%s); running it again", what, first_line(exc))
                 continue
             if digest != table_digest(table):
                 logger.warning("%s failed its checksum (damaged); running it again", what)
@@ -237,7 +243,7 @@ class ExplanationStore:
             return None
         except (ValueError, TypeError) as exc:
             raise StoreError(
-                f"{self.location}/{kind} has damaged metadata ({_first_line(exc)}); pass "
+                f"{self.location}/{kind} has damaged metadata ({first_line(exc)}); pass "
                 "--overwrite to explain this input again"
             ) from None
         return records if isinstance(records, zarr.Group) else None
@@ -260,7 +266,7 @@ class ExplanationStore:
             if table.size:
                 array[:] = table
             array.update_attributes(
-                {**_plain(record.attributes), DIGEST: table_digest(table), "committed": True}
+                {**plain(record.attributes), DIGEST: table_digest(table), "committed": True}
             )
         except OSError as exc:
             raise StoreError(
@@ -271,7 +277,7 @@ class ExplanationStore:
         """Merge ``values`` into the group's attributes."""
         self._check_lock()
         try:
-            self.group.attrs.update(_plain(values))
+            self.group.attrs.update(plain(values))
         except OSError as exc:
             raise StoreError(f"cannot write to {self.location}: {exc}") from exc
 
@@ -301,164 +307,6 @@ class ExplanationStore:
             self._lock.check()
 
 
-#: Suffixes of the sibling groups of an overwrite: the new result, and the old one mid-swap.
-NEW = "~new"
-OLD = "~old"
-
-
-#: zarr creating one new store's root from two threads at once can fail ("a group exists")
-_ROOT_CREATION = threading.Lock()
-
-
-def _open_root(path: Path) -> zarr.Group:
-    """The store's root group, created if need be; damaged metadata is one clear error.
-
-    Serialised within the process (two inputs' groups opened at once in a new store), and
-    retried once when another process created the root between zarr's check and its write.
-    """
-    check_store_root(path)
-    try:
-        with _ROOT_CREATION:
-            try:
-                return zarr.open_group(str(path), mode="a")
-            except ContainsGroupError:
-                return zarr.open_group(str(path), mode="a")
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise StoreError(
-            f"the Zarr store {path} has damaged metadata ({path / 'zarr.json'}: "
-            f"{_first_line(exc)}); delete that file to let rex-stream write it again"
-        ) from None
-    except (OSError, TypeError) as exc:
-        raise StoreError(f"cannot open or create the Zarr store {path}: {exc}") from exc
-
-
-#: How many members of an existing store are looked at to tell another tool's store.
-_MEMBERS_CHECKED = 8
-
-
-def check_store_root(path: Path) -> None:
-    """Refuse a path that is not, and cannot become, a rex-stream store: a file, a folder of
-    other files, a Zarr v2 store, a Zarr array, or a Zarr store of another tool (an array at
-    its root, or a group with attributes but none of rex-stream's). Nothing is written."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise StoreError(f"the Zarr store {path} is a file; a store is a folder")
-    if (path / ".zgroup").exists() or (path / ".zarray").exists():
-        raise StoreError(
-            f"{path} is a Zarr v2 store, not one rex-stream wrote; give another --store"
-        )
-    if not (path / "zarr.json").exists():
-        # no root metadata: fine for an empty folder, or our groups whose root file was
-        # deleted to repair it (as the damaged-metadata error advises)
-        with os.scandir(path) as entries:
-            # zarr writes zarr.json as zarr.<hex>.partial, then renames it: another opener
-            # creating this root at this moment is not "other files"
-            others = (e for e in entries if not _root_metadata(e.name))
-            first = [e for _, e in zip(range(_MEMBERS_CHECKED), others, strict=False)]
-        if not all(e.is_dir() and "rex_stream" in _attributes(Path(e.path)) for e in first):
-            raise StoreError(
-                f"{path} is a folder of other files, not a Zarr store; give a new or empty "
-                "folder as --store"
-            )
-        return
-    if _node(path).get("node_type") == "array":
-        raise StoreError(f"{path} is a Zarr array, not a store of groups; give another --store")
-    with os.scandir(path) as entries:
-        members = [e for e in entries if e.is_dir() and not e.name.endswith((NEW, OLD))]
-    for entry in members[:_MEMBERS_CHECKED]:
-        node = _node(Path(entry.path))
-        attributes = _attributes(Path(entry.path))
-        if node.get("node_type") == "array" or (attributes and "rex_stream" not in attributes):
-            raise StoreError(
-                f"{path} is a Zarr store of another tool ({entry.name} was not written by "
-                "rex-stream); give another --store"
-            )
-
-
-def _root_metadata(name: str) -> bool:
-    """``zarr.json``, or zarr's temporary file while it writes it."""
-    return name == "zarr.json" or (name.startswith("zarr.") and name.endswith(".partial"))
-
-
-def _node(folder: Path) -> dict[str, Any]:
-    """A Zarr v3 node's metadata (empty when missing or unreadable: not ours to judge)."""
-    try:
-        node = json.loads((folder / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return node if isinstance(node, dict) else {}
-
-
-def _attributes(folder: Path) -> dict[str, Any]:
-    """A Zarr v3 node's attributes (empty when it has none or cannot be read)."""
-    attributes = _node(folder).get("attributes")
-    return attributes if isinstance(attributes, dict) else {}
-
-
-def _existing_group(root: zarr.Group, key: str, location: str) -> zarr.Group:
-    """The group ``key``; damaged or foreign metadata is one clear error."""
-    try:
-        group = root[key]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(
-            f"{location} has damaged metadata ({location}/zarr.json: {_first_line(exc)}); "
-            "pass --overwrite to explain this input again"
-        ) from None
-    if not isinstance(group, zarr.Group):
-        raise StoreError(f"{location} is not a rex-stream group; pass --overwrite to replace it")
-    return group
-
-
-def _swap(target: Path) -> None:
-    """Put ``<target>~new`` in the place of ``target`` (each step recoverable by _recover)."""
-    new, old = target.with_name(target.name + NEW), target.with_name(target.name + OLD)
-    try:
-        os.replace(target, old)
-        os.replace(new, target)
-    except OSError as exc:
-        raise StoreError(f"cannot replace {target} with the new result: {exc}") from exc
-    _remove(old)
-
-
-def _recover(path: Path, key: str) -> None:
-    """Finish or undo an overwrite that a killed run left half swapped; drop a dead one."""
-    target = path / key
-    new, old = path / f"{key}{NEW}", path / f"{key}{OLD}"
-    try:
-        if old.exists() and not target.exists():
-            # killed between the two renames of _swap: the new result is complete by then
-            os.replace(new if _complete(new) else old, target)
-    except OSError as exc:
-        raise StoreError(f"cannot settle the interrupted overwrite of {target}: {exc}") from exc
-    for leftover in (old, new):
-        if leftover.exists():
-            _remove(leftover)
-
-
-def _complete(group: Path) -> bool:
-    try:
-        return bool(json.loads((group / "zarr.json").read_text())["attributes"].get("complete"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _member_names(group: zarr.Group) -> list[str]:
-    """The names under ``group`` as listed on disk, so that one member's damaged metadata
-    cannot hide the others (zarr's own listing reads every member's metadata)."""
-    root = getattr(group.store, "root", None)
-    if root is None:
-        return list(group.array_keys())
-    try:
-        return [p.name for p in (Path(root) / group.path).iterdir() if p.is_dir()]
-    except OSError:
-        return []
-
-
 #: The attribute holding a committed record's checksum.
 DIGEST = "sha256"
 
@@ -477,48 +325,3 @@ def _version() -> str:
         return importlib.metadata.version("rex-stream")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _remove(path: Path) -> None:
-    try:
-        shutil.rmtree(path)
-    except OSError as exc:
-        raise StoreError(f"cannot remove {path}: {exc}") from exc
-
-
-def _plain(value: Any) -> Any:
-    """JSON-compatible copy (tuples → lists, enums → values, numpy scalars → Python)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):
-        return _plain(value.value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _differences(stored: Any, wanted: Mapping[str, Any]) -> str:
-    """The settings that changed, as dotted keys: ``search.min_box_size: 4 → 8``."""
-    if not isinstance(stored, Mapping):
-        return "no settings recorded"
-    before, after = _flatten(stored), _flatten(wanted)
-    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    shown = ", ".join(f"{k}: {_short(before.get(k))} → {_short(after.get(k))}" for k in keys[:4])
-    return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one mapping of dotted keys to leaves."""
-    if not isinstance(value, Mapping) or not value:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:24] + "…" + text[-24:]
