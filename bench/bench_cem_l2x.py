@@ -44,12 +44,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from latency_backend import latency_onnx_backend  # noqa: E402
 
+from rex_stream import explain_cem_sync, train_l2x_sync  # noqa: E402
 from rex_stream.cem import CemConfig  # noqa: E402
 from rex_stream.config import ExplainConfig, ScoreKind  # noqa: E402
 from rex_stream.engine.backend import ModelInfo  # noqa: E402
 from rex_stream.l2x import L2xConfig  # noqa: E402
-from rex_stream.runs.cem import explain_cem_sync  # noqa: E402
-from rex_stream.runs.l2x import load_inputs, train_l2x_sync  # noqa: E402
+from rex_stream.runs.l2x import load_inputs  # noqa: E402
 from tests.l2x.spectra import make_set  # noqa: E402
 
 MODELS = ROOT / "rex_stream" / "data" / "models"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rex_stream import evaluate_sync
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.evaluation.run import evaluate_sync
-from rex_stream.evaluation.weights import WeightedModel
+from rex_stream.evaluation.variants.weights import WeightedModel
 
 DATA = Path(__file__).resolve().parents[1] / "rex_stream" / "data"
 

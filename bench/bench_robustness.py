@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from latency_backend import latency_onnx_backend  # noqa: E402
 
+from rex_stream import evaluate_sync  # noqa: E402
 from rex_stream.evaluation.metrics import robustness  # noqa: E402
-from rex_stream.evaluation.run import evaluate_sync  # noqa: E402
 from tests.onnx_models import save_tiny_cnn  # noqa: E402
 
 

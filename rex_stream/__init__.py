@@ -1,13 +1,33 @@
 """rex-stream: causal-responsibility explanations for classifiers you can only query.
 
 Async: :func:`explain`, :func:`explain_many`, :func:`explain_stream` (an async context
-manager). Sync: :func:`explain_sync`, :func:`explain_many_sync`. Every entry point raises the
-library's own errors (subclasses of :class:`RexStreamError`).
+manager), :func:`explain_cem`, :func:`train_l2x`, :func:`explain_l2x`, :func:`evaluate`,
+:func:`meta_evaluate`, :func:`meta_evaluate_model`. Sync: the same names ending in ``_sync``
+(:mod:`rex_stream.api.synchronous`). Every entry point raises the library's own errors
+(subclasses of :class:`RexStreamError`).
 """
 
 __version__ = "0.1.0"
 
-from rex_stream.api.asynchronous import explain_many_sync, explain_stream, explain_sync
+from rex_stream.api import (
+    evaluate,
+    evaluate_sync,
+    explain,
+    explain_cem,
+    explain_cem_sync,
+    explain_l2x,
+    explain_l2x_sync,
+    explain_many,
+    explain_many_sync,
+    explain_stream,
+    explain_sync,
+    meta_evaluate,
+    meta_evaluate_model,
+    meta_evaluate_model_sync,
+    meta_evaluate_sync,
+    train_l2x,
+    train_l2x_sync,
+)
 from rex_stream.cem import CemConfig, CemResult
 from rex_stream.config import (
     EvaluationConfig,
@@ -30,18 +50,12 @@ from rex_stream.errors import (
     StoreError,
     StoreLocked,
 )
-from rex_stream.evaluation.meta.input_test import MetaEvaluation, meta_evaluate, meta_evaluate_sync
-from rex_stream.evaluation.meta.model_test import meta_evaluate_model, meta_evaluate_model_sync
+from rex_stream.evaluation.meta.input_test import MetaEvaluation
 from rex_stream.evaluation.report import Evaluation
-from rex_stream.evaluation.run import evaluate, evaluate_sync
 from rex_stream.l2x import Explainer as L2xExplainer
 from rex_stream.l2x import L2xConfig
 from rex_stream.progress import Progress
-from rex_stream.result import Explanation, RunStats
-from rex_stream.runs.cem import explain_cem, explain_cem_sync
-from rex_stream.runs.l2x import explain_l2x, explain_l2x_sync, train_l2x, train_l2x_sync
-from rex_stream.runs.many import InputFailure, explain_many
-from rex_stream.runs.rex import explain
+from rex_stream.result import Explanation, InputFailure, RunStats
 
 __all__ = [
     "Backend",

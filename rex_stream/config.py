@@ -377,7 +377,7 @@ class ExplainConfig:
         for key, value in overrides.items():
             owners = [name for name, group in groups.items() if key in _field_names(group)]
             if not owners:
-                raise ConfigError(f"unknown setting {key!r}")
+                raise ConfigError(f"unknown setting {key!r}", key=key)
             changes.setdefault(owners[0], {})[key] = value
         for name, values in changes.items():
             groups[name] = replace(groups[name], **values)
@@ -392,7 +392,8 @@ def _coerce(group: Any, name: str, kind: type[Enum], key: str) -> None:
             object.__setattr__(group, name, kind(str(value).lower()))
         except ValueError:
             choices = ", ".join(str(k.value) for k in kind)
-            raise ConfigError(f"{key} = {value!r} must be one of {choices}") from None
+            detail = f"{value!r} must be one of {choices}"
+            raise ConfigError(f"{key} = {detail}", key=key, detail=detail) from None
 
 
 def _field_names(group: Any) -> set[str]:
@@ -414,4 +415,5 @@ def _finite(value: float | tuple[float, ...] | None) -> bool:
 
 def _require(condition: bool, key: str, value: object, why: str) -> None:
     if not condition:
-        raise ConfigError(f"{key} = {value!r} {why}")
+        detail = f"{value!r} {why}"
+        raise ConfigError(f"{key} = {detail}", key=key, detail=detail)

@@ -17,9 +17,20 @@ class RexStreamError(Exception):
 
 
 class ConfigError(RexStreamError):
-    """A configuration value (CLI flag, TOML key or API argument) is missing or invalid."""
+    """A configuration value (CLI flag, TOML key or API argument) is missing or invalid.
+
+    ``key`` names the offending setting where one is known: a settings field
+    (``causal.iters``), a TOML key (``causal.iters``, ``rex.onnx.means``) or a flag
+    (``--iters``). ``detail`` is what is wrong with its value, without the key's name
+    (``0 must be > 0``), so that a caller can report it under another name.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, key: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.detail = detail
 
 
 class InputError(RexStreamError):

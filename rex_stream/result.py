@@ -1,4 +1,6 @@
-"""What an explanation run returns: the map, the explanation, the stats."""
+"""What a run returns: one input's :class:`Explanation` (map, explanation, stats), and in a
+run over many inputs, an :class:`InputFailure` for an input that could not be explained or an
+:class:`InputSummary` for an input a cluster explained (its map stays in the store)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from rex_stream.causal.complete import CompleteExplanation
 from rex_stream.causal.extraction import Sufficiency
 from rex_stream.causal.insertion_deletion import Curves
 from rex_stream.causal.multi import MultiExplanation
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
+from rex_stream.errors import RexStreamError
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,13 @@ class RunStats:
 
 @dataclass
 class Explanation:
-    """The result of explaining one input."""
+    """The result of explaining one input.
+
+    Beside the map and the sufficient explanation (``sufficiency``), a run records what else
+    it was asked for: ``multi`` (``--multi``), ``complete`` (``--complete``), ``curves`` and
+    ``analysis`` (``--analyse``), ``mask_values`` (a swept mask value), and what it noticed:
+    ``warnings``. ``label`` is the target class's name, when the caller knows it.
+    """
 
     subject: Subject
     target: Target
@@ -53,8 +63,19 @@ class Explanation:
     store: str | None = None
     seed: int = 0
     model: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     multi: MultiExplanation | None = None
+    #: the backend's identity of the model (file digest, server version …)
+    model_identity: dict[str, Any] = field(default_factory=dict)
+    #: what the run warned about (also logged), in the order it noticed
+    warnings: list[str] = field(default_factory=list)
+    #: the complete explanation and its necessary part (``--complete``)
+    complete: CompleteExplanation | None = None
+    #: ReX's analysis of the map and the explanations (``--analyse``)
+    analysis: dict[str, Any] | None = None
+    #: each iteration's own mask value, when the run swept it (``random`` / ``linear``)
+    mask_values: list[float] | None = None
+    #: the target class's name (``--labels``), for summaries and pictures
+    label: str | None = None
 
     def __repr__(self) -> str:
         explanation = (
@@ -77,11 +98,11 @@ class Explanation:
         out: dict[str, Any] = {
             "input": self.subject.source or self.subject.name,
             "model": self.model,
-            "model_identity": self.extra.get("model_identity", {}),
+            "model_identity": self.model_identity,
             "target": {
                 "class": self.target.classification,
                 "confidence": self.target.confidence,
-                **({"label": self.extra["label"]} if self.extra.get("label") else {}),
+                **({"label": self.label} if self.label else {}),
             },
             "seed": self.seed,
             "mode": self.subject.mode,
@@ -94,12 +115,12 @@ class Explanation:
                 "area": self.sufficiency.area,
                 "confidence": self.sufficiency.confidence,
             }
-        if self.extra.get("complete") is not None:
-            out["complete"] = self.extra["complete"].facts()
-        if self.extra.get("analysis") is not None:
-            out["analysis"] = _finite(self.extra["analysis"])
-        if self.extra.get("mask_values"):
-            out["mask_values"] = self.extra["mask_values"]
+        if self.complete is not None:
+            out["complete"] = self.complete.facts()
+        if self.analysis is not None:
+            out["analysis"] = _finite(self.analysis)
+        if self.mask_values:
+            out["mask_values"] = self.mask_values
         if self.multi is not None:
             out["explanations"] = [
                 {
@@ -123,9 +144,31 @@ class Explanation:
                 "insertion_auc": self.curves.insertion_auc,
                 "deletion_auc": self.curves.deletion_auc,
             }
-        if self.extra.get("warnings"):
-            out["warnings"] = list(self.extra["warnings"])
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input of a run over many inputs that could not be explained, and why."""
+
+    source: str
+    error: RexStreamError
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """A finished input of a cluster run: its summary (what ``--json`` prints), no map."""
+
+    source: str
+    name: str
+    summary: dict[str, Any]
+
+    @property
+    def skipped(self) -> bool:
+        """The store already held this input, complete: no model query was made."""
+        return bool(self.summary.get("skipped"))
 
 
 def _finite(value: Any) -> Any:

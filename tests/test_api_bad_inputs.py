@@ -80,3 +80,35 @@ def test_bad_value_is_a_rex_stream_error(
     with pytest.raises(error) as raised:
         call(tiny_cnn, tiny_image, tmp_path)
     assert needle in str(raised.value)
+
+
+#: A model module whose function fails on every batch (imported from a temporary folder).
+FAILING_MODEL = """
+import numpy as np
+input_shape = (3, 32, 32)
+def raises(batch):
+    raise RuntimeError("boom")
+"""
+
+#: name → a blocking entry point called with a failing backend spec, the input and a folder
+BLOCKING: dict[str, Callable[[str, Path, Path], Any]] = {
+    "explain_sync": lambda b, p, f: rs.explain_sync(p, b, iters=1),
+    "explain_many_sync": lambda b, p, f: rs.explain_many_sync([p], b, iters=1),
+    "explain_cem_sync": lambda b, p, f: rs.explain_cem_sync(p, b, rs.CemConfig(steps=1)),
+    "evaluate_sync": lambda b, p, f: rs.evaluate_sync(
+        p, b, {"a": _map(f)}, choose("pixel-flipping")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BLOCKING))
+def test_blocking_entry_points_raise_the_library_error(
+    name: str, tiny_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend failing inside the run's task groups comes out as a BackendError, never as an
+    exception group, whichever blocking entry point ran it."""
+    (tmp_path / "rexapi_failing.py").write_text(FAILING_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(rs.BackendError) as raised:
+        BLOCKING[name]("python:rexapi_failing:raises", tiny_image, tmp_path)
+    assert "boom" in str(raised.value)

@@ -1,8 +1,13 @@
-"""The sync facade and the progress-stream form of :func:`rex_stream.runs.rex`."""
+"""The asynchronous API: every entry point, the real implementation of each.
+
+Most live in their runs (:mod:`rex_stream.runs`) or in :mod:`rex_stream.evaluation` and are
+gathered here; :func:`explain_many` chooses between one process and a Dask cluster, and
+:func:`explain_stream` turns a run's progress into a stream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,40 +17,109 @@ import numpy as np
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import Backend
-from rex_stream.errors import raise_first_error
+from rex_stream.engine.backend import Backend, BackendSettings
+from rex_stream.errors import ConfigError, raise_first_error
+from rex_stream.evaluation.meta.input_test import meta_evaluate
+from rex_stream.evaluation.meta.model_test import meta_evaluate_model
+from rex_stream.evaluation.run import evaluate
 from rex_stream.progress import Progress
-from rex_stream.result import Explanation
-from rex_stream.runs.many import InputFailure, explain_many
+from rex_stream.result import Explanation, InputFailure
+from rex_stream.runs import many
+from rex_stream.runs.cem import explain_cem
+from rex_stream.runs.l2x import explain_l2x, train_l2x
 from rex_stream.runs.rex import explain
+from rex_stream.runs.rows import explain_rows
 
 if TYPE_CHECKING:
     from rex_stream.distributed.driver import InputSummary
 
+__all__ = [
+    "evaluate",
+    "explain",
+    "explain_cem",
+    "explain_l2x",
+    "explain_many",
+    "explain_rows",
+    "explain_stream",
+    "meta_evaluate",
+    "meta_evaluate_model",
+    "train_l2x",
+]
 
-def explain_sync(
-    source: str | Path | np.ndarray,
+
+async def explain_many(
+    sources: Sequence[str | Path],
     backend: Backend | str,
     config: ExplainConfig | None = None,
     *,
     store: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    **overrides: Any,
-) -> Explanation:
-    """Blocking :func:`explain` (sync); flat ``overrides`` (``iters=5``…) adjust ``config``.
+    concurrent_inputs: int = 4,
+    names: Sequence[str] | None = None,
+    on_result: Callable[[Any], None] | None = None,
+    backend_settings: BackendSettings | None = None,
+    keep_results: bool = True,
+    on_progress: Callable[[int, Progress], None] | None = None,
+    client: Any = None,
+    split_iterations: int = 1,
+) -> list[Explanation | InputFailure | InputSummary]:
+    """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
+    time, so that their mutants share batches.
 
-    Raises the library's own errors (:class:`~rex_stream.InputError`,
-    :class:`~rex_stream.BackendError`, …), never an exception group.
+    An input that cannot be read, fit or stored fails alone (an :class:`InputFailure` in its
+    place); a backend failure ends the run. ``names`` are the store group and output names
+    (default: each file's name through :func:`rex_stream.naming.input_name`); two inputs
+    sharing one in a store is refused. With ``keep_results=False`` each outcome is handed to
+    ``on_result`` and released (the list returned is empty), so memory does not grow with
+    the number of inputs. ``on_progress(index, event)`` receives each input's progress
+    snapshots (one process only).
+
+    With ``client`` (a ``distributed.Client``; ``pip install 'rex-stream[dask]'``) the inputs
+    run on that Dask cluster (:mod:`rex_stream.distributed`): ``backend`` is a spec every
+    worker opens, ``store`` a shared Zarr store they all see, each input comes back as an
+    :class:`~rex_stream.distributed.InputSummary` (its map stays in the store), a run always
+    resumes what the store holds, and ``split_iterations`` spreads each input's iterations
+    over that many tasks.
     """
-    config = (config or ExplainConfig()).with_overrides(**overrides)
-
-    async def run() -> Explanation:
-        return await explain(
-            source, backend, config, store=store, resume=resume, overwrite=overwrite
+    if isinstance(sources, (str, Path)):
+        raise ConfigError(
+            f"explain_many takes a list of inputs, not {str(sources)!r} (for one: explain)",
+            key="sources",
         )
+    if concurrent_inputs < 1:
+        detail = f"{concurrent_inputs} must be >= 1"
+        raise ConfigError(f"concurrent_inputs = {detail}", key="concurrent_inputs", detail=detail)
+    if client is not None:
+        from rex_stream.distributed.driver import explain_many_on_client
 
-    return anyio.run(run)
+        return await explain_many_on_client(
+            client,
+            sources,
+            backend,
+            config,
+            store=store,
+            overwrite=overwrite,
+            names=names,
+            on_result=on_result,
+            backend_settings=backend_settings,
+            split_iterations=split_iterations,
+        )
+    outcomes = await many.explain_many(
+        sources,
+        backend,
+        config,
+        store=store,
+        resume=resume,
+        overwrite=overwrite,
+        concurrent_inputs=concurrent_inputs,
+        names=names,
+        on_result=on_result,
+        backend_settings=backend_settings,
+        keep_results=keep_results,
+        on_progress=on_progress,
+    )
+    return list(outcomes)
 
 
 @asynccontextmanager
@@ -82,38 +156,3 @@ async def explain_stream(
             finally:
                 group.cancel_scope.cancel()
                 receive.close()
-
-
-def explain_many_sync(
-    sources: list[str | Path],
-    backend: Backend | str,
-    config: ExplainConfig | None = None,
-    *,
-    store: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    concurrent_inputs: int = 4,
-    client: Any = None,
-    split_iterations: int = 1,
-    **overrides: Any,
-) -> list[Explanation | InputFailure | InputSummary]:
-    """Blocking :func:`~rex_stream.runs.rex_many` (sync): every input through one scheduler,
-    or on the Dask cluster behind ``client``; flat ``overrides`` (``iters=5``…) adjust
-    ``config``."""
-    config = (config or ExplainConfig()).with_overrides(**overrides)
-
-    async def run() -> list[Explanation | InputFailure | InputSummary]:
-        return await explain_many(
-            sources,
-            backend,
-            config,
-            store=store,
-            resume=resume,
-            overwrite=overwrite,
-            concurrent_inputs=concurrent_inputs,
-            client=client,
-            split_iterations=split_iterations,
-        )
-
-    with raise_first_error():
-        return anyio.run(run)

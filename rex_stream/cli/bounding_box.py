@@ -35,13 +35,17 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         except ValueError:
             values = ()
         if len(values) != 4:
-            raise ConfigError(f"--bounding-box {text!r}: expected four whole numbers X0,Y0,X1,Y1")
+            raise ConfigError(
+                f"--bounding-box {text!r}: expected four whole numbers X0,Y0,X1,Y1",
+                key="--bounding-box",
+            )
         box = (values[0], values[1], values[2], values[3])
         try:
             search = replace(search, bounding_box=box, use_bounding_box=True)
         except ConfigError:
             raise ConfigError(
-                f"--bounding-box {text!r}: expected X0,Y0,X1,Y1 >= 0 with X0 < X1 and Y0 < Y1"
+                f"--bounding-box {text!r}: expected X0,Y0,X1,Y1 >= 0 with X0 < X1 and Y0 < Y1",
+                key="--bounding-box",
             ) from None
     elif search.use_bounding_box and search.bounding_box is None:
         script = getattr(args, "script", None)

@@ -67,7 +67,9 @@ def cem_config(args: argparse.Namespace) -> CemConfig:
         try:
             values["penalties"] = tuple(float(p) for p in args.penalties.split(",") if p.strip())
         except ValueError as exc:
-            raise ConfigError(f"--penalties {args.penalties!r}: numbers like 1,10") from exc
+            raise ConfigError(
+                f"--penalties {args.penalties!r}: numbers like 1,10", key="--penalties"
+            ) from exc
     for name in (
         "restarts",
         "directions",
@@ -96,16 +98,17 @@ def run(argv: list[str]) -> int:
     check_at_least(args.seed, "--seed", 0)
     if args.reference and args.kind != "pn":
         raise ConfigError(
-            "--reference is where a pertinent negative moves to: use it with --kind pn"
+            "--reference is where a pertinent negative moves to: use it with --kind pn",
+            key="--reference",
         )
     cem = cem_config(args)
     output = check_output(args.output, "--output")
     if output is not None and len(args.inputs) > 1:
-        raise ConfigError("--output draws one input's solution: give one input")
+        raise ConfigError("--output draws one input's solution: give one input", key="--output")
     for item in args.inputs:
         if not Path(item).exists():
             raise ConfigError(f"{item}: no such file")
-    from rex_stream.runs.cem import explain_cem_sync
+    from rex_stream.api.synchronous import explain_cem_sync
 
     results = explain_cem_sync(
         args.inputs,

@@ -16,11 +16,15 @@ def check_store_flags(args: argparse.Namespace) -> None:
     resume, overwrite = getattr(args, "resume", False), getattr(args, "overwrite", False)
     store = getattr(args, "store", None)
     if resume and not store:
-        raise ConfigError("--resume needs --store (the store of the run to continue)")
+        raise ConfigError(
+            "--resume needs --store (the store of the run to continue)", key="--resume"
+        )
     if overwrite and not store:
-        raise ConfigError("--overwrite needs --store (the store whose results to replace)")
+        raise ConfigError(
+            "--overwrite needs --store (the store whose results to replace)", key="--overwrite"
+        )
     if resume and overwrite:
-        raise ConfigError("give --resume or --overwrite, not both")
+        raise ConfigError("give --resume or --overwrite, not both", key="--overwrite")
     if not store or "://" in str(store):
         return
     path = Path(store)
@@ -35,4 +39,4 @@ def check_store_flags(args: argparse.Namespace) -> None:
 def check_at_least(value: int | None, flag: str, least: int = 1) -> None:
     """A count the user gave must be at least ``least``."""
     if value is not None and value < least:
-        raise ConfigError(f"{flag} {value}: must be >= {least}")
+        raise ConfigError(f"{flag} {value}: must be >= {least}", key=flag)

@@ -80,22 +80,30 @@ def run(
         for name, default in _CLUSTER_ONLY.items():
             if getattr(args, name) != default:
                 flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} needs --dask (it spreads work over a Dask cluster)")
+                raise ConfigError(
+                    f"{flag} needs --dask (it spreads work over a Dask cluster)", key=flag
+                )
         return None
     from rex_stream.distributed.cluster import parse_cluster, require_dask
 
     cluster = parse_cluster(args.dask)
     if not args.store:
-        raise ConfigError("--dask needs --store: the workers write every map to a shared store")
+        raise ConfigError(
+            "--dask needs --store: the workers write every map to a shared store", key="--dask"
+        )
     if args.output or args.heatmap:
         raise ConfigError(
             "--output/--heatmap are not drawn on a cluster: the maps are in --store "
-            "(draw them afterwards with a one-process --resume run)"
+            "(draw them afterwards with a one-process --resume run)",
+            key="--output" if args.output else "--heatmap",
         )
     if not 0 < args.dask_timeout_s < float("inf"):
-        raise ConfigError(f"--dask-timeout-s {args.dask_timeout_s:g}: must be a number > 0")
+        raise ConfigError(
+            f"--dask-timeout-s {args.dask_timeout_s:g}: must be a number > 0",
+            key="--dask-timeout-s",
+        )
     if args.dask_threads is not None and args.dask_threads < 1:
-        raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1")
+        raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1", key="--dask-threads")
     require_dask()
     sources, names = _inputs(Path(args.filename), args.rows, config)
     return _run(args, cluster, spec, config, settings, sources, names)
@@ -104,14 +112,14 @@ def run(
 def _inputs(path: Path, rows: str | None, config: ExplainConfig) -> tuple[list[str], list[str]]:
     """A directory's inputs (named as a directory run names them), the rows of a table, or
     one file."""
-    from rex_stream.cli.directory import _directory_inputs
+    from rex_stream.cli.directory import directory_inputs
     from rex_stream.distributed.inputs import names_for, row_sources
     from rex_stream.naming import input_name
 
     if path.is_dir():
         if rows is not None:
-            raise ConfigError("--rows takes a table file, not a directory")
-        found = _directory_inputs(path)
+            raise ConfigError("--rows takes a table file, not a directory", key="--rows")
+        found = directory_inputs(path)
         return [str(p) for p in found], [input_name(p.relative_to(path)) for p in found]
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")

@@ -20,7 +20,7 @@ from rex_stream.errors import ConfigError, OutputError
 from rex_stream.result import Explanation
 
 
-def _directory_inputs(directory: Path) -> list[Path]:
+def directory_inputs(directory: Path) -> list[Path]:
     """Every file under ``directory`` whose suffix some mode reads, in a stable order."""
     from rex_stream.modes import known_suffixes
 
@@ -64,7 +64,7 @@ def run_directory(
     from rex_stream.runs.many import InputFailure, explain_many
 
     root = Path(args.filename)
-    inputs = _directory_inputs(root)
+    inputs = directory_inputs(root)
     names = [input_name(p.relative_to(root)) for p in inputs]
     output = _output_directory(args.output, "--output")
     heatmap = _output_directory(args.heatmap, "--heatmap")

@@ -18,7 +18,7 @@ from rex_stream.errors import ConfigError
 TERMINATED_EXIT = 128 + signal.SIGTERM
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add ``--retry-s`` (the timeout flag is the model group's ``--timeout-s``)."""
     parser.add_argument(
         "--retry-s",
@@ -36,13 +36,16 @@ def apply(args: argparse.Namespace, config: ExplainConfig) -> ExplainConfig:
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise ConfigError(
             f"--timeout-s {timeout:g}: the deadline of each backend call must be a positive "
-            "number of seconds"
+            "number of seconds",
+            key="--timeout-s",
         )
     retry = getattr(args, "retry_s", None)
     if retry is None:
         return config
     if not (math.isfinite(retry) and retry >= 0):
-        raise ConfigError(f"--retry-s {retry:g}: give a number of seconds >= 0 (0: no retries)")
+        raise ConfigError(
+            f"--retry-s {retry:g}: give a number of seconds >= 0 (0: no retries)", key="--retry-s"
+        )
     return replace(config, scheduler=replace(config.scheduler, retry_s=retry))
 
 

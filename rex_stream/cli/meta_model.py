@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, Protocol
 
 import anyio
 
@@ -18,7 +19,14 @@ from rex_stream.evaluation.metric import MetricChoice
 ADVERSARY_NOISE = {"input": 5.0, "model": 0.5}
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
+class ArgumentGroup(Protocol):
+    """What :func:`add_arguments` needs of an argparse parser or argument group."""
+
+    def add_argument(self, *names: str, **options: Any) -> Any:
+        """Declare one option."""
+
+
+def add_arguments(group: ArgumentGroup) -> None:
     """The model-perturbation test's own option."""
     group.add_argument(
         "--weight-noise",

@@ -54,7 +54,7 @@ def pairs(values: list[str], flag: str) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE", key=flag)
         found[key.strip()] = value.strip()
     return found
 
@@ -62,12 +62,12 @@ def pairs(values: list[str], flag: str) -> dict[str, str]:
 def model_spec(args: argparse.Namespace) -> str | None:
     """The backend spec the arguments name (None when none was given and none is needed)."""
     if args.model and args.backend:
-        raise ConfigError("give --model or --backend, not both")
+        raise ConfigError("give --model or --backend, not both", key="--backend")
     if args.model and not args.model.lower().endswith(".onnx"):
-        raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)")
+        raise ConfigError(f"--model {args.model}: expected an ONNX file (.onnx)", key="--model")
     spec = args.backend or args.model
     if not spec and getattr(args, "model_required", True):
-        raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
+        raise ConfigError("no model: pass --model model.onnx or --backend SPEC", key="--model")
     return spec
 
 
@@ -78,9 +78,13 @@ def shape(text: str | None) -> tuple[int, ...] | None:
     try:
         found = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError as exc:
-        raise ConfigError(f"--input-shape {text!r}: expected integers like 3,224,224") from exc
+        raise ConfigError(
+            f"--input-shape {text!r}: expected integers like 3,224,224", key="--input-shape"
+        ) from exc
     if not found or any(d <= 0 for d in found):
-        raise ConfigError(f"--input-shape {text!r}: expected positive integers")
+        raise ConfigError(
+            f"--input-shape {text!r}: expected positive integers", key="--input-shape"
+        )
     return found
 
 
@@ -89,9 +93,11 @@ def floats(text: str, flag: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
-        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406") from exc
+        raise ConfigError(
+            f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406", key=flag
+        ) from exc
     if not values:
-        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406")
+        raise ConfigError(f"{flag} {text!r}: expected numbers like 0.485,0.456,0.406", key=flag)
     return values
 
 
@@ -119,15 +125,17 @@ def explain_config(
         except ValueError as exc:
             raise ConfigError(
                 f"--mask-value {args.mask_value!r}: a number, {', '.join(named[:-1])} or "
-                f"{named[-1]}"
+                f"{named[-1]}",
+                key="--mask-value",
             ) from exc
         image = replace(image, mask_value=value)
-    for name in ("means", "stds"):
-        if flag(name) is not None:
-            image = replace(image, **{name: floats(getattr(args, name), f"--{name}")})
+    if flag("means") is not None:
+        image = replace(image, means=floats(args.means, "--means"))
+    if flag("stds") is not None:
+        image = replace(image, stds=floats(args.stds, "--stds"))
     if flag("norm") is not None:
         if not 0 < args.norm < float("inf"):
-            raise ConfigError(f"--norm {args.norm:g}: must be a number > 0")
+            raise ConfigError(f"--norm {args.norm:g}: must be a number > 0", key="--norm")
         image = replace(image, norm=args.norm)
     if flag("mode_option"):
         options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}

@@ -26,7 +26,9 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
     if memory is None:
         return config
     if not memory > 0:
-        raise ConfigError(f"--memory-gib {memory:g}: must be > 0")
+        raise ConfigError(f"--memory-gib {memory:g}: must be > 0", key="--memory-gib")
     if memory == float("inf"):
-        raise ConfigError(f"--memory-gib {memory:g}: must be a finite number of GiB")
+        raise ConfigError(
+            f"--memory-gib {memory:g}: must be a finite number of GiB", key="--memory-gib"
+        )
     return replace(config, scheduler=replace(config.scheduler, memory_gib=memory))

@@ -104,9 +104,11 @@ def prepare(args: argparse.Namespace) -> None:
     if script is None:
         return
     if args.model or args.backend:
-        raise ConfigError("give --script or --model/--backend, not both")
+        raise ConfigError("give --script or --model/--backend, not both", key="--script")
     if Path(args.filename).is_dir():
-        raise ConfigError("--script explains one input at a time: give a file, not a directory")
+        raise ConfigError(
+            "--script explains one input at a time: give a file, not a directory", key="--script"
+        )
     if not Path(args.filename).is_file():
         raise InputError(f"{args.filename}: no such file")
     from rex_stream.adapters.script import preprocess_input
@@ -142,9 +144,11 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         try:
             spotlights = int(text)
         except ValueError:
-            raise ConfigError(f"--multi {text!r}: expected a whole number of spotlights") from None
+            raise ConfigError(
+                f"--multi {text!r}: expected a whole number of spotlights", key="--multi"
+            ) from None
         if spotlights < 1:
-            raise ConfigError(f"--multi {text!r}: expected at least 1 spotlight")
+            raise ConfigError(f"--multi {text!r}: expected at least 1 spotlight", key="--multi")
         multi = replace(multi, spotlights=spotlights)
         extraction = replace(extraction, strategy="multi")
     if getattr(args, "permitted_overlap", None) is not None:
@@ -152,10 +156,14 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
             overlap = float(args.permitted_overlap)
         except ValueError:
             raise ConfigError(
-                f"--permitted-overlap {args.permitted_overlap!r}: expected a number in [0, 1]"
+                f"--permitted-overlap {args.permitted_overlap!r}: expected a number in [0, 1]",
+                key="--permitted-overlap",
             ) from None
         if not 0.0 <= overlap <= 1.0:
-            raise ConfigError(f"--permitted-overlap {overlap:g}: expected a number in [0, 1]")
+            raise ConfigError(
+                f"--permitted-overlap {overlap:g}: expected a number in [0, 1]",
+                key="--permitted-overlap",
+            )
         multi = replace(multi, permitted_overlap=overlap)
     if getattr(args, "labels", None):
         from rex_stream.labels import load_labels
@@ -180,11 +188,15 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
         try:
             noise = float(args.noise)
         except ValueError:
-            raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0") from None
+            raise ConfigError(
+                f"--noise {args.noise!r}: expected a number ≥ 0", key="--noise"
+            ) from None
         if not 0 <= noise < float("inf"):
-            raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0")
+            raise ConfigError(f"--noise {args.noise!r}: expected a number ≥ 0", key="--noise")
         if not image.context:
-            raise ConfigError(f"--noise {args.noise}: it blurs the --context input; give --context")
+            raise ConfigError(
+                f"--noise {args.noise}: it blurs the --context input; give --context", key="--noise"
+            )
         image = replace(image, context_noise=noise)
     visual = config.visual
     if getattr(args, "multi_style", None):
@@ -200,10 +212,13 @@ def _refuse_two_strategies(args: argparse.Namespace) -> None:
     complete = getattr(args, "complete", False)
     if multi and (complete or strategy not in (None, "multi", "spotlight")):
         other = "--complete" if complete else f"--strategy {strategy}"
-        raise ConfigError(f"--multi and {other} ask for different extractions: give one")
+        raise ConfigError(
+            f"--multi and {other} ask for different extractions: give one", key="--multi"
+        )
     if complete and strategy not in (None, "contrastive"):
         raise ConfigError(
-            f"--complete is contrastive and --strategy {strategy} is not: give one of them"
+            f"--complete is contrastive and --strategy {strategy} is not: give one of them",
+            key="--complete",
         )
 
 
@@ -229,9 +244,10 @@ def after_run(
         if shown is not None:
             written["surface"] = shown
     if output is not None and result.multi is not None:
+        from rex_stream.modes import render_explanation
         from rex_stream.pictures.multi import render_multi
 
-        paths = render_multi(result, output)
+        paths = render_multi(result, output, render_explanation)
         if len(paths) > 1:
             written.update({f"explanation {i}": str(p) for i, p in enumerate(paths)})
     if getattr(args, "database", None):
@@ -251,12 +267,12 @@ def name_target(args: argparse.Namespace, result: Explanation) -> None:
         labels = labels_for_model(getattr(args, "model", None) or getattr(args, "backend", None))
     cls = result.target.classification
     if labels is not None and 0 <= cls < len(labels):
-        result.extra["label"] = labels[cls]
+        result.label = labels[cls]
 
 
 def class_text(result: Explanation) -> str:
     """``"ladybug (301)"`` when the class has a name, else ``"class 301"``."""
-    label = result.extra.get("label")
+    label = result.label
     cls = result.target.classification
     return f"{label} ({cls})" if label else f"class {cls}"
 
@@ -271,7 +287,7 @@ def _number(value: float | None, form: str = ".4f") -> str:
 
 
 def _analysis_lines(result: Explanation) -> list[str]:
-    analysis = result.extra.get("analysis")
+    analysis = result.analysis
     if not analysis:
         return []
     lines = [
@@ -290,7 +306,7 @@ def _analysis_lines(result: Explanation) -> list[str]:
 
 
 def _explanation_lines(result: Explanation) -> list[str]:
-    complete = result.extra.get("complete")
+    complete = result.complete
     if complete is not None:
         facts = complete.facts()
         reached = "" if complete.reached else " (the original confidence was not reached)"

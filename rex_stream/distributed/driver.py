@@ -25,8 +25,7 @@ from rex_stream.distributed.shared_store import check_workers_see, create_root, 
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import BackendError, ConfigError, RexStreamError
 from rex_stream.naming import check_name
-from rex_stream.result import Explanation
-from rex_stream.runs.many import InputFailure
+from rex_stream.result import Explanation, InputFailure, InputSummary
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -35,20 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: How long to wait for the first worker of a remote cluster.
 WORKER_WAIT_S = 60.0
-
-
-@dataclass(frozen=True)
-class InputSummary:
-    """A finished input of a cluster run: its summary (what ``--json`` prints), no map."""
-
-    source: str
-    name: str
-    summary: dict[str, Any]
-
-    @property
-    def skipped(self) -> bool:
-        """The store already held this input, complete: no model query was made."""
-        return bool(self.summary.get("skipped"))
 
 
 Outcome = InputSummary | InputFailure
@@ -149,8 +134,11 @@ async def explain_many_on_client(
     backend_settings: BackendSettings | None,
     split_iterations: int,
 ) -> list[Explanation | InputFailure | InputSummary]:
-    """:func:`rex_stream.runs.rex_many` on a cluster: the blocking driver in a worker thread,
-    ``on_result`` called back on the caller's event loop."""
+    """:func:`rex_stream.runs.many.explain_many` on a cluster: the blocking
+    :func:`explain_on_cluster` in a worker thread, ``on_result`` called back on the caller's
+    event loop. Each input comes back as an :class:`InputSummary` (its map stays in the
+    store) or an :class:`InputFailure`; a run always resumes what the store holds, and
+    ``split_iterations`` spreads each input's iterations over that many tasks."""
     import anyio
 
     if store is None:

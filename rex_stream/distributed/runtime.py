@@ -1,10 +1,10 @@
 """One engine per worker process: a worker plugin owning an event loop on its own thread.
 
-The loop holds one backend and one :class:`~rex_stream.engine.scheduler.Scheduler` for the
-worker's lifetime, so the inputs a worker runs at once (one per worker thread) share coalesced
-batches. Dask tasks are plain sync functions: they hand a coroutine to this loop with
-``run_coroutine_threadsafe`` and block until it ends. Nothing here runs on Dask's own worker
-loop, whose heartbeats a long call would stall.
+The loop holds one :class:`~rex_stream.engine.session.Engine` (a backend and the scheduler in
+front of it) for the worker's lifetime, so the inputs a worker runs at once (one per worker
+thread) share coalesced batches. Dask tasks are plain sync functions: they hand a coroutine
+to this loop with ``run_coroutine_threadsafe`` and block until it ends. Nothing here runs on
+Dask's own worker loop, whose heartbeats a long call would stall.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import pickle
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from distributed import WorkerPlugin, get_worker
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import BackendSettings, ModelInfo
-from rex_stream.engine.scheduler import Scheduler
-from rex_stream.engine.session import backend_for_run
+from rex_stream.engine.backend import BackendSettings
+from rex_stream.engine.session import Engine, open_engine
 from rex_stream.errors import BackendError
 
 logger = logging.getLogger(__name__)
@@ -32,16 +30,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: How long a worker waits for its engine to close before it drops the loop anyway.
 CLOSE_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Engine:
-    """What a task runs against: the model's metadata, the shared scheduler, the config with
-    the backend's concurrency settled."""
-
-    info: ModelInfo
-    scheduler: Scheduler
-    config: ExplainConfig
 
 
 class EngineRuntime(WorkerPlugin):
@@ -148,13 +136,9 @@ class EngineRuntime(WorkerPlugin):
         assert self._engine is not None
         self._stop = asyncio.Event()
         try:
-            async with backend_for_run(self.spec, self.config, self.settings) as (
-                backend,
-                resolved,
-            ):
-                async with Scheduler(backend, resolved.scheduler) as scheduler:
-                    self._engine.set_result(Engine(backend.info, scheduler, resolved))
-                    await self._stop.wait()
+            async with open_engine(self.spec, self.config, self.settings) as engine:
+                self._engine.set_result(engine)
+                await self._stop.wait()
         except BaseException as exc:
             if not self._engine.done():
                 self._engine.set_exception(exc)

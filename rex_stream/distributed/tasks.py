@@ -25,35 +25,35 @@ from typing import Any, TypeVar
 import anyio
 import zarr
 
-from rex_stream.causal.records import check_mask_values, commit_iteration, committed_iterations
-from rex_stream.causal.search import (
-    IterationResult,
-    input_key,
-    iteration_mask_values,
-    run_iteration,
-)
+from rex_stream.causal.search import input_key
 from rex_stream.config import ExplainConfig
 from rex_stream.distributed.inputs import split_row
-from rex_stream.distributed.runtime import Engine, worker_runtime
+from rex_stream.distributed.runtime import worker_runtime
 from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.scheduler import CountingEvaluator
+from rex_stream.engine.session import Engine
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.errors import (
-    InputError,
-    OutputError,
-    RexStreamError,
-    StoreError,
-    StoreLocked,
-    raise_first_error,
-)
+from rex_stream.errors import RexStreamError, StoreError, StoreLocked, raise_first_error
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
-from rex_stream.runs.rex import explain_input, open_store, predict_target
+from rex_stream.runs.many import INPUT_ERRORS
+from rex_stream.runs.rex import explain_input, predict_target
+from rex_stream.runs.rex_search import search_iterations
+from rex_stream.runs.rex_store import open_store
 
-#: Errors that belong to one input: it fails alone, the run goes on.
-INPUT_ERRORS = (InputError, StoreError, OutputError)
+__all__ = [
+    "COMPLETE",
+    "FATAL",
+    "FINGERPRINT",
+    "INPUT_ERRORS",
+    "explain_shard",
+    "finalise_input",
+    "prepare_input",
+    "run_iterations",
+]
+
 #: The store's own marker of a whole result, and ours of what it was computed from.
 COMPLETE = "complete"
 FINGERPRINT = "fingerprint"
@@ -143,42 +143,17 @@ def run_iterations(
     async def work(engine: Engine) -> Summary:
         item = _open_input(engine, source, name)
         subject, config = item.subject, _seeded(item.config, prepared)
-        group = await anyio.to_thread.run_sync(
-            lambda: zarr.open_group(f"{store}/{subject.name}", mode="r+")
-        )
-        attached = ExplanationStore(group, len(subject.spatial_shape), str(store))
-        committed = await anyio.to_thread.run_sync(committed_iterations, attached)
+        location = f"{store}/{subject.name}"
+        group = await anyio.to_thread.run_sync(lambda: zarr.open_group(location, mode="r+"))
+        # no lock: the tasks of one input write its group at once, each its own iterations
+        attached = ExplanationStore(group, len(subject.spatial_shape), location)
         target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
-        seed = int(prepared["seed"])
-        masks = iteration_mask_values(subject, config.image.mask_value, config.search.iters, seed)
-        check_mask_values(committed, masks, f"{store}/{subject.name}")
         evaluator = CountingEvaluator(engine.scheduler)
-        limiter = anyio.CapacityLimiter(config.search.max_concurrent_searches)
-        key = input_key(subject)
-        ran = 0
-
-        async def one(index: int) -> None:
-            nonlocal ran
-            async with limiter:
-                result: IterationResult = await run_iteration(
-                    index,
-                    subject,
-                    target,
-                    evaluator,
-                    config.search,
-                    config.scoring,
-                    seed,
-                    key,
-                    mask_value=None if masks is None else masks[index],
-                )
-            await anyio.to_thread.run_sync(commit_iteration, attached, result)
-            ran += 1
-
-        async with anyio.create_task_group() as group_of_iterations:
-            for index in range(first, stop):
-                if index not in committed:
-                    group_of_iterations.start_soon(one, index)
-        return {"iterations": ran, "queries": evaluator.queries}
+        searched = await search_iterations(
+            subject, target, evaluator, config, int(prepared["seed"]), range(first, stop),
+            store=attached,
+        )  # fmt: skip
+        return {"iterations": searched.ran, "queries": evaluator.queries}
 
     return _run(runtime, work)
 

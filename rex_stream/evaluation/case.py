@@ -2,9 +2,10 @@
 
 Features are what metrics rank and remove. By default they are the mode's spatial elements
 (a pixel with all its channels, a voxel, a table feature), and a removed feature takes the
-subject's baseline (the mode's mask value). With ``compatible`` (``--quantus-compatible``)
-they are Quantus 0.6.0's: the map broadcast over every element of the channel-first input
-tensor, ranked by an unstable ``argsort``, removed to Quantus' baseline values.
+subject's baseline (the mode's mask value). Under Quantus' conventions
+(:data:`~rex_stream.evaluation.conventions.QUANTUS`, ``--quantus-compatible``) they are Quantus
+0.6.0's: the map broadcast over every element of the channel-first input tensor, ranked by an
+unstable ``argsort``, removed to Quantus' baseline values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,11 +22,12 @@ from rex_stream.engine.ranking import rank_elements
 from rex_stream.engine.scheduler import Fill
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.conventions import REX_STREAM, Conventions
 from rex_stream.evaluation.ranked import PositionRanking, Ranking, is_large, slab_ranges
 
 if TYPE_CHECKING:
     from rex_stream.evaluation.explainers import BoundExplainer
-    from rex_stream.evaluation.variants import VariantPool
+    from rex_stream.evaluation.variants.pool import VariantPool
 
 #: Quantus' named baselines (``perturb_baseline``).
 BASELINES = ("black", "white", "mean", "uniform")
@@ -47,7 +49,7 @@ class Case:
     subject: Subject
     attribution: np.ndarray  # over the subject's spatial axes
     target: int
-    compatible: bool = False
+    conventions: Conventions = REX_STREAM
     seed: int = 0
     input_key: str = "input"
     attribution_name: str = "attribution"
@@ -59,10 +61,15 @@ class Case:
 
     # -- the map ---------------------------------------------------------------------------
 
+    def with_attribution(self, attribution: np.ndarray) -> Case:
+        """The same case with another map (a re-explained one, say)."""
+        return replace(self, attribution=attribution, _tokens={})
+
     def prepared(self, params: dict[str, object] | object) -> np.ndarray:
         """The map as the metric sees it: normalised by max |a|, then abs (Quantus' order)."""
         options = params if isinstance(params, dict) else {}
-        a = self.attribution if self.compatible else self.attribution.astype(np.float64)
+        float64 = self.conventions.float64_maps
+        a = self.attribution.astype(np.float64) if float64 else self.attribution
         a = np.array(a, copy=True)
         if options.get("normalise", True) and not np.all(a == 0.0):
             a = a / np.max(np.abs(a))
@@ -71,8 +78,8 @@ class Case:
         return a
 
     def feature_weights(self, prepared: np.ndarray) -> np.ndarray:
-        """The map over features, flat: spatial elements, or (compatible) every tensor element."""
-        if not self.compatible:
+        """The map over features, flat: spatial elements, or every tensor element."""
+        if not self.conventions.element_features:
             return prepared.reshape(-1)
         expanded = self.subject.expand(prepared)
         return np.broadcast_to(expanded, self.subject.tensor.shape).reshape(-1)
@@ -80,26 +87,26 @@ class Case:
     @property
     def feature_count(self) -> int:
         """How many features there are."""
-        return self.subject.tensor.size if self.compatible else self.subject.size
+        return self.subject.tensor.size if self.conventions.element_features else self.subject.size
 
     def descending(self, weights: np.ndarray) -> np.ndarray:
         """Feature indices from most to least relevant."""
-        if self.compatible:
+        if not self.conventions.stable_ranking:
             return np.argsort(-weights)
         return rank_elements(weights)
 
     def ascending(self, weights: np.ndarray) -> np.ndarray:
         """Feature indices from least to most relevant."""
-        if self.compatible:
+        if not self.conventions.stable_ranking:
             return np.argsort(weights)
         return rank_elements(-weights)
 
     # -- randomness ------------------------------------------------------------------------
 
     def generator(self, metric: str) -> np.random.Generator | np.random.RandomState:
-        """The metric's random source: seeded by (seed, input, attribution, metric); with
-        ``compatible``, numpy's legacy generator seeded as ``np.random.seed(seed)`` is."""
-        if self.compatible:
+        """The metric's random source: seeded by (seed, input, metric), or numpy's legacy
+        generator seeded as ``np.random.seed(seed)`` is (Quantus' conventions)."""
+        if not self.conventions.seeded_per_metric:
             return np.random.RandomState(self.seed)
         words = [zlib.crc32(text.encode()) for text in (self.input_key, metric)]
         return np.random.default_rng([self.seed, *words])
@@ -110,14 +117,15 @@ class Case:
         self, name: str | float, rng: np.random.Generator | np.random.RandomState
     ) -> float | None:
         """The value removed features take for one perturbation (None: the subject's own
-        baseline). Compatible mode draws one uniform number per call, as Quantus does."""
-        drawn = float(rng.uniform(0.0, 1.0, size=1)[0]) if self.compatible else None
+        baseline). Quantus' conventions draw one uniform number per call, as Quantus does."""
+        conventions = self.conventions
+        drawn = float(rng.uniform(0.0, 1.0, size=1)[0]) if conventions.draw_per_baseline else None
         if isinstance(name, (int, float)) and not isinstance(name, bool):
             return float(name)
         text = str(name).strip().lower()
         x = self.subject.tensor
         if text == "black":
-            return float(x.min()) if self.compatible else None
+            return float(x.min()) if conventions.black_is_minimum else None
         if text == "white":
             return float(x.max())
         if text == "mean":
@@ -209,16 +217,16 @@ class Case:
         """A fill replacing the features ``select(start, stop)`` picks in each flat range;
         spatial features are written slab by slab, so no input-sized mask is made."""
         subject = self.subject
-        compatible = self.compatible
+        elements = self.conventions.element_features
         size = self.feature_count
 
         # a mode with its own masking (spectral interpolation) masks the whole input at once
         own_mask = type(subject).fill_mask is not Subject.fill_mask
-        whole = compatible or not is_large(size) or (values is None and own_mask)
+        whole = elements or not is_large(size) or (values is None and own_mask)
 
         def fill(out: np.ndarray) -> None:
             if whole:
-                _fill_whole(subject, compatible, select(0, size), values, out)
+                _fill_whole(subject, elements, select(0, size), values, out)
                 return
             np.copyto(out, subject.tensor)
             shape = subject.spatial_shape
@@ -245,13 +253,14 @@ class Case:
 
 def _fill_whole(
     subject: Subject,
-    compatible: bool,
+    elements: bool,
     chosen: np.ndarray,
     values: float | np.ndarray | None,
     out: np.ndarray,
 ) -> None:
-    """Write the input with the features ``chosen`` (a flat mask over all of them) replaced."""
-    if compatible:
+    """Write the input with the features ``chosen`` (a flat mask over all of them) replaced;
+    ``elements``: the features are the tensor's elements, else its spatial positions."""
+    if elements:
         np.copyto(out, subject.tensor)
         flat = out.reshape(-1)
         flat[chosen] = values[chosen] if isinstance(values, np.ndarray) else values

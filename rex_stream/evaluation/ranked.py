@@ -46,7 +46,7 @@ def digest(array: np.ndarray) -> bytes:
     """A content digest of an array, read in place (no copy of a large array)."""
     data = np.ascontiguousarray(array)
     hasher = hashlib.blake2b(str(data.dtype).encode(), digest_size=16)
-    hasher.update(memoryview(data.reshape(-1)).cast("B"))
+    hasher.update(memoryview(data.reshape(-1)).cast("B"))  # type: ignore[arg-type]
     return hasher.digest()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
 
 
@@ -33,10 +34,15 @@ class Evaluation:
     calls: int
     mean_batch: float
     wall_s: float
-    compatible: bool
+    conventions: Conventions
     seed: int
     #: the re-explainer the robustness/randomisation metrics used (its spec), if any
     explainer: str | None = None
+
+    @property
+    def compatible(self) -> bool:
+        """Whether the metrics followed Quantus 0.6.0's conventions (``--quantus-compatible``)."""
+        return self.conventions.quantus_compatible
 
     def score(self, attribution: str, metric: str, input_index: int = 0) -> float:
         """One score: ``evaluation.score("rex", "pixel-flipping")``."""
@@ -76,7 +82,7 @@ class Evaluation:
             "calls": self.calls,
             "mean_batch": round(self.mean_batch, 2),
             "wall_s": round(self.wall_s, 3),
-            "quantus_compatible": self.compatible,
+            "quantus_compatible": self.conventions.quantus_compatible,
             "seed": self.seed,
             **({"explainer": self.explainer} if self.explainer is not None else {}),
         }

@@ -8,11 +8,10 @@ exactly the pairs a killed run had not finished.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,40 +19,48 @@ import anyio
 import numpy as np
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
-from rex_stream.engine.scheduler import Scheduler
-from rex_stream.engine.session import backend_for_run
+from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.store import ExplanationStore
-from rex_stream.errors import ConfigError, InputError, StoreError, raise_first_error
+from rex_stream.engine.subject import Subject
+from rex_stream.errors import ConfigError, raise_first_error
 from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.explainers import (
     BoundExplainer,
     ExplainFunction,
     ReExplain,
-    as_re_explainer,
     warnings_once,
 )
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
-from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.plan import QueryLimit, planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
 from rex_stream.evaluation.report import Evaluation, InputScores
-from rex_stream.evaluation.scoring import RowScorer
-from rex_stream.evaluation.sources import MapSource, default_name, load_map, load_mask
-from rex_stream.evaluation.variants import VariantPool
-from rex_stream.evaluation.weights import WeightedModel, local_model
-from rex_stream.modes import known_suffixes, load_subject
-from rex_stream.naming import input_name
+from rex_stream.evaluation.session import (
+    RE_EXPLAINING,
+    Attributions,
+    Inputs,
+    ScoringSession,
+    check_mask,
+    check_resumable,
+    checked_explainer,
+    chosen_metrics,
+    expand_inputs,
+    load_input,
+    named_attributions,
+    re_explaining,
+    run_settings,
+    scoring_session,
+    weights_for,
+)
+from rex_stream.evaluation.sources import MapSource, load_map, load_mask
+from rex_stream.evaluation.variants.pool import VariantPool
 
-Attributions = Mapping[str, MapSource] | Sequence[MapSource] | MapSource
 PlanCallback = Callable[[str, dict[str, int]], None]
 ProgressCallback = Callable[[int, int], None]
-#: What the metrics that re-explain need (--explainer): perturbed inputs, or changed weights.
-RE_EXPLAINING = ("explainer", "weights")
 
 
 async def evaluate(
-    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    inputs: Inputs,
     backend: Backend | str,
     attributions: Attributions,
     metrics: str | Sequence[MetricChoice],
@@ -87,57 +94,41 @@ async def evaluate(
     through this run's scheduler (they count in ``queries``; plans count an estimate).
     """
     started = time.perf_counter()
-    choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
+    choices = chosen_metrics(metrics)
     if seed < 0:
         raise ConfigError(f"seed = {seed} must be >= 0")
     if concurrent_inputs < 1:
         raise ConfigError(f"concurrent_inputs = {concurrent_inputs} must be >= 1")
     named = named_attributions(attributions)
-    if mask is None and any(c.spec.needs == "mask" for c in choices):
-        needing = [c.label for c in choices if c.spec.needs == "mask"]
-        raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    check_mask(choices, mask)
     re_explainer = checked_explainer(choices, explainer)
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
-    _check_resumable(store, resume)
+    check_resumable(store, resume)
+    conventions = Conventions.for_flag(quantus_compatible)
     weighted = await weights_for(backend, choices)
     with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
-            info, resolved, scheduler, scorer = session
-            bound, variants = re_explaining(
-                re_explainer, weighted, scheduler, info, resolved, backend_settings
-            )
+            bound, variants = re_explaining(re_explainer, weighted, session, backend_settings)
             results: list[InputScores | None] = [None] * len(sources)
             budget = _Budget(max_queries, on_plan)
+            scorer = session.scorer
             if on_progress is not None:
                 scorer.on_scored = lambda: on_progress(scorer.answered, budget.planned)
             limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
+            run = EvaluationRun(
+                session, named, choices, mask, seed, conventions, store, resume, overwrite,
+                budget, bound, variants,
+            )  # fmt: skip
 
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
                 async with limiter:
-                    results[position] = await _evaluate_input(
-                        key,
-                        source,
-                        info,
-                        resolved,
-                        scorer,
-                        named,
-                        choices,
-                        mask,
-                        seed,
-                        quantus_compatible,
-                        store,
-                        resume,
-                        overwrite,
-                        budget,
-                        bound,
-                        variants,
-                    )
+                    results[position] = await _evaluate_input(run, key, source)
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
-            stats = scheduler.stats
+            stats = session.engine.scheduler.stats
     finished = [r for r in results if r is not None]
     _reduce_across_inputs(finished, choices)
     return Evaluation(
@@ -153,78 +144,86 @@ async def evaluate(
         calls=stats.calls,
         mean_batch=stats.mean_batch,
         wall_s=time.perf_counter() - started,
-        compatible=quantus_compatible,
+        conventions=conventions,
         seed=seed,
         explainer=bound.name if bound is not None else None,
     )
 
 
-@asynccontextmanager
-async def scoring_session(
-    backend: Backend | str, config: ExplainConfig, settings: BackendSettings | None
-) -> AsyncIterator[tuple[ModelInfo, ExplainConfig, Scheduler, RowScorer]]:
-    """An open backend, its scheduler and a row scorer in front of it, for one run."""
-    async with backend_for_run(backend, config, settings) as (opened, resolved):
-        async with Scheduler(opened, resolved.scheduler) as scheduler:
-            yield opened.info, resolved, scheduler, RowScorer(scheduler, resolved.scoring)
+class _Budget:
+    """The rows planned so far, against ``--max-queries``."""
+
+    def __init__(self, limit: int | None, report: PlanCallback | None) -> None:
+        self.limit = QueryLimit(limit)
+        self.report = report
+
+    @property
+    def planned(self) -> int:
+        """The queries planned so far."""
+        return self.limit.planned
+
+    def claim(self, key: str, plan: dict[str, int], pending: list[str]) -> None:
+        """Add one input's plan: f(x) and the ``pending`` (not resumed) metric labels, one per
+        (attribution, metric); refuse when the run passes the limit."""
+        if self.report is not None:
+            self.report(key, plan)
+        detail = f"{', '.join(f'{k} {v}' for k, v in plan.items())} per attribution"
+        queries = 1 + sum(plan[label] for label in pending)
+        self.limit.add(key, queries, "the plan needs", detail)
 
 
-def evaluate_sync(*args: Any, **kwargs: Any) -> Evaluation:
-    """Blocking :func:`evaluate`."""
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What every input of one :func:`evaluate` call shares."""
 
-    async def run() -> Evaluation:
-        return await evaluate(*args, **kwargs)
+    session: ScoringSession
+    attributions: dict[str, MapSource]
+    choices: list[MetricChoice]
+    mask: MapSource | None
+    seed: int
+    conventions: Conventions
+    store: str | Path | None
+    resume: bool
+    overwrite: bool
+    budget: _Budget
+    explainer: BoundExplainer | None = None
+    variants: VariantPool | None = None
 
-    return anyio.run(run)
+    def case(self, subject: Subject, key: str, **given: Any) -> Case:
+        """A case of one input under this run's conventions, seed and re-explainers."""
+        return Case(
+            subject, conventions=self.conventions, seed=self.seed, input_key=key,
+            explainer=self.explainer, variants=self.variants, **given,
+        )  # fmt: skip
 
 
 async def _evaluate_input(
-    key: str,
-    source: str | Path | np.ndarray,
-    info: ModelInfo,
-    config: ExplainConfig,
-    scorer: RowScorer,
-    named: dict[str, MapSource],
-    choices: list[MetricChoice],
-    mask_source: MapSource | None,
-    seed: int,
-    compatible: bool,
-    store_path: str | Path | None,
-    resume: bool,
-    overwrite: bool,
-    budget: _Budget,
-    explainer: BoundExplainer | None = None,
-    variants: VariantPool | None = None,
+    run: EvaluationRun, key: str, source: str | Path | np.ndarray
 ) -> InputScores:
-    subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
-    subject.name = key
-    trailing = tuple(range(subject.tensor.ndim - len(subject.spatial_axes), subject.tensor.ndim))
-    if compatible and subject.spatial_axes != trailing:
-        raise InputError(
-            f"--quantus-compatible needs a channel-first input (C, H, W); the model takes "
-            f"{subject.tensor.shape} with spatial axes {subject.spatial_axes}"
-        )
+    """Every metric of every attribution on one input; with a store, each committed."""
+    info, config, scorer = run.session.info, run.session.config, run.session.scorer
+    choices, named = run.choices, run.attributions
+    subject = await load_input(key, source, info, config, run.conventions)
     maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
-    mask = load_mask(mask_source, key, subject) if mask_source is not None else None
-    base = Case(
-        subject, np.zeros(subject.spatial_shape), 0, compatible, seed, key,
-        explainer=explainer, variants=variants,
-    )  # fmt: skip
+    mask = load_mask(run.mask, key, subject) if run.mask is not None else None
+    base = run.case(subject, key, attribution=np.zeros(subject.spatial_shape), target=0)
     target = await scorer.classify(base.original(), config.scoring.target)
     scores = InputScores(str(subject.source or key), target)
     store = None
     done: dict[int, tuple[str, str, MetricResult]] = {}
-    if store_path is not None:
-        settings = _settings(info, config, choices, maps, mask, seed, compatible, target)
-        if explainer is not None and any(c.spec.needs in RE_EXPLAINING for c in choices):
-            settings["evaluation"]["explainer"] = explainer.name
+    if run.store is not None:
+        settings = run_settings(
+            info, config, choices, maps, mask, run.seed, run.conventions, target
+        )
+        if run.explainer is not None and any(c.spec.needs in RE_EXPLAINING for c in choices):
+            settings["evaluation"]["explainer"] = run.explainer.name
         store = ExplanationStore.open(
-            store_path,
+            run.store,
             key,
             settings,
             len(subject.spatial_shape),
-            resume=resume,
-            overwrite=overwrite,
+            resume=run.resume,
+            overwrite=run.overwrite,
         )
         done = await anyio.to_thread.run_sync(committed_results, store)
     scores.resumed = len(done)
@@ -235,13 +234,12 @@ async def _evaluate_input(
         for m, c in enumerate(choices)
         if a * len(choices) + m not in done
     ]
-    budget.claim(key, plan, pending)
+    run.budget.claim(key, plan, pending)
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
-        case = Case(
-            subject, maps[name], target, compatible, seed, key, name, mask,
-            explainer=explainer, variants=variants,
-        )  # fmt: skip
+        case = run.case(
+            subject, key, attribution=maps[name], target=target, attribution_name=name, mask=mask
+        )
         result = await choice.spec.compute(case, choice.params, scorer)
         if store is not None:
             record = to_record(index, choice.label, name, result)
@@ -273,71 +271,6 @@ async def _evaluate_input(
     return scores
 
 
-def checked_explainer(
-    choices: Sequence[MetricChoice], explainer: str | ReExplain | ExplainFunction | None
-) -> ReExplain | None:
-    """The re-explainer the metrics will call, or a one-line error when one needs it and
-    none is given."""
-    re_explainer = as_re_explainer(explainer) if explainer is not None else None
-    if re_explainer is None and any(c.spec.needs in RE_EXPLAINING for c in choices):
-        needing = [c.label for c in choices if c.spec.needs in RE_EXPLAINING]
-        raise ConfigError(
-            f"{', '.join(needing)} re-explain perturbed inputs: pass --explainer "
-            "rex[:iters=N] or --explainer python:module:function"
-        )
-    return re_explainer
-
-
-def re_explaining(
-    re_explainer: ReExplain | None,
-    weighted: WeightedModel | None,
-    scheduler: Scheduler,
-    info: ModelInfo,
-    config: ExplainConfig,
-    settings: BackendSettings | None,
-) -> tuple[BoundExplainer | None, VariantPool | None]:
-    """The explainer bound to this run's scheduler, and the pool of weight variants (enter
-    it with ``async with``) when a metric randomises the weights."""
-    if re_explainer is None:
-        return None, None
-    bound = BoundExplainer(re_explainer, scheduler, info, config)
-    variants = (
-        VariantPool(weighted, re_explainer, config, settings) if weighted is not None else None
-    )
-    return bound, variants
-
-
-async def weights_for(backend: Backend | str, choices: list[MetricChoice]) -> WeightedModel | None:
-    """The model as weights when a metric randomises them (a remote backend is refused)."""
-    needing = [c.spec.quantus for c in choices if c.spec.needs == "weights"]
-    if not needing:
-        return None
-    path = local_model(backend, needing[0])
-    return await anyio.to_thread.run_sync(WeightedModel.load, path)
-
-
-class _Budget:
-    """The rows planned so far, against ``--max-queries``."""
-
-    def __init__(self, limit: int | None, report: PlanCallback | None) -> None:
-        self.limit = QueryLimit(limit)
-        self.report = report
-
-    @property
-    def planned(self) -> int:
-        """The queries planned so far."""
-        return self.limit.planned
-
-    def claim(self, key: str, plan: dict[str, int], pending: list[str]) -> None:
-        """Add one input's plan: f(x) and the ``pending`` (not resumed) metric labels, one per
-        (attribution, metric); refuse when the run passes the limit."""
-        if self.report is not None:
-            self.report(key, plan)
-        detail = f"{', '.join(f'{k} {v}' for k, v in plan.items())} per attribution"
-        queries = 1 + sum(plan[label] for label in pending)
-        self.limit.add(key, queries, "the plan needs", detail)
-
-
 def _reduce_across_inputs(inputs: list[InputScores], choices: list[MetricChoice]) -> None:
     """Metrics defined over the set of inputs (sensitivity-n) get their one score."""
     for choice in choices:
@@ -360,87 +293,3 @@ def _finish(store: ExplanationStore, source: str, summary: dict[str, dict[str, f
     }
     store.update_attributes({"source": source, "evaluation": plain})
     store.finish()
-
-
-def _settings(
-    info: ModelInfo,
-    config: ExplainConfig,
-    choices: list[MetricChoice],
-    maps: dict[str, np.ndarray],
-    mask: np.ndarray | None,
-    seed: int,
-    compatible: bool,
-    target: int,
-) -> dict[str, Any]:
-    """Everything that decides the results: a resumed group must match it."""
-
-    def digest(array: np.ndarray) -> str:
-        data = np.ascontiguousarray(array)
-        return hashlib.blake2b(data.tobytes() + str(data.dtype).encode(), digest_size=8).hexdigest()
-
-    return {
-        "evaluation": {
-            "metrics": [{"metric": c.label, "params": dict(c.params)} for c in choices],
-            "attributions": {name: digest(a) for name, a in maps.items()},
-            "mask": digest(mask) if mask is not None else None,
-            "seed": seed,
-            "quantus_compatible": compatible,
-        },
-        "scoring": asdict(config.scoring),
-        "image": asdict(config.image),
-        "model": {"name": info.name, "input_shape": list(info.input_shape)},
-        "target": target,
-    }
-
-
-def _check_resumable(store: str | Path | None, resume: bool) -> None:
-    if resume and store is not None and not Path(store).exists():
-        raise StoreError(f"cannot resume: {store} does not exist")
-
-
-def named_attributions(attributions: Attributions) -> dict[str, MapSource]:
-    if isinstance(attributions, Mapping):
-        named = {str(k): v for k, v in attributions.items()}
-    elif isinstance(attributions, (str, Path, np.ndarray)):
-        named = {default_name(attributions, set()): attributions}
-    else:
-        named = {}
-        for source in attributions:
-            named[default_name(source, set(named))] = source
-    if not named:
-        raise ConfigError("no attribution given: pass --attribution A.npy (or NAME=A.npy)")
-    return named
-
-
-def expand_inputs(
-    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
-) -> list[tuple[str, str | Path | np.ndarray]]:
-    """(unique key, source) for every input; a directory brings every file a mode reads,
-    named as :mod:`rex_stream.naming` names a directory run's store groups."""
-    listed: list[str | Path | np.ndarray]
-    listed = [inputs] if isinstance(inputs, (str, Path, np.ndarray)) else list(inputs)
-    found: list[tuple[str, str | Path | np.ndarray]] = []
-    for item in listed:
-        if isinstance(item, np.ndarray):
-            found.append(("array", item))
-        elif Path(item).is_dir():
-            root = Path(item)
-            suffixes = known_suffixes()
-            files = sorted(
-                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-            )
-            if not files:
-                raise InputError(f"{item}: no input files in it")
-            # the names a directory run of rex-stream gives its store groups
-            found.extend((input_name(p.relative_to(root)), p) for p in files)
-        else:
-            found.append((input_name(Path(item).stem), item))
-    keys: list[tuple[str, str | Path | np.ndarray]] = []
-    taken: set[str] = set()
-    for base, item in found:
-        key, number = base, 2
-        while key in taken:
-            key, number = f"{base}-{number}", number + 1
-        taken.add(key)
-        keys.append((key, item))
-    return keys

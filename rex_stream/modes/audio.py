@@ -14,8 +14,8 @@ Mode options (``mode_options``, all strings):
   level: a constant-level reference noise, drawn with a fixed seed);
 - ``offset_s`` — where the explained window starts, for files longer than the model's input.
   Without it the loudest window (highest RMS, hop ``hop_s``, default half a window) is
-  explained. :func:`explain_windows` instead asks the model and explains the window with the
-  highest target confidence, or every window.
+  explained. :func:`rex_stream.runs.windows.explain_windows` instead asks the model and
+  explains the window with the highest target confidence, or every window.
 
 Needs the ``audio`` extra (``soundfile``, ``scipy``).
 """
@@ -23,20 +23,19 @@ Needs the ``audio`` extra (``soundfile``, ``scipy``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import Backend, ModelInfo
+from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
-from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -137,7 +136,7 @@ def load(path: Path, info: ModelInfo, explain_config: ExplainConfig) -> AudioSub
         raise InputError(f"{path} is audio, but --mode is {mode}")
     samples, rate = read_audio(path)
     target = model_rate(explain_config)
-    subject = _subject(resample(samples, rate, target), info, explain_config, target)
+    subject = subject_from_samples(resample(samples, rate, target), info, explain_config, target)
     subject.name = path.stem
     subject.source = str(path)
     return subject
@@ -155,13 +154,14 @@ def subject_from_array(
         array = array.T
     elif array.ndim != 2:
         raise InputError(f"the waveform has shape {array.shape}; expected (T,), (T, C) or (C, T)")
-    return _subject(array, info, explain_config, model_rate(explain_config))
+    return subject_from_samples(array, info, explain_config, model_rate(explain_config))
 
 
-def _subject(
+def subject_from_samples(
     samples: np.ndarray, info: ModelInfo, config: ExplainConfig, rate: int
 ) -> AudioSubject:
-    """Pick the channels and the window the model takes from ``samples`` (T, C)."""
+    """A subject of ``samples`` (T, C) at ``rate`` Hz: the channels and the window the model
+    takes."""
     if samples.shape[0] == 0:
         raise InputError("the recording is empty")
     if not np.isfinite(samples).all():
@@ -205,7 +205,8 @@ def window_starts(total: int, length: int, hop: int) -> list[int]:
     return starts
 
 
-def _hop(length: int, rate: int, config: ExplainConfig) -> int:
+def window_hop(length: int, rate: int, config: ExplainConfig) -> int:
+    """Samples between window starts: ``hop_s``, else half a window."""
     hop_s = _float_option(config, "hop_s", None)
     return max(1, round(hop_s * rate)) if hop_s else max(1, length // 2)
 
@@ -223,7 +224,7 @@ def _choose_window(samples: np.ndarray, length: int, rate: int, config: ExplainC
             )
         return offset
     energy = np.concatenate([[0.0], np.cumsum((samples.astype(np.float64) ** 2).sum(axis=1))])
-    starts = window_starts(total, length, _hop(length, rate, config))
+    starts = window_starts(total, length, window_hop(length, rate, config))
     loudness = [energy[s + length] - energy[s] for s in starts]
     best = starts[int(np.argmax(loudness))]
     logger.info("explaining the loudest %.2f s window, at %.2f s", length / rate, best / rate)
@@ -245,69 +246,6 @@ def _baseline(tensor: np.ndarray, config: ExplainConfig, time_axis: int) -> np.n
         noise = np.random.default_rng(0).normal(0.0, level, tensor.shape)
         return noise.astype(tensor.dtype)
     raise ConfigError(f"audio option baseline={kind!r}: expected silence or noise")
-
-
-async def score_windows(
-    path: Path, backend: Backend, config: ExplainConfig, batch: int = 32
-) -> tuple[list[int], np.ndarray, int]:
-    """Window starts (samples), the model's scores for every window, and the rate."""
-    info = backend.info
-    samples, rate = read_audio(path)
-    target = model_rate(config)
-    samples = resample(samples, rate, target)
-    _, time_axis = audio_layout(info.input_shape)
-    length = info.input_shape[time_axis]
-    if length <= 0 or samples.shape[0] <= length:
-        return [0], np.empty((0, 0)), target
-    starts = window_starts(samples.shape[0], length, _hop(length, target, config))
-    rows = []
-    for first in range(0, len(starts), batch):
-        tensors = [
-            _subject(samples[s : s + length], info, config, target).tensor
-            for s in starts[first : first + batch]
-        ]
-        rows.append(np.asarray(await backend.infer(np.stack(tensors))))
-    return starts, np.concatenate(rows), target
-
-
-async def explain_windows(
-    path: str | Path,
-    backend: Backend | str,
-    config: ExplainConfig | None = None,
-    *,
-    windows: str = "best",
-    **kwargs: Any,
-) -> list[Explanation]:
-    """Explain a long recording window by window.
-
-    ``windows="best"``: score every window (hop ``hop_s``) and explain the one where the
-    model's top class has the highest score; ``"all"``: explain every window in turn. Each
-    :class:`Explanation`'s subject is an :class:`AudioSubject` whose ``offset_s`` places it in
-    the file. ``kwargs`` go to :func:`rex_stream.runs.rex`.
-    """
-    from rex_stream.engine.backend import BackendSettings, open_backend
-    from rex_stream.runs.rex import explain
-
-    if windows not in ("best", "all"):
-        raise ConfigError(f"windows={windows!r}: expected best or all")
-    config = config or ExplainConfig()
-    path = Path(path)
-    opened = await open_backend(backend, BackendSettings()) if isinstance(backend, str) else backend
-    try:
-        starts, scores, rate = await score_windows(path, opened, config)
-        if windows == "best" and scores.size:
-            wanted = config.scoring.target
-            column = scores[:, wanted] if wanted is not None else scores.max(axis=1)
-            starts = [starts[int(np.argmax(column))]]
-        results = []
-        for start in starts:
-            options = {**config.image.mode_options, "offset_s": repr(start / rate)}
-            windowed = replace(config, image=replace(config.image, mode_options=options))
-            results.append(await explain(path, opened, windowed, **kwargs))
-        return results
-    finally:
-        if opened is not backend:
-            await opened.aclose()
 
 
 #: explanation intervals closer than this are shown as one (a gap of a few samples is noise)
@@ -352,10 +290,7 @@ def summary_lines(explanation: Explanation) -> list[str]:
 def render(explanation: Explanation, path: Path) -> None:
     """Waveform with responsibility over time and the explanation intervals, and the
     spectrogram with the same intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rex_stream.pictures.audio import save_waveform
 
     subject = explanation.subject
     rate = getattr(subject, "sample_rate", DEFAULT_RATE)
@@ -363,39 +298,13 @@ def render(explanation: Explanation, path: Path) -> None:
     waveform = np.moveaxis(subject.tensor, subject.spatial_axes[0], 0).reshape(
         subject.spatial_shape[0], -1
     )[:, 0]
-    times = offset_s + np.arange(waveform.size) / rate
-    responsibility = np.asarray(explanation.responsibility, np.float32).ravel()
     intervals = _shown_intervals(explanation)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-    try:
-        top.plot(times, waveform, color="0.3", linewidth=0.6)
-        top.set_ylabel("amplitude")
-        shade = top.twinx()
-        shade.fill_between(times, 0, responsibility, color="tab:orange", alpha=0.5, step="mid")
-        shade.set_ylabel("responsibility")
-        shade.set_ylim(0, max(float(responsibility.max()), 1e-12) * 1.05)
-        bottom.specgram(
-            waveform, NFFT=512, Fs=rate, noverlap=384, xextent=(times[0], times[-1]), cmap="magma"
+    title = (
+        f"class {explanation.target.classification} "
+        f"(confidence {explanation.target.confidence:.2f}); explanation: "
+        + ", ".join(
+            f"{offset_s + a / rate:.2f}–{offset_s + b / rate:.2f} s" for a, b in intervals[:4]
         )
-        bottom.set_ylabel("frequency (Hz)")
-        bottom.set_xlabel("time (s)")
-        for start, stop in intervals:
-            for axis in (top, bottom):
-                axis.axvspan(
-                    offset_s + start / rate,
-                    offset_s + stop / rate,
-                    facecolor="none",
-                    edgecolor="tab:cyan",
-                    linewidth=2,
-                )
-        top.set_title(
-            f"class {explanation.target.classification} "
-            f"(confidence {explanation.target.confidence:.2f}); explanation: "
-            + ", ".join(
-                f"{offset_s + a / rate:.2f}–{offset_s + b / rate:.2f} s" for a, b in intervals[:4]
-            )
-        )
-        figure.tight_layout()
-        save_figure(figure, path, dpi=110)
-    finally:
-        plt.close(figure)
+    )
+    responsibility = np.asarray(explanation.responsibility, np.float32).ravel()
+    save_waveform(waveform, rate, offset_s, responsibility, intervals, title, path)

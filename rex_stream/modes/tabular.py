@@ -19,21 +19,20 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import Backend, ModelInfo
+from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.geometry import Box
 from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._signal1d import check_finite, index_runs, option_bool, option_int
 from rex_stream.modes._table_io import Table, read_table
-from rex_stream.pictures.image import save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -328,77 +327,18 @@ def table_csv(rows: Sequence[FeatureRow]) -> str:
 
 def render(explanation: Explanation, path: Path) -> None:
     """A horizontal bar chart of the top features' responsibility (explanation in colour)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rex_stream.pictures.table import save_feature_bars
 
     rows = feature_table(explanation)[:20]
-    height = 1.2 + 0.32 * len(rows)
-    figure, axes = plt.subplots(figsize=(7.5, height), dpi=120)
-    labels = [f"{r.feature} = {r.value:.3g}" for r in rows][::-1]
-    scores = [r.responsibility for r in rows][::-1]
-    colours = ["#d62728" if r.in_explanation else "#9aa5b1" for r in rows][::-1]
-    axes.barh(range(len(rows)), scores, color=colours)
-    axes.set_yticks(range(len(rows)), labels, fontsize=8)
-    axes.set_xlabel("responsibility")
     target = explanation.target
-    axes.set_title(
+    save_feature_bars(
+        [f"{r.feature} = {r.value:.3g}" for r in rows],
+        [r.responsibility for r in rows],
+        [r.in_explanation for r in rows],
         f"{explanation.subject.name}: class {target.classification} "
         f"({target.confidence:.2f}); red = sufficient explanation",
-        fontsize=9,
+        path,
     )
-    figure.tight_layout()
-    try:
-        save_figure(figure, path)
-    finally:
-        plt.close(figure)
-
-
-async def explain_rows(
-    source: str | Path,
-    backend: Backend | str,
-    config: ExplainConfig | None = None,
-    rows: Sequence[int] | None = None,
-    **kwargs: Any,
-) -> list[Explanation]:
-    """Explain several rows of one table (default: all), sharing one open backend."""
-    from rex_stream.engine.backend import BackendSettings, open_backend
-    from rex_stream.runs.rex import explain
-
-    config = config or ExplainConfig()
-    wanted = list(range(count_rows(source, config))) if rows is None else list(rows)
-    opened = await open_backend(backend, BackendSettings()) if isinstance(backend, str) else None
-    try:
-        results = []
-        for row in wanted:
-            options = {**config.image.mode_options, "row": str(row)}
-            image = replace(config.image, mode="tabular", mode_options=options)
-            results.append(
-                await explain(source, opened or backend, replace(config, image=image), **kwargs)
-            )
-        return results
-    finally:
-        if opened is not None:
-            await opened.aclose()
-
-
-def explain_rows_sync(
-    source: str | Path,
-    backend: Backend | str,
-    config: ExplainConfig | None = None,
-    rows: Sequence[int] | None = None,
-    **overrides: Any,
-) -> list[Explanation]:
-    """Blocking :func:`explain_rows`; flat ``overrides`` (``iters=5``…) adjust ``config``."""
-    import anyio
-
-    config = (config or ExplainConfig()).with_overrides(**overrides)
-
-    async def run() -> list[Explanation]:
-        return await explain_rows(source, backend, config, rows)
-
-    return anyio.run(run)
 
 
 __all__ = [
@@ -406,8 +346,6 @@ __all__ = [
     "TabularSubject",
     "TabularView",
     "count_rows",
-    "explain_rows",
-    "explain_rows_sync",
     "feature_table",
     "format_table",
     "load",

@@ -4,12 +4,55 @@ metric (1 = best by the metric's direction), for one input."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from rex_stream.errors import OutputError
-from rex_stream.evaluation.report import Evaluation
+
+
+class _Spec(Protocol):
+    @property
+    def higher_is_better(self) -> bool: ...
+    @property
+    def curve(self) -> bool: ...
+
+
+class _Choice(Protocol):
+    @property
+    def label(self) -> str: ...
+    @property
+    def spec(self) -> _Spec: ...
+
+
+class _Result(Protocol):
+    @property
+    def score(self) -> float: ...
+    @property
+    def curve(self) -> np.ndarray | None: ...
+
+
+class _Scores(Protocol):
+    @property
+    def input(self) -> str: ...
+    @property
+    def target(self) -> int: ...
+    @property
+    def results(self) -> Mapping[str, Mapping[str, _Result]]: ...
+
+
+class Evaluation(Protocol):
+    """What the picture reads of an evaluation (:class:`rex_stream.evaluation.report.Evaluation`
+    is one; pictures sit below the evaluation wing and draw what they are given)."""
+
+    @property
+    def metrics(self) -> Sequence[_Choice]: ...
+    @property
+    def attributions(self) -> Sequence[str]: ...
+    @property
+    def inputs(self) -> Sequence[_Scores]: ...
 
 
 def ranks(evaluation: Evaluation, input_index: int = 0) -> dict[str, list[float]]:

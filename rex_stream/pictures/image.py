@@ -43,8 +43,14 @@ MAX_PICTURE_SIDE = 1024
 def class_text(explanation: Explanation) -> str:
     """ "ladybug (301)" when the class has a name, else "class 301"."""
     index = explanation.target.classification
-    name = explanation.extra.get("label") or explanation.extra.get("class_name")
+    name = explanation.label
     return f"{name} ({index})" if name else f"class {index}"
+
+
+def rgb_fraction(colour: np.ndarray) -> tuple[float, float, float]:
+    """An RGB colour of 0–255 values as matplotlib's 0–1 triple."""
+    red, green, blue = (float(c) / 255 for c in colour[:3])
+    return red, green, blue
 
 
 def original_rgb(explanation: Explanation) -> np.ndarray:
@@ -116,7 +122,7 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
         ]
         handles.append(
             Patch(
-                facecolor=tuple(float(c) / 255 for c in grey[0, 0][:3]),
+                facecolor=rgb_fraction(grey[0, 0]),
                 alpha=1 - visual.alpha,
                 label="hidden",
             )

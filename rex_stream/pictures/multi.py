@@ -3,6 +3,7 @@ explanation) and ``separate`` (``<stem>_<i><suffix>`` per explanation) styles.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,11 +18,14 @@ if TYPE_CHECKING:
 MULTI_COLOURS = "tab10"
 
 
-def render_multi(result: Explanation, path: Path) -> list[Path]:
+def render_multi(
+    result: Explanation, path: Path, draw_one: Callable[[Explanation, Path], None]
+) -> list[Path]:
     """Draw ``result``'s kept explanations at ``path`` as its ``multi_style`` says.
 
     Composite works on images (and greyscale images); the other modes draw each explanation
-    in its own file with the mode's picture, as ``separate`` does.
+    in its own file with ``draw_one`` (the mode's picture:
+    :func:`rex_stream.modes.render_explanation`), as ``separate`` does.
     """
     if result.multi is None or not result.multi.kept:
         return []
@@ -29,13 +33,11 @@ def render_multi(result: Explanation, path: Path) -> list[Path]:
     if composite and result.subject.mode in ("RGB", "L"):
         save_composite(result, path)
         return [path]
-    from rex_stream.modes import render_explanation
-
     written = []
     for number, found in enumerate(result.multi.kept):
         one = replace(result, sufficiency=found, multi=None)
         target = path.with_name(f"{path.stem}_{number}{path.suffix}")
-        render_explanation(one, target)
+        draw_one(one, target)
         written.append(target)
     return written
 
@@ -49,7 +51,7 @@ def explanation_colours(count: int, colormap: str) -> np.ndarray:
     except KeyError:
         cmap = colormaps["tab10"]
     if getattr(cmap, "N", 256) <= 20:  # a qualitative map: its own distinct colours in turn
-        points = np.arange(count) % cmap.N
+        points: np.ndarray = np.arange(count) % cmap.N
     else:
         points = np.linspace(0.15, 0.85, count) if count > 1 else np.array([0.6])
     return (np.asarray(cmap(points))[:, :3] * 255).astype(np.uint8)
@@ -68,6 +70,7 @@ def save_composite(result: Explanation, path: Path) -> None:
         legend_below,
         original_rgb,
         resize_map,
+        rgb_fraction,
         save_figure,
     )
 
@@ -97,7 +100,7 @@ def save_composite(result: Explanation, path: Path) -> None:
         )
         handles = [
             Patch(
-                facecolor=tuple(float(c) / 255 for c in colour),
+                facecolor=rgb_fraction(colour),
                 label=f"{number}: {found.area:.1%}, confidence {found.confidence:.2f}",
             )
             for number, (found, colour) in enumerate(zip(result.multi.kept, colours))

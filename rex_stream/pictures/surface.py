@@ -36,7 +36,7 @@ def render_surface(result: Explanation, target: str) -> str | None:
     import matplotlib.pyplot as plt
 
     responsibility = np.asarray(result.responsibility, np.float64)
-    label = result.extra.get("label")
+    label = result.label
     cls = result.target.classification
     title = f"{label} ({cls})" if label else f"class {cls}"
     if responsibility.ndim == 1:

@@ -163,12 +163,12 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
     try:
         entries = _walk(document)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: {exc}", key=exc.key, detail=exc.detail) from exc
     for section, key, value in entries:
         if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]")
+            raise ConfigError(f"{path}: unknown section [{section}]", key=section)
         if (section, key) not in KEYS:
-            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
+            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]", key=f"{section}.{key}")
         target = KEYS[(section, key)]
         if target is None:
             if (section, key) == ("rex", "gpu") and value is False:
@@ -185,7 +185,7 @@ def load_config(path: str | Path, base: ExplainConfig | None = None) -> ExplainC
         for group, values in groups.items():
             config = replace(config, **{group: replace(getattr(config, group), **values)})
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: {exc}", key=exc.key, detail=exc.detail) from exc
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return config
@@ -215,7 +215,9 @@ def _walk(document: dict[str, Any], prefix: str = "") -> list[tuple[str, str, An
         if isinstance(value, dict):
             items.extend(_walk(value, name))
         elif not prefix:
-            raise ConfigError(f"key {key!r} must be inside a section such as [rex] or [causal]")
+            raise ConfigError(
+                f"key {key!r} must be inside a section such as [rex] or [causal]", key=key
+            )
         else:
             items.append((prefix, key, value))
     return items
@@ -269,7 +271,8 @@ def _convert(path: Path, section: str, key: str, value: Any) -> Any:
             return float(value)
         return _whole(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} = {value!r} is invalid ({exc})") from exc
+        detail = f"{value!r} is invalid ({exc})"
+        raise ConfigError(f"{where} = {detail}", key=f"{section}.{key}", detail=detail) from exc
 
 
 #: Keys whose values are true or false.

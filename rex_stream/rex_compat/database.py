@@ -188,7 +188,7 @@ def explanation_rows(result: Explanation) -> Iterator[dict[str, Any]]:
     if strategy == "spatial":
         base["spatial_radius"] = config.extraction.spatial_initial_radius
         base["spatial_eta"] = config.extraction.spatial_radius_eta
-    base.update(_analysis_columns(result.extra.get("analysis")))
+    base.update(_analysis_columns(result.analysis))
     base.update(_complete_columns(result))
     if result.multi is not None:
         multi = config.multi
@@ -199,7 +199,7 @@ def explanation_rows(result: Explanation) -> Iterator[dict[str, Any]]:
             spotlight_eta=multi.spotlight_eta,
             obj_function=multi.spotlight_objective_function,
         )
-        analysis = result.extra.get("analysis") or {}
+        analysis = result.analysis or {}
         per = {e["spotlight"]: e for e in analysis.get("explanations", [])}
         for found in result.multi.kept:
             row = dict(base)
@@ -262,7 +262,7 @@ def _complete_columns(result: Explanation) -> dict[str, Any]:
     """The contrastive/complete columns of a ``--complete`` run, as ReX fills them: the
     sufficient-and-necessary mask, the class without it, and the elements added to reach
     the original confidence with their class alone."""
-    complete = result.extra.get("complete")
+    complete = result.complete
     if complete is None:
         return {}
     return {

@@ -20,7 +20,7 @@ from rex_stream.cem.autoencoder import Autoencoder, ReconstructionError, check_s
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.scheduler import Scheduler
-from rex_stream.engine.session import backend_for_run
+from rex_stream.engine.session import backend_for_run, open_engine
 from rex_stream.errors import ConfigError, raise_first_error
 from rex_stream.modes import load_subject
 
@@ -66,11 +66,8 @@ async def explain_cem(
         config = replace(config, scheduler=replace(config.scheduler, max_batch=batch))
     items = [sources] if isinstance(sources, (str, Path, np.ndarray)) else list(sources)
     with raise_first_error():
-        async with backend_for_run(backend, config, backend_settings) as (
-            opened,
-            resolved,
-        ):
-            info = opened.info
+        async with open_engine(backend, config, backend_settings) as engine:
+            info, resolved = engine.info, engine.config
             subjects = [load_subject(item, info, resolved) for item in items]
             names = [s.name for s in subjects]
             for position, subject in enumerate(subjects):
@@ -81,9 +78,9 @@ async def explain_cem(
             )
             results: list[CemResult | None] = [None] * len(subjects)
             async with AsyncExitStack() as stack:
-                scheduler = await stack.enter_async_context(Scheduler(opened, resolved.scheduler))
                 term = None
                 if autoencoder is not None:
+                    # its own scheduler, over the reconstruction error rather than the backend
                     ae, ae_config = await stack.enter_async_context(
                         backend_for_run(autoencoder, config, None)
                     )
@@ -96,7 +93,7 @@ async def explain_cem(
                 async def one(position: int) -> None:
                     results[position] = await explain_subject(
                         subjects[position],
-                        scheduler,
+                        engine.scheduler,
                         info,
                         cem,
                         resolved.scoring,
@@ -111,18 +108,3 @@ async def explain_cem(
                     for position in range(len(subjects)):
                         group.start_soon(one, position)
     return [r for r in results if r is not None]
-
-
-def explain_cem_sync(
-    sources: Source | Sequence[Source],
-    backend: Backend | str,
-    cem: CemConfig | None = None,
-    config: ExplainConfig | None = None,
-    **kwargs: object,
-) -> list[CemResult]:
-    """Blocking :func:`explain_cem`."""
-
-    async def run() -> list[CemResult]:
-        return await explain_cem(sources, backend, cem, config, **kwargs)  # type: ignore[arg-type]
-
-    return anyio.run(run)

@@ -19,8 +19,8 @@ import numpy as np
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
-from rex_stream.engine.scheduler import CountingEvaluator, Scheduler
-from rex_stream.engine.session import backend_for_run
+from rex_stream.engine.scheduler import CountingEvaluator
+from rex_stream.engine.session import open_engine
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError, StoreError, raise_first_error
@@ -54,7 +54,7 @@ def load_inputs(data: Source, info: ModelInfo, config: ExplainConfig) -> list[Su
             raise InputError(f"{path}: no input files")
         return [load_subject(p, info, config) for p in files]
     if path.suffix.lower() in TABLE_SUFFIXES:
-        from rex_stream.modes._table_io import read_table
+        from rex_stream.modes.tabular import read_table
 
         tabular = replace(config, image=replace(config.image, mode="tabular"))
         first = load_subject(path, info, tabular)
@@ -131,11 +131,8 @@ async def train_l2x(
     """
     l2x = l2x or L2xConfig()
     with raise_first_error():
-        async with backend_for_run(backend, config or ExplainConfig(), backend_settings) as (
-            opened,
-            resolved,
-        ):
-            info = opened.info
+        async with open_engine(backend, config, backend_settings) as engine:
+            info, resolved = engine.info, engine.config
             subjects = load_inputs(data, info, resolved)
             opened_store = None
             if store is not None:
@@ -151,10 +148,9 @@ async def train_l2x(
                     lambda: _open_training_store(store, settings, ndim, resume, overwrite)
                 )
             try:
-                async with Scheduler(opened, resolved.scheduler) as scheduler:
-                    explainer = await train_explainer(
-                        subjects, scheduler, info.name, l2x, resolved.scoring, store=opened_store
-                    )
+                explainer = await train_explainer(
+                    subjects, engine.scheduler, info.name, l2x, resolved.scoring, store=opened_store
+                )
                 if opened_store is not None:
                     await anyio.to_thread.run_sync(opened_store.finish)
             finally:
@@ -223,22 +219,20 @@ async def explain_l2x(
         subject = load_subject(source, info, reading)
         return _selection(subject, explainer)
     with raise_first_error():
-        async with backend_for_run(backend, reading, backend_settings) as (opened, resolved):
-            if tuple(opened.info.input_shape) != explainer.input_shape and all(
-                d > 0 for d in opened.info.input_shape
-            ):
+        async with open_engine(backend, reading, backend_settings) as engine:
+            shape, resolved = tuple(engine.info.input_shape), engine.config
+            if shape != explainer.input_shape and all(d > 0 for d in shape):
                 raise InputError(
                     f"this L2X explainer was trained for model input shape "
-                    f"{explainer.input_shape}; the model takes {tuple(opened.info.input_shape)}"
+                    f"{explainer.input_shape}; the model takes {shape}"
                 )
             subject = load_subject(source, info, resolved)
             result = _selection(subject, explainer)
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
-                counting = CountingEvaluator(scheduler)
-                masks = [np.stack([np.ones(explainer.regions.count, bool), _chosen(result)])]
-                probabilities = await score_masks(
-                    [subject], masks, explainer.regions, counting, resolved.scoring
-                )
+            counting = CountingEvaluator(engine.scheduler)
+            masks = [np.stack([np.ones(explainer.regions.count, bool), _chosen(result)])]
+            probabilities = await score_masks(
+                [subject], masks, explainer.regions, counting, resolved.scoring
+            )
             classes = probabilities.argmax(axis=1)
             result.target, result.kept, result.queries = (
                 int(classes[0]),
@@ -289,15 +283,3 @@ def _selection(subject: Subject, explainer: Explainer) -> L2xResult:
     chosen = np.zeros(explainer.regions.count, bool)
     chosen[regions] = True
     return L2xResult(subject, explainer, regions, explainer.regions.expand(chosen))
-
-
-def train_l2x_sync(data: Source, backend: Backend | str, *args: Any, **kwargs: Any) -> Explainer:
-    """Blocking :func:`train_l2x`."""
-    return anyio.run(lambda: train_l2x(data, backend, *args, **kwargs))
-
-
-def explain_l2x_sync(
-    source: Source, explainer: Explainer | str | Path, *args: Any, **kwargs: Any
-) -> L2xResult:
-    """Blocking :func:`explain_l2x`."""
-    return anyio.run(lambda: explain_l2x(source, explainer, *args, **kwargs))

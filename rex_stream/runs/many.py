@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
-from rex_stream.engine.scheduler import Scheduler
-from rex_stream.engine.session import backend_for_run
-from rex_stream.errors import (
-    ConfigError,
-    InputError,
-    OutputError,
-    RexStreamError,
-    StoreError,
-    raise_first_error,
-)
+from rex_stream.engine.backend import Backend, BackendSettings
+from rex_stream.engine.session import Engine, open_engine
+from rex_stream.errors import ConfigError, InputError, OutputError, StoreError, raise_first_error
 from rex_stream.naming import input_name
 from rex_stream.progress import Progress
-from rex_stream.result import Explanation
+from rex_stream.result import Explanation, InputFailure
 from rex_stream.runs.rex import explain_input
 
-if TYPE_CHECKING:
-    from rex_stream.distributed.driver import InputSummary
+__all__ = ["InputFailure", "explain_many"]
 
-
-@dataclass(frozen=True)
-class InputFailure:
-    """An input of :func:`explain_many` that could not be explained, and why."""
-
-    source: str
-    error: RexStreamError
+#: Errors that belong to one input: it fails alone, the run goes on.
+INPUT_ERRORS = (InputError, StoreError, OutputError)
 
 
 async def explain_many(
@@ -48,13 +32,11 @@ async def explain_many(
     overwrite: bool = False,
     concurrent_inputs: int = 4,
     names: Sequence[str] | None = None,
-    on_result: Callable[[Any], None] | None = None,
+    on_result: Callable[[Explanation | InputFailure], None] | None = None,
     backend_settings: BackendSettings | None = None,
     keep_results: bool = True,
     on_progress: Callable[[int, Progress], None] | None = None,
-    client: Any = None,
-    split_iterations: int = 1,
-) -> list[Explanation | InputFailure | InputSummary]:
+) -> list[Explanation | InputFailure]:
     """Explain many inputs through one backend and one scheduler, ``concurrent_inputs`` at a
     time, so that their mutants share batches.
 
@@ -64,14 +46,10 @@ async def explain_many(
     sharing one in a store is refused. With ``keep_results=False`` each outcome is handed to
     ``on_result`` and released (the list returned is empty), so memory does not grow with
     the number of inputs. ``on_progress(index, event)`` receives each input's progress
-    snapshots (one process only).
+    snapshots.
 
-    With ``client`` (a ``distributed.Client``; ``pip install 'rex-stream[dask]'``) the inputs
-    run on that Dask cluster (:mod:`rex_stream.distributed`): ``backend`` is a spec every
-    worker opens, ``store`` a shared Zarr store they all see, each input comes back as an
-    :class:`~rex_stream.distributed.InputSummary` (its map stays in the store), a run always
-    resumes what the store holds, and ``split_iterations`` spreads each input's iterations
-    over that many tasks.
+    This runs in this process; :func:`rex_stream.distributed.driver.explain_many_on_client`
+    runs the same inputs on a Dask cluster (the public ``explain_many`` chooses).
     """
     if isinstance(sources, (str, Path)):
         raise ConfigError(
@@ -79,43 +57,26 @@ async def explain_many(
         )
     if concurrent_inputs < 1:
         raise ConfigError(f"concurrent_inputs = {concurrent_inputs} must be >= 1")
-    if client is not None:
-        from rex_stream.distributed.driver import explain_many_on_client
-
-        return await explain_many_on_client(
-            client,
-            sources,
-            backend,
-            config,
-            store=store,
-            overwrite=overwrite,
-            names=names,
-            on_result=on_result,
-            backend_settings=backend_settings,
-            split_iterations=split_iterations,
-        )
     names = _names(sources, names, distinct=store is not None)
     results: list[Explanation | InputFailure | None] = [None] * len(sources)
     limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
 
-    async def one(
-        index: int, info: ModelInfo, scheduler: Scheduler, resolved: ExplainConfig
-    ) -> None:
+    async def one(index: int, engine: Engine) -> None:
         source = sources[index]
         async with limiter:
             try:
                 outcome: Explanation | InputFailure = await explain_input(
                     source,
-                    info,
-                    scheduler,
-                    resolved,
+                    engine.info,
+                    engine.scheduler,
+                    engine.config,
                     store=store,
                     resume=resume,
                     overwrite=overwrite,
                     name=names[index],
                     on_progress=_for_input(on_progress, index),
                 )
-            except (InputError, StoreError, OutputError) as error:
+            except INPUT_ERRORS as error:
                 outcome = InputFailure(str(source), error)
         if keep_results:
             results[index] = outcome
@@ -123,14 +84,10 @@ async def explain_many(
             on_result(outcome)
 
     with raise_first_error():
-        async with backend_for_run(backend, config or ExplainConfig(), backend_settings) as (
-            opened,
-            resolved,
-        ):
-            async with Scheduler(opened, resolved.scheduler) as scheduler:
-                async with anyio.create_task_group() as group:
-                    for index in range(len(sources)):
-                        group.start_soon(one, index, opened.info, scheduler, resolved)
+        async with open_engine(backend, config or ExplainConfig(), backend_settings) as engine:
+            async with anyio.create_task_group() as group:
+                for index in range(len(sources)):
+                    group.start_soon(one, index, engine)
     return [r for r in results if r is not None]
 
 

@@ -63,5 +63,5 @@ def test_analysis_in_summary_and_database(tiny_cnn: Path, tiny_image: Path, tmp_
         assert spotlight == kept.index and area == pytest.approx(kept.area)
         assert insertion == pytest.approx(result.curves.insertion_auc)
         assert deletion == pytest.approx(result.curves.deletion_auc)
-        expected = result.extra["analysis"]["kl_divergence"]
+        expected = result.analysis["kl_divergence"]
         assert kl == pytest.approx(expected) if math.isfinite(expected) else math.isinf(kl)

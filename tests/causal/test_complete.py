@@ -40,7 +40,7 @@ def test_complete_is_sufficient_necessary_and_at_the_original_confidence(
         complete=True,
         chunk_size=2,
     )
-    complete = result.extra["complete"]
+    complete = result.complete
     assert complete.reached
     image = planted_image()[0]
 

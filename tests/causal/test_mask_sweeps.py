@@ -48,7 +48,7 @@ def test_each_iteration_masks_with_its_own_value(patch_model: Path, kind: str) -
     result = explain_sync(
         IMAGE, backend, iters=4, seed=11, mask_value=kind, min_box_size=4, extract=False
     )
-    values = result.extra["mask_values"]
+    values = result.mask_values
     low, high = float(IMAGE.min()), float(IMAGE.max())
     assert len(values) == 4 and len(set(values)) == 4
     assert all(low <= v <= high for v in values)
@@ -68,12 +68,12 @@ def test_random_values_follow_the_seed(patch_model: Path) -> None:
         explain_sync(IMAGE, RecordingBackend(patch_model), iters=3, seed=s, mask_value="random")
         for s in (3, 3, 4)
     ]
-    assert runs[0].extra["mask_values"] == runs[1].extra["mask_values"]
+    assert runs[0].mask_values == runs[1].mask_values
     assert np.array_equal(runs[0].responsibility, runs[1].responsibility)
-    assert runs[0].extra["mask_values"] != runs[2].extra["mask_values"]
+    assert runs[0].mask_values != runs[2].mask_values
     # ReX's draw: numpy's legacy generator seeded with seed + iteration (1-based), first value
     legacy = np.random.RandomState(3 + 2)
-    assert runs[0].extra["mask_values"][1] == legacy.uniform(IMAGE.min(), IMAGE.max())
+    assert runs[0].mask_values[1] == legacy.uniform(IMAGE.min(), IMAGE.max())
 
 
 def test_swept_values_against_a_fixed_mask() -> None:
@@ -108,7 +108,7 @@ def test_resume_keeps_and_checks_the_values(patch_model: Path, tmp_path: Path) -
         IMAGE, RecordingBackend(patch_model), iters=4, mask_value="random", **common
     )
     assert resumed.stats.resumed_iterations == 2
-    assert resumed.extra["mask_values"] == whole.extra["mask_values"]
+    assert resumed.mask_values == whole.mask_values
     assert np.array_equal(resumed.responsibility, whole.responsibility)
 
     linear = tmp_path / "linear.zarr"
@@ -179,9 +179,7 @@ def test_tabular_rows_sweep_unless_a_reference_table_is_the_baseline(
     )
     swept = explain_sync(data, model, mode_options={"row": "3", "drop": "label"}, **common)
     row = swept.subject.tensor
-    assert swept.extra["mask_values"] == pytest.approx(
-        [row.min(), (row.min() + row.max()) / 2, row.max()]
-    )
+    assert swept.mask_values == pytest.approx([row.min(), (row.min() + row.max()) / 2, row.max()])
     reference = {
         "row": "3",
         "drop": "label",
@@ -189,5 +187,5 @@ def test_tabular_rows_sweep_unless_a_reference_table_is_the_baseline(
     }
     with caplog.at_level(logging.WARNING, logger="rex_stream.runs.rex"):
         fixed = explain_sync(data, model, mode_options=reference, **common)
-    assert "mask_values" not in fixed.extra
+    assert fixed.mask_values is None
     assert any("mask value linear is not swept" in r.getMessage() for r in caplog.records)

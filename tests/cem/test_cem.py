@@ -10,13 +10,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from rex_stream import explain_cem_sync
 from rex_stream.cem import CemConfig
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.engine.backend import open_backend
 from rex_stream.engine.regions import Regions
 from rex_stream.errors import BackendError, ConfigError
-from rex_stream.runs.cem import explain_cem_sync
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 TABULAR = MODELS / "tabular-breast-cancer.onnx"

@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from rex_stream import explain_cem_sync
 from rex_stream.cem import CemConfig
 from rex_stream.cli.main import main
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import BackendError, ConfigError
-from rex_stream.runs.cem import explain_cem_sync
 from tests.cem.test_cem_digits import DIGITS, MODELS, classify, held_out_digits
 
 COMPONENTS = 12

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from rex_stream import explain_cem_sync
 from rex_stream.cem import CemConfig
-from rex_stream.runs.cem import explain_cem_sync
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 DIGITS = MODELS / "digits-mlp.onnx"

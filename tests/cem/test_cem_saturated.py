@@ -9,11 +9,11 @@ from dataclasses import replace
 import numpy as np
 import onnxruntime as ort
 
+from rex_stream import explain_cem_sync
 from rex_stream.adapters.python import PythonBackend
 from rex_stream.cem import CemConfig
 from rex_stream.cem.chain import _next_smoothing, margins
 from rex_stream.config import ExplainConfig, ScoreKind, ScoringConfig
-from rex_stream.runs.cem import explain_cem_sync
 from tests.cem.test_cem import TABULAR, classify, held_out_rows, tabular_config
 from tests.cem.test_cem_digits import DIGITS, held_out_digits
 from tests.cem.test_cem_digits import classify as classify_digits

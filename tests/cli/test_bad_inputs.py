@@ -577,6 +577,21 @@ def test_a_bad_rex_toml_is_one_line(
     assert str(config) in line
 
 
+def test_a_bad_rex_toml_value_is_not_blamed_on_the_flag(
+    tiny_cnn: Path,
+    tiny_image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The file's bad value is named under the file's key even when the flag is given too."""
+    config = tmp_path / "rex.toml"
+    config.write_text("[causal]\niters = 0\n")
+    argv = [str(tiny_image), "--model", str(tiny_cnn), "-c", str(config), "--iters", "2", "-q"]
+    line = one_line_error(argv, "causal.iters = 0 must be > 0", capsys, caplog)
+    assert str(config) in line and "--iters" not in line
+
+
 def test_a_script_answering_in_the_wrong_shape_is_one_line(
     tiny_image: Path,
     tmp_path: Path,

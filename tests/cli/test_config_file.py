@@ -80,6 +80,25 @@ def test_mistakes_are_errors_naming_key_and_file(tmp_path: Path, text: str, need
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[causal]\nwhat = 1\n", "causal.what"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[causal]\nqueue_style = 'sideways'\n", "causal.queue_style"),
+        ("[causal]\nmin_box_size = -3\n", "causal.min_box_size"),
+        ("[causal\n", None),
+        ("iters = 3\n", "iters"),
+    ],
+)
+def test_mistakes_carry_the_key(tmp_path: Path, text: str, key: str | None) -> None:
+    path = tmp_path / "rex.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == key
+
+
 def test_spatial_section(tmp_path: Path) -> None:
     path = tmp_path / "rex.toml"
     path.write_text(

@@ -150,9 +150,9 @@ def test_baseline_classified_as_target_warns(patch_model: Path) -> None:
     warned = explain_sync(
         planted_image(), _patch_backend(patch_model), iters=2, seed=1, mask_value=1.0
     )
-    assert any("mask value alone" in w for w in warned.extra.get("warnings", []))
+    assert any("mask value alone" in w for w in warned.warnings)
     quiet = explain_sync(planted_image(), _patch_backend(patch_model), iters=2, seed=1)
-    assert not any("mask value alone" in w for w in quiet.extra.get("warnings", []))
+    assert not any("mask value alone" in w for w in quiet.warnings)
 
 
 def test_context_input_is_the_baseline(patch_model: Path, tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_context_input_is_the_baseline(patch_model: Path, tmp_path: Path) -> Non
     result = explain_sync(
         picture, _patch_backend(patch_model), iters=2, seed=1, context=str(bright)
     )
-    assert any("mask value alone" in w for w in result.extra.get("warnings", []))
+    assert any("mask value alone" in w for w in result.warnings)
     assert np.allclose(np.asarray(result.subject.baseline), 1.0)
     blurred = explain_sync(
         picture,

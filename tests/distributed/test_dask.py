@@ -23,10 +23,10 @@ pytest.importorskip("distributed", reason="needs the dask extra: pip install 're
 
 from distributed import Client, LocalCluster
 
-from rex_stream import ExplainConfig, explain_many_sync, explain_sync
+from rex_stream import ExplainConfig, explain_many, explain_many_sync, explain_sync
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.errors import ConfigError, RexStreamError
-from rex_stream.runs.many import InputFailure, explain_many
+from rex_stream.result import InputFailure
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from rex_stream.adapters.http.backend import retry_after_s
+from rex_stream.adapters.http.replies import retry_after_s
 from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry, transient
 from rex_stream.engine.scheduler import SchedulerStats
 from rex_stream.errors import BackendError, TransientBackendError

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rex_stream import evaluate_sync
 from rex_stream.adapters.python import PythonBackend
 from rex_stream.engine.ranking import rank_elements, rank_positions
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation import ranked
-from rex_stream.evaluation.run import evaluate_sync
 from tests.onnx_models import patch_weights, planted_image
 
 METRICS = (

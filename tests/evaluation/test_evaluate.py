@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import zarr
 
+from rex_stream import evaluate_sync
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError, StoreError
-from rex_stream.evaluation.run import evaluate_sync
 from tests.onnx_models import patch_weights, planted_image
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
+from rex_stream import evaluate_sync
 from rex_stream.cli.main import main
 from rex_stream.errors import InputError
-from rex_stream.evaluation.run import evaluate_sync
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 DIGITS = MODELS / "digits-mlp.onnx"

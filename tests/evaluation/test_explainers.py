@@ -16,7 +16,7 @@ from rex_stream.evaluation.explainers import (
     explainer_from_function,
     explainer_from_spec,
 )
-from rex_stream.evaluation.run import scoring_session
+from rex_stream.evaluation.session import scoring_session
 from tests.onnx_models import PATCH, planted_image
 
 
@@ -36,7 +36,7 @@ async def _explain_all(model: Path, explainer: object, inputs: list[np.ndarray])
 
 async def _explain_each(model: Path, explainer: object, inputs: list[np.ndarray]) -> tuple:
     async with scoring_session(str(model), ExplainConfig(), None) as session:
-        info, config, scheduler, _ = session
+        info, config, scheduler = session.info, session.config, session.engine.scheduler
         maps: list[np.ndarray | None] = [None] * len(inputs)
 
         async def one(index: int) -> None:

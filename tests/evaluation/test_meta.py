@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rex_stream import ConfigError, StoreError
-from rex_stream.evaluation.meta.input_test import meta_evaluate_sync, perturbed
+from rex_stream import ConfigError, StoreError, meta_evaluate_sync
+from rex_stream.evaluation.meta.input_test import perturbed
 from tests.killing import kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[2]

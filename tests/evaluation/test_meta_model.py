@@ -13,12 +13,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from rex_stream import meta_evaluate_model_sync
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.errors import ConfigError, StoreError
-from rex_stream.evaluation.meta.model_test import meta_evaluate_model_sync, noisy_generator
-from rex_stream.evaluation.weights import WeightedModel
+from rex_stream.evaluation.meta.model_test import noisy_generator
+from rex_stream.evaluation.variants.weights import WeightedModel
 from tests.evaluation.weight_models import (
     SIZE,
     occluded,

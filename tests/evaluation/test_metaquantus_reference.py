@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rex_stream.evaluation.meta.input_test import copy_generator, meta_evaluate_sync, perturbed
+from rex_stream import meta_evaluate_sync
+from rex_stream.evaluation.meta.input_test import copy_generator, perturbed
 from rex_stream.evaluation.metrics.registry import choose
-from rex_stream.evaluation.run import expand_inputs
+from rex_stream.evaluation.session import expand_inputs
 
 QUANTUS_PYTHON = os.environ.get("REX_STREAM_QUANTUS_PYTHON")
 HERE = Path(__file__).resolve().parent

@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 import scipy.stats
 
+from rex_stream import evaluate_sync
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError
@@ -23,14 +24,9 @@ from rex_stream.evaluation.explainers import explainer_from_spec
 from rex_stream.evaluation.metric import MetricResult
 from rex_stream.evaluation.metrics.parameter_randomisation import histogram_entropy
 from rex_stream.evaluation.metrics.registry import choose
-from rex_stream.evaluation.run import evaluate_sync
-from rex_stream.evaluation.variants import VariantPool
-from rex_stream.evaluation.weights import (
-    WeightedModel,
-    local_model,
-    open_variant,
-    remove_orphaned_variants,
-)
+from rex_stream.evaluation.variants.files import open_variant, remove_orphaned_variants
+from rex_stream.evaluation.variants.pool import VariantPool
+from rex_stream.evaluation.variants.weights import WeightedModel, local_model
 from tests.evaluation.weight_models import (
     SIZE,
     image,
@@ -118,9 +114,9 @@ def test_a_variant_opens_as_a_backend_and_its_file_is_removed(
     x = image()[None]
 
     async def run() -> np.ndarray:
-        async with open_variant(model, replacements, ExplainConfig(), None) as (backend, _):
+        async with open_variant(model, replacements, ExplainConfig(), None) as engine:
             assert len(await anyio.to_thread.run_sync(_variant_folders)) == 1
-            return np.asarray(await backend.infer(x))
+            return np.asarray(await engine.backend.infer(x))
 
     scores = anyio.run(run)
     assert np.allclose(scores, _logits(model, replacements, x), atol=1e-5)

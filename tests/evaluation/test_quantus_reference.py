@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rex_stream import evaluate_sync
 from rex_stream.evaluation.metrics.registry import choose
-from rex_stream.evaluation.run import evaluate_sync
 
 QUANTUS_PYTHON = os.environ.get("REX_STREAM_QUANTUS_PYTHON")
 HERE = Path(__file__).resolve().parent

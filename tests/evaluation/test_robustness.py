@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
+from rex_stream import evaluate_sync
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.metrics.randomisation import off_class, ssim
-from rex_stream.evaluation.run import evaluate_sync
 from tests.onnx_models import patch_weights, planted_image
 
 ROOT = Path(__file__).resolve().parents[2]

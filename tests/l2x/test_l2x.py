@@ -10,11 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from rex_stream import explain_l2x_sync, train_l2x_sync
 from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.engine.backend import ModelInfo, open_backend
 from rex_stream.errors import BackendError
 from rex_stream.l2x import Explainer, L2xConfig
-from rex_stream.runs.l2x import explain_l2x_sync, load_inputs, train_l2x_sync
+from rex_stream.runs.l2x import load_inputs
 from tests.l2x.spectra import make_set
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"

@@ -13,11 +13,12 @@ import pytest
 import zarr
 from scipy.ndimage import gaussian_filter
 
+from rex_stream import explain_l2x_sync, train_l2x_sync
 from rex_stream.cli.main import main
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.l2x import Explainer, L2xConfig
-from rex_stream.runs.l2x import explain_l2x_sync, load_inputs, train_l2x_sync
+from rex_stream.runs.l2x import load_inputs
 from tests.l2x.test_l2x import MODELS, classify, fidelity
 
 VOXEL = MODELS / "voxel-blob32.onnx"

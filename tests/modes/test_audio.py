@@ -14,7 +14,8 @@ import soundfile
 
 from rex_stream import ExplainConfig, explain_sync
 from rex_stream.errors import InputError
-from rex_stream.modes.audio import explain_windows, explanation_intervals
+from rex_stream.modes.audio import explanation_intervals
+from rex_stream.runs.windows import explain_windows
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 MODEL = MODELS / "audio-keywords16k.onnx"

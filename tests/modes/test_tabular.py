@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rex_stream import ExplainConfig, InputError, explain_sync
+from rex_stream.api import explain_rows_sync
 from rex_stream.causal.responsibility import Ledger
 from rex_stream.causal.search import _in_input
 from rex_stream.config import ScoreKind
@@ -19,7 +20,6 @@ from rex_stream.engine.geometry import Box
 from rex_stream.modes import load_subject
 from rex_stream.modes.tabular import (
     TabularSubject,
-    explain_rows_sync,
     feature_table,
     format_table,
     render,

@@ -17,17 +17,16 @@ copies, with x's target, all through the shared scheduler. Then, per metric:
 Each copy's noise is seeded by (seed, test, round, copy, input key), so results do not depend
 on the order of work; with a store every finished unit is committed
 (:mod:`rex_stream.evaluation.meta.input_units`) and ``resume`` ends with the same numbers.
+The reductions are :mod:`rex_stream.evaluation.meta.scores`'.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import anyio
 import numpy as np
@@ -35,23 +34,33 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError, raise_first_error
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.explainers import ExplainFunction, ReExplain, warnings_once
 from rex_stream.evaluation.meta.input_units import (
-    TESTS,
     InputOutcome,
     MetaPlan,
     copy_generator,
     perturbed,
     run_input,
 )
+from rex_stream.evaluation.meta.scores import (
+    TESTS,
+    MetaArrays,
+    MetaEvaluation,
+    MetaScores,
+    reduce_scores,
+    wilcoxon_p,
+)
 from rex_stream.evaluation.meta.store import MetaProgressCallback, UnitProgress
 from rex_stream.evaluation.metric import MetricChoice
-from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.plan import QueryLimit
-from rex_stream.evaluation.run import (
+from rex_stream.evaluation.session import (
     Attributions,
-    _check_resumable,
+    Inputs,
+    check_mask,
+    check_resumable,
     checked_explainer,
+    chosen_metrics,
     expand_inputs,
     named_attributions,
     re_explaining,
@@ -67,7 +76,6 @@ __all__ = [
     "MetaScores",
     "copy_generator",
     "meta_evaluate",
-    "meta_evaluate_sync",
     "perturbed",
     "reduce_scores",
     "wilcoxon_p",
@@ -77,98 +85,8 @@ __all__ = [
 COPIES_AT_ONCE = 32
 
 
-@dataclass(frozen=True)
-class MetaScores:
-    """One metric's meta-consistency: per-round arrays and their means."""
-
-    iac_nr: np.ndarray
-    iac_ar: np.ndarray
-    iec_nr: np.ndarray
-    iec_ar: np.ndarray
-
-    @property
-    def per_round(self) -> np.ndarray:
-        """MC of each round."""
-        return np.stack([self.iac_nr, self.iac_ar, self.iec_nr, self.iec_ar]).mean(axis=0)
-
-    def summary(self) -> dict[str, float]:
-        """The means, MC and MC_std."""
-        return {
-            "IAC_NR": float(self.iac_nr.mean()),
-            "IAC_AR": float(self.iac_ar.mean()),
-            "IEC_NR": float(self.iec_nr.mean()),
-            "IEC_AR": float(self.iec_ar.mean()),
-            "MC": float(self.per_round.mean()),
-            "MC_std": float(self.per_round.std()),
-        }
-
-
-@dataclass(frozen=True)
-class MetaArrays:
-    """One metric's raw material: q (attributions, inputs), q̂ (tests, rounds, copies, inputs,
-    attributions; NaN where the copy was not kept) and the kept flags (tests, rounds, copies,
-    inputs) — what MetaQuantus' ``results_eval_scores[_perturbed]`` and
-    ``results_indices_perturbed`` hold."""
-
-    q: np.ndarray
-    q_hat: np.ndarray
-    kept: np.ndarray
-
-
-@dataclass
-class MetaEvaluation:
-    """What :func:`meta_evaluate` returns."""
-
-    results: dict[str, MetaScores]
-    queries: int
-    calls: int
-    wall_s: float
-    settings: dict[str, Any]
-    arrays: dict[str, MetaArrays] = field(default_factory=dict)
-    resumed: int = 0  # units (inputs and copies) read back from the store
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "input_perturbation_test": {k: v.summary() for k, v in self.results.items()},
-            "settings": self.settings,
-            "resumed": self.resumed,
-            "queries": self.queries,
-            "calls": self.calls,
-            "wall_s": round(self.wall_s, 3),
-        }
-
-    def table(self) -> str:
-        """One line per metric."""
-        width = max(len(k) for k in self.results) + 2
-        head = ("IAC_NR", "IAC_AR", "IEC_NR", "IEC_AR", "MC", "MC_std")
-        lines = ["metric".ljust(width) + "".join(h.rjust(9) for h in head)]
-        for label, scores in self.results.items():
-            values = scores.summary()
-            lines.append(label.ljust(width) + "".join(f"{values[h]:9.3f}" for h in head))
-        lines.append(f"{self.queries} queries in {self.calls} calls, {self.wall_s:.1f} s")
-        return "\n".join(lines)
-
-
-def wilcoxon_p(q: np.ndarray, q_hat: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value with ``zsplit`` (0 when it cannot be computed)."""
-    try:
-        from scipy.stats import wilcoxon
-    except ImportError:
-        raise ConfigError("meta-evaluation needs scipy: pip install scipy") from None
-    if q.size == 0:
-        return 0.0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = float(wilcoxon(q, q_hat, alternative="two-sided", zero_method="zsplit")[1])
-    except ValueError:
-        return 0.0
-    return p if np.isfinite(p) else 0.0
-
-
 async def meta_evaluate(
-    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    inputs: Inputs,
     backend: Backend | str,
     attributions: Attributions,
     metrics: str | Sequence[MetricChoice],
@@ -206,17 +124,15 @@ async def meta_evaluate(
     ConfigError.
     """
     started = time.perf_counter()
-    choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
+    choices = chosen_metrics(metrics)
     named = named_attributions(attributions)
     if iterations < 1 or perturbations < 1:
         raise ConfigError("meta-evaluation needs at least one iteration and one perturbation")
     if not (0 < noise_resilience < float("inf") and 0 < noise_adversary < float("inf")):
         raise ConfigError("meta-evaluation noise levels must be numbers > 0")
-    if mask is None and any(c.spec.needs == "mask" for c in choices):
-        needing = [c.label for c in choices if c.spec.needs == "mask"]
-        raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
+    check_mask(choices, mask)
     re_explainer = checked_explainer(choices, explainer)
-    _check_resumable(store, resume)
+    check_resumable(store, resume)
     sources = expand_inputs(inputs)
     config = config or ExplainConfig()
     weighted = await weights_for(backend, choices)
@@ -228,15 +144,13 @@ async def meta_evaluate(
         iterations,
         perturbations,
         (noise_resilience, noise_adversary),
-        quantus_compatible,
+        Conventions.for_flag(quantus_compatible),
     )
     outcomes: list[InputOutcome | None] = [None] * len(sources)
     with raise_first_error(), warnings_once():
         async with scoring_session(backend, config, backend_settings) as session:
-            info, resolved, scheduler, scorer = session
-            bound, variants = re_explaining(
-                re_explainer, weighted, scheduler, info, resolved, backend_settings
-            )
+            scorer = session.scorer
+            bound, variants = re_explaining(re_explainer, weighted, session, backend_settings)
             plan = replace(plan, explainer=bound, variants=variants)
             inputs_at_once = anyio.CapacityLimiter(max(1, concurrent_inputs))
             copies = anyio.CapacityLimiter(COPIES_AT_ONCE)
@@ -260,14 +174,14 @@ async def meta_evaluate(
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
                 async with inputs_at_once:
                     outcomes[position] = await run_input(
-                        key, source, plan, info, resolved, scorer, copies, store, resume,
-                        overwrite, progress, budget,
+                        key, source, plan, session, copies, store, resume, overwrite, progress,
+                        budget,
                     )  # fmt: skip
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
-            stats = scheduler.stats
+            stats = session.engine.scheduler.stats
             queries = queries_so_far()
     done = [o for o in outcomes if o is not None]
     arrays = {c.label: _arrays(done, m) for m, c in enumerate(choices)}
@@ -299,50 +213,3 @@ def _arrays(outcomes: list[InputOutcome], metric: int) -> MetaArrays:
     q_hat = np.stack([o.q_hat[..., metric, :] for o in outcomes], axis=3)
     kept = np.stack([o.kept for o in outcomes], axis=3)
     return MetaArrays(q, q_hat, kept)
-
-
-def reduce_scores(arrays: MetaArrays, higher_is_better: bool) -> MetaScores:
-    """IAC and IEC per round from q, q̂ and the kept flags (MetaQuantus' reductions)."""
-    q, q_hat, kept = arrays.q, arrays.q_hat, arrays.kept
-    tests, rounds, copies = kept.shape[:3]
-    methods = q.shape[0]
-    iac = np.zeros((tests, rounds, copies, methods))
-    iec = np.zeros((tests, rounds, copies))
-    for t, i, p in np.ndindex(tests, rounds, copies):
-        chosen = kept[t, i, p]
-        for m in range(methods):
-            value = wilcoxon_p(q[m, chosen], q_hat[t, i, p, chosen, m])
-            iac[t, i, p, m] = value if TESTS[t] == "resilience" else 1.0 - value
-        star, hat = q[:, chosen], q_hat[t, i, p, chosen, :].T
-        if not chosen.any():
-            iec[t, i, p] = np.nan
-        elif TESTS[t] == "resilience":
-            same = np.argsort(star, axis=0) == np.argsort(hat, axis=0)
-            iec[t, i, p] = same.mean()
-        else:
-            worse = hat < star if higher_is_better else hat > star
-            iec[t, i, p] = worse.mean()
-    return MetaScores(
-        iac_nr=iac[0].mean(axis=(1, 2)),
-        iac_ar=iac[1].mean(axis=(1, 2)),
-        iec_nr=_round_means(iec[0]),
-        iec_ar=_round_means(iec[1]),
-    )
-
-
-def _round_means(values: np.ndarray) -> np.ndarray:
-    """Mean per round over the copies that kept any input (0 for a round with none)."""
-    means = np.zeros(values.shape[0])
-    for index, row in enumerate(values):
-        finite = row[np.isfinite(row)]
-        means[index] = finite.mean() if finite.size else 0.0
-    return means
-
-
-def meta_evaluate_sync(*args: Any, **kwargs: Any) -> MetaEvaluation:
-    """Blocking :func:`meta_evaluate`."""
-
-    async def run() -> MetaEvaluation:
-        return await meta_evaluate(*args, **kwargs)
-
-    return anyio.run(run)

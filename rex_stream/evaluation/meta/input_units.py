@@ -22,21 +22,17 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import ModelInfo
-from rex_stream.errors import InputError
+from rex_stream.engine.subject import Subject
 from rex_stream.evaluation.case import Case
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.explainers import BoundExplainer
+from rex_stream.evaluation.meta.scores import TESTS
 from rex_stream.evaluation.meta.store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.plan import planned_rows
-from rex_stream.evaluation.run import _settings
-from rex_stream.evaluation.scoring import RowScorer
+from rex_stream.evaluation.session import ScoringSession, load_input, run_settings
 from rex_stream.evaluation.sources import MapSource, load_map, load_mask
-from rex_stream.evaluation.variants import VariantPool
-from rex_stream.modes import load_subject
-
-TESTS = ("resilience", "adversary")
+from rex_stream.evaluation.variants.pool import VariantPool
 
 
 def perturbed(x: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -66,7 +62,7 @@ class MetaPlan:
     iterations: int
     perturbations: int
     noises: tuple[float, float]  # resilience, adversary
-    compatible: bool
+    conventions: Conventions
     #: what the re-explaining metrics call (bound to the run's scheduler), and weight variants
     explainer: BoundExplainer | None = None
     variants: VariantPool | None = None
@@ -75,6 +71,14 @@ class MetaPlan:
     def shape(self) -> tuple[int, int, int]:
         """(tests, rounds, copies)."""
         return (len(TESTS), self.iterations, self.perturbations)
+
+    def case(self, subject: Subject, key: str, **given: Any) -> Case:
+        """A case of one input (x or a copy) under the plan's conventions, seed and
+        re-explainers."""
+        return Case(
+            subject, conventions=self.conventions, seed=self.seed, input_key=key,
+            explainer=self.explainer, variants=self.variants, **given,
+        )  # fmt: skip
 
     def settings(self) -> dict[str, Any]:
         """The meta-evaluation's own settings (a resumed group must match them)."""
@@ -100,13 +104,10 @@ class InputOutcome:
     resumed: int = 0
 
 
-def planned_queries(plan: MetaPlan, subject: Any, key: str) -> int:
+def planned_queries(plan: MetaPlan, subject: Subject, key: str) -> int:
     """The most queries one input can cost: x and each noisy copy predicted, and every
     metric × attribution scored on each (a copy that is not kept is not scored)."""
-    base = Case(
-        subject, np.zeros(subject.spatial_shape), 0, plan.compatible, plan.seed, key,
-        explainer=plan.explainer, variants=plan.variants,
-    )  # fmt: skip
+    base = plan.case(subject, key, attribution=np.zeros(subject.spatial_shape), target=0)
     rows = sum(planned_rows(choice, base) for choice in plan.choices) * len(plan.attributions)
     return (1 + math.prod(plan.shape)) * (1 + rows)
 
@@ -115,9 +116,7 @@ async def run_input(
     key: str,
     source: str | Path | np.ndarray,
     plan: MetaPlan,
-    info: ModelInfo,
-    config: ExplainConfig,
-    scorer: RowScorer,
+    session: ScoringSession,
     copies: anyio.CapacityLimiter,
     store_path: str | Path | None = None,
     resume: bool = False,
@@ -127,14 +126,8 @@ async def run_input(
 ) -> InputOutcome:
     """Score one input and its noisy copies; with a store, commit each unit when done.
     ``budget(key, queries)`` hears the most queries the input can cost before any is sent."""
-    subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
-    subject.name = key
-    trailing = tuple(range(subject.tensor.ndim - len(subject.spatial_axes), subject.tensor.ndim))
-    if plan.compatible and subject.spatial_axes != trailing:
-        raise InputError(
-            f"--quantus-compatible needs a channel-first input (C, H, W); the model takes "
-            f"{subject.tensor.shape} with spatial axes {subject.spatial_axes}"
-        )
+    info, config, scorer = session.info, session.config, session.scorer
+    subject = await load_input(key, source, info, config, plan.conventions)
     truth = load_mask(plan.mask, key, subject) if plan.mask is not None else None
     probe = Case(subject, np.zeros(1), 0, input_key=key).original()
     target = await scorer.classify(probe, config.scoring.target)
@@ -149,8 +142,8 @@ async def run_input(
     )
     group: MetaGroup | None = None
     if store_path is not None:
-        settings = _settings(
-            info, config, list(plan.choices), maps, truth, plan.seed, plan.compatible, target
+        settings = run_settings(
+            info, config, list(plan.choices), maps, truth, plan.seed, plan.conventions, target
         )
         settings["meta_evaluation"] = plan.settings()
         scores = (len(plan.choices), len(names))
@@ -165,14 +158,14 @@ async def run_input(
         if progress is not None:
             progress.add(outcome.resumed)
 
-        async def scores_on(variant: Any, variant_key: str) -> np.ndarray:
+        async def scores_on(variant: Subject, variant_key: str) -> np.ndarray:
             """Every metric × attribution on one input (x or a copy), with x's target."""
             values = np.full((len(plan.choices), len(names)), np.nan)
 
             async def one(m: int, a: int) -> None:
-                case = Case(
-                    variant, maps[names[a]], target, plan.compatible, plan.seed, variant_key,
-                    names[a], truth, explainer=plan.explainer, variants=plan.variants,
+                case = plan.case(
+                    variant, variant_key, attribution=maps[names[a]], target=target,
+                    attribution_name=names[a], mask=truth,
                 )  # fmt: skip
                 choice = plan.choices[m]
                 values[m, a] = (await choice.spec.compute(case, choice.params, scorer)).score

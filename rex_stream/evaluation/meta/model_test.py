@@ -4,13 +4,13 @@ The explanation methods are re-explainers (:data:`~rex_stream.evaluation.explain
 named. For every input, each method explains x under the unchanged model and each metric scores
 that map with the unchanged model: q. In each of ``iterations`` rounds, ``perturbations`` noisy
 models are drawn per test (every layer parameter × N(1, σ), or + N(0, σ) with ``additive``;
-:mod:`rex_stream.evaluation.weights`), σ = ``noise_resilience`` (0.001) or
+:mod:`rex_stream.evaluation.variants`), σ = ``noise_resilience`` (0.001) or
 ``noise_adversary`` (0.5, MetaQuantus' ImageNet setting; 2.0 for MNIST). A noisy model
 predicts every input; resilience keeps the inputs whose prediction held, adversary those whose
 prediction changed. On a kept input, each method explains x again *under the noisy model* (for
 x's target) and each metric scores that map *with the noisy model*: q̂. IAC, IEC and MC then
 come from q, q̂ and the kept flags exactly as in the input-perturbation test
-(:func:`rex_stream.evaluation.meta.input_test.reduce_scores`).
+(:func:`rex_stream.evaluation.meta.scores.reduce_scores`).
 
 Each noisy model is seeded by (seed, test, round, copy) and shared by all inputs, as in
 MetaQuantus; it is written to a temporary ONNX file, opened with its own scheduler, and its
@@ -33,30 +33,31 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError, raise_first_error
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.explainers import ReExplain, explainer_from_spec, explainer_name
-from rex_stream.evaluation.meta.input_test import MetaArrays, MetaEvaluation, reduce_scores
-from rex_stream.evaluation.meta.input_units import TESTS
 from rex_stream.evaluation.meta.model_units import (
     ModelTest,
     noisy_generator,
     prepare_input,
 )
+from rex_stream.evaluation.meta.scores import TESTS, MetaArrays, MetaEvaluation, reduce_scores
 from rex_stream.evaluation.meta.store import MetaGroup, MetaProgressCallback, UnitProgress
 from rex_stream.evaluation.metric import MetricChoice
-from rex_stream.evaluation.metrics.registry import choose
-from rex_stream.evaluation.run import (
-    _check_resumable,
-    _settings,
+from rex_stream.evaluation.session import (
+    Inputs,
+    check_mask,
+    check_resumable,
+    chosen_metrics,
     expand_inputs,
+    run_settings,
     scoring_session,
 )
 from rex_stream.evaluation.sources import MapSource
-from rex_stream.evaluation.weights import WeightedModel, local_model
+from rex_stream.evaluation.variants.weights import WeightedModel, local_model
 
 __all__ = [
     "ModelMetaEvaluation",
     "meta_evaluate_model",
-    "meta_evaluate_model_sync",
     "noisy_generator",
 ]
 
@@ -72,7 +73,7 @@ class ModelMetaEvaluation(MetaEvaluation):
 
 
 async def meta_evaluate_model(
-    inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    inputs: Inputs,
     model: str | Path,
     explainers: Mapping[str, ReExplain | str] | ReExplain | str,
     metrics: str | Sequence[MetricChoice],
@@ -105,7 +106,7 @@ async def meta_evaluate_model(
     """
     started = time.perf_counter()
     path = local_model(model, "the model-perturbation test")
-    choices = choose(metrics) if isinstance(metrics, str) else list(metrics)
+    choices = chosen_metrics(metrics)
     methods = _methods(explainers)
     if not methods:
         raise ConfigError(
@@ -117,10 +118,9 @@ async def meta_evaluate_model(
     weighty = [c.label for c in choices if c.spec.needs == "weights"]
     if weighty:
         raise ConfigError(f"the model-perturbation test cannot meta-evaluate {', '.join(weighty)}")
-    if mask is None and any(c.spec.needs == "mask" for c in choices):
-        needing = [c.label for c in choices if c.spec.needs == "mask"]
-        raise ConfigError(f"{', '.join(needing)} need a ground-truth mask (--mask)")
-    _check_resumable(store, resume)
+    check_mask(choices, mask)
+    check_resumable(store, resume)
+    conventions = Conventions.for_flag(quantus_compatible)
     weighted = await anyio.to_thread.run_sync(WeightedModel.load, path)
     config = config or ExplainConfig()
     # validate the noise settings before any work
@@ -139,17 +139,16 @@ async def meta_evaluate_model(
     groups: list[MetaGroup | None] = [None] * len(sources)
     with raise_first_error():
         async with scoring_session(str(path), config, backend_settings) as session:
-            info, resolved, scheduler, scorer = session
+            info, resolved, scheduler = session.info, session.config, session.engine.scheduler
             prepared = [
-                await prepare_input(key, source, mask, info, resolved, scorer)
+                await prepare_input(key, source, mask, session, conventions)
                 for key, source in sources
             ]
             try:
                 for n, item in enumerate(prepared if store is not None else []):
-                    settings = _settings(
-                        info, resolved, choices, {}, item.mask, seed, quantus_compatible,
-                        item.target,
-                    )  # fmt: skip
+                    settings = run_settings(
+                        info, resolved, choices, {}, item.mask, seed, conventions, item.target
+                    )
                     settings["meta_evaluation"] = test_settings
                     groups[n] = await MetaGroup.open(
                         str(store), item.key, settings, len(item.subject.spatial_shape),
@@ -157,7 +156,7 @@ async def meta_evaluate_model(
                     )  # fmt: skip
                 test = ModelTest(
                     weighted, methods, choices, prepared, groups, shape,
-                    (noise_resilience, noise_adversary), noise_type, seed, quantus_compatible,
+                    (noise_resilience, noise_adversary), noise_type, seed, conventions,
                     config, backend_settings,
                 )  # fmt: skip
                 test.progress = UnitProgress(
@@ -165,7 +164,7 @@ async def meta_evaluate_model(
                     on_progress,
                     lambda: test.live_queries() + scheduler.stats.mutants,
                 )
-                await test.run((scheduler, info, resolved, scorer))
+                await test.run(session)
             finally:
                 for group in groups:
                     if group is not None:
@@ -206,12 +205,3 @@ def _methods(explainers: Mapping[str, ReExplain | str] | ReExplain | str) -> dic
         str(name): explainer_from_spec(given) if isinstance(given, str) else given
         for name, given in explainers.items()
     }
-
-
-def meta_evaluate_model_sync(*args: Any, **kwargs: Any) -> ModelMetaEvaluation:
-    """Blocking :func:`meta_evaluate_model`."""
-
-    async def run() -> ModelMetaEvaluation:
-        return await meta_evaluate_model(*args, **kwargs)
-
-    return anyio.run(run)

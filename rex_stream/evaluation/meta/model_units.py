@@ -19,25 +19,23 @@ import anyio
 import numpy as np
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.subject import Subject
 from rex_stream.evaluation.case import Case
-from rex_stream.evaluation.explainers import ReExplain
-from rex_stream.evaluation.meta.input_units import TESTS
+from rex_stream.evaluation.conventions import Conventions
+from rex_stream.evaluation.explainers import ReExplain, spatial_map
+from rex_stream.evaluation.meta.scores import TESTS
 from rex_stream.evaluation.meta.store import MetaGroup, UnitProgress, unit_index
 from rex_stream.evaluation.metric import MetricChoice
 from rex_stream.evaluation.scoring import RowScorer
+from rex_stream.evaluation.session import ScoringSession, load_input
 from rex_stream.evaluation.sources import MapSource, load_mask
-from rex_stream.evaluation.variants import spatial_map
-from rex_stream.evaluation.weights import WeightedModel, open_variant
-from rex_stream.modes import load_subject
+from rex_stream.evaluation.variants.files import open_variant
+from rex_stream.evaluation.variants.weights import WeightedModel
 
 #: Noisy models open at once (each is an onnxruntime session with its own scheduler).
 MODELS_AT_ONCE = 2
-
-#: A model to explain and score with: its scheduler, info, config and row scorer.
-ModelRun = tuple[Scheduler, ModelInfo, ExplainConfig, RowScorer]
 
 
 @dataclass
@@ -54,16 +52,15 @@ async def prepare_input(
     key: str,
     source: str | Path | np.ndarray,
     mask: MapSource | None,
-    info: ModelInfo,
-    config: ExplainConfig,
-    scorer: RowScorer,
+    session: ScoringSession,
+    conventions: Conventions,
 ) -> ModelInput:
     """Load one input and predict its target with the unchanged model."""
-    subject = await anyio.to_thread.run_sync(load_subject, source, info, config)
-    subject.name = key
+    config = session.config
+    subject = await load_input(key, source, session.info, config, conventions)
     truth = load_mask(mask, key, subject) if mask is not None else None
     probe = Case(subject, np.zeros(1), 0, input_key=key).original()
-    target = await scorer.classify(probe, config.scoring.target)
+    target = await session.scorer.classify(probe, config.scoring.target)
     return ModelInput(key, subject, target, truth)
 
 
@@ -87,7 +84,7 @@ class ModelTest:
     sigmas: tuple[float, float]  # resilience, adversary
     noise_type: str
     seed: int
-    compatible: bool
+    conventions: Conventions
     config: ExplainConfig
     backend_settings: BackendSettings | None
     progress: UnitProgress = field(default_factory=lambda: UnitProgress(0, None))
@@ -111,7 +108,7 @@ class ModelTest:
         """Queries through the noisy models, the open ones included."""
         return self.queries + sum(s.stats.mutants for s in self._open.values())
 
-    async def run(self, unchanged: ModelRun) -> None:
+    async def run(self, unchanged: ScoringSession) -> None:
         """Every unit: x under the unchanged model, then every input under every noisy model;
         then each group is marked complete."""
         self.progress.add(sum(g.resumed for g in self.groups if g is not None))
@@ -129,30 +126,31 @@ class ModelTest:
                 source = str(item.subject.source or item.key)
                 await group.finish({"source": source, "meta_evaluation": {"kept": kept}})
 
-    async def _scores(self, item: ModelInput, run: ModelRun) -> np.ndarray:
+    async def _scores(self, item: ModelInput, model: ScoringSession) -> np.ndarray:
         """Every method's map of one input under one model, scored by every metric with that
         model: (metrics, methods)."""
-        scheduler, info, config, scorer = run
+        engine = model.engine
         values = np.full((len(self.choices), len(self.names)), np.nan)
 
         async def one(m: int) -> None:
             explained = await self.methods[self.names[m]](
-                item.subject.tensor, item.target, scheduler, info, config
+                item.subject.tensor, item.target, engine.scheduler, engine.info, engine.config
             )
             attribution = spatial_map(explained, item.subject)
             for c, choice in enumerate(self.choices):
                 case = Case(
-                    item.subject, attribution, item.target, self.compatible, self.seed,
+                    item.subject, attribution, item.target, self.conventions, self.seed,
                     item.key, self.names[m], item.mask,
                 )  # fmt: skip
-                values[c, m] = (await choice.spec.compute(case, choice.params, scorer)).score
+                score = await choice.spec.compute(case, choice.params, model.scorer)
+                values[c, m] = score.score
 
         async with anyio.create_task_group() as tasks:
             for m in range(len(self.names)):
                 tasks.start_soon(one, m)
         return values
 
-    async def _original(self, n: int, unchanged: ModelRun) -> None:
+    async def _original(self, n: int, unchanged: ScoringSession) -> None:
         group = self.groups[n]
         found = group.original() if group is not None else None
         if found is not None:
@@ -181,9 +179,10 @@ class ModelTest:
             rng = noisy_generator(self.seed, t, i, p)
             weights = self.weighted.noisy(self.sigmas[t], self.noise_type, rng)
             opened = open_variant(self.weighted, weights, self.config, self.backend_settings)
-            async with opened as (backend, config), Scheduler(backend, config.scheduler) as model:
+            async with opened as engine:
+                model = engine.scheduler
                 self._open[id(model)] = model
-                run = (model, backend.info, config, RowScorer(model, config.scoring))
+                run = ScoringSession(engine, RowScorer(model, engine.config.scoring))
                 try:
                     async with anyio.create_task_group() as tasks:
                         for n in missing:
@@ -193,12 +192,12 @@ class ModelTest:
                     self.queries += model.stats.mutants
                     self.calls += model.stats.calls
 
-    async def _judge_and_score(self, t: int, i: int, p: int, n: int, run: ModelRun) -> None:
+    async def _judge_and_score(self, t: int, i: int, p: int, n: int, run: ScoringSession) -> None:
         """Keep input n under noisy model (t, i, p) or not; if kept, q̂ of each method; commit
         the unit."""
         item = self.inputs[n]
         probe = Case(item.subject, np.zeros(1), 0, input_key=item.key).original()
-        predicted = await run[3].classify(probe, None)
+        predicted = await run.scorer.classify(probe, None)
         held = predicted == item.target
         keep = held if TESTS[t] == "resilience" else not held
         self.kept[t, i, p, n] = keep

@@ -10,6 +10,7 @@ import numpy as np
 from rex_stream.engine.ranking import rank_positions
 from rex_stream.evaluation.case import Case, Row
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
+from rex_stream.evaluation.metrics.statistics import trapezoid
 from rex_stream.evaluation.scoring import RowScorer, target_scores
 
 
@@ -27,7 +28,7 @@ def area_over_fraction(curve: np.ndarray) -> float:
     """Trapezoid area of a curve sampled at equal steps over [0, 1]."""
     if curve.size < 2:
         return float(curve.mean()) if curve.size else 0.0
-    return float(np.sum((curve[1:] + curve[:-1]) / 2.0) / (curve.size - 1))
+    return trapezoid(curve) / (curve.size - 1)
 
 
 async def _curve(case: Case, params: Params, scorer: RowScorer, insert: bool) -> MetricResult:

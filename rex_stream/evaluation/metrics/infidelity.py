@@ -14,7 +14,7 @@ import numpy as np
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
-from rex_stream.evaluation.metrics.faithfulness import patch_labels
+from rex_stream.evaluation.metrics.patches import patch_labels
 from rex_stream.evaluation.scoring import RowScorer, target_scores
 
 
@@ -48,7 +48,7 @@ async def infidelity(case: Case, params: Params, scorer: RowScorer) -> MetricRes
         gains = np.bincount(per_element.ravel(), weights=weighted.ravel(), minlength=count)
         linear = np.cumsum(gains)
         position = labels.reshape(-1)
-        if case.compatible:
+        if case.conventions.element_features:
             position = np.ascontiguousarray(per_element).reshape(-1)
         rows = (case.removed_first(position, j, value) for j in range(1, count + 1))
         scores = target_scores(await scorer.score_all(rows, case.target), softmax)

@@ -40,7 +40,7 @@ def superpixels(case: Case, method: str) -> np.ndarray:
 
 
 def _segment_means(case: Case, prepared: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    if not case.compatible:
+    if case.conventions.float64_maps:
         sums = np.bincount(labels.ravel(), weights=prepared.ravel(), minlength=count)
         return sums / np.maximum(1, np.bincount(labels.ravel(), minlength=count))
     # Quantus: the mean of the channel-broadcast map over each segment, in the map's dtype
@@ -53,8 +53,8 @@ def _removal_values(
     case: Case, labels: np.ndarray, order: np.ndarray, baseline: Any, rng: Any
 ) -> float | np.ndarray | None:
     """What each removed feature becomes. Quantus' "mean" is the mean of the input as
-    perturbed so far (so it changes every step): compatible mode replays that exactly."""
-    if not (case.compatible and str(baseline).lower() == "mean"):
+    perturbed so far (so it changes every step): Quantus' conventions replay that exactly."""
+    if not (case.conventions.running_mean and str(baseline).lower() == "mean"):
         return case.baseline(baseline, rng)
     subject = case.subject
     current = subject.tensor.copy()
@@ -75,12 +75,12 @@ def _plan(case: Case, params: Params) -> tuple[int, np.ndarray, float | np.ndarr
         raise InputError("irof: the input has fewer than 2 superpixels")
     prepared = case.prepared(dict(params))
     means = _segment_means(case, prepared, labels, count)
-    order = np.argsort(-means) if case.compatible else case.descending(means)
+    order = case.descending(means)
     rank = rank_positions(order)[labels]
     rng = case.generator("irof")
     values = _removal_values(case, labels, order, params["perturb_baseline"], rng)
     position = rank.reshape(-1)
-    if case.compatible:
+    if case.conventions.element_features:
         tensor = case.subject.tensor
         position = np.broadcast_to(case.subject.expand(rank), tensor.shape).reshape(-1)
     return count, position, values

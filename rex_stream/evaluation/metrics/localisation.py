@@ -18,10 +18,6 @@ def _flat(case: Case, params: Params) -> tuple[np.ndarray, np.ndarray]:
     return case.prepared(dict(params)).reshape(-1), case.mask.reshape(-1).astype(bool)
 
 
-def _descending(case: Case, a: np.ndarray) -> np.ndarray:
-    return np.argsort(-a) if case.compatible else case.descending(a)
-
-
 def _result(case: Case, value: float, mask: np.ndarray) -> MetricResult:
     return MetricResult(float("nan") if not mask.any() else float(value), seed=case.seed)
 
@@ -54,7 +50,7 @@ async def top_k_intersection(case: Case, params: Params, scorer: RowScorer) -> M
     k = int(params["k"])
     if k > a.size:
         raise ConfigError(f"top-k-intersection: k={k} is larger than the {a.size} elements")
-    score = s[_descending(case, a)[:k]].mean()
+    score = s[case.descending(a)[:k]].mean()
     if params["concept_influence"]:
         score *= a.size / max(1, s.sum())
     return _result(case, score, s)
@@ -64,7 +60,7 @@ async def relevance_rank_accuracy(case: Case, params: Params, scorer: RowScorer)
     """Share of the |mask| most relevant elements that lie inside the mask (Arras et al.)."""
     a, s = _flat(case, params)
     size = int(s.sum())
-    return _result(case, s[_descending(case, a)[:size]].sum() / max(1, size), s)
+    return _result(case, s[case.descending(a)[:size]].sum() / max(1, size), s)
 
 
 async def relevance_mass_accuracy(case: Case, params: Params, scorer: RowScorer) -> MetricResult:

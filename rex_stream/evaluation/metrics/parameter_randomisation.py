@@ -1,7 +1,7 @@
 """Model parameter randomisation (Quantus' MPRT and EfficientMPRT) for local ONNX models.
 
 Both re-explain the input (with the run's explainer, for the case's target class) under
-variants of the model whose layers are randomised (:mod:`rex_stream.evaluation.weights`: a
+variants of the model whose layers are randomised (:mod:`rex_stream.evaluation.variants`: a
 seeded PyTorch-style reset per layer), opened through a :class:`VariantPool`.
 
 - **MPRT** (Adebayo et al. 2018; ↓): the curve is the similarity (Spearman by default) between
@@ -18,20 +18,19 @@ seeded PyTorch-style reset per layer), opened through a :class:`VariantPool`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rex_stream.errors import ConfigError
+from rex_stream.evaluation.explainers import spatial_map
 from rex_stream.evaluation.metric import COMMON, MetricResult, MetricSpec, Params
 from rex_stream.evaluation.metrics.statistics import pearson, spearman
-from rex_stream.evaluation.variants import spatial_map
 
 if TYPE_CHECKING:
     from rex_stream.evaluation.case import Case
     from rex_stream.evaluation.scoring import RowScorer
-    from rex_stream.evaluation.variants import VariantPool
+    from rex_stream.evaluation.variants.pool import VariantPool
 
 #: The key of the unchanged model among the variants.
 ORIGINAL = ("original",)
@@ -89,7 +88,7 @@ async def explain_under(
 
 def prepared(case: Case, explained: np.ndarray, params: Params) -> np.ndarray:
     """A re-explained map as the metric sees the given one (normalise, abs)."""
-    return replace(case, attribution=explained, _tokens={}).prepared(dict(params))
+    return case.with_attribution(explained).prepared(dict(params))
 
 
 async def _mprt(case: Case, params: Params, scorer: RowScorer) -> MetricResult:

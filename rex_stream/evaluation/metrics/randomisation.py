@@ -5,7 +5,7 @@ input again for a random class other than the target, drawn as Quantus draws it
 (``np.random.seed(seed)`` then ``randint(0, num_classes - 1)`` over the other classes, seed 42
 by default, whatever ``--seed`` is), and the score is the SSIM of the two maps (lower is
 better: a map that ignores the class is suspect). Quantus computes SSIM on the maps flattened
-to 1-D (window 7); compatible mode does the same, rex-stream's own mode compares the maps over
+to 1-D (window 7); Quantus' conventions do the same, rex-stream's own compare the maps over
 their spatial axes (window 7, smaller on a short axis).
 """
 
@@ -76,9 +76,9 @@ async def random_logit(case: Case, params: Params, scorer: RowScorer) -> MetricR
     seed = int(params["seed"])
     other = off_class(case.target, classes, seed)
     found, queries = await explainer.explain(case.subject.tensor, other)
-    a = prepare_map(case.attribution, params, case.compatible)
-    b = prepare_map(checked_map(found, case, explainer.name), params, case.compatible)
-    if case.compatible:
+    a = prepare_map(case.attribution, params, case.conventions)
+    b = prepare_map(checked_map(found, case, explainer.name), params, case.conventions)
+    if case.conventions.flat_ssim:
         score = ssim(a.reshape(-1), b.reshape(-1))
     else:
         shown = tuple(s for s in a.shape if s > 1) or (1,)

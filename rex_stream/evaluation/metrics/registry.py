@@ -14,12 +14,14 @@ from rex_stream.evaluation.metrics import (
     randomisation,
     road,
     robustness,
+    sensitivity_n,
 )
 
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for module in (
         faithfulness,
+        sensitivity_n,
         irof,
         infidelity,
         road,

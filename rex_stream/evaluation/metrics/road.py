@@ -77,7 +77,7 @@ async def road(case: Case, params: Params, scorer: RowScorer) -> MetricResult:
         raise InputError("road needs a channel-first 2-D image (C, H, W)")
     percentages = _percentages(params["percentages"])
     weights = case.prepared(dict(params)).reshape(-1)
-    order = np.argsort(-weights) if case.compatible else case.descending(weights)
+    order = case.descending(weights)
     rng = case.generator("road")
     noise = float(params["noise"])
     size = subject.size

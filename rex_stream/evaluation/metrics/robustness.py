@@ -4,7 +4,7 @@ Max- and avg-sensitivity (Yeh et al. 2019, Quantus 0.6.0's ``MaxSensitivity`` an
 ``AvgSensitivity``): ``nr_samples`` copies of the input with uniform noise in
 ``[-lower_bound, lower_bound]`` on every element are re-explained by the run's explainer
 (``--explainer``), and each copy scores ‖a − a′‖ / ‖a‖; the metric is their nanmax or
-nanmean. The noisy copies are drawn in order from the case's generator (in compatible mode
+nanmean. The noisy copies are drawn in order from the case's generator (under Quantus' conventions
 numpy's legacy generator seeded as ``np.random.seed(seed)``, as Quantus draws them), then all
 re-explanations run concurrently, so a ReX explainer's searches share the scheduler's batches.
 Both metrics draw the same copies, so asking for both re-explains them once.
@@ -21,6 +21,7 @@ import numpy as np
 
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case, Row
+from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.explainers import BoundExplainer
 from rex_stream.evaluation.metric import MetricResult, MetricSpec, Params
 from rex_stream.evaluation.scoring import TOP, RowScorer
@@ -49,9 +50,9 @@ def require_explainer(case: Case, metric: str) -> BoundExplainer:
     return case.explainer
 
 
-def prepare_map(found: np.ndarray, params: Params, compatible: bool) -> np.ndarray:
+def prepare_map(found: np.ndarray, params: Params, conventions: Conventions) -> np.ndarray:
     """A map as the metric sees it: normalised by max |a|, then abs (Quantus' order)."""
-    a = np.array(found, dtype=None if compatible else np.float64, copy=True)
+    a = np.array(found, dtype=np.float64 if conventions.float64_maps else None, copy=True)
     if params.get("normalise", False) and not np.all(a == 0.0):
         a = a / np.max(np.abs(a))
     if params.get("abs", False):
@@ -102,7 +103,7 @@ async def sensitivities(case: Case, params: Params, scorer: RowScorer, metric: s
     similarity = _choice(SIMILARITIES, params, "similarity_func", metric)
     low, high = _noise_bounds(params, metric)
     samples = int(params["nr_samples"])
-    a = prepare_map(case.attribution, params, case.compatible).reshape(-1)
+    a = prepare_map(case.attribution, params, case.conventions).reshape(-1)
     denominator = denominator_norm(a)
     x = case.subject.tensor
     rng = case.generator("sensitivity")  # shared by max- and avg-sensitivity
@@ -125,7 +126,7 @@ async def sensitivities(case: Case, params: Params, scorer: RowScorer, metric: s
                 spent[0] += 1
             found, queries = await explainer.explain(noisy, case.target)
             spent[0] += queries
-            b = prepare_map(checked_map(found, case, explainer.name), params, case.compatible)
+            b = prepare_map(checked_map(found, case, explainer.name), params, case.conventions)
             values[step] = numerator(similarity(a, b.reshape(-1))) / denominator
         finally:
             room.release()

@@ -1,52 +1,73 @@
-"""Correlations and areas the metrics reduce their curves with (numpy only)."""
+"""Correlations and areas the metrics reduce their curves with (scipy's, as Quantus uses).
+
+scipy comes with ``pip install 'rex-stream[evaluation]'``; it is imported when a metric first
+reduces, so ``import rex_stream`` does not need it.
+"""
 
 from __future__ import annotations
 
+import warnings
+from types import ModuleType
+
 import numpy as np
+
+from rex_stream.engine.install_hint import install_command
+from rex_stream.errors import ConfigError
+
+
+def _scipy() -> ModuleType:
+    try:
+        import scipy.integrate
+        import scipy.stats
+    except ImportError:
+        raise ConfigError(
+            f"the evaluation metrics need scipy: {install_command('evaluation')}"
+        ) from None
+    return scipy
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson's r of two vectors; NaN when either is constant (as scipy)."""
-    a = np.asarray(a, np.float64) - np.mean(a, dtype=np.float64)
-    b = np.asarray(b, np.float64) - np.mean(b, dtype=np.float64)
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm == 0.0 or not np.isfinite(norm):
+    """Pearson's r of two vectors, clipped to [−1, 1]; NaN when either is constant, shorter
+    than two, or holds a NaN or infinity."""
+    x = np.asarray(a, np.float64).reshape(-1)
+    y = np.asarray(b, np.float64).reshape(-1)
+    if x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
         return float("nan")
-    return float(np.clip(np.dot(a, b) / norm, -1.0, 1.0))
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return float("nan")
+    stats = _scipy().stats
+    with warnings.catch_warnings():
+        # a nearly constant vector still has a correlation: scipy computes it, and says so
+        warnings.simplefilter("ignore", stats.NearConstantInputWarning)
+        r = float(stats.pearsonr(x, y).statistic)
+    return float(np.clip(r, -1.0, 1.0))
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank (scipy's ``rankdata``)."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    mean_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
+    """Ranks 1..n, ties sharing their average rank (``scipy.stats.rankdata``)."""
+    return np.asarray(_scipy().stats.rankdata(np.ravel(values), method="average"), np.float64)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two vectors."""
-    return pearson(average_ranks(np.ravel(a)), average_ranks(np.ravel(b)))
+    """Spearman's rank correlation of two vectors (Pearson's r of their average ranks)."""
+    return pearson(average_ranks(a), average_ranks(b))
 
 
 def trapezoid(curve: np.ndarray) -> float:
     """Area under a curve sampled at unit steps (``np.trapz(curve, dx=1)``, Quantus' AUC)."""
-    curve = np.asarray(curve, np.float64)
-    if curve.size < 2:
+    values = np.asarray(curve, np.float64)
+    if values.size < 2:
         return 0.0
-    return float(np.sum((curve[1:] + curve[:-1]) / 2.0))
+    return float(_scipy().integrate.trapezoid(values, dx=1.0))
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` separating ``labels`` (ties count half)."""
-    labels = np.asarray(labels, bool).ravel()
-    positives, negatives = int(labels.sum()), int((~labels).sum())
+    """Area under the ROC curve of ``scores`` separating ``labels`` (ties count half): the
+    Mann–Whitney U of the positives' ranks over positives × negatives."""
+    inside = np.asarray(labels, bool).reshape(-1)
+    positives, negatives = int(inside.sum()), int((~inside).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = average_ranks(np.asarray(scores, np.float64).ravel())
-    u = ranks[labels].sum() - positives * (positives + 1) / 2.0
+    ranks = average_ranks(np.asarray(scores, np.float64))
+    u = ranks[inside].sum() - positives * (positives + 1) / 2.0
     return float(u / (positives * negatives))

@@ -1,8 +1,8 @@
-"""Re-explaining inputs under variants of a local ONNX model, each variant opened once.
+"""A pool of model variants: each opened once, shared by every re-explanation under it.
 
 Weight metrics (MPRT, efficient MPRT, the model-perturbation test) ask for "the map of input x
-for class y under variant v". A :class:`VariantPool` answers: it opens a variant (a new
-onnxruntime session on the rewritten model, with its own scheduler) when first asked, lets
+for class y under variant v". A :class:`VariantPool` answers: it opens a variant (an engine:
+an onnxruntime session on the rewritten model, with its own scheduler) when first asked, lets
 every concurrent re-explanation under it share that scheduler's batches, keeps at most
 ``max_open`` variants open (an idle one is closed to make room), and remembers each map, so
 the attributions and metrics of one input never re-explain it twice under the same variant.
@@ -22,12 +22,11 @@ import numpy as np
 from anyio.abc import TaskGroup
 
 from rex_stream.config import ExplainConfig
-from rex_stream.engine.backend import BackendSettings, ModelInfo
-from rex_stream.engine.scheduler import Scheduler
-from rex_stream.engine.subject import Subject
-from rex_stream.errors import InputError
+from rex_stream.engine.backend import BackendSettings
+from rex_stream.engine.session import Engine
 from rex_stream.evaluation.explainers import ReExplain
-from rex_stream.evaluation.weights import WeightedModel, Weights, open_variant
+from rex_stream.evaluation.variants.files import open_variant
+from rex_stream.evaluation.variants.weights import WeightedModel, Weights
 
 #: Variants open at once when the caller does not say (an EfficientNet-Lite0 session holds
 #: about 30 MiB).
@@ -39,9 +38,7 @@ class _Slot:
     users: int = 0
     ready: anyio.Event = field(default_factory=anyio.Event)
     release: anyio.Event = field(default_factory=anyio.Event)
-    scheduler: Scheduler | None = None
-    info: ModelInfo | None = None
-    config: ExplainConfig | None = None
+    engine: Engine | None = None
     error: BaseException | None = None
 
 
@@ -117,8 +114,11 @@ class VariantPool:
         try:
             slot = await self._acquire(variant, weights)
             try:
-                assert slot.scheduler and slot.info and slot.config
-                explained = await self.explainer(x, target, slot.scheduler, slot.info, slot.config)
+                engine = slot.engine
+                assert engine is not None
+                explained = await self.explainer(
+                    x, target, engine.scheduler, engine.info, engine.config
+                )
                 self.explanations += 1
             finally:
                 await self._release(slot)
@@ -173,31 +173,14 @@ class VariantPool:
         """Open the variant, serve it until released, close it (in this one task)."""
         try:
             replacements = await anyio.to_thread.run_sync(weights)
-            async with open_variant(self.model, replacements, self.config, self.settings) as (
-                backend,
-                resolved,
-            ):
-                async with Scheduler(backend, resolved.scheduler) as scheduler:
-                    slot.scheduler, slot.info, slot.config = scheduler, backend.info, resolved
-                    slot.ready.set()
-                    try:
-                        await slot.release.wait()
-                    finally:
-                        self.queries += scheduler.stats.mutants
+            async with open_variant(self.model, replacements, self.config, self.settings) as engine:
+                slot.engine = engine
+                slot.ready.set()
+                try:
+                    await slot.release.wait()
+                finally:
+                    self.queries += engine.scheduler.stats.mutants
         except Exception as exc:  # handed to the callers waiting for this variant
             slot.error = exc
         finally:
             slot.ready.set()
-
-
-def spatial_map(explained: np.ndarray, subject: Subject) -> np.ndarray:
-    """A re-explainer's answer as a float64 map over the subject's spatial axes."""
-    array = np.asarray(explained, np.float64)
-    if array.shape != subject.spatial_shape:
-        if array.size != subject.size:
-            raise InputError(
-                f"the explainer returned a map of shape {array.shape}; the input's spatial "
-                f"shape is {subject.spatial_shape}"
-            )
-        array = array.reshape(subject.spatial_shape)
-    return array
