@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from warnings import warn
 
 import numpy as np
 
@@ -87,6 +88,26 @@ class Explanation:
             f"map {tuple(self.responsibility.shape)}{explanation}, "
             f"{self.stats.queries} queries, {self.stats.wall_s:.1f} s)"
         )
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Deprecated: the typed fields (``model_identity``, ``warnings``, ``complete``,
+        ``analysis``, ``mask_values``, ``label``) as the old untyped mapping, read-only."""
+        warn(
+            "Explanation.extra is deprecated: read the typed fields (model_identity, warnings, "
+            "complete, analysis, mask_values, label) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        old = {
+            "model_identity": self.model_identity,
+            "warnings": self.warnings,
+            "complete": self.complete,
+            "analysis": self.analysis,
+            "mask_values": self.mask_values,
+            "label": self.label,
+        }
+        return {key: value for key, value in old.items() if value or key == "model_identity"}
 
     @property
     def mask(self) -> np.ndarray | None:
