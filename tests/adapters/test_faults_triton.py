@@ -42,7 +42,7 @@ def test_triton_restarted_mid_run_is_ridden_through(
     config = rex_stream.ExplainConfig().with_overrides(
         iters=5, seed=11, min_box_size=4, max_inflight=2, retry_s=60
     )
-    uninterrupted = rex_stream.runs.rex_sync(IMAGE, spec, config)
+    uninterrupted = rex_stream.explain_sync(IMAGE, spec, config)
     restarts: list[threading.Thread] = []
     events: list[rex_stream.Progress] = []
 
@@ -54,7 +54,7 @@ def test_triton_restarted_mid_run_is_ridden_through(
             restarts[0].start()
 
     async def interrupted() -> rex_stream.Explanation:
-        return await rex_stream.runs.rex(IMAGE, spec, config, on_progress=restart_after_two)
+        return await rex_stream.explain(IMAGE, spec, config, on_progress=restart_after_two)
 
     started = time.perf_counter()
     ridden = anyio.run(interrupted)
@@ -75,12 +75,12 @@ def test_grpc_replies_are_capped(
 ) -> None:
     """A reply larger than the scores could need fails in one line, without a retry (the cap is
     lowered here so that the tiny model's real replies exceed it)."""
-    from rex_stream.adapters import triton
+    from rex_stream.adapters.triton import client
     from rex_stream.engine.backend import BackendSettings, open_backend
     from rex_stream.errors import BackendError, TransientBackendError
 
-    monkeypatch.setattr(triton, "REPLY_FLOOR_BYTES", 100)
-    monkeypatch.setattr(triton, "REPLY_BYTES_PER_SCORE", 1)  # 4 rows × 10 scores: 40 bytes
+    monkeypatch.setattr(client, "REPLY_FLOOR_BYTES", 100)
+    monkeypatch.setattr(client, "REPLY_BYTES_PER_SCORE", 1)  # 4 rows × 10 scores: 40 bytes
 
     async def infer() -> None:
         backend = await open_backend(spec_for(triton_server, "grpc"), BackendSettings())
@@ -141,5 +141,29 @@ def test_triton_http_redirects_never_carry_the_token(triton_token_env: str) -> N
                 assert "refusing to send the token there" in message and "\n" not in message
                 assert "triton-access-token" in seen_front[-1]
                 assert len(seen_elsewhere) == before  # nothing was sent there
+
+    anyio.run(run)
+
+
+def test_triton_http_header_options_are_secrets_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``header.NAME=env:VAR`` (spelled as for the HTTP backend) is sent to the configured
+    origin and, being a secret, never carried along a redirect to another one."""
+    from rex_stream.engine.backend import BackendSettings, open_backend
+    from rex_stream.errors import BackendError
+
+    monkeypatch.setenv("REX_TEST_API_KEY", "k3y-value")
+
+    async def run() -> None:
+        async with _recording_app(None) as (elsewhere, seen_elsewhere):
+            async with _recording_app(f"http://{elsewhere}") as (front, seen_front):
+                spec = f"triton+http://{front}/classifier"
+                options = {"header.X-Api-Key": "env:REX_TEST_API_KEY"}
+                with pytest.raises(BackendError) as caught:
+                    await open_backend(spec, BackendSettings(timeout_s=5, options=options))
+                message = str(caught.value)
+                assert "refusing to send the token there" in message
+                assert "k3y-value" not in message
+                assert "x-api-key" in seen_front[-1]
+                assert not seen_elsewhere  # nothing was sent there
 
     anyio.run(run)

@@ -369,7 +369,7 @@ async def test_413_for_a_single_input(apps: AppServer, batch: np.ndarray) -> Non
 async def test_connection_pool_matches_max_inflight(apps: AppServer) -> None:
     """One session per backend; its connector allows max_inflight connections."""
     async with opened(apps.url("/rows"), max_inflight=3) as backend:
-        connector = backend._session.connector
+        connector = backend.transport.session.connector
         assert connector is not None and connector.limit == 3
 
 
@@ -518,6 +518,70 @@ async def test_insecure_skips_verification_with_a_warning(
         async with opened(tls_apps.url("/rows"), insecure="true") as backend:
             np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
     assert "TLS certificate verification is OFF" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def mtls_apps(session: ort.InferenceSession, tls_files: tuple[Path, Path]) -> Iterator[AppServer]:
+    """The test apps behind HTTPS that require a client certificate (the same self-signed one)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*map(str, tls_files))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(str(tls_files[0]))
+    with serving_http_apps(lambda x: session.run(None, {"input": x})[0], tls=context) as server:
+        yield server
+
+
+async def test_deprecated_ssl_ca_still_works_and_names_ca_bundle(
+    tls_apps: AppServer, batch: np.ndarray, tls_files: tuple[Path, Path], reference: np.ndarray
+) -> None:
+    """``ssl_ca`` (the Triton backend's old spelling) is ``ca_bundle``, with a warning."""
+    with pytest.warns(DeprecationWarning, match=r"ssl_ca is deprecated; use ca_bundle="):
+        async with opened(tls_apps.url("/rows"), ssl_ca=str(tls_files[0])) as backend:
+            np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
+    message = await failure(tls_apps.url("/rows"), ssl_ca="a", ca_bundle="b")
+    assert "give ca_bundle= only" in message
+
+
+async def test_client_certificate_new_and_deprecated_names(
+    mtls_apps: AppServer, batch: np.ndarray, tls_files: tuple[Path, Path], reference: np.ndarray
+) -> None:
+    """``client_cert``/``client_key`` present a client certificate; ``ssl_cert``/``ssl_key``
+    (deprecated) do the same with a warning naming the new options; without one the server
+    refuses the connection."""
+    cert, key = map(str, tls_files)
+    with pytest.raises((BackendError, ConfigError)):
+        async with opened(mtls_apps.url("/rows"), ca_bundle=cert) as backend:
+            await backend.infer(batch[:2])
+    async with opened(
+        mtls_apps.url("/rows"), ca_bundle=cert, client_cert=cert, client_key=key
+    ) as backend:
+        np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
+    with pytest.warns(DeprecationWarning) as warned:
+        async with opened(mtls_apps.url("/rows"), ca_bundle=cert, ssl_cert=cert, ssl_key=key) as b:
+            np.testing.assert_array_equal(await b.infer(batch[:2]), reference[:2])
+    texts = " ".join(str(w.message) for w in warned)
+    assert "use client_cert=" in texts and "use client_key=" in texts
+    message = await failure(mtls_apps.url("/rows"), client_cert="/no/such/cert.pem")
+    assert "client_cert=/no/such/cert.pem: cannot read it" in message
+
+
+async def test_token_env_works_over_http_too(
+    apps: AppServer,
+    batch: np.ndarray,
+    reference: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``token_env``/``token_file`` (as for Triton) send ``Authorization: Bearer <token>``."""
+    monkeypatch.setenv("REX_TEST_BARE_TOKEN", TOKEN)
+    async with opened(apps.url("/auth"), token_env="REX_TEST_BARE_TOKEN") as backend:
+        np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
+    (tmp_path / "bare-token").write_text(f"{TOKEN}\n")
+    async with opened(apps.url("/auth"), token_file=str(tmp_path / "bare-token")) as backend:
+        np.testing.assert_array_equal(await backend.infer(batch[:2]), reference[:2])
+    monkeypatch.setenv("REX_TEST_BARE_TOKEN", "wrong-value-456")
+    message = await failure(apps.url("/auth"), batch[:2], token_env="REX_TEST_BARE_TOKEN")
+    assert "401" in message and "authorization" in message and "wrong-value-456" not in message
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from yarl import URL
 
-from rex_stream.adapters.http.backend import REPLY_FLOOR_BYTES, reply_limit
+from rex_stream.adapters.http.transport import REPLY_FLOOR_BYTES, reply_limit
 from rex_stream.engine.backend import Backend, BackendSettings, open_backend
 from rex_stream.errors import BackendError
 from tests.servers.http_apps import AppServer, serving_http_apps

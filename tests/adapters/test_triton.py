@@ -16,7 +16,9 @@ import onnxruntime as ort
 import pytest
 
 import rex_stream
-from rex_stream.adapters.triton.backend import TritonBackend, auth_headers, connect, parse_spec
+from rex_stream.adapters.security import token_headers
+from rex_stream.adapters.triton import TritonBackend, connect, parse_spec
+from rex_stream.adapters.triton.options import TritonOptions
 from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError, InputError
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
@@ -87,23 +89,64 @@ def test_parse_spec_rejects_malformed_specs(spec: str) -> None:
 
 def test_auth_headers_from_env_and_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MY_TOKEN", "abc")
-    assert auth_headers({"token_env": "MY_TOKEN"}, "grpc") == {"authorization": "Bearer abc"}
-    assert auth_headers({"token_env": "MY_TOKEN", "auth": "triton"}, "grpc") == {
+    assert token_headers({"token_env": "MY_TOKEN"}, grpc=True) == {"authorization": "Bearer abc"}
+    assert token_headers({"token_env": "MY_TOKEN", "auth": "triton"}, grpc=True) == {
         "triton-grpc-protocol-triton-access-token": "abc"
     }
     token_file = tmp_path / "token"
     token_file.write_text("xyz\n")
-    assert auth_headers({"token_file": str(token_file), "auth": "triton"}, "http") == {
+    assert token_headers({"token_file": str(token_file), "auth": "triton"}) == {
         "triton-access-token": "xyz"
     }
-    assert auth_headers({"token_file": str(token_file), "auth_header": "X-Key"}, "http") == {
+    assert token_headers({"token_file": str(token_file), "auth_header": "X-Key"}) == {
         "x-key": "xyz"
     }
     monkeypatch.delenv("MY_TOKEN")
     with pytest.raises(ConfigError, match=r"MY_TOKEN"):
-        auth_headers({"token_env": "MY_TOKEN"}, "http")
+        token_headers({"token_env": "MY_TOKEN"})
     with pytest.raises(ConfigError, match=r"cannot read"):
-        auth_headers({"token_file": str(tmp_path / "missing")}, "http")
+        token_headers({"token_file": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("ssl_ca", "ca_bundle"), ("ssl_cert", "client_cert"), ("ssl_key", "client_key")],
+)
+def test_tls_options_new_and_deprecated_names(old: str, new: str, tmp_path: Path) -> None:
+    """The TLS files are spelled as for the HTTP backend; the old names warn, naming the new."""
+    target, _ = parse_spec("triton://gpu-box/m")
+    pem = tmp_path / "file.pem"
+    pem.write_text("x")
+    options = {"ssl": "true", "ca_bundle": str(pem), "client_cert": str(pem)}
+    parsed = TritonOptions.parse(target, {**options, new: str(pem)})
+    assert parsed.tls and getattr(parsed.tls_files, new) == str(pem)
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated; use {new}="):
+        parsed = TritonOptions.parse(target, {**{k: v for k, v in options.items() if k != new},
+                                              old: str(pem)})  # fmt: skip
+    assert parsed.tls and getattr(parsed.tls_files, new) == str(pem)
+
+
+def test_header_and_tls_options_as_for_http(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``header.NAME=env:VAR`` and ``ca_bundle`` (which turns TLS on) work as over HTTP;
+    ``insecure`` is refused over gRPC, which cannot skip verification."""
+    monkeypatch.setenv("REX_TEST_KEY", "k3y")
+    grpc, _ = parse_spec("triton://gpu-box/m")
+    http, _ = parse_spec("triton+http://gpu-box/m")
+    assert TritonOptions.parse(grpc, {"header.X-Api-Key": "env:REX_TEST_KEY"}).headers == {
+        "x-api-key": "k3y"
+    }
+    assert TritonOptions.parse(http, {"header.X-Api-Key": "env:REX_TEST_KEY"}).headers == {
+        "X-Api-Key": "k3y"
+    }
+    pem = tmp_path / "ca.pem"
+    pem.write_text("x")
+    assert TritonOptions.parse(grpc, {"ca_bundle": str(pem)}).tls
+    assert not TritonOptions.parse(grpc, {"ca_bundle": str(pem), "ssl": "false"}).tls
+    assert TritonOptions.parse(http, {"insecure": "true"}).tls_files.insecure
+    with pytest.raises(ConfigError, match="gRPC cannot skip certificate verification"):
+        TritonOptions.parse(grpc, {"insecure": "true"})
 
 
 def test_unknown_option_is_rejected() -> None:
@@ -315,13 +358,22 @@ def test_server_stopped_mid_run_then_back(
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("ca_option", ["ca_bundle", "ssl_ca"])
 def test_grpc_over_tls(
-    triton_server_tls: TritonProcess, tls_certificate: tuple[Path, Path], tiny_onnx_model: Path
+    triton_server_tls: TritonProcess,
+    tls_certificate: tuple[Path, Path],
+    tiny_onnx_model: Path,
+    ca_option: str,
 ) -> None:
+    """TLS with the server's CA as ``ca_bundle`` (or ``ssl_ca``, its deprecated name)."""
     spec = f"triton://{triton_server_tls.grpc_url}/classifier"
     batch = sample_batch(5, seed=5)
-    tls = {"ssl": "true", "ssl_ca": str(tls_certificate[0])}
-    scores = anyio.run(infer_once, spec, batch, 5.0, 2, None, tls)
+    tls = {"ssl": "true", ca_option: str(tls_certificate[0])}
+    if ca_option == "ssl_ca":
+        with pytest.warns(DeprecationWarning, match="use ca_bundle="):
+            scores = anyio.run(infer_once, spec, batch, 5.0, 2, None, tls)
+    else:
+        scores = anyio.run(infer_once, spec, batch, 5.0, 2, None, tls)
     np.testing.assert_allclose(scores, local_scores(tiny_onnx_model, batch), atol=1e-5)
     # Plain text to a TLS port, and TLS without trusting the self-signed certificate, fail.
     with pytest.raises(BackendError, match=r"cannot reach a Triton server"):
@@ -372,8 +424,8 @@ def test_explanation_through_triton_equals_local_onnx(
 ) -> None:
     settings = {"iters": 3, "seed": 7, "min_box_size": 4}
     # batches of 32 here, of at most 4 on the server: extraction must not care
-    local = rex_stream.runs.rex_sync(IMAGE, str(tiny_onnx_model), max_batch=32, **settings)
-    remote = rex_stream.runs.rex_sync(IMAGE, spec_for(triton_server, protocol), **settings)
+    local = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), max_batch=32, **settings)
+    remote = rex_stream.explain_sync(IMAGE, spec_for(triton_server, protocol), **settings)
     assert remote.target.classification == local.target.classification
     assert remote.target.confidence == pytest.approx(local.target.confidence, abs=1e-5)
     searched = (local.stats.passing, local.stats.failing)
@@ -406,12 +458,12 @@ def test_server_stopped_mid_explanation_leaves_a_store_that_resumes(
             server.stop()
 
     async def interrupted() -> None:
-        await rex_stream.runs.rex(IMAGE, spec, config, store=store, on_progress=stop_after_two)
+        await rex_stream.explain(IMAGE, spec, config, store=store, on_progress=stop_after_two)
 
     with pytest.raises(BackendError, match=r"cannot reach the server.*is it running"):
         anyio.run(interrupted)
     server.start()
-    resumed = rex_stream.runs.rex_sync(IMAGE, spec, config, store=store, resume=True)
-    uninterrupted = rex_stream.runs.rex_sync(IMAGE, str(tiny_onnx_model), config)
+    resumed = rex_stream.explain_sync(IMAGE, spec, config, store=store, resume=True)
+    uninterrupted = rex_stream.explain_sync(IMAGE, str(tiny_onnx_model), config)
     assert resumed.stats.resumed_iterations == 2
     np.testing.assert_allclose(resumed.responsibility, uninterrupted.responsibility, atol=1e-5)

@@ -17,7 +17,7 @@ import anyio
 import numpy as np
 import pytest
 
-from rex_stream.adapters.triton.shm_names import SHM_ROOT, owner_pid
+from rex_stream.adapters.triton.shm import SHM_ROOT, owner_pid
 from rex_stream.cli.main import main
 from rex_stream.engine.backend import BackendSettings, open_backend
 from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
@@ -191,7 +191,7 @@ def test_a_slot_abandoned_mid_request_is_not_lent_until_the_server_is_done(
 ) -> None:
     """A request given up on (here: a timeout) may still run on the server and write its output
     region later; its slot is lent again only once Triton says the regions are idle."""
-    from rex_stream.adapters.triton.backend import TritonBackend
+    from rex_stream.adapters.triton import TritonBackend
     from rex_stream.errors import BackendTimeout
 
     options = {**OPTIONS, "token_env": triton_token_env}
@@ -205,13 +205,13 @@ def test_a_slot_abandoned_mid_request_is_not_lent_until_the_server_is_done(
             started = time.monotonic()
             with pytest.raises(BackendTimeout):
                 await backend.infer(batch)  # the slow model answers after 3 s
-            assert (len(backend._free_slots), len(backend._quarantined)) == (0, 1)
+            assert (backend.shared_memory.free, backend.shared_memory.quarantined) == (0, 1)
             with pytest.raises(BackendTimeout):
                 await backend.infer(batch)  # the server still uses the slot: sent by socket
-            assert (len(backend._free_slots), len(backend._quarantined)) == (0, 1)
+            assert (backend.shared_memory.free, backend.shared_memory.quarantined) == (0, 1)
             await anyio.sleep(max(0.0, started + 6.5 - time.monotonic()))  # both requests done
-            await backend._recycle()
-            assert (len(backend._free_slots), len(backend._quarantined)) == (1, 0)
+            await backend.shared_memory.recycle()
+            assert (backend.shared_memory.free, backend.shared_memory.quarantined) == (1, 0)
         finally:
             await backend.aclose()
 
