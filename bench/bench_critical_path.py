@@ -2,6 +2,9 @@
 
     python bench/bench_critical_path.py [--images dog ladybird] [--latency-ms 20 50]
 
+(one command; it prints every ratio of issue 21: wall ÷ critical path for a ``python:`` backend
+and for a real OIP v2 HTTP server, ReX ÷ rex-stream, rex-stream ÷ raw onnxruntime at batch 64)
+
 A fast model (``bench/fast_model.py``: ImageNet-shaped, ~4000 images/s on one core) behind a
 simulated network: every call first waits ``latency`` (``bench/latency_backend.py``). For
 each photo and latency, in one run:
@@ -15,7 +18,13 @@ each photo and latency, in one run:
    the run itself (``stats.round_trips``); the bound is round trips × latency, and
    wall ÷ bound says how close the run is to it (1.0 = nothing but unavoidable round trips).
 
-Both sides' maps are checked to be the same across rex-stream's two runs (identical results).
+4. the same run through a real Open Inference Protocol v2 HTTP server on 127.0.0.1 that
+   answers every request after ``latency`` (``bench/latency_v2_server.py``, binary tensors),
+   reached through rex-stream's HTTP adapter, whose calls in flight follow the same window.
+
+rex-stream's maps are checked to be the same across its runs (identical results). Last, the
+throughput of an explanation through the ONNX adapter (the bundled EfficientNet-Lite0, batch
+``--onnx-batch``) ÷ the bare onnxruntime session's at the same batch and concurrency.
 """
 
 from __future__ import annotations
@@ -37,8 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fast_model import save_fast_model
 from latency_backend import latency_onnx_backend
+from latency_v2_server import serving_v2
 
 from rex_stream import ExplainConfig, explain
+from rex_stream.adapters.onnx import OnnxBackend
+from rex_stream.engine.backend import BackendSettings, open_backend
 
 HERE = Path(__file__).resolve().parent
 DATA = next(p / "shared" / "data" for p in HERE.parents if (p / "shared" / "data").is_dir())
@@ -78,12 +90,22 @@ def run_rex(options: argparse.Namespace, image: Path, model: Path, latency_ms: f
 
 
 async def run_stream(
-    options: argparse.Namespace, image: Path, model: Path, latency_s: float, adaptive: bool
+    options: argparse.Namespace,
+    image: Path,
+    model: Path,
+    latency_s: float,
+    adaptive: bool,
+    http_url: str | None = None,
 ) -> dict:
-    """rex-stream behind ``latency_s``: wall, counts, round trips and a digest of the results."""
-    backend = latency_onnx_backend(
-        str(model), latency_s, max_batch=options.max_batch, max_inflight=options.inflight
-    )
+    """rex-stream behind ``latency_s``: wall, counts, round trips and a digest of the results
+    (through the v2 server at ``http_url`` when given, else a ``python:`` backend)."""
+    if http_url is None:
+        backend = latency_onnx_backend(
+            str(model), latency_s, max_batch=options.max_batch, max_inflight=options.inflight
+        )
+    else:
+        settings = BackendSettings(max_inflight=options.inflight, options={"protocol": "v2-binary"})
+        backend = await open_backend(http_url, settings)
     await backend.infer(np.zeros((options.max_batch, 3, 224, 224), np.float32))  # warm-up
     config = ExplainConfig().with_overrides(
         iters=options.iters,
@@ -95,7 +117,10 @@ async def run_stream(
         analyse=False,
     )
     config = replace(config, scheduler=replace(config.scheduler, adaptive_inflight=adaptive))
-    result = await explain(image, backend, config)
+    try:
+        result = await explain(image, backend, config)
+    finally:
+        await backend.aclose()
     stats = result.stats
     bound = stats.round_trips * latency_s
     return {
@@ -110,16 +135,39 @@ async def run_stream(
     }
 
 
+async def raw_onnx_ratio(options: argparse.Namespace) -> tuple[float, float, float]:
+    """(raw inputs/s, rex-stream mutants/s, ratio) through the ONNX adapter at one batch size."""
+    from bench_core import DEFAULT_IMAGE, config, raw_throughput
+
+    from rex_stream.cli.demo import DEMO_MODEL
+
+    backend = OnnxBackend(Path(DEMO_MODEL), BackendSettings(max_inflight=2))
+    raw = await anyio.to_thread.run_sync(
+        raw_throughput, backend, options.onnx_batch, 2, options.onnx_seconds
+    )
+    result = await explain(
+        DEFAULT_IMAGE, backend, config(options.onnx_iters, options.onnx_batch, 2)
+    )
+    through = result.stats.queries / result.stats.wall_s
+    return raw, through, through / raw
+
+
+def load() -> str:
+    """The load averages (1, 5, 15 minutes) of this machine."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 async def main_async(options: argparse.Namespace) -> None:
     model = save_fast_model(Path(tempfile.mkdtemp(prefix="fastmodel")) / "fast.onnx")
     print(
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {load()}; "
         f"iters {options.iters}, seed {options.seed}, ReX batch {options.rex_batch_size}, "
         f"rex-stream batch {options.max_batch} from {options.inflight} calls in flight"
     )
     head = (
         f"{'image':<9} {'ms':>3} {'ReX s':>6} {'calls':>5} {'q':>5} | {'rs s':>5} {'calls':>5} "
-        f"{'q':>5} {'fixed s':>7} | {'ReX/rs':>6} | {'rounds':>6} {'bound s':>7} {'rs/bound':>8}"
+        f"{'q':>5} {'fixed s':>7} {'http s':>6} | {'ReX/rs':>6} | {'rounds':>6} {'bound s':>7} "
+        f"{'rs/bound':>8} {'http/bound':>10} {'load':>5}"
     )
     print(head)
     print("-" * len(head))
@@ -128,31 +176,53 @@ async def main_async(options: argparse.Namespace) -> None:
         image = DATA / "images" / f"{name}.jpg"
         for latency_ms in options.latency_ms:
             latency_s = latency_ms / 1000.0
-            rex = await anyio.to_thread.run_sync(run_rex, options, image, model, latency_ms)
+            if options.no_rex:
+                rex = {"wall_s": float("nan"), "calls": 0, "queries": 0}
+            else:
+                rex = await anyio.to_thread.run_sync(run_rex, options, image, model, latency_ms)
             fixed = await run_stream(options, image, model, latency_s, adaptive=False)
             ours = await run_stream(options, image, model, latency_s, adaptive=True)
-            same = np.array_equal(ours["map"], fixed["map"]) and np.array_equal(
-                ours["mask"], fixed["mask"]
+            with serving_v2(str(model), latency_s) as server:
+                http = await run_stream(
+                    options, image, model, latency_s, adaptive=True, http_url=server.url
+                )
+            same = all(
+                np.array_equal(ours[key], other[key])
+                for other in (fixed, http)
+                for key in ("map", "mask")
             )
             ratio = rex["wall_s"] / ours["wall_s"]
             print(
                 f"{name:<9} {latency_ms:3g} {rex['wall_s']:6.2f} {rex['calls']:5d} "
                 f"{rex['queries']:5d} | {ours['wall_s']:5.2f} {ours['calls']:5d} "
-                f"{ours['queries']:5d} {fixed['wall_s']:7.2f} | {ratio:6.1f} | "
-                f"{ours['round_trips']:6d} {ours['bound_s']:7.2f} {ours['wall_over_bound']:8.2f}"
-                + ("" if same else "  RESULTS DIFFER")
+                f"{ours['queries']:5d} {fixed['wall_s']:7.2f} {http['wall_s']:6.2f} | "
+                f"{ratio:6.1f} | {ours['round_trips']:6d} {ours['bound_s']:7.2f} "
+                f"{ours['wall_over_bound']:8.2f} {http['wall_over_bound']:10.2f} "
+                f"{os.getloadavg()[0]:5.1f}" + ("" if same else "  RESULTS DIFFER")
             )
-            rows.append((latency_ms, rex["wall_s"], ours["wall_s"], ours["bound_s"]))
+            rows.append(
+                (latency_ms, rex["wall_s"], ours["wall_s"], ours["bound_s"], http["wall_s"])
+            )
     for latency_ms in options.latency_ms:
         mine = [r for r in rows if r[0] == latency_ms]
         rex_total = sum(r[1] for r in mine)
         ours_total = sum(r[2] for r in mine)
         bound_total = sum(r[3] for r in mine)
+        http_total = sum(r[4] for r in mine)
         print(
-            f"{latency_ms:g} ms: ReX {rex_total:.2f} s, rex-stream {ours_total:.2f} s → "
-            f"ReX ÷ rex-stream {rex_total / ours_total:.1f}×; rex-stream ÷ its critical path "
-            f"{ours_total / bound_total:.2f}"
+            f"{latency_ms:g} ms: ReX {rex_total:.2f} s, rex-stream {ours_total:.2f} s "
+            f"(python:), {http_total:.2f} s (HTTP v2) → ReX ÷ rex-stream "
+            f"{rex_total / ours_total:.1f}×; wall ÷ critical path {ours_total / bound_total:.2f} "
+            f"(python:), {http_total / bound_total:.2f} (HTTP v2)"
         )
+    if options.onnx_batch:
+        raw, through, ratio = await raw_onnx_ratio(options)
+        print(
+            f"ONNX adapter, EfficientNet-Lite0, batch {options.onnx_batch}, 2 calls: raw "
+            f"onnxruntime {raw:.1f} inputs/s, rex-stream {through:.1f} mutants/s → "
+            f"rex-stream ÷ raw {ratio:.3f}"
+        )
+    print(f"load at the end: {load()}")
 
 
 def main() -> None:
@@ -164,7 +234,11 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--rex-batch-size", type=int, default=8)
-    parser.add_argument("--rex-python", default="/work/.venv-rexbench/bin/python")
+    parser.add_argument("--rex-python", default=str(HERE.parent / ".venv-rex" / "bin" / "python"))
+    parser.add_argument("--no-rex", action="store_true", help="skip ReX (its columns: nan)")
+    parser.add_argument("--onnx-batch", type=int, default=64, help="0: skip the ONNX ratio")
+    parser.add_argument("--onnx-iters", type=int, default=10)
+    parser.add_argument("--onnx-seconds", type=float, default=8.0)
     anyio.run(main_async, parser.parse_args())
 
 

@@ -61,7 +61,9 @@ class SearchConfig:
     responsibility_style: ResponsibilityStyle = ResponsibilityStyle.MULTIPLICATIVE
     seed: int | None = None
     negative_responsibility: bool = False  # ReX 0.4.1: the target map minus the others'
-    max_concurrent_searches: int = 64
+    # iterations searched at once; None: as many as keep the backend's batches full, so each
+    # iteration is committed soon after it starts (a killed run keeps what the time bought)
+    max_concurrent_searches: int | None = None
     adaptive_lag: int = 4
     use_bounding_box: bool = False  # ReX 0.4.1: search only inside the target's bounding box
     bounding_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) in model pixels
@@ -100,7 +102,7 @@ class SearchConfig:
             'must be > 0 or "all"',
         )
         _require(
-            self.max_concurrent_searches > 0,
+            self.max_concurrent_searches is None or self.max_concurrent_searches > 0,
             "max_concurrent_searches",
             self.max_concurrent_searches,
             "must be > 0",
@@ -205,7 +207,8 @@ class ImageConfig:
         _require(_finite(self.stds), "rex.onnx.stds", self.stds, "must be finite numbers")
         if isinstance(self.mask_value, str):
             _require(
-                self.mask_value in ("min", "mean", "random", "linear"),
+                self.mode == "text"  # text: delete, attention, mask-token or a literal too
+                or self.mask_value in ("min", "mean", "random", "linear"),
                 "rex.mask_value",
                 self.mask_value,
                 'must be a number, "min", "mean", "random" or "linear"',

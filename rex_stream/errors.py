@@ -55,15 +55,23 @@ class TransientBackendError(BackendError):
 
     ``retry_after`` is the server's own advice in seconds (``Retry-After``), if it gave any;
     ``unreachable`` says the server itself is gone or going (refused or dropped connections,
-    "server is stopping"), so calls still waiting on it will not be answered either.
+    "server is stopping"), so calls still waiting on it will not be answered either;
+    ``overloaded`` says the server refused the call for load (HTTP 429, RESOURCE_EXHAUSTED, a
+    full queue), so fewer calls should go in flight.
     """
 
     def __init__(
-        self, message: str, retry_after: float | None = None, *, unreachable: bool = False
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        unreachable: bool = False,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.overloaded = overloaded
 
 
 class StoreError(RexStreamError):

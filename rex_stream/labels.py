@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,12 +28,37 @@ def load_labels(path: str | Path) -> tuple[str, ...]:
         raise ConfigError(f"--labels {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--labels {path}: cannot read ({exc})") from exc
+    if text.lstrip().startswith(("{", "[")) and _is_json(text):
+        raise ConfigError(
+            f"--labels {path}: this is a JSON file; expected plain text with one class name "
+            "per line (line i names class i)",
+            key="--labels",
+        )
     names = tuple(line.strip() for line in text.splitlines())
     while names and not names[-1]:
         names = names[:-1]
     if not names:
         raise ConfigError(f"--labels {path}: no names (expected one class name per line)")
     return names
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_labels_cover(labels: tuple[str, ...], classes: int, source: str) -> None:
+    """Refuse a label file that names fewer classes than the model has (a shorter file would
+    leave some classes as bare numbers, and usually means the file is for another model)."""
+    if classes > len(labels):
+        raise ConfigError(
+            f"--labels {source}: {len(labels)} names, but the model has at least {classes} "
+            "classes; the file must name every class, one per line (line i names class i)",
+            key="--labels",
+        )
 
 
 @lru_cache(maxsize=1)

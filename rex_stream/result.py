@@ -167,6 +167,7 @@ class Explanation:
             }
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        out.update(self.subject.summary_facts(self.mask))  # a text's units, …
         return out
 
 

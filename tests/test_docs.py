@@ -44,7 +44,26 @@ def _in_bash_block(lines: list[str], index: int) -> bool:
 
 
 def _snippets(text: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return [code for code, _ in _snippets_with_output(text)]
+
+
+def _snippets_with_output(text: str) -> list[tuple[str, str | None]]:
+    """Each python snippet and, when a plain or ```text block follows it directly (only
+    blank lines between), that block: what the snippet prints."""
+    found = []
+    for match in re.finditer(r"```python\n(.*?)```\n", text, flags=re.S):
+        after = re.match(r"\s*```(?:text)?\n(.*?)```", text[match.end() :], flags=re.S)
+        gap = text[match.end() : match.end() + (after.start(1) if after else 0)]
+        shown = after.group(1) if after and gap.count("\n") <= 2 else None
+        found.append((match.group(1), shown))
+    return found
+
+
+def _expected_output(document: Path, code: str) -> str | None:
+    for snippet, shown in _snippets_with_output(document.read_text()):
+        if snippet == code:
+            return shown
+    return None
 
 
 def _cases() -> list[tuple[str, str, str]]:
@@ -84,3 +103,12 @@ def test_documented_example_runs(checkout: Path, name: str, kind: str, text: str
     done = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"{name}\n{text}\n{done.stderr[-3000:]}"
     assert "Traceback" not in done.stderr
+    assert str(ROOT) not in done.stderr, f"{name}: a message names the checkout's own path"
+    if kind == "python":
+        document = ROOT / (
+            "README.md" if name.startswith("README") else f"docs/{name.split(':')[0]}"
+        )
+        shown = _expected_output(document, text)
+        if shown is not None:  # the document shows what the snippet prints: it must be so
+            printed = [line.rstrip() for line in done.stdout.strip().splitlines()]
+            assert printed == [line.rstrip() for line in shown.strip().splitlines()], done.stdout

@@ -10,7 +10,8 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
+from rex_stream.adapters.onnx_inputs import is_text_model, text_layout
+from rex_stream.engine.backend import BackendSettings, ModelInfo, Outputs, score_rows
 from rex_stream.errors import BackendError, ConfigError
 
 #: On CPUs, small batches keep the working set in cache (efficientnet-lite0 on 2 cores: 190/s at
@@ -74,7 +75,9 @@ class OnnxBackend:
             self._session = _open_session(ort, path, options, providers)
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
-        if len(inputs) != 1:
+        # strings or token ids (text models); else one numeric tensor: the buffer itself
+        layout = text_layout(inputs, settings, path.name) if is_text_model(inputs) else None
+        if len(inputs) != 1 and layout is None:
             names = ", ".join(i.name for i in inputs)
             raise BackendError(f"{path}: the model has {len(inputs)} inputs ({names}); need one")
         wanted_output = settings.options.get("output")
@@ -87,7 +90,9 @@ class OnnxBackend:
         batch_dim = shape[0] if shape else -1
         input_shape = settings.input_shape or tuple(shape[1:])
         declared = shape[1:]
-        if settings.input_shape and (
+        if layout is not None:
+            input_shape, declared = layout.shape, list(layout.shape)
+        elif settings.input_shape and (
             len(declared) != len(input_shape)
             or any(d > 0 and d != w for d, w in zip(declared, input_shape))
         ):
@@ -97,13 +102,13 @@ class OnnxBackend:
             )
         output_shape = next(o.shape for o in outputs if o.name == self._output)
         classes = output_shape[-1] if output_shape and isinstance(output_shape[-1], int) else None
-        dtype = _TYPES.get(model_input.type)
+        dtype = _TYPES.get(model_input.type) if layout is None else layout.dtype
         if dtype is None:
             raise BackendError(f"{path}: unsupported input type {model_input.type}")
         on_cpu = self._session.get_providers()[0] == "CPUExecutionProvider"
         self._info = ModelInfo(
             name=path.name,
-            input_name=model_input.name,
+            input_name=model_input.name if layout is None else layout.name,
             input_shape=tuple(input_shape),
             dtype=np.dtype(dtype),
             max_batch=batch_dim if batch_dim > 0 else None,
@@ -112,8 +117,11 @@ class OnnxBackend:
             preferred_batch=CPU_PREFERRED_BATCH if on_cpu else None,
             in_process=True,
             identity={"kind": "onnx", "sha256": file_sha256(path), "output": self._output},
+            output_names=tuple(output_names),
         )
         self._limiter = anyio.CapacityLimiter(max(1, settings.max_inflight))
+        name = self._info.input_name
+        self._feed = layout.feed if layout is not None else lambda batch: {name: batch}
 
     @property
     def info(self) -> ModelInfo:
@@ -123,7 +131,7 @@ class OnnxBackend:
     def infer_blocking(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch in the calling thread."""
         try:
-            result = self._session.run([self._output], {self._info.input_name: batch})[0]
+            result = self._session.run([self._output], self._feed(batch))[0]
         except Exception as exc:
             raise BackendError(
                 f"onnxruntime failed on a batch of {len(batch)}: {_first_line(exc)}"
@@ -133,6 +141,22 @@ class OnnxBackend:
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch in a worker thread."""
         return await anyio.to_thread.run_sync(self.infer_blocking, batch, limiter=self._limiter)
+
+    def infer_outputs_blocking(self, batch: np.ndarray) -> Outputs:
+        """Every output of the model for a batch, by name, in the calling thread."""
+        try:
+            results = self._session.run(None, self._feed(batch))
+        except Exception as exc:
+            raise BackendError(
+                f"onnxruntime failed on a batch of {len(batch)}: {_first_line(exc)}"
+            ) from exc
+        return {name: np.asarray(r) for name, r in zip(self._info.output_names, results)}
+
+    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Every output of the model for a batch, by name, in a worker thread."""
+        return await anyio.to_thread.run_sync(
+            self.infer_outputs_blocking, batch, limiter=self._limiter
+        )
 
     async def aclose(self) -> None:
         """Drop the session."""

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from rex_stream.adapters.rex_xai_standin import rex_xai_available
 from rex_stream.engine.backend import BackendSettings, ModelInfo, score_rows
 from rex_stream.errors import BackendError, ConfigError
 
@@ -44,7 +45,8 @@ def load_script(path: str | Path) -> ModuleType:
         raise ConfigError(f"--script {path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with rex_xai_available():  # ReX's tutorial imports rex_xai.input.input_data.Data
+            spec.loader.exec_module(module)
     except Exception as exc:  # the script's own code failed: report it, never a traceback
         raise ConfigError(f"--script {path}: failed to load ({_first_line(exc)})") from exc
     missing = [

@@ -29,6 +29,7 @@ from rex_stream.runs.cem import explain_cem
 from rex_stream.runs.l2x import explain_l2x, train_l2x
 from rex_stream.runs.rex import explain
 from rex_stream.runs.rows import explain_rows
+from rex_stream.runs.texts import explain_text_rows, explain_texts
 
 if TYPE_CHECKING:
     from rex_stream.distributed.driver import InputSummary
@@ -41,6 +42,8 @@ __all__ = [
     "explain_many",
     "explain_rows",
     "explain_stream",
+    "explain_text_rows",
+    "explain_texts",
     "meta_evaluate",
     "meta_evaluate_model",
     "train_l2x",

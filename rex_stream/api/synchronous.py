@@ -37,6 +37,8 @@ __all__ = [
     "explain_many_sync",
     "explain_rows_sync",
     "explain_sync",
+    "explain_text_rows_sync",
+    "explain_texts_sync",
     "meta_evaluate_model_sync",
     "meta_evaluate_sync",
     "train_l2x_sync",
@@ -105,6 +107,49 @@ def explain_many_sync(
         client=client,
         split_iterations=split_iterations,
     )
+
+
+def explain_texts_sync(
+    texts: Sequence[str],
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    **overrides: Any,
+) -> list[Explanation | InputFailure]:
+    """Blocking :func:`~rex_stream.runs.texts.explain_texts`: many strings through one
+    scheduler, each its own input; flat ``overrides`` (``iters=5``…) adjust ``config``."""
+    config = (config or ExplainConfig()).with_overrides(**overrides)
+    return _block(
+        asynchronous.explain_texts, texts, backend, config, names=names, store=store,
+        resume=resume, overwrite=overwrite, concurrent_inputs=concurrent_inputs,
+    )  # fmt: skip
+
+
+def explain_text_rows_sync(
+    source: str | Path,
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    rows: Sequence[int] | None = None,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    **overrides: Any,
+) -> list[Explanation | InputFailure]:
+    """Blocking :func:`~rex_stream.runs.texts.explain_text_rows`: every row of a
+    ``.jsonl``/``.csv``/``.tsv`` file (or ``rows``), each its own input; flat ``overrides``
+    adjust ``config``."""
+    config = (config or ExplainConfig()).with_overrides(**overrides)
+    return _block(
+        asynchronous.explain_text_rows, source, backend, config, rows, store=store,
+        resume=resume, overwrite=overwrite, concurrent_inputs=concurrent_inputs,
+    )  # fmt: skip
 
 
 def explain_rows_sync(

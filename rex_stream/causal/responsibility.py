@@ -14,6 +14,7 @@ import numpy as np
 
 from rex_stream.config import ResponsibilityStyle
 from rex_stream.engine.geometry import Box
+from rex_stream.errors import RexStreamError
 
 
 @dataclass(frozen=True)
@@ -86,18 +87,44 @@ def _add_ledger(out: np.ndarray, ledger: Ledger, cls: int, region_start: Sequenc
     return True
 
 
+def build_log_map(
+    ledgers: Iterable[Ledger],
+    cls: int,
+    shape: Sequence[int],
+    region: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> np.ndarray:
+    """The logarithm of the multiplicative (ReX 0.4) map of class ``cls`` over ``region``: the
+    sum over iterations of log(1 + that iteration's contributions).
+
+    The product itself overflows float64 after a few hundred iterations (every factor is ≥ 1),
+    and an overflowed map normalises to NaN; its logarithm stays finite for any number of
+    iterations, and ``exp(log - max log)`` is the max-normalised map without the product.
+    """
+    start, stop = region if region is not None else ([0] * len(shape), list(shape))
+    region_shape = tuple(b - a for a, b in zip(start, stop))
+    total = np.zeros(region_shape, np.float64)
+    local = np.empty(region_shape, np.float64)
+    for ledger in ledgers:
+        local.fill(1.0)
+        if _add_ledger(local, ledger, cls, start):
+            total += np.log(local)
+    return total
+
+
 def build_map(
     ledgers: Iterable[Ledger],
     cls: int,
     shape: Sequence[int],
     style: ResponsibilityStyle,
     region: tuple[Sequence[int], Sequence[int]] | None = None,
+    log_peak: float | None = None,
 ) -> np.ndarray:
-    """The unnormalised map of class ``cls`` over ``region`` (default: everything).
+    """The map of class ``cls`` over ``region`` (default: everything).
 
     Additive: the sum of all contributions. Multiplicative (ReX 0.4): the product over
-    iterations of (1 + that iteration's contributions); divide by the global maximum
-    (:func:`normalise`) to get ReX's max-normalised map.
+    iterations of (1 + that iteration's contributions), merged in log space and scaled by
+    ``exp(-log_peak)`` (default: the region's own largest log), so it never overflows;
+    :func:`normalise` then gives ReX's max-normalised map, whatever the scale.
     """
     start, stop = region if region is not None else ([0] * len(shape), list(shape))
     region_shape = tuple(b - a for a, b in zip(start, stop))
@@ -106,13 +133,10 @@ def build_map(
         for ledger in ledgers:
             _add_ledger(total, ledger, cls, start)
         return total
-    total = np.ones(region_shape, np.float64)
-    local = np.empty(region_shape, np.float64)
-    for ledger in ledgers:
-        local.fill(1.0)
-        if _add_ledger(local, ledger, cls, start):
-            total *= local
-    return total
+    logs = build_log_map(ledgers, cls, shape, region)
+    if log_peak is None:
+        log_peak = float(logs.max()) if logs.size else 0.0
+    return np.exp(logs - log_peak)
 
 
 def build_map_chunked(
@@ -128,22 +152,40 @@ def build_map_chunked(
 
     Slabs along the first spatial axis are built in float64 and stored as float32, so the
     peak memory is the output plus two slabs of about ``chunk_elements`` elements, instead
-    of two float64 maps of the whole input (2 GiB each for a 512³ volume).
+    of two float64 maps of the whole input (2 GiB each for a 512³ volume). A multiplicative
+    map takes two passes: the largest log over every slab first, so all slabs share a scale.
     """
     shape = tuple(int(n) for n in shape)
     if out is None:
         out = np.empty(shape, np.float32)
     plane = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
     step = max(1, chunk_elements // max(plane, 1))
-    for first in range(0, shape[0], step):
-        last = min(shape[0], first + step)
-        region = ([first, *[0] * (len(shape) - 1)], [last, *shape[1:]])
-        out[first:last] = build_map(ledgers, cls, shape, style, region=region)
+    regions = [
+        ([first, *[0] * (len(shape) - 1)], [min(shape[0], first + step), *shape[1:]])
+        for first in range(0, shape[0], step)
+    ]
+    log_peak = None
+    if style is ResponsibilityStyle.MULTIPLICATIVE:
+        peaks = [float(build_log_map(ledgers, cls, shape, r).max(initial=0.0)) for r in regions]
+        log_peak = max(peaks, default=0.0)
+    for region in regions:
+        first, last = region[0][0], region[1][0]
+        out[first:last] = build_map(ledgers, cls, shape, style, region, log_peak)
     if style is ResponsibilityStyle.MULTIPLICATIVE and out.size:
         peak = float(out.max())
         if peak > 0:
             out /= peak
     return out
+
+
+def check_finite(responsibility: np.ndarray, what: str) -> None:
+    """Refuse a map with NaN or infinite values: nothing downstream could mean anything."""
+    if not np.all(np.isfinite(responsibility)):
+        bad = int(np.size(responsibility) - np.count_nonzero(np.isfinite(responsibility)))
+        raise RexStreamError(
+            f"the responsibility map of {what} has {bad} NaN or infinite values: the model "
+            "returned non-finite scores, or the merge of its iterations failed"
+        )
 
 
 def normalise(responsibility: np.ndarray, style: ResponsibilityStyle) -> np.ndarray:

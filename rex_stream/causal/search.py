@@ -61,7 +61,7 @@ class _Candidate:
 def input_key(subject: Subject) -> int:
     """A stable 63-bit fingerprint of the input tensor, part of every generator's seed."""
     # hash the buffer itself: tobytes() would copy the whole input (512 MiB for a 512³ volume)
-    tensor = np.ascontiguousarray(subject.tensor)
+    tensor = np.ascontiguousarray(subject.content())  # a text: its words, not its transport
     digest = hashlib.blake2b(tensor.reshape(-1).view(np.uint8).data, digest_size=8)
     return int.from_bytes(digest.digest(), "little") >> 1
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rex_stream.cem import CemConfig, CemResult
 from rex_stream.cli.checks import check_at_least, check_store_flags
+from rex_stream.cli.inputs import expand_inputs
+from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.method_options import (
     add_model_arguments,
     backend_settings,
     check_output,
-    configure_logging,
     explain_config,
     model_spec,
     print_json,
@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Contrastive explanations (CEM), black-box: the pertinent positive (what "
         "must be present for the class) or pertinent negative (what, added, changes it).",
     )
-    parser.add_argument("inputs", nargs="+", help="input files (all share one scheduler)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        help="input files or directories (every input under them); all share one scheduler",
+    )
     add_model_arguments(parser)
     cem = parser.add_argument_group("cem")
     cem.add_argument("--kind", choices=["pp", "pn"], default="pp", help="PP (default) or PN")
@@ -56,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
     out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
     out.add_argument("--output", help="picture of the solution (PNG; one input only)")
-    out.add_argument("--json", action="store_true", help="a JSON summary per input on stdout")
     return parser
 
 
@@ -89,7 +92,7 @@ def cem_config(args: argparse.Namespace) -> CemConfig:
 def run(argv: list[str]) -> int:
     """Run the sub-command; returns the exit code (errors propagate to ``main``)."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.quiet)
     spec = model_spec(args)
     assert spec is not None
     config = explain_config(args)
@@ -102,12 +105,10 @@ def run(argv: list[str]) -> int:
             key="--reference",
         )
     cem = cem_config(args)
+    args.inputs = expand_inputs(args.inputs)
     output = check_output(args.output, "--output")
     if output is not None and len(args.inputs) > 1:
         raise ConfigError("--output draws one input's solution: give one input", key="--output")
-    for item in args.inputs:
-        if not Path(item).exists():
-            raise ConfigError(f"{item}: no such file")
     from rex_stream.api.synchronous import explain_cem_sync
 
     results = explain_cem_sync(

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from rex_stream.engine.store_folder import check_store_root
+from rex_stream.engine.store_location import parse_storage_options, remember_storage_options
 from rex_stream.errors import ConfigError, StoreError
 
 
@@ -25,8 +26,21 @@ def check_store_flags(args: argparse.Namespace) -> None:
         )
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both", key="--overwrite")
-    if not store or "://" in str(store):
+    pairs = getattr(args, "storage_option", None) or []
+    if pairs and not store:
+        raise ConfigError("--storage-option needs --store", key="--storage-option")
+    if not store:
         return
+    if "://" in str(store):  # an object store (or file://): refused in one line if unknown
+        location = remember_storage_options(str(store), parse_storage_options(pairs))
+        if not location.is_local:
+            return
+        store = str(location.local_path())
+    elif pairs:
+        raise ConfigError(
+            "--storage-option is for object stores (--store s3://…), not a local folder",
+            key="--storage-option",
+        )
     path = Path(store)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rex_stream.cli import rex_options
 from rex_stream.cli.terminal import TerminalProgress
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
@@ -124,7 +125,7 @@ def _inputs(path: Path, rows: str | None, config: ExplainConfig) -> tuple[list[s
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
     if rows is None:
-        return [str(path)], [input_name(path.name)]
+        return [str(path)], [input_name(path.stem)]  # as a plain run names it
     from rex_stream.modes.tabular import count_rows
 
     sources = row_sources(path, rows, count_rows(path, config))
@@ -162,6 +163,7 @@ def _run(
                     print(f"rex-stream: error: {outcome.error}", file=sys.stderr)
                     summaries.append({"input": outcome.source, "error": str(outcome.error)})
                     return
+                rex_options.name_summary(args, outcome.summary)
                 summaries.append(outcome.summary)
                 if not args.json:
                     print(_line(outcome.summary))
@@ -187,7 +189,7 @@ def _run(
         print(
             f"{len(sources) - failures} of {len(sources)} inputs explained{note} on "
             f"{len(report_.workers)} Dask workers in {report_.wall_s:.1f} s; store: "
-            f"{os.path.abspath(args.store)}"
+            f"{args.store if '://' in args.store else os.path.abspath(args.store)}"
         )
     return 1 if failures else 0
 
@@ -211,8 +213,9 @@ def _line(summary: dict[str, Any]) -> str:
     area = f", explanation {explanation['area']:.1%}" if explanation else ""
     queries = 0 if summary.get("skipped") else summary.get("stats", {}).get("queries", 0)
     done = " (already complete)" if summary.get("skipped") else ""
+    named = f"{target['label']} ({target.get('class')})" if target.get("label") else ""
     return (
-        f"{summary.get('input')}: class {target.get('class')} "
+        f"{summary.get('input')}: {named or 'class ' + str(target.get('class'))} "
         f"({float(target.get('confidence', 0.0)):.3f}){area}, {queries} queries{done}"
     )
 

@@ -110,7 +110,7 @@ def run_directory(
         if not args.json:
             area = f", explanation {outcome.sufficiency.area:.1%}" if outcome.sufficiency else ""
             print(
-                f"{outcome.subject.source}: class {outcome.target.classification} "
+                f"{outcome.subject.source}: {rex_options.class_text(outcome)} "
                 f"({outcome.target.confidence:.3f}){area}, {outcome.stats.queries} queries"
             )
 

@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 
 from rex_stream.cli import checks, meta_display, meta_model, method_options
+from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
-from rex_stream.config import ExplainConfig, ScoreKind
+from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
 from rex_stream.evaluation.explainers import explainer_from_spec
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or a rex-stream store RUNS.zarr[/group]",
     )
     parser.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="score a stored map even when its group was made for another input, model or "
+        "target (refused by default)",
+    )
+    parser.add_argument(
         "--metrics",
         help="comma-separated metrics with Quantus' parameter names, e.g. "
         '"pixel-flipping:features_in_step=224,selectivity:patch_size=16"',
@@ -58,23 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Quantus 0.6.0's conventions: channel elements as features, its baselines",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", help="local ONNX model file")
-    model.add_argument("--backend", help="backend spec (as for rex-stream)")
-    model.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
-    model.add_argument("--input-shape", help="model input shape without batch axis")
-    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
-    model.add_argument("--scores", choices=[k.value for k in ScoreKind])
-    model.add_argument("--target", type=int, help="score this class instead of the prediction")
+    method_options.add_backend_arguments(parser.add_argument_group("model"))
+    method_options.add_reading_arguments(parser.add_argument_group("reading the input"))
+    method_options.add_scheduling_arguments(parser.add_argument_group("scheduling"))
     prep = parser.add_argument_group("inputs")
     prep.add_argument("-c", "--config", help="rex.toml (default ./rex.toml, ~/.config/rex.toml)")
-    prep.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
-    prep.add_argument("--means", help="per-channel means to subtract, e.g. 0.485,0.456,0.406")
-    prep.add_argument("--stds", help="per-channel standard deviations, e.g. 0.229,0.224,0.225")
-    prep.add_argument("--mask-value", help="baseline of removed features: a number, min or mean")
-    prep.add_argument("--batch-size", type=int, help="largest batch per backend call")
-    prep.add_argument("--max-inflight", type=int, help="concurrent backend calls")
-    prep.add_argument("--concurrent-inputs", type=int, default=4, help="inputs at once")
     prep.add_argument(
         "--max-queries", type=int, help="refuse a plan that needs more model queries than this"
     )
@@ -109,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--store", help="Zarr store for results and curves (resumable)")
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
     out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
-    out.add_argument("--json", action="store_true", help="print JSON on stdout")
-    out.add_argument("--plot", help="picture of the curves and the per-metric ranking (PNG)")
-    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    out.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    out.add_argument(
+        "--plot", help="picture of the curves and the per-metric ranking (PNG, PDF or SVG)"
+    )
+    method_options.add_terminal_arguments(parser.add_argument_group("terminal"))
     return parser
 
 
@@ -203,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
             on_plan=None if args.quiet else partial(_print_plan, estimated=estimated),
             on_progress=progress,
             explainer=explainer,
+            allow_mismatch=args.allow_mismatch,
         )
 
     with _Display(not args.quiet and sys.stderr.isatty()) as display:
@@ -212,11 +208,16 @@ def _run(args: argparse.Namespace) -> int:
         from rex_stream.pictures.evaluation import save_plot
 
         save_plot(result, args.plot)
+    for failure in result.failures:
+        message = str(failure.error)
+        if failure.source not in message and Path(failure.source).name not in message:
+            message = f"{failure.source}: {message}"
+        print(f"rex-stream: error: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:
         print(result.table())
-    return 0
+    return 1 if result.failures else 0
 
 
 class _Display(TerminalProgress):
@@ -335,8 +336,5 @@ def _or(value: float | None, default: float) -> float:
 def run(argv: list[str]) -> int:
     """``rex-stream evaluate …`` (the CLI turns errors into one line and an exit code)."""
     args = build_parser().parse_args(argv)
-    level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose, args.quiet)
     return _run(args)

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from rex_stream.cli import checks, dask_options, method_options, rex_options
+from rex_stream.cli import checks, dask_options, detect, method_options, rex_options
 from rex_stream.cli.demo import DEMO_IMAGE, DEMO_MODEL, demo_config
-from rex_stream.cli.explain_output import check_writable, print_summary, write_outputs
+from rex_stream.cli.explain_output import (
+    check_writable,
+    default_pictures,
+    print_summary,
+    write_outputs,
+)
+from rex_stream.cli.explain_parser import DEFAULT_PICTURE
 from rex_stream.cli.settings import resolve_config, settings_table
 from rex_stream.cli.terminal import TerminalProgress, counted_columns
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError
+from rex_stream.errors import ConfigError, InputError
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation
 from rex_stream.runs.rex import explain
@@ -24,6 +31,8 @@ from rex_stream.runs.rex import explain
 def run(args: argparse.Namespace) -> int:
     """Run one explanation as the arguments say; returns the exit code."""
     base = ExplainConfig()
+    if not args.filename.strip():  # Path("") is the current folder: never what was meant
+        raise InputError(f"{args.filename!r}: an empty input name; give a file or a directory")
     is_demo = args.filename == "demo" and not Path("demo").exists()
     if is_demo:
         base = demo_config()
@@ -31,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
         args.backend = args.backend or str(DEMO_MODEL)
         args.output = args.output or "rex-demo-explanation.png"
         args.heatmap = args.heatmap or "rex-demo-heatmap.png"
+    default_pictures(args, DEFAULT_PICTURE)
+    if getattr(args, "contrastive_floodlights", None) is not None:
+        logging.getLogger("rex_stream").warning(
+            "--contrastive %d: ReX 0.3's floodlight count is not needed (rex-stream's "
+            "contrastive search pairs insertion and deletion candidates); it is ignored",
+            args.contrastive_floodlights,
+        )
     rex_options.prepare(args)
     spec = method_options.model_spec(args)
     assert spec is not None  # a model is required here
@@ -39,12 +55,19 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose and not args.quiet:
         print(settings_table(config), file=sys.stderr, end="")
     settings = method_options.backend_settings(args, spec, config)
+    if args.detections:
+        return detect.run(args, spec, config, settings)
+    detect.refuse_without_detections(args)
     if (code := dask_options.run(args, spec, config, settings)) is not None:
         return code
     if Path(args.filename).is_dir():
         from rex_stream.cli.directory import run_directory
 
         return run_directory(args, spec, config, settings)
+    from rex_stream.cli import text_inputs
+
+    if text_inputs.is_text_rows(args, config):  # a .jsonl of texts: one input per row
+        return text_inputs.run_text_rows(args, spec, config, settings)
     output = check_writable(args.output, "--output")
     heatmap = check_writable(args.heatmap, "--heatmap")
     with ExplainDisplay(not args.quiet and sys.stderr.isatty(), config.search.iters) as display:

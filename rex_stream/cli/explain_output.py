@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,24 @@ from rex_stream.cli import method_options, rex_options
 from rex_stream.result import Explanation
 
 #: what --output and --heatmap may be
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf", ".svg")
+PICTURE_SUFFIXES += (".html", ".htm")  # text mode's page
+
+
+def default_pictures(args: argparse.Namespace, default: str) -> None:
+    """``--output``/``--heatmap``/``--surface`` given without a file (as ReX allows): a name
+    made from the input's, in the current folder, announced on stderr."""
+    source = Path(args.filename)
+    is_dir = source.is_dir()
+    stem = source.resolve().name if is_dir else source.stem
+    for flag, attribute, suffix in (
+        ("--output", "output", "explanation"),
+        ("--heatmap", "heatmap", "heatmap"),
+    ):
+        if getattr(args, attribute, None) == default:
+            name = f"{stem}-{suffix}s" if is_dir else f"{stem}-{suffix}.png"
+            setattr(args, attribute, name)
+            print(f"{flag}: writing {name}", file=sys.stderr)
 
 
 def check_writable(path: str | None, flag: str) -> Path | None:

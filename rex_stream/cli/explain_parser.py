@@ -8,12 +8,12 @@ from rex_stream import __version__
 from rex_stream.cli import (
     bounding_box,
     dask_options,
-    faults,
+    detect,
+    method_options,
     resource_options,
     rex_options,
 )
 from rex_stream.cli.parser import OneLineParser
-from rex_stream.config import ScoreKind
 
 #: ``--method NAME`` on the main command → (sub-command, extra arguments)
 METHODS = {
@@ -24,6 +24,44 @@ METHODS = {
 }
 
 
+#: The sub-commands, as ``rex-stream --help`` lists them.
+SUBCOMMAND_HELP = """sub-commands (each has its own --help; the sub-command goes first):
+  rex-stream INPUT             explain with causal responsibility (ReX; this help)
+  rex-stream evaluate INPUT    score attribution maps with Quantus' metrics
+  rex-stream cem INPUT…        contrastive explanations: pertinent positives / negatives
+  rex-stream l2x-train DATA    train an L2X explainer from the model's scores
+  rex-stream l2x INPUT…        select regions with a trained L2X explainer
+  rex-stream report STORE…     one self-contained HTML page of the results in stores
+  rex-stream demo              the bundled photo and model
+
+A directory stands for every input under it (recursively) in every sub-command; cem and l2x
+also take several files. The model, reading, scheduling and terminal flags (--model, --means,
+--norm, --retry-s, --batch-size, --concurrent-inputs, --json, -q, -v, …) are the same in all."""
+
+
+#: ``--output`` / ``--heatmap`` without a file: a name made from the input's.
+DEFAULT_PICTURE = "<default>"
+
+
+class ContrastiveAction(argparse.Action):
+    """``--contrastive [N]``: the contrastive strategy; N (ReX 0.3's floodlights) is kept in
+    ``contrastive_floodlights`` so that the run can say it is not used."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.strategy = "contrastive"
+        if values:
+            try:
+                namespace.contrastive_floodlights = int(str(values))
+            except ValueError:
+                parser.error(f"--contrastive {values}: expected a whole number of floodlights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (ReX's option names where they exist)."""
     parser = OneLineParser(
@@ -31,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain a classifier's decision with causal responsibility (ReX), "
         "streaming mutants to a local or remote model. `rex-stream demo` runs the bundled "
         "example.",
+        epilog=SUBCOMMAND_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "filename",
@@ -44,65 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="rex (causal responsibility, default); cem-pp / cem-pn (= rex-stream cem --kind "
         "pp|pn); l2x (= rex-stream l2x, with --explainer)",
     )
-    parser.add_argument(
-        "--concurrent-inputs",
-        type=int,
-        default=4,
-        help="directory mode: inputs explained at once (default 4)",
+    method_options.add_backend_arguments(parser.add_argument_group("model"))
+    method_options.add_reading_arguments(
+        parser.add_argument_group("reading the input"), sweeps=True
     )
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", help="local ONNX model file")
-    model.add_argument(
-        "--backend",
-        help="backend spec: model.onnx, triton://host:8001/model, triton+http://host:8000/model, "
-        "http(s)://…, python:module:function",
-    )
-    model.add_argument(
-        "--backend-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="adapter option (repeatable), e.g. threads=2, token_env=TOKEN",
-    )
-    model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 3,224,224")
-    model.add_argument(
-        "--means",
-        help="per-channel means subtracted after /norm, e.g. 0.485,0.456,0.406 (ImageNet); "
-        "ReX's [rex.onnx] means",
-    )
-    model.add_argument(
-        "--stds",
-        help="per-channel standard deviations divided by after the means, e.g. "
-        "0.229,0.224,0.225 (ImageNet); ReX's [rex.onnx] stds",
-    )
-    model.add_argument(
-        "--norm", type=float, help="pixel values are divided by this first (default 255)"
-    )
-    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
-    faults.add_arguments(model)
-    model.add_argument(
-        "--scores",
-        choices=[k.value for k in ScoreKind],
-        help="what the model outputs (default logits: softmax is applied)",
-    )
-    model.add_argument("--target", type=int, help="explain this class instead of the prediction")
+    method_options.add_scheduling_arguments(parser.add_argument_group("scheduling"))
     run = parser.add_argument_group("search")
     run.add_argument("-c", "--config", help="rex.toml (default ./rex.toml, ~/.config/rex.toml)")
     run.add_argument("--iters", type=int, help="iterations (default 20)")
     run.add_argument("--seed", type=int, help="random seed (default: random, kept in the store)")
-    run.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
-    run.add_argument(
-        "--mask-value",
-        help="what masked elements become: a number, min, mean, or per iteration random "
-        "(uniform in the input's [min, max]) or linear (min to max over the iterations)",
-    )
-    run.add_argument(
-        "--mode-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="mode option (repeatable)",
-    )
     run.add_argument("--min-box-size", type=int, help="smallest box that is split (default 10)")
     run.add_argument("--tree-depth", type=int, help="deepest level of the box tree (default 10)")
     run.add_argument("--search-limit", type=int, help="most mutants per iteration")
@@ -114,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--contrastive",
-        action="store_const",
-        const="contrastive",
-        dest="strategy",
-        help="a sufficient and necessary explanation (= --strategy contrastive)",
+        nargs="?",
+        const="",
+        metavar="N",
+        action=ContrastiveAction,
+        help="a sufficient and necessary explanation (= --strategy contrastive); ReX 0.3's "
+        "floodlight count N is accepted and not needed",
     )
     run.add_argument("--chunk-size", type=int, help="elements revealed per extraction step")
     run.add_argument(
@@ -125,13 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["bracket", "linear"],
         help="probe extraction candidates coarse to fine (default) or all in order",
     )
-    run.add_argument("--batch-size", type=int, help="largest batch per backend call")
-    run.add_argument(
-        "--max-inflight",
-        type=int,
-        help="concurrent backend calls (default 8 for network backends, 2 for local ones)",
-    )
-    run.add_argument("--linger-ms", type=float, help="wait this long for a batch to fill")
     run.add_argument(
         "--confidence",
         type=float,
@@ -145,17 +130,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="insertion/deletion curves and their AUC",
     )
     out = parser.add_argument_group("outputs")
-    out.add_argument("--output", help="explanation picture (PNG)")
-    out.add_argument("--heatmap", help="responsibility heatmap over the image (PNG)")
-    out.add_argument("--store", help="Zarr store for maps, masks and resumable progress")
+    out.add_argument(
+        "--output",
+        nargs="?",
+        const=DEFAULT_PICTURE,
+        metavar="FILE",
+        help="explanation picture (.png, .jpg, .pdf, .svg, …); without FILE "
+        "<input>-explanation.png (a directory input: <dir>-explanations/)",
+    )
+    out.add_argument(
+        "--heatmap",
+        nargs="?",
+        const=DEFAULT_PICTURE,
+        metavar="FILE",
+        help="responsibility heatmap over the input; without FILE <input>-heatmap.png "
+        "(a directory input: <dir>-heatmaps/)",
+    )
+    out.add_argument(
+        "--store",
+        help="Zarr store for maps, masks and resumable progress: a folder, or an object "
+        "store URL (s3://bucket/runs.zarr, memory://…; see docs/object-stores.md)",
+    )
+    out.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the object store's filesystem (s3fs: endpoint_url=…, "
+        "client_kwargs.region_name=…); credentials come from the environment",
+    )
     out.add_argument("--resume", action="store_true", help="continue the run in --store")
     out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
-    out.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    method_options.add_terminal_arguments(parser.add_argument_group("terminal"))
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
     rex_options.add_arguments(parser)
     bounding_box.add_arguments(run)
     dask_options.add_arguments(parser)
     resource_options.add_arguments(parser)
+    detect.add_arguments(parser)
     return parser

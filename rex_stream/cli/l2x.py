@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from rex_stream.cli.checks import check_at_least, check_store_flags
+from rex_stream.cli.inputs import expand_inputs
+from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.method_options import (
     add_model_arguments,
     backend_settings,
     check_output,
-    configure_logging,
     explain_config,
     model_spec,
     print_json,
@@ -46,7 +48,6 @@ def train_parser() -> argparse.ArgumentParser:
     out.add_argument("--store", help="Zarr store: scores and epochs, for --resume")
     out.add_argument("--resume", action="store_true", help="continue the training in --store")
     out.add_argument("--overwrite", action="store_true", help="start the --store training again")
-    out.add_argument("--json", action="store_true", help="the training metrics as JSON")
     return parser
 
 
@@ -57,13 +58,22 @@ def explain_parser() -> argparse.ArgumentParser:
         description="Select an input's most informative regions with a trained L2X explainer "
         "(no model query; with --model, 2 queries check the selection).",
     )
-    parser.add_argument("input", help="input file")
+    parser.add_argument(
+        "inputs", nargs="+", help="input files or directories (every input under them)"
+    )
     parser.add_argument("--explainer", required=True, help="explainer from l2x-train (.npz)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="accepted as every command does; the selection itself uses no randomness",
+    )
     add_model_arguments(parser, required=False)
     out = parser.add_argument_group("outputs")
-    out.add_argument("--json", action="store_true", help="a JSON summary on stdout")
-    out.add_argument("--save-mask", help="the selection over the spatial axes (.npy)")
-    out.add_argument("--output", help="picture of the selection (PNG)")
+    out.add_argument(
+        "--save-mask", help="the selection over the spatial axes (.npy; one input only)"
+    )
+    out.add_argument("--output", help="picture of the selection (PNG; one input only)")
     out.add_argument("--store", help="Zarr store: the selection as l2x_selection")
     out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
     return parser
@@ -77,7 +87,7 @@ def run(name: str, argv: list[str]) -> int:
 def train(argv: list[str]) -> int:
     """``l2x-train``: train, report, save."""
     args = train_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.quiet)
     spec = model_spec(args)
     assert spec is not None
     config = explain_config(args)
@@ -131,15 +141,18 @@ def train(argv: list[str]) -> int:
 
 
 def explain(argv: list[str]) -> int:
-    """``l2x``: select regions of one input."""
+    """``l2x``: select regions of each input."""
     args = explain_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.quiet)
     spec = model_spec(args)
-    if not Path(args.input).exists():
-        raise ConfigError(f"{args.input}: no such file")
+    check_at_least(args.seed, "--seed", 0)
+    inputs = expand_inputs(args.inputs)
     save_mask = check_output(args.save_mask, "--save-mask", (".npy",))
     check_store_flags(args)
     output = check_output(args.output, "--output")
+    if len(inputs) > 1 and (output is not None or save_mask is not None):
+        flag = "--output" if output is not None else "--save-mask"
+        raise ConfigError(f"{flag} is for one input: give one input", key=flag)
     from rex_stream.l2x import Explainer
     from rex_stream.runs.l2x import L2xResult, explain_l2x, reading_config
 
@@ -147,15 +160,31 @@ def explain(argv: list[str]) -> int:
     config = explain_config(args, reading_config(explainer))
     settings = backend_settings(args, spec, config) if spec else None
 
-    async def main() -> L2xResult:
-        return await explain_l2x(args.input, explainer, spec, config, backend_settings=settings)
+    async def main(item: str) -> L2xResult:
+        return await explain_l2x(item, explainer, spec, config, backend_settings=settings)
 
-    result = anyio.run(main)
+    summaries = []
+    for item in inputs:
+        result = anyio.run(main, item)
+        summaries.append(_report_selection(args, explainer, result, save_mask, output))
+    if args.json:
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
+    return 0
+
+
+def _report_selection(
+    args: argparse.Namespace,
+    explainer: Any,
+    result: Any,
+    save_mask: Path | None,
+    output: Path | None,
+) -> dict[str, Any]:
+    """Write one input's selection where asked; print its line unless ``--json``."""
     if save_mask is not None:
         import numpy as np
 
         np.save(save_mask, result.selection.astype(np.uint8))
-    summary = result.summary()
+    summary: dict[str, Any] = result.summary()
     if output is not None:
         from rex_stream.pictures.methods import save_selection
 
@@ -165,9 +194,7 @@ def explain(argv: list[str]) -> int:
         from rex_stream.runs.l2x import store_selection
 
         summary["store"] = store_selection(result, args.store, overwrite=args.overwrite)
-    if args.json:
-        print_json(summary)
-    else:
+    if not args.json:
         verdict = ""
         if summary["posthoc_kept"] is not None:
             kept = "keeps" if summary["posthoc_kept"] else "does NOT keep"
@@ -176,4 +203,4 @@ def explain(argv: list[str]) -> int:
             f"{summary['input']}: regions {summary['selected_regions']} "
             f"(edge {summary['region_edge']}){verdict} — {summary['queries']} queries"
         )
-    return 0
+    return summary

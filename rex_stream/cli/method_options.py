@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -16,36 +15,126 @@ from rex_stream.config import ExplainConfig, ScoreKind
 from rex_stream.engine.backend import BackendSettings, default_inflight
 from rex_stream.errors import ConfigError, OutputError
 
+#: A parser or one of its argument groups (both take ``add_argument``).
+ArgumentGroup = argparse.ArgumentParser | argparse._ArgumentGroup
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--model``/``--backend`` and how the model's inputs are read and batched."""
-    model = parser.add_argument_group("model")
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, required: bool = True, sweeps: bool = False
+) -> None:
+    """The model, reading, scheduling and terminal flags every command shares (one
+    definition for all: ``rex-stream``, ``cem``, ``l2x``, ``l2x-train``, ``evaluate``)."""
+    add_backend_arguments(parser.add_argument_group("model"))
+    add_reading_arguments(parser.add_argument_group("reading the input"), sweeps=sweeps)
+    add_scheduling_arguments(parser.add_argument_group("scheduling"))
+    add_terminal_arguments(parser.add_argument_group("terminal"))
+    parser.set_defaults(model_required=required)
+
+
+def add_backend_arguments(model: ArgumentGroup) -> None:
+    """``--model``/``--backend`` and how the backend is called and read."""
     model.add_argument("--model", help="local ONNX model file")
-    model.add_argument("--backend", help="backend spec: model.onnx, triton://…, http(s)://…")
     model.add_argument(
-        "--backend-option", action="append", default=[], metavar="KEY=VALUE", help="adapter option"
+        "--backend",
+        help="backend spec: model.onnx, triton://host:8001/model, triton+http://host:8000/model, "
+        "http(s)://…, python:module:function",
     )
-    model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 1,30")
-    model.add_argument("--timeout-s", type=float, default=60.0, help="deadline per backend call")
+    model.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option (repeatable), e.g. threads=2, token_env=TOKEN",
+    )
+    model.add_argument("--input-shape", help="model input shape without batch axis, e.g. 3,224,224")
+    model.add_argument(
+        "--timeout-s", type=float, default=60.0, help="deadline per backend call (default 60)"
+    )
     faults.add_arguments(model)
     model.add_argument(
-        "--scores", choices=[k.value for k in ScoreKind], help="what the model outputs"
+        "--scores",
+        choices=[k.value for k in ScoreKind],
+        help="what the model outputs (default logits: softmax is applied)",
     )
     model.add_argument("--target", type=int, help="explain this class instead of the prediction")
-    model.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio")
-    model.add_argument("--mask-value", help="what removed elements become: a number, min or mean")
-    model.add_argument(
-        "--means", help="per-channel means subtracted after /norm (ImageNet: 0.485,…)"
+
+
+def add_reading_arguments(group: ArgumentGroup, *, sweeps: bool = False) -> None:
+    """How an input file becomes the model's input: mode, normalisation, mask value."""
+    group.add_argument("-m", "--mode", help="RGB, L, tabular, spectral, voxel, audio, text")
+    group.add_argument(
+        "--spectral",
+        action="store_const",
+        const="spectral",
+        dest="mode",
+        help="= --mode spectral (ReX's shortcut)",
     )
-    model.add_argument("--stds", help="per-channel standard deviations (ImageNet: 0.229,…)")
-    model.add_argument("--norm", type=float, help="pixel values are divided by this first (255)")
-    model.add_argument(
-        "--mode-option", action="append", default=[], metavar="KEY=VALUE", help="mode option"
+    group.add_argument(
+        "--mask-value",
+        help="what masked elements become: a number, min, mean"
+        + (
+            ", or per iteration random (uniform in the input's [min, max]) or linear (min to "
+            "max over the iterations)"
+            if sweeps
+            else ""
+        ),
     )
-    model.add_argument("--batch-size", type=int, help="largest batch per backend call")
-    model.add_argument("--max-inflight", type=int, help="concurrent backend calls")
-    model.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    parser.set_defaults(model_required=required)
+    group.add_argument(
+        "--means",
+        help="per-channel means subtracted after /norm, e.g. 0.485,0.456,0.406 (ImageNet); "
+        "ReX's [rex.onnx] means",
+    )
+    group.add_argument(
+        "--stds",
+        help="per-channel standard deviations divided by after the means, e.g. "
+        "0.229,0.224,0.225 (ImageNet); ReX's [rex.onnx] stds",
+    )
+    group.add_argument(
+        "--norm", type=float, help="pixel values are divided by this first (default 255)"
+    )
+    group.add_argument(
+        "--mode-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mode option (repeatable), e.g. drop=label, row=3",
+    )
+    group.add_argument(
+        "--tokenizer",
+        metavar="FILE",
+        help="text mode: a tokenizer.json (Hugging Face tokenizers) for models over token ids",
+    )
+
+
+def add_scheduling_arguments(group: ArgumentGroup) -> None:
+    """How mutants are batched and sent."""
+    group.add_argument("--batch-size", type=int, help="largest batch per backend call")
+    group.add_argument(
+        "--max-inflight",
+        type=int,
+        help="concurrent backend calls (default 8 for network backends, 2 for local ones)",
+    )
+    group.add_argument("--linger-ms", type=float, help="wait this long for a batch to fill")
+    group.add_argument(
+        "--concurrent-inputs",
+        type=int,
+        default=4,
+        help="several inputs (files, a list or a directory): inputs at once (default 4)",
+    )
+
+
+def add_terminal_arguments(group: ArgumentGroup) -> None:
+    """``--json``, ``-v`` and ``-q``."""
+    group.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display (warnings and errors still go to stderr)",
+    )
 
 
 def pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -123,11 +212,20 @@ def explain_config(
         try:
             value: float | str = text if text in named else float(text)
         except ValueError as exc:
+            if image.mode == "text":  # delete, attention, mask-token or a literal ([MASK])
+                value = args.mask_value
+            else:
+                raise ConfigError(
+                    f"--mask-value {args.mask_value!r}: a number, {', '.join(named[:-1])} or "
+                    f"{named[-1]}",
+                    key="--mask-value",
+                ) from exc
+        if isinstance(value, float) and value != value:  # NaN masks make most models answer NaN
             raise ConfigError(
-                f"--mask-value {args.mask_value!r}: a number, {', '.join(named[:-1])} or "
-                f"{named[-1]}",
+                f"--mask-value {args.mask_value!r}: masked elements would be NaN, which most "
+                "models answer with NaN scores; give a number, min or mean",
                 key="--mask-value",
-            ) from exc
+            )
         image = replace(image, mask_value=value)
     if flag("means") is not None:
         image = replace(image, means=floats(args.means, "--means"))
@@ -140,6 +238,8 @@ def explain_config(
     if flag("mode_option"):
         options = {**image.mode_options, **pairs(args.mode_option, "--mode-option")}
         image = replace(image, mode_options=options)
+    if flag("tokenizer"):  # = --mode-option tokenizer=FILE
+        image = replace(image, mode_options={**image.mode_options, "tokenizer": args.tokenizer})
     if flag("batch_size") is not None:
         scheduler = replace(scheduler, max_batch=args.batch_size)
     if flag("max_inflight") is not None:
@@ -156,14 +256,6 @@ def backend_settings(args: argparse.Namespace, spec: str, config: ExplainConfig)
         max_inflight=config.scheduler.max_inflight or default_inflight(spec),
         input_shape=shape(args.input_shape),
         options=pairs(args.backend_option, "--backend-option"),
-    )
-
-
-def configure_logging(verbose: int) -> None:
-    """Warnings by default, more with ``-v``."""
-    logging.basicConfig(
-        level=max(logging.WARNING - 10 * verbose, logging.DEBUG),
-        format="%(levelname)s %(name)s: %(message)s",
     )
 
 

@@ -9,15 +9,16 @@ they ask for.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rex_stream.cli.method_options import check_output
 from rex_stream.config import ExplainConfig
-from rex_stream.errors import ConfigError, InputError, OutputError
+from rex_stream.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -170,7 +171,7 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
 
         args.rex_labels = load_labels(args.labels)
     if getattr(args, "surface", None):
-        _check_surface_target(args.surface)
+        args.surface = _surface_target(args.surface, args.filename)
     if getattr(args, "complete", False):
         extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):
@@ -258,16 +259,35 @@ def after_run(
     return written
 
 
-def name_target(args: argparse.Namespace, result: Explanation) -> None:
-    """Name the target class (``--labels``, or the bundled model's ImageNet names)."""
-    from rex_stream.labels import labels_for_model
+def chosen_labels(args: argparse.Namespace, classification: int) -> tuple[str, ...] | None:
+    """The class names in use: ``--labels`` (checked to cover ``classification``), else the
+    bundled model's ImageNet names, else None."""
+    from rex_stream.labels import check_labels_cover, labels_for_model
 
     labels = getattr(args, "rex_labels", None)
-    if labels is None:
-        labels = labels_for_model(getattr(args, "model", None) or getattr(args, "backend", None))
+    if labels is not None:
+        check_labels_cover(labels, classification + 1, args.labels)
+        return labels
+    return labels_for_model(getattr(args, "model", None) or getattr(args, "backend", None))
+
+
+def name_target(args: argparse.Namespace, result: Explanation) -> None:
+    """Name the target class (``--labels``, or the bundled model's ImageNet names)."""
     cls = result.target.classification
+    labels = chosen_labels(args, cls)
     if labels is not None and 0 <= cls < len(labels):
         result.label = labels[cls]
+
+
+def name_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """Name the target class in a finished input's summary (a Dask worker's), as
+    :func:`name_target` names an explanation's."""
+    target = summary.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("class"), int):
+        return
+    labels = chosen_labels(args, target["class"])
+    if labels is not None and 0 <= target["class"] < len(labels) and not target.get("label"):
+        target["label"] = labels[target["class"]]
 
 
 def class_text(result: Explanation) -> str:
@@ -332,14 +352,16 @@ def _explanation_lines(result: Explanation) -> list[str]:
     return lines
 
 
-def _check_surface_target(target: str) -> None:
-    """Fail before the run when the surface cannot be shown or saved."""
+def _surface_target(target: str, filename: str) -> str:
+    """Where the surface goes: FILE, a window when there is a display, else (as with a
+    bare ``--output``) ``<input>-surface.png``, announced on stderr. Fails before the run
+    when FILE cannot be written."""
     from rex_stream.pictures.surface import SHOW, SUFFIXES, has_display
 
-    if target != SHOW:
-        check_output(target, "--surface", SUFFIXES, "a picture suffix such as .png")
-    elif not has_display():
-        raise OutputError(
-            "--surface without a file needs a display to show the plot, and there is "
-            "none: give a file, e.g. --surface surface.png"
-        )
+    if target == SHOW:
+        if has_display():
+            return target
+        target = f"{Path(filename).stem}-surface.png"
+        print(f"--surface: no display to show it; writing {target}", file=sys.stderr)
+    check_output(target, "--surface", SUFFIXES, "a picture suffix such as .png")
+    return target

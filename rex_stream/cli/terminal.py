@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from rex_stream.cli.log_setup import set_active_console
+
 T = TypeVar("T", bound="TerminalProgress")
 
 
@@ -27,10 +29,12 @@ class TerminalProgress:
     def __enter__(self: T) -> T:
         if self.progress is not None:
             self.progress.start()
+            set_active_console(self.progress.console)  # log lines go above the bar
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
+            set_active_console(None)
             self.progress.stop()
 
 

@@ -19,23 +19,20 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import zarr
 
 from rex_stream.causal.search import input_key
 from rex_stream.config import ExplainConfig
 from rex_stream.distributed.inputs import split_row
 from rex_stream.distributed.runtime import worker_runtime
-from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.scheduler import CountingEvaluator
 from rex_stream.engine.session import Engine
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
-from rex_stream.errors import RexStreamError, StoreError, StoreLocked, raise_first_error
+from rex_stream.errors import RexStreamError, StoreLocked, raise_first_error
 from rex_stream.modes import load_subject
 from rex_stream.naming import check_name
 from rex_stream.runs.many import INPUT_ERRORS
@@ -143,10 +140,11 @@ def run_iterations(
     async def work(engine: Engine) -> Summary:
         item = _open_input(engine, source, name)
         subject, config = item.subject, _seeded(item.config, prepared)
-        location = f"{store}/{subject.name}"
-        group = await anyio.to_thread.run_sync(lambda: zarr.open_group(location, mode="r+"))
         # no lock: the tasks of one input write its group at once, each its own iterations
-        attached = ExplanationStore(group, len(subject.spatial_shape), location)
+        ndim = len(subject.spatial_shape)
+        attached = await anyio.to_thread.run_sync(
+            lambda: ExplanationStore.attach(store, subject.name, ndim)
+        )
         target = Target(int(prepared["target"][0]), float(prepared["target"][1]))
         evaluator = CountingEvaluator(engine.scheduler)
         searched = await search_iterations(
@@ -270,7 +268,7 @@ async def _finished(engine: Engine, store: str, item: _Input) -> Summary | None:
     subject = item.subject
     path = f"{store}/{subject.name}"
     marker = _fingerprint(engine, item)
-    attrs = await anyio.to_thread.run_sync(_attributes, path)
+    attrs = await anyio.to_thread.run_sync(ExplanationStore.group_attributes, store, subject.name)
     if attrs is None or attrs.get(COMPLETE) is not True or attrs.get(FINGERPRINT) != marker:
         return None
     summary = {k: attrs[k] for k in _KEPT if k in attrs}
@@ -278,26 +276,10 @@ async def _finished(engine: Engine, store: str, item: _Input) -> Summary | None:
     return summary
 
 
-def _attributes(path: str) -> dict[str, Any] | None:
-    if not Path(path).exists():
-        return None
-    try:
-        return dict(zarr.open_group(path, mode="r").attrs)
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _mark_finished(store: str, key: str, marker: str) -> None:
     """Record what the complete result was computed from (under the group's lock): from here
     on, a rerun with the same input, model and settings costs no query."""
-    lock = GroupLock.for_group(store, key)
-    lock.acquire(wait_s=LOCK_WAIT_S, poll_s=LOCK_POLL_S)
-    try:
-        zarr.open_group(f"{store}/{key}", mode="r+").attrs.update({FINGERPRINT: marker})
-    except OSError as exc:
-        raise StoreError(f"cannot write to {store}/{key}: {exc}") from exc
-    finally:
-        lock.release()
+    ExplanationStore.update_group(store, key, {FINGERPRINT: marker}, wait_s=LOCK_WAIT_S)
 
 
 async def _when_unlocked(work: Callable[[], Awaitable[T]]) -> T:

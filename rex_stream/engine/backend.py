@@ -1,7 +1,9 @@
 """The backend port: what the core needs from any model server, and how specs find adapters.
 
 A backend is three things (the shape of httpx's transport): ``info`` (model metadata),
-``async infer(batch) -> scores`` and ``async aclose()``. Adapters live in
+``async infer(batch) -> scores`` and ``async aclose()``. A backend that can also give every
+named output tensor of its model (a detector's boxes, scores and classes) implements
+:class:`OutputsBackend`: ``async infer_outputs(batch) -> {name: array}``. Adapters live in
 ``rex_stream.adapters`` and are discovered through the entry-point group
 ``rex_stream.backends``; the core never imports one.
 """
@@ -28,7 +30,9 @@ EXTRAS = {"triton": "triton", "triton+http": "triton", "http": "http", "https": 
 class ModelInfo:
     """Metadata of the model behind a backend.
 
-    ``input_shape`` excludes the batch axis. ``max_batch`` is the largest batch one call may
+    ``input_shape`` excludes the batch axis; ``dtype`` is the batch buffer's: a number type,
+    ``object`` (rows of strings) or a structured dtype of named tensors (token ids and masks;
+    see :mod:`rex_stream.engine.inputs`). ``max_batch`` is the largest batch one call may
     carry (``None``: no limit; ``1``: the model takes one input per call).
     ``preferred_batch`` is the batch size the adapter knows to be fastest, if any, and
     ``preferred_inflight`` how many concurrent calls suit it. ``in_process``: the model runs
@@ -52,6 +56,8 @@ class ModelInfo:
     in_process: bool = False
     #: which model this is (a store refuses to resume a run made with another)
     identity: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: every output the model has, in its order (``infer_outputs`` answers with these)
+    output_names: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -72,6 +78,26 @@ class Backend(Protocol):
         ...
 
 
+#: An answer as named output tensors, each with the batch axis first where the model has one.
+Outputs = dict[str, np.ndarray]
+
+
+@runtime_checkable
+class OutputsBackend(Protocol):
+    """A backend that can answer with every named output of its model, as the model gives
+    them (no reshaping into score rows): what a target that reads more than one class-score
+    row per input (a detector's boxes, scores and classes) needs."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """Metadata of the served model (``output_names`` lists the outputs)."""
+        ...
+
+    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Run one batch; every output of the model by name."""
+        ...
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     """Knobs shared by all adapters; adapter-specific ones go in ``options`` (``key=value``)."""
@@ -80,6 +106,11 @@ class BackendSettings:
     max_inflight: int = 2
     input_shape: tuple[int, ...] | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    #: a backend that cannot describe its input (python:, row JSON) takes strings
+    text_input: bool = False
+    #: the run reads several named outputs (``infer_outputs``): an adapter must not insist
+    #: on choosing one output that holds class scores
+    all_outputs: bool = False
 
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0 and self.timeout_s != float("inf")):  # NaN fails too
@@ -176,3 +207,22 @@ def score_rows(result: Any, rows: int, source: str) -> np.ndarray:
             f"{source} returned {type(result).__name__} that is not {rows} rows of scores"
         )
     return scores.reshape(rows, -1)
+
+
+def named_outputs(result: Any, names: tuple[str, ...], source: str) -> Outputs:
+    """A Python model's answer as named outputs: a mapping as it is, a tuple or list of
+    arrays named by ``names`` (``output0``, ``output1`` … where none are given), one array
+    as ``names[0]`` (``output``)."""
+    if isinstance(result, Mapping):
+        return {str(k): np.asarray(v) for k, v in result.items()}
+    if (
+        isinstance(result, (tuple, list))
+        and result
+        and all(isinstance(v, np.ndarray) for v in result)
+    ):
+        labels = names if len(names) == len(result) else [f"output{i}" for i in range(len(result))]
+        return {str(k): np.asarray(v) for k, v in zip(labels, result)}
+    try:
+        return {names[0] if names else "output": np.asarray(result)}
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"{source} returned {type(result).__name__}, not arrays") from exc

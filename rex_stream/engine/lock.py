@@ -156,7 +156,14 @@ class GroupLock:
         )
 
     def check(self) -> None:
-        """StoreError if the lock was lost (taken over as stale); a holder must then stop."""
+        """StoreError if the lock was lost (taken over as stale); a holder must then stop.
+
+        Looks at the lock itself (its owner's token and this holder's beat file), not only at
+        what the heartbeat thread last saw: a holder that was stopped (SIGSTOP, a long pause)
+        wakes with a thread that has not looked yet, and must not take one more step.
+        """
+        if self._token is not None and not self._lost.is_set() and not self._still_mine():
+            self._lost.set()
         if self._token is None or self._lost.is_set():
             raise StoreError(
                 f"lost the lock {self.path} (another writer took it over as stale); "
@@ -176,6 +183,11 @@ class GroupLock:
         self._token = None
         with contextlib.suppress(OSError):  # tidy: the locks folder goes when it is empty
             self.path.parent.rmdir()
+
+    def _still_mine(self) -> bool:
+        """Whether the lock on disk is still this holder's (its owner token and beat file)."""
+        holder = self.holder()
+        return holder is not None and holder.token == self._token
 
     def holder(self) -> Holder | None:
         """The holder written in the lock, or None if it is absent or unreadable."""

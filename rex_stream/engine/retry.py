@@ -7,9 +7,11 @@ same batch gives the same scores), so a retried call changes nothing but the wal
 
 Each call has its own budget of ``budget_s`` seconds, counted from its first failure: a server
 that comes back within the budget is ridden through, one that does not ends the run with the
-last error and how long it was retried. Waits grow as ``uniform(0, min(cap, base · 2^attempt))``
-("full jitter", so that many waiting calls do not return in lockstep) and are never shorter
-than the server's ``Retry-After``.
+last error and how long it was retried. Until the backend has answered once, the budget is at
+most ``first_answer_s`` (15 s): an endpoint that has never worked is more likely a wrong URL or
+a broken model than a restart, and its user should not wait two minutes to hear so.
+Waits grow as ``uniform(0, min(cap, base · 2^attempt))`` ("full jitter", so that many
+waiting calls do not return in lockstep) and are never shorter than the server's ``Retry-After``.
 
 When a call finds the server gone (:attr:`~rex_stream.errors.TransientBackendError.unreachable`:
 refused or dropped connections, "server is stopping"), the calls still in flight on it are
@@ -39,6 +41,9 @@ _JITTER = random.Random()  # waits only: never touches results
 #: The default retry budget (seconds per failing call): enough for a server restart.
 DEFAULT_RETRY_S = 120.0
 
+#: The retry budget before the backend's first successful answer.
+FIRST_ANSWER_S = 15.0
+
 
 class RetryCounters(Protocol):
     """Where retries are counted (the scheduler's stats)."""
@@ -55,6 +60,7 @@ class RetryPolicy:
     budget_s: float = DEFAULT_RETRY_S
     base_s: float = 0.2
     cap_s: float = 10.0
+    first_answer_s: float = FIRST_ANSWER_S
 
     def __post_init__(self) -> None:
         if not self.budget_s >= 0:  # also catches NaN
@@ -70,6 +76,8 @@ class Outage:
 
     def __init__(self) -> None:
         self._scopes: set[anyio.CancelScope] = set()
+        #: whether the backend has answered a call successfully yet
+        self.answered = False
 
     def server_gone(self, reporter: anyio.CancelScope | None = None) -> None:
         """Cancel every call in flight but the reporter's (each then retries)."""
@@ -83,7 +91,9 @@ class Outage:
         with anyio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
-                return await call()
+                result = await call()
+                self.answered = True
+                return result
             except Exception as exc:
                 fault = transient(exc)
                 if fault is not None and fault.unreachable:
@@ -127,6 +137,9 @@ async def call_with_retry(
     first_failure: float | None = None
     try:
         while True:
+            budget = policy.budget_s
+            if not outage.answered:
+                budget = min(budget, policy.first_answer_s)
             try:
                 result = await outage.attempt(call)
             except Exception as exc:
@@ -138,13 +151,11 @@ async def call_with_retry(
                     first_failure = now
                     counters.retrying += 1
                     if counters.retrying == 1:
-                        logger.warning(
-                            "backend fault, retrying for up to %g s: %s", policy.budget_s, fault
-                        )
+                        logger.warning("backend fault, retrying for up to %g s: %s", budget, fault)
                 elapsed = now - first_failure
                 wait = max(policy.backoff(attempt, rng), fault.retry_after or 0.0)
-                if elapsed + wait > policy.budget_s:
-                    raise _gave_up(fault, attempt + 1, elapsed, policy.budget_s) from exc
+                if elapsed + wait > budget:
+                    raise _gave_up(fault, attempt + 1, elapsed, budget, outage.answered) from exc
                 counters.retries += 1
                 counters.retry_wait_s += wait
                 logger.debug("retry %d in %.2f s after: %s", attempt + 1, wait, fault)
@@ -164,7 +175,7 @@ async def call_with_retry(
 
 
 def _gave_up(
-    fault: TransientBackendError, attempts: int, elapsed: float, budget: float
+    fault: TransientBackendError, attempts: int, elapsed: float, budget: float, answered: bool
 ) -> BackendError:
     """The error that ends a run once the retry budget is spent."""
     advice = (
@@ -172,7 +183,13 @@ def _gave_up(
         if fault.retry_after and fault.retry_after > budget - elapsed
         else ""
     )
+    budget_note = (
+        f"--retry-s sets the retry budget, now {budget:g} s"
+        if answered
+        else f"the backend has not answered once, so faults are retried for {budget:g} s at "
+        "most; once it has, for --retry-s"
+    )
     return BackendError(
         f"{fault} (still failing after {attempts} attempts over {elapsed:.1f} s{advice}; "
-        f"--retry-s sets the retry budget, now {budget:g} s)"
+        f"{budget_note})"
     )

@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import Backend, default_inflight
-from rex_stream.engine.inflight import ADAPTIVE_CEILING, InflightWindow
+from rex_stream.engine.inflight import ADAPTIVE_CEILING, FollowsInflight, InflightWindow
 from rex_stream.engine.memory import (
     CALIBRATION_ROWS,
     CHECK_FROM_ROWS,
@@ -50,7 +50,7 @@ from rex_stream.engine.requests import (
     fill_all,
     write_fills,
 )
-from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry
+from rex_stream.engine.retry import Outage, RetryPolicy, call_with_retry, transient
 from rex_stream.errors import BackendError, RexStreamError
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ class SchedulerStats:
     retries: int = 0  # backend calls repeated after a transient fault
     retrying: int = 0  # calls waiting to be retried right now
     retry_wait_s: float = 0.0  # time those calls spent waiting, summed over calls
+    refused: int = 0  # calls the server refused for overload (429, RESOURCE_EXHAUSTED)
+    peak_inflight: int = 0  # the most calls with the backend at once
 
     @property
     def mean_batch(self) -> float:
@@ -205,6 +207,8 @@ class Scheduler:
         self._carry: Segment | None = None
         #: rows waiting in the queue and the carry (the backlog the in-flight window watches)
         self._queued_rows = 0
+        #: calls with the backend right now (retries waiting for their turn excluded)
+        self._at_backend = 0
         # unbounded: the window (≤ its ceiling) decides how many buffers exist
         free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](math.inf)
         self._free_send = free_send
@@ -222,6 +226,14 @@ class Scheduler:
         if room is not None:
             ceiling = min(ceiling, room // max(1, call_bytes))
         self.window = InflightWindow(self.max_inflight, ceiling)
+        self._followed = 0  # the window size the backend's own gate was last told
+
+    def _follow_window(self) -> None:
+        """Tell a backend with its own gate (connection pool, limiter) the window's size."""
+        size = self.window.size
+        if size != self._followed and isinstance(self.backend, FollowsInflight):
+            self.backend.follow_inflight(size)
+        self._followed = size
 
     async def _fit_memory(self) -> None:
         """Cap ``max_batch`` so the calls in flight, with the memory an in-process model takes
@@ -252,6 +264,7 @@ class Scheduler:
     async def __aenter__(self) -> Scheduler:
         try:
             await self._fit_memory()
+            self._follow_window()
             for _ in range(self.max_inflight):
                 self._free_send.send_nowait(self._new_buffer())
         except BaseException:
@@ -384,6 +397,25 @@ class Scheduler:
         else:
             self._free_send.send_nowait(buffer)
 
+    async def _attempt(self, view: np.ndarray) -> np.ndarray:
+        """One try of a call; a refusal for overload caps the in-flight window."""
+        self._at_backend += 1
+        self.stats.peak_inflight = max(self.stats.peak_inflight, self._at_backend)
+        try:
+            return await self.backend.infer(view)
+        except Exception as exc:
+            fault = transient(exc)
+            if fault is not None and fault.overloaded:
+                self.stats.refused += 1
+                self.window.overloaded(self._at_backend)
+                self._follow_window()
+                logger.debug(
+                    "server refused a call for load: at most %d calls now", self.window.size
+                )
+            raise
+        finally:
+            self._at_backend -= 1
+
     def _drain(self, batch: Batch) -> None:
         while batch.rows < self.max_batch:
             try:
@@ -401,7 +433,7 @@ class Scheduler:
             retries = self.stats.retries
             scores = np.asarray(
                 await call_with_retry(
-                    lambda: self.backend.infer(view), self._retry, self.stats, self._outage
+                    partial(self._attempt, view), self._retry, self.stats, self._outage
                 )
             )
             round_trip_s = time.perf_counter() - started
@@ -409,6 +441,7 @@ class Scheduler:
             if self.stats.retries == retries:  # a retried call's time says nothing of load
                 backlog = self._queued_rows >= self.max_batch
                 self.window.observe(round_trip_s, backlog=backlog)
+                self._follow_window()
             if scores.ndim == 1:
                 scores = scores[:, None]
             if scores.shape[0] != count:

@@ -63,9 +63,10 @@ async def backend_for_run(
     if not isinstance(backend, str):
         yield backend, config
         return
-    opened = await open_backend(
-        backend, settings or BackendSettings(max_inflight=config.scheduler.max_inflight)
-    )
+    settings = settings or BackendSettings(max_inflight=config.scheduler.max_inflight)
+    if config.image.mode == "text" and not settings.text_input:
+        settings = replace(settings, text_input=True)  # a backend without metadata takes str
+    opened = await open_backend(backend, settings)
     try:
         yield opened, config
     finally:

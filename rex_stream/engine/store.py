@@ -29,11 +29,9 @@ group and swaps it in only when complete.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,16 @@ import numpy as np
 import zarr
 
 from rex_stream.engine.lock import GroupLock
-from rex_stream.engine.settings_diff import differences, plain
+from rex_stream.engine.object_lease import ObjectLease
+from rex_stream.engine.object_store import (
+    GENERATION,
+    ObjectGroup,
+    head_attributes,
+    object_errors,
+    open_zarr_root,
+    read_head,
+)
+from rex_stream.engine.settings_diff import plain
 from rex_stream.engine.store_folder import (
     NEW,
     existing_group,
@@ -52,24 +59,25 @@ from rex_stream.engine.store_folder import (
     remove_folder,
     swap,
 )
+from rex_stream.engine.store_location import StoreLocation, parse_store
+from rex_stream.engine.store_record import (
+    DIGEST,
+    FORMAT_VERSION,
+    Record,
+    Settings,
+    check_resumable,
+    new_group_attributes,
+    table_digest,
+)
 from rex_stream.errors import StoreError
+
+__all__ = ["DIGEST", "FORMAT_VERSION", "ExplanationStore", "Record", "Settings", "table_digest"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: records carry a checksum, settings the model's identity
-
-
-#: Settings to store, or a function of the stored ones (None for a new group) giving them.
-Settings = Mapping[str, Any] | Callable[[Mapping[str, Any] | None], Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Record:
-    """One durable unit of a method's work: a float64 table and its scalar attributes."""
-
-    index: int
-    table: np.ndarray
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+#: How long an object-store lease seen held is trusted for an attribute or array write (each
+#: look costs two requests; destructive steps — head switch, deletions — always look).
+LEASE_RECHECK_S = 1.0
 
 
 class ExplanationStore:
@@ -85,8 +93,9 @@ class ExplanationStore:
         group: zarr.Group,
         ndim: int,
         location: str,
-        lock: GroupLock | None = None,
+        lock: GroupLock | ObjectLease | None = None,
         replaces: Path | None = None,
+        objects: ObjectGroup | None = None,
     ) -> None:
         self.group = group
         self.ndim = ndim
@@ -94,11 +103,12 @@ class ExplanationStore:
         self._lock = lock
         self._replaces = replaces  # the group a finished overwrite replaces
         self._finished = False
+        self._objects = objects  # the object-store side (None for a local folder)
 
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        path: str | Path | StoreLocation,
         key: str,
         settings: Settings,
         ndim: int,
@@ -112,18 +122,90 @@ class ExplanationStore:
         when there is none), e.g. to reuse its seed. Raises :class:`StoreLocked` at once when
         another writer holds the group.
         """
-        lock = GroupLock.for_group(path, key)
-        holder = lock.try_acquire()
+        where = parse_store(path)
+        settle = settings if callable(settings) else lambda _: settings
+        lock: GroupLock | ObjectLease
+        if where.is_local:
+            lock = GroupLock.for_group(where.local_path(), key)
+        else:
+            lock = ObjectGroup.lease_for(where, key)
+        with _errors(where, "cannot open"):
+            holder = lock.try_acquire()
         if holder is not None:
             raise lock.locked_error(holder)
         try:
-            settle = settings if callable(settings) else lambda _: settings
-            store = cls._open_locked(Path(path), key, settle, ndim, resume, overwrite)
+            if where.is_local:
+                store = cls._open_locked(where.local_path(), key, settle, ndim, resume, overwrite)
+            else:
+                with _errors(where, "cannot open"):
+                    store = cls._open_object(where, key, settle, ndim, resume, overwrite, lock)
         except BaseException:
-            lock.release()
+            with contextlib.suppress(Exception):
+                lock.release()
             raise
         store._lock = lock
         return store
+
+    @classmethod
+    def _open_object(
+        cls,
+        where: StoreLocation,
+        key: str,
+        settings: Callable[[Mapping[str, Any] | None], Mapping[str, Any]],
+        ndim: int,
+        resume: bool,
+        overwrite: bool,
+        lease: GroupLock | ObjectLease,
+    ) -> ExplanationStore:
+        assert isinstance(lease, ObjectLease)
+        objects, group = ObjectGroup.open(
+            where, key, settings, resume=resume, overwrite=overwrite, lease=lease
+        )
+        store = cls(group, ndim, f"{where.url}/{key}", objects=objects)
+        if resume and objects.replaces is None:
+            store.update_attributes({"complete": False})  # whole again only at finish()
+        return store
+
+    @classmethod
+    def attach(cls, path: str | Path | StoreLocation, key: str, ndim: int) -> ExplanationStore:
+        """The existing group ``key`` without its lock: for the tasks of one split input,
+        which write its group at once, each its own records."""
+        where = parse_store(path)
+        if where.is_local:
+            group = zarr.open_group(f"{where.local_path()}/{key}", mode="r+")
+            return cls(group, ndim, f"{where.url}/{key}")
+        root = open_zarr_root(where)
+        generation = (head_attributes(root, key) or {}).get(GENERATION)
+        if not isinstance(generation, str):
+            raise StoreError(f"{where.url}/{key} has not been prepared")
+        node = root[f"{key}/{generation}"]
+        assert isinstance(node, zarr.Group)
+        objects = ObjectGroup(where, key, generation, None)
+        return cls(node, ndim, f"{where.url}/{key}", objects=objects)
+
+    @staticmethod
+    def exists(path: str | Path | StoreLocation) -> bool:
+        """Whether a store exists at ``path`` (a folder, or an object store's root group)."""
+        where = parse_store(path)
+        if where.is_local:
+            return where.local_path().exists()
+        with _errors(where, "cannot read"):
+            return bool(where.filesystem().exists(f"{where.path}/zarr.json"))
+
+    @staticmethod
+    def group_attributes(path: str | Path | StoreLocation, key: str) -> dict[str, Any] | None:
+        """The attributes of group ``key`` as a reader sees them (the head on an object
+        store), or None when there is no such group or it cannot be read."""
+        where = parse_store(path)
+        try:
+            if where.is_local:
+                if not (where.local_path() / key).exists():
+                    return None
+                return dict(zarr.open_group(f"{where.local_path()}/{key}", mode="r").attrs)
+            with _errors(where, "cannot read"):
+                return read_head(where.filesystem(), where, key)
+        except (FileNotFoundError, KeyError, OSError, ValueError, StoreError):
+            return None
 
     @classmethod
     def _open_locked(
@@ -146,35 +228,14 @@ class ExplanationStore:
                     "or --overwrite to start again"
                 )
             group = existing_group(root, key, location)
-            written = group.attrs.get("rex_stream")
-            made = written.get("format") if isinstance(written, Mapping) else None
-            if made != FORMAT_VERSION:
-                raise StoreError(
-                    f"{location} was written in store format {made} (this rex-stream writes "
-                    f"format {FORMAT_VERSION}, with checksums and the model's identity); pass "
-                    "--overwrite to explain this input again"
-                )
-            stored = group.attrs.get("settings")
-            wanted = plain(settings(stored if isinstance(stored, Mapping) else None))
-            if stored != wanted:
-                raise StoreError(
-                    f"{location} was created with different settings "
-                    f"({differences(stored, wanted)}); use another --store, "
-                    "the same settings, or --overwrite"
-                )
+            check_resumable(dict(group.attrs), settings, location)
             store = cls(group, ndim, location)
             store.update_attributes({"complete": False})  # whole again only at finish()
             return store
         name = f"{key}{NEW}" if exists else key
-        fresh = plain(settings(None))
         try:
             group = root.create_group(name, overwrite=True)
-            group.attrs.update(
-                {
-                    "rex_stream": {"format": FORMAT_VERSION, "version": _version()},
-                    "settings": fresh,
-                }
-            )
+            group.attrs.update(new_group_attributes(settings))
         except OSError as exc:
             raise StoreError(f"cannot write to the Zarr store {path}: {exc}") from exc
         return cls(group, ndim, location, replaces=path / key if exists else None)
@@ -182,14 +243,24 @@ class ExplanationStore:
     def finish(self) -> None:
         """Mark the group complete; a new result built for ``overwrite`` replaces the old."""
         self.update_attributes({"complete": True})
+        if self._objects is not None:
+            with _errors(self._objects.location, "cannot finish"):
+                self._objects.finish(self.attributes())
         if self._replaces is not None:
+            self._check_lock()  # a writer taken over never swaps its successor's work in
             swap(self._replaces)
         self._finished = True
 
     def close(self) -> None:
-        """Release the lock; an unfinished overwrite is dropped and the old result kept."""
+        """Release the lock; an unfinished overwrite is dropped and the old result kept.
+
+        A writer whose lock was taken over removes nothing: ``<key>~new`` is its successor's.
+        """
         try:
-            if self._replaces is not None and not self._finished:
+            if self._objects is not None:
+                with _errors(self._objects.location, "cannot close"):
+                    self._objects.close()
+            if self._replaces is not None and not self._finished and self._holds_lock():
                 remove_folder(self._replaces.with_name(self._replaces.name + NEW))
         finally:
             if self._lock is not None:
@@ -197,13 +268,46 @@ class ExplanationStore:
                 self._lock = None
 
     @staticmethod
-    def stored_settings(path: str | Path, key: str) -> dict[str, Any] | None:
-        """The settings a store holds for ``key``, or None if there is no such group."""
+    def update_group(
+        path: str | Path | StoreLocation, key: str, values: Mapping[str, Any], wait_s: float
+    ) -> None:
+        """Merge ``values`` into the attributes of the existing group ``key`` under its lock
+        (waiting up to ``wait_s`` for another writer): a mark set after the result is whole."""
+        where = parse_store(path)
+        if where.is_local:
+            lock = GroupLock.for_group(where.local_path(), key)
+            lock.acquire(wait_s=wait_s, poll_s=1.0)
+            try:
+                zarr.open_group(f"{where.local_path()}/{key}", mode="r+").attrs.update(
+                    plain(values)
+                )
+            except OSError as exc:
+                raise StoreError(f"cannot write to {where.url}/{key}: {exc}") from exc
+            finally:
+                lock.release()
+            return
+        lease = ObjectGroup.lease_for(where, key)
+        with _errors(where, "cannot write to"):
+            lease.acquire(wait_s=wait_s)
         try:
-            root = zarr.open_group(str(path), mode="r")
-            return dict(root[key].attrs.get("settings", {}))  # type: ignore[arg-type]
-        except (FileNotFoundError, KeyError, OSError, ValueError):
+            root = open_zarr_root(where)
+            head = head_attributes(root, key) or {}
+            generation = head.get(GENERATION)
+            if isinstance(generation, str):
+                group = root[f"{key}/{generation}"]
+                group.attrs.update(plain(values))
+                ObjectGroup(where, key, generation, lease).write_head({**head, **plain(values)})
+        finally:
+            lease.release()
+
+    @staticmethod
+    def stored_settings(path: str | Path | StoreLocation, key: str) -> dict[str, Any] | None:
+        """The settings a store holds for ``key``, or None if there is no such group."""
+        attributes = ExplanationStore.group_attributes(path, key)
+        if attributes is None:
             return None
+        settings = attributes.get("settings")
+        return dict(settings) if isinstance(settings, Mapping) else {}
 
     def committed(self, kind: str) -> dict[int, Record]:
         """Records of ``kind`` that were completely written and pass their checksum, by index.
@@ -211,6 +315,9 @@ class ExplanationStore:
         A record that is unreadable or fails its checksum (a damaged chunk or metadata file)
         is left out with a warning naming it, so the method runs it again.
         """
+        if self._objects is not None:
+            with _errors(self._objects.location, "cannot read"):
+                return self._objects.committed(kind)
         records = self._records(kind)
         if records is None:
             return {}
@@ -250,6 +357,10 @@ class ExplanationStore:
 
     def commit(self, kind: str, record: Record) -> None:
         """Write one record's table, then mark it committed with its checksum (written last)."""
+        if self._objects is not None:
+            with _errors(self._objects.location, "cannot write to"):
+                self._objects.commit(kind, record)
+            return
         self._check_lock()
         table = np.ascontiguousarray(record.table, dtype=np.float64)
         name = f"{kind}/{record.index:06d}"
@@ -275,11 +386,13 @@ class ExplanationStore:
 
     def update_attributes(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the group's attributes."""
-        self._check_lock()
-        try:
-            self.group.attrs.update(plain(values))
-        except OSError as exc:
-            raise StoreError(f"cannot write to {self.location}: {exc}") from exc
+        where = self._objects.location if self._objects is not None else None
+        with _errors(where, "cannot write to"):
+            self._check_lock()
+            try:
+                self.group.attrs.update(plain(values))
+            except OSError as exc:
+                raise StoreError(f"cannot write to {self.location}: {exc}") from exc
 
     def attributes(self) -> dict[str, Any]:
         """The group's attributes."""
@@ -287,6 +400,13 @@ class ExplanationStore:
 
     def write_array(self, name: str, values: np.ndarray, dtype: str, chunk_edge: int = 256) -> None:
         """Write a dense spatial array (map or mask), chunked."""
+        if self._objects is not None:
+            with _errors(self._objects.location, f"cannot write {name} to"):
+                self._write_array(name, values, dtype, chunk_edge)
+        else:
+            self._write_array(name, values, dtype, chunk_edge)
+
+    def _write_array(self, name: str, values: np.ndarray, dtype: str, chunk_edge: int) -> None:
         self._check_lock()
         chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
         try:
@@ -303,25 +423,25 @@ class ExplanationStore:
             raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
 
     def _check_lock(self) -> None:
-        if self._lock is not None:
+        if isinstance(self._lock, ObjectLease):
+            self._lock.check(within_s=LEASE_RECHECK_S)  # attribute and array writes
+        elif self._lock is not None:
             self._lock.check()
 
+    def _holds_lock(self) -> bool:
+        """Whether this writer may still change the store (no lock: an attached writer)."""
+        try:
+            self._check_lock()
+        except StoreError:
+            logger.warning(
+                "%s: lost the lock to another writer; leaving its work alone", self.location
+            )
+            return False
+        return True
 
-#: The attribute holding a committed record's checksum.
-DIGEST = "sha256"
 
-
-def table_digest(table: np.ndarray) -> str:
-    """SHA-256 of a float64 table's shape and little-endian bytes: what a record must read back."""
-    data = np.ascontiguousarray(table, dtype="<f8")
-    digest = hashlib.sha256(repr(data.shape).encode())
-    digest.update(data.data)
-    return digest.hexdigest()
-
-
-def _version() -> str:
-    """The installed rex-stream's version (recorded in every store it makes)."""
-    try:
-        return importlib.metadata.version("rex-stream")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+def _errors(where: StoreLocation | None, doing: str) -> contextlib.AbstractContextManager[None]:
+    """Object-store errors as one StoreError line (a local store's errors are its own)."""
+    if where is None or where.is_local:
+        return contextlib.nullcontext()
+    return object_errors(where, doing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,14 @@ class Subject:
     def weights_for_view(self, weights: np.ndarray) -> np.ndarray:
         """A map over the input's spatial axes, as seen by this subject's boxes (unchanged)."""
         return weights
+
+    def content(self) -> np.ndarray:
+        """What identifies the input (its fingerprint seeds the search): the tensor, here."""
+        return self.tensor
+
+    def summary_facts(self, mask: np.ndarray | None) -> dict[str, Any]:
+        """Facts a mode adds to the summary and the store (a text's units): none here."""
+        return {}
 
     def expand(self, spatial: np.ndarray) -> np.ndarray:
         """Reshape a spatial array (or a slab of one) so it broadcasts against ``tensor``."""

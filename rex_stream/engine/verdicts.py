@@ -1,8 +1,15 @@
-"""Turning model output rows into verdicts: predicted class and its confidence."""
+"""Turning model output rows into verdicts: predicted class and its confidence.
+
+Classification reads ``(n, classes)`` score rows. A target that reads other answers (a
+detector's rows of boxes) brings its own :class:`VerdictRule` as the run's scoring settings;
+:func:`judge` hands the rows to it, so every phase of a method (search, extraction, curves)
+asks the target for its verdicts without knowing what the answer looks like.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +42,16 @@ class Verdicts:
         return len(self.classes)
 
 
+@runtime_checkable
+class VerdictRule(Protocol):
+    """Scoring settings that judge answer rows themselves (e.g. detections against a target
+    box): a mutant passes when ``classes[i] == target`` and its confidence is high enough."""
+
+    def verdicts(self, scores: np.ndarray, target: int | None) -> Verdicts:
+        """Verdicts for a batch of answer rows, in order."""
+        ...
+
+
 def to_probabilities(scores: np.ndarray, scoring: ScoringConfig) -> np.ndarray:
     """Rows of class probabilities from raw model output (softmax for logits, as ReX does)."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -64,8 +81,32 @@ def to_probabilities(scores: np.ndarray, scoring: ScoringConfig) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def probabilities_read_as_logits(scores: np.ndarray, scoring: ScoringConfig) -> str | None:
+    """A one-line warning when rows read as logits look like probabilities already (every
+    value in [0, 1], every row summing to 1): a second softmax flattens them, so confidences
+    shrink towards 1/classes and weighted maps change. None when nothing looks wrong."""
+    if isinstance(scoring, VerdictRule) or scoring.scores is not ScoreKind.LOGITS:
+        return None
+    rows = np.asarray(scores, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] < 3 or not np.isfinite(rows).all():
+        return None
+    if rows.min() < 0.0 or rows.max() > 1.0:
+        return None
+    if not np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
+        return None
+    return (
+        "the model's scores look like probabilities (each row in [0, 1], summing to 1), but "
+        "they are read as logits and get a second softmax, which flattens the confidences: "
+        "pass --scores probabilities (or [rex] scores in rex.toml) if they are"
+    )
+
+
 def judge(scores: np.ndarray, scoring: ScoringConfig, target: int | None) -> Verdicts:
-    """Verdicts for a batch of score rows; ``target`` selects ``target_confidences``."""
+    """Verdicts for a batch of score rows; ``target`` selects ``target_confidences``.
+
+    Scoring settings that are a :class:`VerdictRule` judge the rows themselves."""
+    if isinstance(scoring, VerdictRule):
+        return scoring.verdicts(scores, target)
     probs = to_probabilities(scores, scoring)
     if probs.shape[1] == 2 and scoring.binary_threshold is not None:
         classes = (probs[:, 1] >= scoring.binary_threshold).astype(np.int64)

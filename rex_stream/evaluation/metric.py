@@ -51,6 +51,24 @@ class MetricSpec:
     #: For a metric defined over a set of inputs (sensitivity-n): the per-input results'
     #: reduction to the one score every input then reports.
     across_inputs: Callable[[list[MetricResult], Params], float] | None = None
+    #: A curve's x values from (params, feature count, curve length); None: equal steps
+    #: over (0, 1], each a fraction of the features.
+    curve_x: Callable[[Params, int, int], np.ndarray] | None = None
+    #: What a curve's x axis counts.
+    curve_axis: str = "fraction of features removed"
+    #: Whether a curve is better "higher" or "lower" (None: as the score is).
+    curve_better: str | None = None
+
+    def x_values(self, params: Params, features: int, length: int) -> np.ndarray:
+        """The x value of every point of a curve of ``length`` points."""
+        if self.curve_x is not None:
+            return np.asarray(self.curve_x(params, features, length), np.float64)
+        return np.arange(1, length + 1, dtype=np.float64) / max(1, length)
+
+    @property
+    def better_curve(self) -> str:
+        """``"higher"`` or ``"lower"``: which way this metric's curve is better."""
+        return self.curve_better or ("higher" if self.higher_is_better else "lower")
 
     def params(self, given: Mapping[str, str]) -> dict[str, Any]:
         """Defaults overridden by ``given`` (strings parsed to the default's type)."""

@@ -10,6 +10,8 @@ import numpy as np
 
 from rex_stream.evaluation.conventions import Conventions
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
+from rex_stream.pictures.evaluation import ranks
+from rex_stream.result import InputFailure
 
 
 @dataclass
@@ -20,6 +22,15 @@ class InputScores:
     target: int
     results: dict[str, dict[str, MetricResult]] = field(default_factory=dict)
     resumed: int = 0
+    #: how many features the metrics ranked (a curve's x values are fractions of it)
+    features: int = 0
+    #: the target class's name (``--labels``, or the bundled model's names)
+    label: str | None = None
+
+    @property
+    def class_text(self) -> str:
+        """``"ladybug (301)"`` when the class has a name, else ``"class 301"``."""
+        return f"{self.label} ({self.target})" if self.label else f"class {self.target}"
 
 
 @dataclass
@@ -38,6 +49,10 @@ class Evaluation:
     seed: int
     #: the re-explainer the robustness/randomisation metrics used (its spec), if any
     explainer: str | None = None
+    #: inputs of a run over many that failed alone (unreadable, no map or mask for them)
+    failures: list[InputFailure] = field(default_factory=list)
+    #: how many inputs the run was given (evaluated or failed)
+    total_inputs: int = 0
 
     @property
     def compatible(self) -> bool:
@@ -54,17 +69,27 @@ class Evaluation:
             c.label: "higher" if c.spec.higher_is_better else "lower" for c in self.metrics
         }
         inputs = []
-        for scores in self.inputs:
+        specs = {c.label: c for c in self.metrics}
+        for position, scores in enumerate(self.inputs):
             per_attribution = {
-                name: {label: _result_json(result) for label, result in metrics.items()}
+                name: {
+                    label: _result_json(result, specs.get(label), scores.features)
+                    for label, result in metrics.items()
+                }
                 for name, metrics in scores.results.items()
             }
+            ranked = ranks(self, position)
             inputs.append(
                 {
                     "input": scores.input,
                     "target": scores.target,
+                    **({"label": scores.label} if scores.label else {}),
                     "resumed": scores.resumed,
                     "attributions": per_attribution,
+                    "ranks": {
+                        label: dict(zip(self.attributions, values))
+                        for label, values in ranked.items()
+                    },
                 }
             )
         return {
@@ -77,6 +102,11 @@ class Evaluation:
                 for c in self.metrics
             },
             "inputs": inputs,
+            **(
+                {"failures": [{"input": f.source, "error": str(f.error)} for f in self.failures]}
+                if self.failures
+                else {}
+            ),
             "queries": self.queries,
             "rows_requested": self.requested,
             "calls": self.calls,
@@ -93,7 +123,7 @@ class Evaluation:
         width = max(len(c.label) for c in self.metrics) + 2
         columns = [max(12, len(name) + 2) for name in self.attributions]
         for scores in self.inputs:
-            lines.append(f"{scores.input}: class {scores.target}")
+            lines.append(f"{scores.input}: {scores.class_text}")
             header = "metric".ljust(width) + "".join(
                 name.rjust(w) for name, w in zip(self.attributions, columns)
             )
@@ -106,6 +136,11 @@ class Evaluation:
                 arrow = "↑" if choice.spec.higher_is_better else "↓"
                 lines.append(choice.label.ljust(width) + cells + f"  {arrow}")
         resumed = sum(s.resumed for s in self.inputs)
+        if self.failures:
+            lines.append(
+                f"{len(self.inputs)} of {self.total_inputs} inputs evaluated, "
+                f"{len(self.failures)} failed (errors on stderr)"
+            )
         lines.append(
             f"{self.queries} queries ({self.requested} rows asked, "
             f"{self.requested - self.queries} from cache{f', {resumed} resumed' if resumed else ''}"
@@ -118,14 +153,21 @@ def _number(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _result_json(result: MetricResult) -> dict[str, Any]:
+def _result_json(
+    result: MetricResult, choice: MetricChoice | None, features: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "score": _number(result.score),
         "queries": result.queries,
         "seed": result.seed,
     }
     if result.curve is not None:
-        out["curve"] = [_number(v) for v in np.asarray(result.curve, np.float64).tolist()]
+        curve = np.asarray(result.curve, np.float64).reshape(-1)
+        out["curve"] = [_number(v) for v in curve.tolist()]
+        if choice is not None:
+            x = choice.spec.x_values(choice.params, features, curve.size)
+            out["x"] = [_number(v) for v in x.tolist()]
+            out["x_axis"] = choice.spec.curve_axis
     return out
 
 

@@ -8,8 +8,9 @@ exactly the pairs a killed run had not finished.
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +23,11 @@ from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
-from rex_stream.errors import ConfigError, raise_first_error
+from rex_stream.errors import ConfigError, RexStreamError, raise_first_error
+from rex_stream.evaluation import batches
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.conventions import Conventions
+from rex_stream.evaluation.growth import grown_settings, pair_indices
 from rex_stream.evaluation.explainers import (
     BoundExplainer,
     ExplainFunction,
@@ -52,19 +55,29 @@ from rex_stream.evaluation.session import (
     scoring_session,
     weights_for,
 )
-from rex_stream.evaluation.sources import MapSource, load_map, load_mask
+from rex_stream.evaluation.sources import MapSource, check_origin, load_map, load_mask
 from rex_stream.evaluation.variants.pool import VariantPool
+from rex_stream.result import InputFailure
+from rex_stream.runs.many import INPUT_ERRORS
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 PlanCallback = Callable[[str, dict[str, int]], None]
 ProgressCallback = Callable[[int, int], None]
 
 
 async def evaluate(
-    inputs: Inputs,
-    backend: Backend | str,
-    attributions: Attributions,
-    metrics: str | Sequence[MetricChoice],
+    inputs: Inputs | None = None,
+    backend: Backend | str | None = None,
+    attributions: Attributions | None = None,
+    metrics: str | Sequence[MetricChoice] | None = None,
     *,
+    model: Backend | str | None = None,
+    x_batch: Any = None,
+    y_batch: Any = None,
+    a_batch: Any = None,
+    s_batch: Any = None,
     mask: MapSource | None = None,
     config: ExplainConfig | None = None,
     seed: int = 0,
@@ -78,6 +91,7 @@ async def evaluate(
     on_plan: PlanCallback | None = None,
     on_progress: ProgressCallback | None = None,
     explainer: str | ReExplain | ExplainFunction | None = None,
+    allow_mismatch: bool = False,
 ) -> Evaluation:
     """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
 
@@ -92,8 +106,18 @@ async def evaluate(
     avg-sensitivity, random-logit): a spec (``"rex:iters=5"``, ``"python:module:function"``),
     a :data:`ReExplain`, or a ``(x, target) -> map`` function; a ReX explainer's queries go
     through this run's scheduler (they count in ``queries``; plans count an estimate).
+    A map read from a store group made for another input, model or target than this run's
+    is refused unless ``allow_mismatch``.
+
+    Quantus' names work too: ``model`` (= ``backend``), ``x_batch`` (the inputs: an array
+    with a batch axis first, or a list), ``y_batch`` (a target class per input), ``a_batch``
+    (one map per input, e.g. shape ``(N, 1, H, W)``) and ``s_batch`` (one mask per input).
     """
     started = time.perf_counter()
+    quantus = _quantus_arguments(
+        inputs, backend, attributions, metrics, model, x_batch, y_batch, a_batch, s_batch, mask
+    )
+    inputs, backend, attributions, metrics, mask, targets = quantus
     choices = chosen_metrics(metrics)
     if seed < 0:
         raise ConfigError(f"seed = {seed} must be >= 0")
@@ -103,6 +127,10 @@ async def evaluate(
     check_mask(choices, mask)
     re_explainer = checked_explainer(choices, explainer)
     sources = expand_inputs(inputs)
+    for source in (*named.values(), mask):
+        batches.check_count(source, len(sources))
+    if targets is not None and len(targets) != len(sources):
+        raise ConfigError(f"y_batch has {len(targets)} targets for {len(sources)} inputs")
     config = config or ExplainConfig()
     check_resumable(store, resume)
     conventions = Conventions.for_flag(quantus_compatible)
@@ -118,12 +146,20 @@ async def evaluate(
             limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
             run = EvaluationRun(
                 session, named, choices, mask, seed, conventions, store, resume, overwrite,
-                budget, bound, variants,
+                budget, bound, variants, targets, allow_mismatch,
             )  # fmt: skip
+
+            failures: list[InputFailure | None] = [None] * len(sources)
 
             async def one(position: int, key: str, source: str | Path | np.ndarray) -> None:
                 async with limiter:
-                    results[position] = await _evaluate_input(run, key, source)
+                    try:
+                        results[position] = await _evaluate_input(run, key, source, position)
+                    except (*INPUT_ERRORS, BaseExceptionGroup) as error:
+                        reason = input_error(error)
+                        if len(sources) == 1 or reason is None:
+                            raise  # one input: its error is the run's; others stop the run
+                        failures[position] = InputFailure(_shown(source, key), reason)
 
             async with variants or nullcontext(), anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
@@ -147,7 +183,25 @@ async def evaluate(
         conventions=conventions,
         seed=seed,
         explainer=bound.name if bound is not None else None,
+        failures=[f for f in failures if f is not None],
+        total_inputs=len(sources),
     )
+
+
+def input_error(error: BaseException) -> RexStreamError | None:
+    """The error that fails one input alone (unreadable, no map or mask for it, a store
+    group it cannot use), or None for one that must stop the whole run."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = error.exceptions
+        if len(leaves) == 1:
+            return input_error(leaves[0])
+        return None
+    return error if isinstance(error, INPUT_ERRORS) else None
+
+
+def _shown(source: str | Path | np.ndarray, key: str) -> str:
+    """How a failed input is named: its path, or its key for an array."""
+    return key if isinstance(source, np.ndarray) else str(source)
 
 
 class _Budget:
@@ -188,6 +242,8 @@ class EvaluationRun:
     budget: _Budget
     explainer: BoundExplainer | None = None
     variants: VariantPool | None = None
+    targets: list[int] | None = None  # Quantus' y_batch: a class per input
+    allow_mismatch: bool = False  # score a stored map made for another input/model/target
 
     def case(self, subject: Subject, key: str, **given: Any) -> Case:
         """A case of one input under this run's conventions, seed and re-explainers."""
@@ -198,42 +254,41 @@ class EvaluationRun:
 
 
 async def _evaluate_input(
-    run: EvaluationRun, key: str, source: str | Path | np.ndarray
+    run: EvaluationRun, key: str, source: str | Path | np.ndarray, position: int = 0
 ) -> InputScores:
     """Every metric of every attribution on one input; with a store, each committed."""
     info, config, scorer = run.session.info, run.session.config, run.session.scorer
     choices, named = run.choices, run.attributions
     subject = await load_input(key, source, info, config, run.conventions)
-    maps = {name: load_map(src, key, subject, name) for name, src in named.items()}
-    mask = load_mask(run.mask, key, subject) if run.mask is not None else None
+    maps = {
+        name: load_map(batches.pick(src, position), key, subject, name)
+        for name, src in named.items()
+    }
+    given_mask = batches.pick(run.mask, position)
+    mask = load_mask(given_mask, key, subject) if given_mask is not None else None
     base = run.case(subject, key, attribution=np.zeros(subject.spatial_shape), target=0)
-    target = await scorer.classify(base.original(), config.scoring.target)
-    scores = InputScores(str(subject.source or key), target)
+    wanted = run.targets[position] if run.targets is not None else config.scoring.target
+    target = await scorer.classify(base.original(), wanted)
+    if not run.allow_mismatch:  # a stored map must come from this input, model and target
+        for name, src in named.items():
+            check_origin(batches.pick(src, position), key, subject, info.identity, target, name)
+    scores = InputScores(str(subject.source or key), target, features=base.feature_count)
     store = None
-    done: dict[int, tuple[str, str, MetricResult]] = {}
+    pairs = [(name, c.label) for name in named for c in choices]
+    indices = {pair: position for position, pair in enumerate(pairs)}
+    done: dict[tuple[str, str], MetricResult] = {}
     if run.store is not None:
         settings = run_settings(
             info, config, choices, maps, mask, run.seed, run.conventions, target
         )
         if run.explainer is not None and any(c.spec.needs in RE_EXPLAINING for c in choices):
             settings["evaluation"]["explainer"] = run.explainer.name
-        store = ExplanationStore.open(
-            run.store,
-            key,
-            settings,
-            len(subject.spatial_shape),
-            resume=run.resume,
-            overwrite=run.overwrite,
-        )
-        done = await anyio.to_thread.run_sync(committed_results, store)
+        store = await anyio.to_thread.run_sync(_open_store, run, key, settings, subject)
+        committed = await anyio.to_thread.run_sync(committed_results, store)
+        indices, done = pair_indices(pairs, committed)
     scores.resumed = len(done)
     plan = {c.label: planned_rows(c, base) for c in choices}
-    pending = [
-        c.label
-        for a in range(len(named))
-        for m, c in enumerate(choices)
-        if a * len(choices) + m not in done
-    ]
+    pending = [label for name, label in pairs if (name, label) not in done]
     run.budget.claim(key, plan, pending)
 
     async def one(index: int, name: str, choice: MetricChoice) -> None:
@@ -248,14 +303,14 @@ async def _evaluate_input(
 
     try:
         async with anyio.create_task_group() as group:
-            for a_index, name in enumerate(named):
+            for name in named:
                 scores.results[name] = {}
-                for m_index, choice in enumerate(choices):
-                    index = a_index * len(choices) + m_index
-                    if index in done:
-                        scores.results[name][choice.label] = done[index][2]
+                for choice in choices:
+                    pair = (name, choice.label)
+                    if pair in done:
+                        scores.results[name][choice.label] = done[pair]
                     else:
-                        group.start_soon(one, index, name, choice)
+                        group.start_soon(one, indices[pair], name, choice)
         # keep the metrics in the order asked, whichever finished first
         for name in named:
             scores.results[name] = {c.label: scores.results[name][c.label] for c in choices}
@@ -285,11 +340,92 @@ def _reduce_across_inputs(inputs: list[InputScores], choices: list[MetricChoice]
                 scores.results[name][choice.label] = replace(result, score=score)
 
 
+def _open_store(
+    run: EvaluationRun, key: str, settings: dict[str, Any], subject: Subject
+) -> ExplanationStore:
+    """The input's group; a resumed one may grow (more attributions or metrics), and then
+    holds the union of its settings and this run's."""
+    grown = None
+    if run.resume and run.store is not None:
+        grown = grown_settings(ExplanationStore.stored_settings(run.store, key), settings)
+    store = ExplanationStore.open(
+        run.store,  # type: ignore[arg-type]
+        key,
+        (lambda stored: grown if stored is None else stored) if grown else settings,
+        len(subject.spatial_shape),
+        resume=run.resume,
+        overwrite=run.overwrite,
+    )
+    if grown is not None:
+        store.update_attributes({"settings": grown})
+    return store
+
+
 def _finish(store: ExplanationStore, source: str, summary: dict[str, dict[str, float]]) -> None:
-    """The scores as group attributes (NaN as null), then the group marked complete."""
-    plain = {
-        name: {label: (v if np.isfinite(v) else None) for label, v in values.items()}
-        for name, values in summary.items()
-    }
+    """The scores as group attributes (NaN as null, merged with those of the pairs a grown
+    group held before), then the group marked complete."""
+    held = store.attributes().get("evaluation")
+    plain = {str(k): dict(v) for k, v in held.items()} if isinstance(held, Mapping) else {}
+    for name, values in summary.items():
+        plain.setdefault(name, {}).update(
+            {label: (v if np.isfinite(v) else None) for label, v in values.items()}
+        )
     store.update_attributes({"source": source, "evaluation": plain})
     store.finish()
+
+
+def _quantus_arguments(
+    inputs: Inputs | None,
+    backend: Backend | str | None,
+    attributions: Attributions | None,
+    metrics: str | Sequence[MetricChoice] | None,
+    model: Backend | str | None,
+    x_batch: Any,
+    y_batch: Any,
+    a_batch: Any,
+    s_batch: Any,
+    mask: MapSource | None,
+) -> tuple[Inputs, Backend | str, Any, str | Sequence[MetricChoice], Any, list[int] | None]:
+    """rex-stream's arguments from either spelling (ours or Quantus'); giving one thing
+    twice, or not at all, is an error naming both spellings."""
+
+    def one(ours: Any, theirs: Any, names: str) -> Any:
+        if ours is not None and theirs is not None:
+            raise ConfigError(f"give {names}, not both")
+        return theirs if ours is None else ours
+
+    if x_batch is not None:
+        x_batch = batches.entries(x_batch, "x_batch")
+    inputs = one(inputs, x_batch, "inputs or x_batch")
+    backend = one(backend, model, "backend or model")
+    if isinstance(a_batch, Mapping):  # several methods' maps, by name
+        a_batch = {
+            str(name): batches.BatchMaps(
+                tuple(batches.entries(value, "a_batch")), f"a_batch {name}"
+            )
+            for name, value in a_batch.items()
+        }
+    elif a_batch is not None:
+        a_batch = {
+            "a_batch": batches.BatchMaps(tuple(batches.entries(a_batch, "a_batch")), "a_batch")
+        }
+    attributions = one(attributions, a_batch, "attributions or a_batch")
+    if s_batch is not None:
+        s_batch = batches.BatchMaps(tuple(batches.entries(s_batch, "s_batch")), "s_batch")
+    mask = one(mask, s_batch, "mask or s_batch")
+    for value, names in (
+        (inputs, "inputs (or x_batch)"),
+        (backend, "a backend (or model)"),
+        (attributions, "attributions (or a_batch)"),
+        (metrics, "metrics"),
+    ):
+        if value is None:
+            raise ConfigError(f"evaluate() needs {names}")
+    targets = None
+    if y_batch is not None:
+        count = len(inputs) if isinstance(inputs, list) else -1
+        targets = batches.targets(y_batch, count) if count >= 0 else None
+        if targets is None:
+            raise ConfigError("y_batch needs the inputs as a batch (x_batch or a list)")
+    assert inputs is not None and backend is not None and metrics is not None
+    return inputs, backend, attributions, metrics, mask, targets

@@ -21,6 +21,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.session import Engine, open_engine
+from rex_stream.engine.store import ExplanationStore
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError, StoreError
 from rex_stream.evaluation.conventions import Conventions
@@ -89,7 +90,7 @@ def check_mask(choices: Sequence[MetricChoice], mask: MapSource | None) -> None:
 
 def check_resumable(store: str | Path | None, resume: bool) -> None:
     """A one-line error when asked to resume a store that does not exist."""
-    if resume and store is not None and not Path(store).exists():
+    if resume and store is not None and not ExplanationStore.exists(store):
         raise StoreError(f"cannot resume: {store} does not exist")
 
 

@@ -3,10 +3,15 @@ by file stem), rex-stream Zarr stores (each input's group: see :data:`MAP_ARRAYS
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from rex_stream.causal.search import input_key
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
 
@@ -38,7 +43,9 @@ def candidates(key: str) -> list[str]:
     return names
 
 
-def _zarr_map(path: str, key: str) -> np.ndarray:
+def _zarr_node(path: str, key: str) -> tuple[Any, Any]:
+    """The array that serves as the map for ``key`` in the store at ``path`` and the group
+    that holds it (whose attributes say which run made it)."""
     import zarr
 
     root_text, _, inner = path.partition(".zarr")
@@ -53,15 +60,122 @@ def _zarr_map(path: str, key: str) -> np.ndarray:
         if isinstance(node, zarr.Group) and not any(name in node for name in MAP_ARRAYS):
             found = [name for name in candidates(key) if name in node]
             node = node[found[0] if found else key]
+        holder = node if isinstance(node, zarr.Group) else None
         if isinstance(node, zarr.Group):
             node = node[next(name for name in MAP_ARRAYS if name in node)]
-        return np.asarray(node[...])  # type: ignore[index]
+        return node, holder
     except (KeyError, StopIteration):
         where = f"{root}/{inner}" if inner else root
         raise InputError(
             f"{where} holds no responsibility map for {key!r}, nor another map "
             f"({', '.join(MAP_ARRAYS[1:])}); run rex-stream … --store first"
         ) from None
+
+
+def _zarr_map(path: str, key: str) -> np.ndarray:
+    node, _ = _zarr_node(path, key)
+    return np.asarray(node[...])
+
+
+@dataclass(frozen=True)
+class MapOrigin:
+    """What a store group records about the run that made its map: the input (its path and
+    the fingerprint of its tensor), the model's identity and the target class."""
+
+    where: str
+    source: str | None = None
+    fingerprint: str | None = None
+    identity: Mapping[str, Any] | None = None
+    target: int | None = None
+
+    def mismatches(self, subject: Subject, identity: Mapping[str, Any], target: int) -> list[str]:
+        """What differs from the evaluation's input, model and target, one phrase each."""
+        found = []
+        if self.source is not None and subject.source is not None:
+            if not self._same_input(subject):
+                found.append(f"another input ({self.source}, not {subject.source})")
+        if self.identity is not None and identity:
+            ours = _plain(identity)
+            changed = [k for k in sorted(self.identity.keys() & ours.keys())
+                       if self.identity[k] != ours[k]]  # fmt: skip
+            if changed:
+                what = ", ".join(
+                    f"{k} {_short(self.identity[k])}, not {_short(ours[k])}" for k in changed
+                )
+                found.append(f"another model ({what})")
+        if self.target is not None and self.target != target:
+            found.append(f"another target (class {self.target}, not {target})")
+        return found
+
+    def _same_input(self, subject: Subject) -> bool:
+        if self.fingerprint is not None and self.fingerprint == f"{input_key(subject):016x}":
+            return True
+        stored, _, stored_part = str(self.source).partition("#")
+        ours, _, our_part = str(subject.source).partition("#")
+        if stored_part != our_part:
+            return False
+        stored_path, our_path = Path(stored), Path(ours)
+        if stored_path.exists() and our_path.exists():
+            return stored_path.resolve() == our_path.resolve()
+        return stored_path.name == our_path.name  # moved since: the name is all there is
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON round trip gives it back (tuples as lists), as stored."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return f"{text[:12]}…" if len(text) > 16 else text
+
+
+def map_origin(source: MapSource, key: str) -> MapOrigin | None:
+    """What the store group behind ``source`` records about the run that made the map for
+    ``key``; None when ``source`` is no store (an array or a ``.npy`` records nothing)."""
+    if isinstance(source, np.ndarray) or ".zarr" not in str(source):
+        return None
+    text = str(source).rstrip("/")
+    _, holder = _zarr_node(text, key)
+    if holder is None:
+        return None
+    attributes = dict(holder.attrs)
+    settings = attributes.get("settings")
+    settings = settings if isinstance(settings, Mapping) else {}
+    model = settings.get("model")
+    identity = model.get("identity") if isinstance(model, Mapping) else None
+    target = attributes.get("target", settings.get("target"))
+    if isinstance(target, Mapping):
+        target = target.get("class")
+    fingerprint = settings.get("input")
+    return MapOrigin(
+        where=f"{text.partition('.zarr')[0]}.zarr/{holder.path}",
+        source=str(attributes["source"]) if isinstance(attributes.get("source"), str) else None,
+        fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        identity=identity if isinstance(identity, Mapping) and identity else None,
+        target=int(target) if isinstance(target, int) and not isinstance(target, bool) else None,
+    )
+
+
+def check_origin(
+    source: MapSource,
+    key: str,
+    subject: Subject,
+    identity: Mapping[str, Any],
+    target: int,
+    name: str,
+) -> None:
+    """Refuse, in one line, a stored map made for another input, model or target than the
+    evaluation's (``allow_mismatch=True`` / ``--allow-mismatch`` scores it anyway)."""
+    origin = map_origin(source, key)
+    if origin is None:
+        return
+    found = origin.mismatches(subject, identity, target)
+    if found:
+        raise InputError(
+            f"attribution {name!r} ({origin.where}) was made for {' and '.join(found)}; "
+            "pass --allow-mismatch (allow_mismatch=True) to score it anyway"
+        )
 
 
 def _file_for(folder: Path, key: str, suffixes: tuple[str, ...]) -> Path:

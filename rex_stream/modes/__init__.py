@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["load_subject", "mode_module", "render_explanation"]
 
 #: Mode modules, in the order their suffixes are tried.
-MODE_MODULES = ("image", "tabular", "spectral", "voxel", "audio")
+MODE_MODULES = ("image", "tabular", "spectral", "voxel", "audio", "text")
 
 
 def _modules() -> list[ModuleType]:
@@ -88,6 +88,7 @@ MODE_OPTIONS = {
     "spectral": ("row", "key", "interpolate", "noise", "resample"),
     "voxel": ("normalise",),
     "audio": ("sample_rate", "baseline", "offset_s", "hop_s"),
+    "text": ("unit", "column", "row", "tokenizer", "truncate", "mask_token"),
 }
 
 
@@ -109,6 +110,8 @@ def _fits(module: ModuleType, shape: tuple[int, ...]) -> bool:
     """Whether a model input of ``shape`` suits the mode (to choose between modes that
     read the same suffix; ``.npy`` is settled by :func:`mode_for_array` instead)."""
     name = module.__name__.rsplit(".", 1)[-1]
+    if name == "text":  # strings or token ids; every other mode takes numbers
+        return len(shape) == 1 and shape[0] == 1
     if name == "spectral":
         return len(shape) == 1 or (len(shape) == 2 and 1 in shape)
     if name == "voxel":

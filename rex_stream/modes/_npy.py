@@ -40,6 +40,18 @@ def array_shape(path: Path) -> tuple[int, ...] | None:
         return None
 
 
+def load_npy(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """The array in a ``.npy`` file (no pickles; ``mmap``: mapped, not read). Complex values
+    are refused in one line: taking their real part silently would explain another input."""
+    array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    if array.dtype.kind == "c":
+        raise InputError(
+            f"{path}: holds complex numbers ({array.dtype}); save the part the model takes "
+            "as real numbers (np.real, np.abs or np.angle) and explain that"
+        )
+    return array
+
+
 def mode_for_array(model_shape: tuple[int, ...], shape: tuple[int, ...] | None, what: str) -> str:
     """The mode (``RGB``, ``voxel``, ``spectral`` or ``tabular``) for an array of ``shape``
     (None: unknown) given to a model taking ``model_shape``; raises InputError when ambiguous."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import InputError
+from rex_stream.modes._npy import load_npy
 
 
 @dataclass
@@ -26,7 +27,7 @@ def read_table(path: Path, drop: Sequence[str] = ()) -> Table:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = load_npy(path)
             if array.ndim == 1:
                 array = array[None, :]
             if array.ndim != 2:

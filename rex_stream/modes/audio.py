@@ -291,6 +291,7 @@ def render(explanation: Explanation, path: Path) -> None:
     """Waveform with responsibility over time and the explanation intervals, and the
     spectrogram with the same intervals."""
     from rex_stream.pictures.audio import save_waveform
+    from rex_stream.pictures.image import class_text
 
     subject = explanation.subject
     rate = getattr(subject, "sample_rate", DEFAULT_RATE)
@@ -300,7 +301,7 @@ def render(explanation: Explanation, path: Path) -> None:
     )[:, 0]
     intervals = _shown_intervals(explanation)
     title = (
-        f"class {explanation.target.classification} "
+        f"{class_text(explanation)} "
         f"(confidence {explanation.target.confidence:.2f}); explanation: "
         + ", ".join(
             f"{offset_s + a / rate:.2f}–{offset_s + b / rate:.2f} s" for a, b in intervals[:4]

@@ -13,6 +13,7 @@ from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
 from rex_stream.modes._image_io import eight_bit_pixels, open_upright
+from rex_stream.modes._npy import load_npy
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -123,7 +124,7 @@ def subject_from_array(
 def read_array(path: Path) -> np.ndarray:
     """The array in a ``.npy`` file (no pickles)."""
     try:
-        return np.load(path, allow_pickle=False)
+        return load_npy(path)
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: cannot read .npy ({exc})") from exc
 

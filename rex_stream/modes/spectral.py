@@ -26,8 +26,9 @@ from rex_stream.engine.geometry import Box
 from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
+from rex_stream.modes._npy import load_npy
 from rex_stream.modes._signal1d import check_finite, option_bool, option_float, option_int, runs
-from rex_stream.pictures.image import save_figure
+from rex_stream.pictures.image import class_text, save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -86,7 +87,7 @@ def read_signal(path: Path, explain_config: ExplainConfig) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = load_npy(path)
         elif suffix == ".mat":
             array = _read_mat(path, options.get("key"))
         else:
@@ -248,7 +249,7 @@ def render(explanation: Explanation, path: Path) -> None:
     top.set_ylim(floor, high + 0.05 * span)
     target = explanation.target
     top.set_title(
-        f"{subject.name}: class {target.classification} ({target.confidence:.2f}); "
+        f"{subject.name}: {class_text(explanation)} ({target.confidence:.2f}); "
         "green = sufficient explanation",
         fontsize=9,
     )

@@ -327,6 +327,7 @@ def table_csv(rows: Sequence[FeatureRow]) -> str:
 
 def render(explanation: Explanation, path: Path) -> None:
     """A horizontal bar chart of the top features' responsibility (explanation in colour)."""
+    from rex_stream.pictures.image import class_text
     from rex_stream.pictures.table import save_feature_bars
 
     rows = feature_table(explanation)[:20]
@@ -335,7 +336,7 @@ def render(explanation: Explanation, path: Path) -> None:
         [f"{r.feature} = {r.value:.3g}" for r in rows],
         [r.responsibility for r in rows],
         [r.in_explanation for r in rows],
-        f"{explanation.subject.name}: class {target.classification} "
+        f"{explanation.subject.name}: {class_text(explanation)} "
         f"({target.confidence:.2f}); red = sufficient explanation",
         path,
     )

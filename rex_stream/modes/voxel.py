@@ -23,8 +23,9 @@ from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
+from rex_stream.modes._npy import load_npy
 from rex_stream.modes.image import mask_baseline
-from rex_stream.pictures.image import save_figure
+from rex_stream.pictures.image import class_text, save_figure
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -73,7 +74,7 @@ def read_volume(path: Path) -> np.ndarray:
             raise InputError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc})") from exc
     if name.endswith(".npy"):
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            return load_npy(path, mmap=True)
         except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"{path}: cannot read .npy ({exc})") from exc
     raise InputError(f"{path}: voxel mode reads .npy, .nii or .nii.gz files")
@@ -233,7 +234,7 @@ def render(explanation: Explanation, path: Path) -> None:
             axis.set_title(title)
             axis.axis("off")
         figure.suptitle(
-            f"class {explanation.target.classification} "
+            f"{class_text(explanation)} "
             f"(confidence {explanation.target.confidence:.2f}); peak at {peak}"
         )
         figure.tight_layout(rect=(0, 0, 1, 0.94))

@@ -36,7 +36,7 @@ from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Scheduler
 from rex_stream.engine.session import open_engine
 from rex_stream.engine.subject import Subject
-from rex_stream.engine.verdicts import Target, judge
+from rex_stream.engine.verdicts import Target, judge, probabilities_read_as_logits
 from rex_stream.errors import InputError, raise_first_error
 from rex_stream.modes import load_subject
 from rex_stream.modes.context import with_context
@@ -146,6 +146,7 @@ async def explain_input(
             seed,
             store=explanation_store,
             on_iteration=lambda done: phase("iteration", done),
+            rows_at_once=lambda: scheduler.max_batch * scheduler.window.size,
         )
         evaluator.join()  # what follows waits for the slowest iteration
         ordered = searched.ordered()
@@ -254,6 +255,9 @@ async def predict_target(
 ) -> Target:
     """Classify the unmodified input; with a fixed ``target`` class, check it exists."""
     scores = await scheduler.evaluate([lambda out: np.copyto(out, subject.tensor)])
+    doubled = probabilities_read_as_logits(scores, config.scoring)
+    if doubled is not None:
+        logger.warning(doubled)
     wanted = config.scoring.target
     classes = scores.shape[1] if scores.shape[1] > 1 else 2
     if wanted is not None:

@@ -23,7 +23,12 @@ from rex_stream.causal.extraction import (
 )
 from rex_stream.causal.multi import MultiExplanation, extract_multi
 from rex_stream.causal.negative import negative_responsibility
-from rex_stream.causal.responsibility import build_map, build_map_chunked, normalise
+from rex_stream.causal.responsibility import (
+    build_map,
+    build_map_chunked,
+    check_finite,
+    normalise,
+)
 from rex_stream.causal.search import IterationResult, input_key
 from rex_stream.config import ExplainConfig, ExtractionConfig, ScoringConfig
 from rex_stream.engine.scheduler import Evaluator
@@ -40,13 +45,16 @@ def build_responsibility(
     ledgers = [r.ledger for r in ordered]
     if subject.size > LARGE_INPUT_ELEMENTS:
         # region by region into one float32 map: never a float64 map of a large volume
-        return build_map_chunked(ledgers, target.classification, subject.spatial_shape, style)
+        chunked = build_map_chunked(ledgers, target.classification, subject.spatial_shape, style)
+        check_finite(chunked, subject.name)
+        return chunked
     raw = build_map(ledgers, target.classification, subject.spatial_shape, style)
     responsibility = normalise(raw, style).astype(np.float32)
     if config.search.negative_responsibility:
         responsibility = negative_responsibility(
             responsibility, ledgers, target.classification, subject.spatial_shape, style
         )
+    check_finite(responsibility, subject.name)
     return responsibility
 
 

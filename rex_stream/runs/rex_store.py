@@ -72,7 +72,7 @@ def open_store(
     if path is None:
         seed = config.search.seed
         return None, seed if seed is not None else secrets.randbits(32)
-    if resume and not overwrite and not Path(path).exists():
+    if resume and not overwrite and not ExplanationStore.exists(path):
         raise StoreError(f"cannot resume: {path} does not exist")
     fresh_seed = config.search.seed if config.search.seed is not None else secrets.randbits(32)
 

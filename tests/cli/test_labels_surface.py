@@ -65,17 +65,22 @@ def test_surface_is_saved(tiny_cnn: Path, tiny_image: Path, tmp_path: Path) -> N
         assert picture.size[0] > 100 and picture.size[1] > 100
 
 
-def test_surface_without_file_or_display_is_one_line(tiny_cnn: Path, tiny_image: Path) -> None:
+def test_bare_output_heatmap_and_surface_write_default_files(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    """ReX shows them; without a display rex-stream writes <input>-….png and says where."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     command = [sys.executable, "-m", "rex_stream.cli", str(tiny_image), "--model"]
     out = subprocess.run(
-        [*command, str(tiny_cnn), "--surface"],
+        [*command, str(tiny_cnn), "--iters", "2", "--output", "--heatmap", "--surface"],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
     )
-    assert out.returncode != 0
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "needs a display" in lines[0]
+    assert out.returncode == 0, out.stderr
+    for name in ("tiny-explanation.png", "tiny-heatmap.png", "tiny-surface.png"):
+        with Image.open(tmp_path / name) as picture:
+            assert picture.size[0] > 100
+        assert name in out.stderr

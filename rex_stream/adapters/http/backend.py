@@ -18,10 +18,11 @@ from yarl import URL
 from rex_stream.adapters.http.metadata import plain_model, read_v2_model, unknown_model
 from rex_stream.adapters.http.options import HttpOptions
 from rex_stream.adapters.http.protocols import Codec, ReplyError, RowsCodec
-from rex_stream.adapters.http.replies import BatchTooLarge
+from rex_stream.adapters.http.replies import BatchTooLarge, undecodable
 from rex_stream.adapters.http.transport import HttpTransport, reply_limit
+from rex_stream.adapters.http.v2 import V2Codec
 from rex_stream.adapters.security import public_url
-from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, Outputs
 from rex_stream.errors import BackendError, ConfigError
 
 __all__ = ["HttpBackend", "connect"]
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 class HttpBackend:
-    """A model behind an HTTP endpoint; one aiohttp session, pooled to ``max_inflight``."""
+    """A model behind an HTTP endpoint; one aiohttp session, as many requests at once as the
+    scheduler's in-flight window allows."""
 
     def __init__(self, transport: HttpTransport) -> None:
         self.transport = transport
@@ -67,6 +69,10 @@ class HttpBackend:
         """Close the session and its pooled connections."""
         await self.transport.aclose()
 
+    def follow_inflight(self, calls: int) -> None:
+        """Allow ``calls`` requests at once (the scheduler's in-flight window)."""
+        self.transport.follow_inflight(calls)
+
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch, splitting it to the batch limit and halving that limit on a 413."""
         batch = np.asarray(batch)
@@ -94,6 +100,32 @@ class HttpBackend:
             return np.empty((0, self._info.num_classes or 0), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Every output of a v2 model for one batch (one request), by name, as the server
+        shapes it; the caller keeps batches within ``info.max_batch``."""
+        batch = np.asarray(batch)
+        if not isinstance(self._codec, V2Codec):
+            raise ConfigError(
+                f"{self.where}: several named outputs need the Open Inference Protocol v2 "
+                f"(protocol=v2, v2-json or v2-binary), not {self._protocol}"
+            )
+        if batch.shape[1:] != self._info.input_shape:
+            raise BackendError(
+                f"batch of shape {batch.shape} does not fit the model input "
+                f"{self._info.input_shape} of {self.where}"
+            )
+        request = self._codec.encode_all(batch)
+        values = sum(int(np.prod([abs(d) for d in o.shape])) for o in self._codec.outputs)
+        limit = reply_limit(len(batch), values or None)
+        status, reply_headers, reply = await self.transport.request(
+            "POST", self._infer_url, request.body, dict(request.headers), limit
+        )
+        self.transport.check_status(self._infer_url, status, reply, reply_headers)
+        try:
+            return self._codec.decode_all(reply, reply_headers)
+        except ReplyError as exc:
+            raise undecodable(public_url(self._infer_url), exc, reply) from None
+
     def _lower_batch_limit(self, limit: int) -> None:
         current = self._info.max_batch
         if current is None or limit < current:
@@ -116,7 +148,7 @@ class HttpBackend:
         try:
             scores = self._codec.decode(reply, reply_headers, len(batch))
         except ReplyError as exc:
-            raise BackendError(f"{public_url(self._infer_url)}: {exc}") from None
+            raise undecodable(public_url(self._infer_url), exc, reply) from None
         return self._validated(scores, len(batch))
 
     def _validated(self, scores: np.ndarray, batch_size: int) -> np.ndarray:

@@ -104,6 +104,13 @@ class HttpOptions:
             )
         protocol = _protocol(url, options)
         template = options.get("template") if protocol == "custom" else None
+        headers = {**token_headers(options), **custom_headers(options)}
+        if url.user is not None and any(k.lower() == "authorization" for k in headers):
+            raise ConfigError(  # aiohttp cannot send both; say so before any request
+                f"{public_url(url)}: the URL carries credentials (user:password@) and an "
+                "Authorization header is given too (header.Authorization, token_env or "
+                "token_file); give one of them"
+            )
         return cls(
             protocol=protocol,
             redirects=RedirectRules.from_options(url, options),
@@ -111,7 +118,7 @@ class HttpOptions:
             max_batch=_positive_int(options, "max_batch"),
             gzip=option_flag(options, "gzip"),
             tls=TlsFiles.from_options(options).for_aiohttp(url.host or "", logger),
-            headers={**token_headers(options), **custom_headers(options)},
+            headers=headers,
             input_name=options.get("input"),
             output_name=options.get("output"),
         )

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rex_stream.engine.inputs import is_text, text_rows
 from rex_stream.errors import ConfigError
 
 
@@ -82,10 +83,9 @@ class RowsCodec:
     """Row-oriented JSON (TF Serving, TorchServe): ``{"instances": [...]}`` → predictions."""
 
     def encode(self, batch: np.ndarray) -> EncodedRequest:
-        """One nested list per input, under ``instances``."""
-        return EncodedRequest(
-            dumps({"instances": batch.tolist()}), {"Content-Type": "application/json"}
-        )
+        """One nested list per input (a string per input for text), under ``instances``."""
+        instances = text_rows(batch) if is_text(batch.dtype) else batch.tolist()
+        return EncodedRequest(dumps({"instances": instances}), {"Content-Type": "application/json"})
 
     def decode(self, body: bytes, headers: Mapping[str, str], batch_size: int) -> np.ndarray:
         """Accept ``{"predictions": rows}`` (TF Serving) or a bare list of rows (TorchServe)."""

@@ -54,6 +54,23 @@ def server_message(body: bytes) -> str:
     return one_line(text)
 
 
+def undecodable(where: str, problem: ReplyError, body: bytes) -> BackendError:
+    """The error for a 2xx reply without the promised scores: the server's own message when
+    the body is an error document (``{"error": "CUDA out of memory…"}`` sent with a 200)."""
+    try:
+        document = parse_json(body) if body.strip()[:1] == b"{" else None
+    except ReplyError:
+        document = None
+    if isinstance(document, dict):
+        for key in ("error", "detail", "message"):
+            if key in document and not isinstance(document[key], (dict, list)):
+                return BackendError(
+                    f"{where} answered with an error instead of scores: "
+                    f"{one_line(str(document[key]))}"
+                )
+    return BackendError(f"{where}: {problem}")
+
+
 def check_status(
     where: str,
     status: int,
@@ -90,5 +107,5 @@ def check_status(
     text = f"{where} answered {status} ({kind}): {message or 'no message'}"
     if status == 429 or (status >= 500 and status not in NOT_TRANSIENT):
         retry_after = retry_after_s(headers.get("Retry-After") if headers else None)
-        raise TransientBackendError(text, retry_after)
+        raise TransientBackendError(text, retry_after, overloaded=status == 429)
     raise BackendError(text)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -33,7 +34,14 @@ REPLY_FLOOR_BYTES = 16 * 2**20
 #: separators is ~20 bytes; the rest is slack), assuming this many classes while unknown.
 REPLY_BYTES_PER_SCORE = 128
 UNKNOWN_CLASSES = 1 << 16
+#: … and never above this, whatever the server's metadata declares (a broken or hostile
+#: server must not make the client buffer gigabytes).
+REPLY_CEILING_BYTES = 2**30
+#: The most values per row an output's metadata may declare (1e9 is a broken server).
+MAX_DECLARED_CLASSES = 1 << 24
 READ_CHUNK_BYTES = 1 << 16
+#: Idle pooled connections close after this long (the pool shrinks after the window does).
+KEEPALIVE_S = 30.0
 
 Reply = tuple[int, CIMultiDictProxy[str], bytes]
 
@@ -41,7 +49,7 @@ Reply = tuple[int, CIMultiDictProxy[str], bytes]
 def reply_limit(batch_size: int, classes: int | None) -> int:
     """The largest reply accepted for a batch: generous, but bounded whatever the server does."""
     expected = max(batch_size, 1) * (classes or UNKNOWN_CLASSES) * REPLY_BYTES_PER_SCORE
-    return max(REPLY_FLOOR_BYTES, expected)
+    return min(REPLY_CEILING_BYTES, max(REPLY_FLOOR_BYTES, expected))
 
 
 async def read_capped(reply: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
@@ -56,28 +64,49 @@ async def read_capped(reply: aiohttp.ClientResponse, limit: int, where: str) -> 
         )
     chunks: list[bytes] = []
     total = 0
-    async for chunk in reply.content.iter_chunked(READ_CHUNK_BYTES):
-        total += len(chunk)
-        if total > limit:
-            raise BackendError(
-                f"{where} sent a reply over {cap}, far more than these scores need; {advice}"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        async for chunk in reply.content.iter_chunked(READ_CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:
+                raise BackendError(
+                    f"{where} sent a reply over {cap}, far more than these scores need; {advice}"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except MemoryError:
+        chunks.clear()
+        raise BackendError(
+            f"{where}: out of memory reading a reply of {total / 2**20:.0f} MiB; lower "
+            "--batch-size or --max-inflight"
+        ) from None
 
 
 class HttpTransport:
-    """One aiohttp session to one configured URL, pooled to ``max_inflight`` connections."""
+    """One aiohttp session to one configured URL: ``max_inflight`` exchanges at once, a number
+    the scheduler's in-flight window moves (:meth:`follow_inflight`).
+
+    The connection pool opens connections as exchanges need them, so it holds as many as the
+    window has allowed (idle ones close after the keep-alive time); the exchanges themselves
+    are gated here, not by a pool size fixed when the transport opened.
+    """
 
     def __init__(self, url: URL, options: HttpOptions, timeout_s: float, max_inflight: int):
         self.url = url
         self.options = options
         self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        connector = aiohttp.TCPConnector(
-            limit=max(1, max_inflight), ssl=options.tls, keepalive_timeout=60
-        )
+        self._exchanges = anyio.CapacityLimiter(max(1, max_inflight))
+        connector = aiohttp.TCPConnector(limit=0, ssl=options.tls, keepalive_timeout=KEEPALIVE_S)
         self.session = aiohttp.ClientSession(connector=connector)  # headers per request
+
+    @property
+    def max_inflight(self) -> int:
+        """Exchanges allowed at once now."""
+        return int(self._exchanges.total_tokens)
+
+    def follow_inflight(self, calls: int) -> None:
+        """Allow ``calls`` exchanges at once (the scheduler's window); running ones go on."""
+        self._exchanges.total_tokens = max(1, calls)
 
     async def aclose(self) -> None:
         """Close the session and its pooled connections."""
@@ -93,6 +122,17 @@ class HttpTransport:
     ) -> Reply:
         """One HTTP exchange with a deadline, redirects followed here (secrets stay with their
         origin) and the reply capped at ``limit`` bytes; failures become one-line errors."""
+        async with self._exchanges:
+            return await self._exchange(method, url, body, headers, limit)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        limit: int,
+    ) -> Reply:
         where = public_url(url)
         rules = self.options.redirects
         try:
@@ -189,7 +229,9 @@ def _exchange_error(exc: aiohttp.ClientError, url: URL, where: str) -> BackendEr
         )
     detail = one_line(str(exc) or type(exc).__name__)
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
-        return TransientBackendError(f"{where} dropped the connection: {detail}", unreachable=True)
+        # one connection reset: retry this call alone (a server that is really gone refuses
+        # the retry's connection, and that abandons the other calls in flight)
+        return TransientBackendError(f"{where} dropped the connection: {detail}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransientBackendError(f"{where} broke off its reply: {detail}")
     return BackendError(f"HTTP exchange with {where} failed: {detail}")

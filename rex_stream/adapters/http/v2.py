@@ -20,7 +20,9 @@ from rex_stream.adapters.http.protocols import (
     dumps,
     parse_json,
 )
+from rex_stream.adapters.http.v2_text import encode_text, encode_tokens
 from rex_stream.engine.backend import BackendSettings
+from rex_stream.engine.inputs import TEXT_DTYPE, TokenInput, is_token_model, token_dtype
 from rex_stream.errors import BackendError, ConfigError
 
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -74,8 +76,12 @@ class V2Codec:
         *,
         binary: bool,
         batched: bool = True,
+        outputs: tuple[V2Tensor, ...] = (),
+        tokens: np.dtype | None = None,
     ) -> None:
-        if input_tensor.datatype not in V2_DTYPES:
+        self.text = input_tensor.datatype == "BYTES"  # strings: the server tokenises
+        #: a token model's structured row (one field per input), else None
+        if input_tensor.datatype not in V2_DTYPES and not self.text:
             raise ConfigError(
                 f"model input {input_tensor.name!r} has datatype {input_tensor.datatype}; "
                 f"the HTTP backend sends only {', '.join(V2_DTYPES)}"
@@ -84,7 +90,12 @@ class V2Codec:
         self.output_name = output_name
         self.binary = binary
         self.batched = batched
-        self.dtype = V2_DTYPES[input_tensor.datatype]
+        self.dtype = TEXT_DTYPE if self.text else V2_DTYPES[input_tensor.datatype]
+        self.tokens = tokens
+        if tokens is not None:
+            self.dtype = tokens
+        #: every output the metadata lists (``encode_all``/``decode_all`` ask for all of them)
+        self.outputs = outputs
 
     def _shape(self, batch: np.ndarray) -> list[int]:
         # An unbatched model (no leading -1 in its metadata) gets one input without a batch axis.
@@ -92,21 +103,36 @@ class V2Codec:
 
     def encode(self, batch: np.ndarray) -> EncodedRequest:
         """JSON: data inline; binary: a JSON header followed by the raw little-endian tensor."""
+        return self._encode(batch, [self.output_name])
+
+    def encode_all(self, batch: np.ndarray) -> EncodedRequest:
+        """A request for every output the model has (its metadata's, else what it answers)."""
+        return self._encode(batch, [o.name for o in self.outputs])
+
+    def _encode(self, batch: np.ndarray, names: list[str]) -> EncodedRequest:
+        if self.tokens is not None:  # input_ids, attention_mask …: one tensor each
+            return encode_tokens(batch, names, binary=self.binary, batched=self.batched)
+        if self.text:  # rows (N, 1) of str; the tensor is [N] or [N, 1] as the model says
+            rank = len(self.input.shape) - (1 if self.batched else 0)
+            shape = [len(batch), 1][: rank + 1] if self.batched else [1][:rank]
+            return encode_text(self.input.name, batch, shape, names, binary=self.binary)
         tensor = np.ascontiguousarray(batch, dtype=self.dtype)
         entry: dict[str, Any] = {
             "name": self.input.name,
             "shape": self._shape(tensor),
             "datatype": self.input.datatype,
         }
+        document: dict[str, Any] = {"inputs": [entry]}
         if not self.binary:
             entry["data"] = tensor.ravel().tolist()
-            document = {"inputs": [entry], "outputs": [{"name": self.output_name}]}
+            if names:  # none: the server answers with every output
+                document["outputs"] = [{"name": name} for name in names]
             return EncodedRequest(dumps(document), {"Content-Type": "application/json"})
         entry["parameters"] = {"binary_data_size": tensor.nbytes}
-        document = {
-            "inputs": [entry],
-            "outputs": [{"name": self.output_name, "parameters": {"binary_data": True}}],
-        }
+        binary = {"binary_data": True}
+        document["outputs"] = [{"name": name, "parameters": binary} for name in names]
+        if not names:
+            document["parameters"] = {"binary_data_output": True}
         header = dumps(document)
         return EncodedRequest(
             header + tensor.tobytes(),
@@ -115,6 +141,31 @@ class V2Codec:
 
     def decode(self, body: bytes, headers: Mapping[str, str], batch_size: int) -> np.ndarray:
         """Find the output tensor in a JSON or binary reply and reshape it to its shape."""
+        outputs, binary = self._reply(body, headers)
+        offset = 0
+        for output in outputs:
+            size = (output.get("parameters") or {}).get("binary_data_size")
+            if output.get("name") == self.output_name:
+                scores = self._output_array(self.output_name, output, binary, offset, size)
+                return scores if self.batched else scores.reshape(1, -1)
+            offset += int(size or 0)
+        names = ", ".join(str(o.get("name")) for o in outputs)
+        raise ReplyError(f"reply has no output {self.output_name!r} (it has: {names or 'none'})")
+
+    def decode_all(self, body: bytes, headers: Mapping[str, str]) -> dict[str, np.ndarray]:
+        """Every output tensor of a JSON or binary reply, by name, in its own shape."""
+        outputs, binary = self._reply(body, headers)
+        found: dict[str, np.ndarray] = {}
+        offset = 0
+        for output in outputs:
+            size = (output.get("parameters") or {}).get("binary_data_size")
+            name = str(output.get("name"))
+            found[name] = self._output_array(name, output, binary, offset, size)
+            offset += int(size or 0)
+        return found
+
+    def _reply(self, body: bytes, headers: Mapping[str, str]) -> tuple[list[dict[str, Any]], bytes]:
+        """The reply's ``outputs`` entries and its binary part (empty for a JSON reply)."""
         json_length = headers.get(BINARY_HEADER)
         if json_length is None:
             document, binary = parse_json(body), b""
@@ -129,42 +180,32 @@ class V2Codec:
         outputs = document.get("outputs") if isinstance(document, dict) else None
         if not isinstance(outputs, list):
             raise ReplyError("reply has no 'outputs' list")
-        offset = 0
-        for output in outputs:
-            if not isinstance(output, dict):
-                raise ReplyError("reply has a malformed 'outputs' entry")
-            size = (output.get("parameters") or {}).get("binary_data_size")
-            if output.get("name") == self.output_name:
-                return self._output_array(output, binary, offset, size)
-            offset += int(size or 0)
-        names = ", ".join(str(o.get("name")) for o in outputs)
-        raise ReplyError(f"reply has no output {self.output_name!r} (it has: {names or 'none'})")
+        if not all(isinstance(output, dict) for output in outputs):
+            raise ReplyError("reply has a malformed 'outputs' entry")
+        return outputs, binary
 
+    @staticmethod
     def _output_array(
-        self, output: dict[str, Any], binary: bytes, offset: int, size: Any
+        name: str, output: dict[str, Any], binary: bytes, offset: int, size: Any
     ) -> np.ndarray:
         try:
             shape = tuple(int(d) for d in output["shape"])
             dtype = V2_DTYPES[str(output["datatype"])]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ReplyError(f"output {self.output_name!r} lacks a valid shape/datatype") from exc
+            raise ReplyError(f"output {name!r} lacks a valid shape/datatype") from exc
         if size is not None:
             chunk = binary[offset : offset + int(size)]
             if len(chunk) != int(size) or len(chunk) % dtype.itemsize:
-                raise ReplyError(f"output {self.output_name!r} binary data is truncated")
+                raise ReplyError(f"output {name!r} binary data is truncated")
             values = np.frombuffer(chunk, dtype=dtype)
         else:
-            values = as_score_array(output.get("data"), f"output {self.output_name!r} data")
+            values = as_score_array(output.get("data"), f"output {name!r} data")
             values = values.ravel()
         if values.size != int(np.prod(shape)):
             raise ReplyError(
-                f"output {self.output_name!r} holds {values.size} values but declares shape "
-                f"{list(shape)}"
+                f"output {name!r} holds {values.size} values but declares shape {list(shape)}"
             )
-        scores: np.ndarray = values.reshape(shape)
-        if not self.batched:
-            scores = scores.reshape(1, -1)
-        return scores
+        return values.reshape(shape)
 
 
 def choose_tensor(tensors: list[V2Tensor], wanted: str | None, kind: str, where: str) -> V2Tensor:
@@ -181,6 +222,28 @@ def choose_tensor(tensors: list[V2Tensor], wanted: str | None, kind: str, where:
             return tensor
     names = ", ".join(t.name for t in tensors)
     raise ConfigError(f"{kind}={wanted!r} is not a model {kind} of {where} (it has: {names})")
+
+
+def v2_token_layout(
+    tensors: list[V2Tensor], settings: BackendSettings, where: str
+) -> tuple[np.dtype, bool, int | None] | None:
+    """(structured row, batched, max batch) when the model takes token ids (``input_ids``,
+    ``attention_mask``, ``token_type_ids``: integer ``[N, L]``), else None."""
+    integer = [t.datatype in ("INT64", "INT32") for t in tensors]
+    if not is_token_model([t.name for t in tensors], integer):
+        return None
+    ranks = {len(t.shape) for t in tensors}
+    if len(ranks) != 1 or ranks - {1, 2}:
+        shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)
+        raise BackendError(f"{where}: token inputs must be [N, L] (or [L]); they are {shapes}")
+    batched = ranks == {2}
+    first = {t.shape[0] for t in tensors} if batched else {1}
+    if batched and first - {-1, 1}:
+        raise BackendError(f"{where}: token inputs have batch sizes {sorted(first)}")
+    limit = None if -1 in first else 1
+    wanted = tuple(settings.input_shape) if settings.input_shape is not None else None
+    declared = [TokenInput(t.name, V2_DTYPES[t.datatype], t.shape[-1]) for t in tensors]
+    return token_dtype(declared, wanted, where), batched, limit
 
 
 def v2_layout(

@@ -19,7 +19,8 @@ from rex_stream.adapters.triton.model import ServedModel, read_model
 from rex_stream.adapters.triton.options import TritonOptions
 from rex_stream.adapters.triton.shm import SharedMemoryPool
 from rex_stream.adapters.triton.spec import TritonTarget, parse_spec
-from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.backend import BackendSettings, ModelInfo, Outputs
+from rex_stream.engine.inputs import is_named, is_text, named_inputs, text_bytes
 from rex_stream.errors import (
     BackendError,
     BackendTimeout,
@@ -61,6 +62,11 @@ class TritonBackend:
             raise BackendError(f"{self.target}: not connected")
         return self._model
 
+    def follow_inflight(self, calls: int) -> None:
+        """Allow ``calls`` requests at once (the scheduler's in-flight window); the HTTP
+        connection pool and the gRPC channel open what that needs."""
+        self._limiter.total_tokens = max(1, calls)
+
     @property
     def layout(self) -> str | None:
         """The model's input layout from its config: ``NCHW``, ``NHWC`` or None."""
@@ -78,7 +84,9 @@ class TritonBackend:
 
     async def open(self, settings: BackendSettings, options: TritonOptions) -> None:
         """Check the server and read the model; cap replies; set up shared memory if asked."""
-        self._model = await read_model(self._client, settings.input_shape, options.output)
+        self._model = await read_model(
+            self._client, settings.input_shape, options.output, settings.all_outputs
+        )
         await self._client.cap_replies(self._model.info)  # now that the scores' size is known
         if options.shared_memory:
             await self.shared_memory.open(self._model, self._max_inflight)
@@ -115,9 +123,34 @@ class TritonBackend:
                 group.start_soon(run, i)
         return np.concatenate([p for p in parts if p is not None])
 
+    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Every output of the model for one batch (one request, in the request itself, not
+        shared memory), by name, as the server shapes it; the caller keeps batches within
+        ``info.max_batch``."""
+        batch = np.asarray(batch, dtype=self.info.dtype)
+        model_inputs = self._inputs(batch)
+        requested = [self._client.requested_output(name) for name in self.info.output_names]
+        t = self.target
+        async with self._limiter:
+            result = await self._client.call(
+                f"inference on a batch of {batch.shape[0]}", "infer",
+                t.model, model_inputs, model_version=t.version, outputs=requested,
+            )  # fmt: skip
+        found: Outputs = {}
+        for name in self.info.output_names:
+            array = result.as_numpy(name)
+            if array is None:
+                raise BackendError(f"{self.target}: the response lacks output {name}")
+            found[name] = array
+        return found
+
     async def _infer_limited(self, batch: np.ndarray) -> np.ndarray:
         async with self._limiter:
-            slot = await self.shared_memory.take() if self.shared_memory.active else None
+            # BYTES and token ids travel in the request (their regions would be per tensor)
+            shared = self.shared_memory.active and not (
+                is_text(batch.dtype) or is_named(batch.dtype)
+            )
+            slot = await self.shared_memory.take() if shared else None
             if slot is None:
                 return await self._infer_socket(batch)
             answered = False  # the server replied: it no longer uses the slot's regions
@@ -130,7 +163,7 @@ class TritonBackend:
                 item = self._served.output_dtype.itemsize
                 output.set_shared_memory(slot.output_name, batch.shape[0] * classes * item)
                 try:
-                    await self._send(batch, model_input, output)
+                    await self._send(batch, [model_input], output)
                 except (TransientBackendError, BackendTimeout):
                     raise
                 except BackendError as exc:
@@ -152,12 +185,26 @@ class TritonBackend:
         shape = list(batch.shape) if model.batch_axis else list(batch.shape[1:])
         return self._client.tensors(model.info, model.datatype, shape, data)
 
-    async def _send(self, batch: np.ndarray, model_input: Any, output: Any) -> Any:
+    def _inputs(self, batch: np.ndarray) -> list[Any]:
+        """The request's inputs, data included: token ids as one tensor per field, strings
+        as BYTES (UTF-8 elements), numbers as they are."""
+        batched = self._served.batch_axis
+        if is_named(batch.dtype):
+            arrays = named_inputs(batch)
+            return self._client.named_tensors(
+                {name: array if batched else array[0] for name, array in arrays.items()}
+            )
+        sent = text_bytes(batch) if is_text(batch.dtype) else batch
+        data = np.ascontiguousarray(sent if batched else sent[0])
+        model_input, _ = self._tensors(batch, data)
+        return [model_input]
+
+    async def _send(self, batch: np.ndarray, model_inputs: list[Any], output: Any) -> Any:
         t = self.target
         try:
             return await self._client.call(
                 f"inference on a batch of {batch.shape[0]}", "infer",
-                t.model, [model_input], model_version=t.version, outputs=[output],
+                t.model, model_inputs, model_version=t.version, outputs=[output],
             )  # fmt: skip
         except (TransientBackendError, BackendTimeout):
             raise
@@ -168,9 +215,8 @@ class TritonBackend:
             raise
 
     async def _infer_socket(self, batch: np.ndarray) -> np.ndarray:
-        data = np.ascontiguousarray(batch if self._served.batch_axis else batch[0])
-        model_input, output = self._tensors(batch, data)
-        result = await self._send(batch, model_input, output)
+        output = self._client.requested_output(self.info.output_name)
+        result = await self._send(batch, self._inputs(batch), output)
         scores = result.as_numpy(self.info.output_name)
         if scores is None:
             raise BackendError(f"{self.target}: the response lacks output {self.info.output_name}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -18,6 +18,7 @@ from rex_stream.adapters.security import RedirectRules
 from rex_stream.adapters.triton.options import TritonOptions
 from rex_stream.adapters.triton.spec import TritonTarget
 from rex_stream.engine.backend import BackendSettings, ModelInfo
+from rex_stream.engine.inflight import ADAPTIVE_CEILING
 from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import BackendError, BackendTimeout, TransientBackendError
 
@@ -26,7 +27,7 @@ try:
     import tritonclient.grpc.aio as grpcclient
     import tritonclient.http.aio as httpclient
     import yarl
-    from tritonclient.utils import InferenceServerException
+    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"the Triton backend needs tritonclient: {install_command('triton')}", name=exc.name
@@ -38,17 +39,24 @@ T = TypeVar("T")
 
 #: HTTP statuses of failures that may pass: overload, gateways, a server restarting.
 TRANSIENT_HTTP = frozenset({"429", "500", "502", "503", "504"})
+#: What Triton says when it refuses a request for load (a full queue of its batcher).
+QUEUE_FULL = "maximum queue size"
 #: gRPC replies are capped (a broken server cannot fill the memory): never below this floor …
 REPLY_FLOOR_BYTES = 16 * 2**20
 #: … and otherwise at this many bytes per score of one call (scores are 4 or 8 bytes).
 REPLY_BYTES_PER_SCORE = 64
 UNKNOWN_CLASSES = 1 << 16
+#: … and never above this, whatever the model's configuration declares (gRPC's own limit is
+#: 2 GiB; a broken server must not make the client buffer that much).
+REPLY_CEILING_BYTES = 2**30
+#: The most values per row a model's configuration may declare for its output.
+MAX_DECLARED_CLASSES = 1 << 24
 
 
 def reply_limit(info: ModelInfo) -> int:
     """The largest gRPC reply accepted: ample room for one call's scores, never below a floor."""
     per_call = (info.max_batch or 1) * (info.num_classes or UNKNOWN_CLASSES)
-    return max(REPLY_FLOOR_BYTES, per_call * REPLY_BYTES_PER_SCORE)
+    return min(REPLY_CEILING_BYTES, max(REPLY_FLOOR_BYTES, per_call * REPLY_BYTES_PER_SCORE))
 
 
 async def isolated(call: Awaitable[T]) -> T:
@@ -106,7 +114,9 @@ class TritonClient:
             )  # fmt: skip
         context = files.ssl_context(self.target.host, logger) if tls else None
         return httpclient.InferenceServerClient(
-            self.target.address, conn_limit=max(self._settings.max_inflight, 1) * 2,
+            # connections open as calls need them; the backend's limiter, which follows the
+            # scheduler's in-flight window, bounds them (split batches may double the calls)
+            self.target.address, conn_limit=2 * max(self._settings.max_inflight, ADAPTIVE_CEILING),
             conn_timeout=self.timeout_s, ssl=tls, ssl_context=context,
         )  # fmt: skip
 
@@ -166,6 +176,26 @@ class TritonClient:
                 model_input.set_data_from_numpy(data, binary_data=True)
         return model_input, output
 
+    def named_tensors(self, arrays: Mapping[str, np.ndarray]) -> list[Any]:
+        """One request input per named array (token ids, attention mask …), data included."""
+        found = []
+        for name, array in arrays.items():
+            datatype = np_to_triton_dtype(array.dtype)
+            if self.target.grpc:
+                model_input = grpcclient.InferInput(name, list(array.shape), datatype)
+                model_input.set_data_from_numpy(array)
+            else:
+                model_input = httpclient.InferInput(name, list(array.shape), datatype)
+                model_input.set_data_from_numpy(array, binary_data=True)
+            found.append(model_input)
+        return found
+
+    def requested_output(self, name: str) -> Any:
+        """A request for output ``name`` (binary over HTTP)."""
+        if self.target.grpc:
+            return grpcclient.InferRequestedOutput(name)
+        return httpclient.InferRequestedOutput(name, binary_data=True)
+
     # ---------------------------------------------------------------- calls
 
     async def call(self, what: str, method: str, *args: Any, **extra: Any) -> Any:
@@ -178,9 +208,10 @@ class TritonClient:
         except InferenceServerException as exc:
             raise self._server_error(what, exc) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransientBackendError(
+            refused = isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError))
+            raise TransientBackendError(  # a dropped connection retries this call alone
                 f"{self.target}: {what} failed, cannot reach the server ({exc}); is it running?",
-                unreachable=True,
+                unreachable=refused,
             ) from exc
 
     async def attempt(self, timeout_s: float, method: str, *args: Any, **extra: Any) -> Any:
@@ -210,6 +241,10 @@ class TritonClient:
                 f"{t}: {what} was refused ({message}); the server wants a token: "
                 "give it with token_env=NAME or token_file=PATH (and auth=triton for Triton's "
                 "own access header)"
+            )
+        if "RESOURCE_EXHAUSTED" in status or status == "429" or QUEUE_FULL in message:
+            return TransientBackendError(  # the server's limit: fewer calls go in flight
+                f"{t}: {what} was refused for load: {message}", overloaded=True
             )
         if "UNAVAILABLE" in status or "stopping" in message.lower():
             return TransientBackendError(

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
-from rex_stream.adapters.triton.client import TritonClient
+from rex_stream.adapters.triton.client import MAX_DECLARED_CLASSES, TritonClient
 from rex_stream.adapters.triton.spec import TritonTarget
 from rex_stream.engine.backend import ModelInfo
+from rex_stream.engine.inputs import ROW_SHAPE, TEXT_DTYPE, TokenInput, is_token_model, token_dtype
 from rex_stream.errors import BackendError, BackendTimeout, ConfigError
 
 
@@ -35,7 +36,10 @@ class ServedModel:
 
 
 async def read_model(
-    client: TritonClient, input_shape: tuple[int, ...] | None, output: str | None
+    client: TritonClient,
+    input_shape: tuple[int, ...] | None,
+    output: str | None,
+    all_outputs: bool = False,
 ) -> ServedModel:
     """Check the server and model, and read metadata and config."""
     t = client.target
@@ -60,7 +64,7 @@ async def read_model(
         "reading model config", "get_model_config", t.model, t.version, **extra
     )
     config = config.get("config", config) if t.grpc else config
-    return describe_model(t, metadata, config, input_shape, output)
+    return describe_model(t, metadata, config, input_shape, output, all_outputs)
 
 
 async def _not_ready_reason(client: TritonClient) -> str:
@@ -93,17 +97,25 @@ def describe_model(
     config: Mapping[str, Any],
     wanted: tuple[int, ...] | None,
     output_name: str | None,
+    all_outputs: bool = False,
 ) -> ServedModel:
-    """Derive ModelInfo, layout and output choice from metadata and config."""
+    """Derive ModelInfo, layout and output choice from metadata and config (``all_outputs``:
+    the run reads every output, so none has to be chosen as the scores)."""
     max_batch = int(config.get("max_batch_size", 0) or 0)
     inputs = list(config.get("input", []))
-    if len(inputs) != 1:
+    tokens = _token_inputs(inputs)  # input_ids, attention_mask …: a structured row
+    if len(inputs) != 1 and tokens is None:
         names = ", ".join(str(i.get("name")) for i in inputs) or "none"
-        raise BackendError(f"{t}: rex-stream feeds models with one input; this one has {names}")
+        raise BackendError(
+            f"{t}: rex-stream feeds models with one input, or token ids (input_ids, "
+            f"attention_mask, token_type_ids); this one has {names}"
+        )
     model_input = inputs[0]
     datatype = _datatype(str(model_input.get("data_type", "TYPE_FP32")))
-    dtype = triton_to_np_dtype(datatype)
-    if dtype is None or np.dtype(dtype).kind not in "fiub":
+    datatype = "BYTES" if datatype == "STRING" else datatype  # config's name for BYTES
+    text = datatype == "BYTES"  # strings: the server tokenises; one str per row
+    dtype = TEXT_DTYPE if text else triton_to_np_dtype(datatype)
+    if not text and (dtype is None or np.dtype(dtype).kind not in "fiub"):
         raise BackendError(f"{t}: input datatype {datatype} is not numeric")
     fmt = str(model_input.get("format", "FORMAT_NONE")).removeprefix("FORMAT_")
     dims = _dims(model_input.get("dims"))
@@ -117,10 +129,19 @@ def describe_model(
             batch_axis = len(dims) == len(wanted) + 1 and dims[0] in (1, -1)
         if batch_axis:
             dims = dims[1:]
-    shape = _resolve_shape(t, dims, wanted)
+    shape = ROW_SHAPE if text or tokens else _resolve_shape(t, dims, wanted)
+    if tokens is not None:  # one (L,) field per token input, L settled for all alike
+        per_row = [_dims(i.get("dims")) for i in inputs]
+        if any(len(d) != 1 + (0 if batching or not batch_axis else 1) for d in per_row):
+            raise BackendError(f"{t}: token inputs must be [L] per row; they are {per_row}")
+        declared = [TokenInput(n, d, p[-1]) for (n, d), p in zip(tokens, per_row)]
+        dtype = token_dtype(declared, wanted, str(t))
 
     outputs = list(config.get("output", [])) or list(metadata.get("outputs", []))
-    output = _choose_output(t, outputs, output_name)
+    if all_outputs and output_name is None and outputs:
+        output = outputs[0]
+    else:
+        output = _choose_output(t, outputs, output_name)
     output_dtype = np.dtype(
         triton_to_np_dtype(_datatype(str(output.get("data_type", "TYPE_FP32")))) or np.float32
     )
@@ -128,6 +149,13 @@ def describe_model(
     if not batching and batch_axis and out_dims[:1] in ((1,), (-1,)):
         out_dims = out_dims[1:]
     num_classes = math.prod(out_dims) if out_dims and min(out_dims) > 0 else None
+    if all_outputs:
+        num_classes = None  # several outputs of other shapes: replies are capped generously
+    if num_classes is not None and num_classes > MAX_DECLARED_CLASSES:
+        raise BackendError(
+            f"{t}: the model declares {num_classes} values per row for output "
+            f"{output.get('name')!r} (at most {MAX_DECLARED_CLASSES}); is this the right output?"
+        )
     preferred = _dims((config.get("dynamic_batching") or {}).get("preferred_batch_size"))
     info = ModelInfo(
         name=t.model, input_name=str(model_input["name"]), input_shape=shape,
@@ -136,9 +164,20 @@ def describe_model(
         preferred_batch=max(preferred) if preferred else None,  # the batcher's favourite
         identity={"kind": "triton", "model": str(t), "versions": metadata.get("versions"),
                   "platform": metadata.get("platform")},
+        output_names=tuple(str(o.get("name")) for o in outputs),
     )  # fmt: skip
     layout = fmt if fmt in ("NCHW", "NHWC") else None
     return ServedModel(info, datatype, output_dtype, batch_axis, layout)
+
+
+def _token_inputs(inputs: list[Mapping[str, Any]]) -> list[tuple[str, np.dtype]] | None:
+    """(name, dtype) of each input when the model takes token ids, else None."""
+    found = []
+    for entry in inputs:
+        dtype = triton_to_np_dtype(_datatype(str(entry.get("data_type", "TYPE_FP32"))))
+        found.append((str(entry.get("name")), np.dtype(dtype or np.float32)))
+    integer = [dtype.kind in "iu" for _, dtype in found]
+    return found if is_token_model([name for name, _ in found], integer) else None
 
 
 def _dims(values: Any) -> tuple[int, ...]:

@@ -76,6 +76,23 @@ async def monotonicity_arya(case: Case, params: Params, scorer: RowScorer) -> Me
 
 _BASE = {"abs": False, "normalise": True, "perturb_baseline": "black", "softmax": True}
 
+def _insertion_x(params: Params, features: int, length: int) -> np.ndarray:
+    """The fraction of features shown (insertion) or removed (deletion) at each point."""
+    step = max(1, math.ceil(features * float(params["step_fraction"])))
+    counts = _counts(features, step, 0)
+    if len(counts) != length:  # not this input's curve: equal steps over [0, 1]
+        return np.linspace(0.0, 1.0, length)
+    return np.asarray(counts, np.float64) / max(1, features)
+
+
+def _arya_x(params: Params, features: int, length: int) -> np.ndarray:
+    """The fraction of features added at each point of monotonicity-arya's curve."""
+    counts = _counts(features, int(params["features_in_step"]), int(params["features_in_step"]))
+    if len(counts) != length:
+        return np.arange(1, length + 1) / max(1, length)
+    return np.asarray(counts, np.float64) / max(1, features)
+
+
 SPECS = [
     MetricSpec(
         "insertion",
@@ -85,6 +102,8 @@ SPECS = [
         {**_BASE, "step_fraction": 0.01},
         insertion,
         curve=True,
+        curve_x=_insertion_x,
+        curve_axis="fraction of features shown",
     ),
     MetricSpec(
         "deletion",
@@ -94,6 +113,7 @@ SPECS = [
         {**_BASE, "step_fraction": 0.01},
         deletion,
         curve=True,
+        curve_x=_insertion_x,
     ),
     MetricSpec(
         "monotonicity-arya",
@@ -103,5 +123,7 @@ SPECS = [
         {**_BASE, "abs": True, "features_in_step": 1},
         monotonicity_arya,
         curve=True,
+        curve_x=_arya_x,
+        curve_axis="fraction of features added (least relevant first)",
     ),
 ]

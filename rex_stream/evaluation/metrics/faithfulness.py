@@ -163,8 +163,21 @@ def _spec(
     defaults: dict[str, Any],
     *,
     curve: bool = False,
+    **axis: Any,
 ) -> MetricSpec:
-    return MetricSpec(name, quantus, "queries", higher, defaults, compute, curve)
+    return MetricSpec(name, quantus, "queries", higher, defaults, compute, curve, **axis)
+
+
+def _flipping_x(params: Params, features: int, length: int) -> np.ndarray:
+    """The fraction of features removed at each point of pixel-flipping's curve."""
+    step = int(params["features_in_step"])
+    counts = np.minimum(np.arange(1, length + 1) * step, features)
+    return counts / max(1, features)
+
+
+def _patch_counts(params: Params, features: int, length: int) -> np.ndarray:
+    """The number of patches removed at each point (1, 2, …)."""
+    return np.arange(1, length + 1, dtype=np.float64)
 
 
 SPECS = [
@@ -175,6 +188,7 @@ SPECS = [
         False,
         {**BASE, "features_in_step": 1, "softmax": True},
         curve=True,
+        curve_x=_flipping_x,
     ),
     _spec(
         "region-perturbation",
@@ -183,6 +197,8 @@ SPECS = [
         True,
         {**BASE, "patch_size": 8, "order": "morf", "regions_evaluation": 100, "softmax": True},
         curve=True,
+        curve_x=_patch_counts,
+        curve_axis="patches removed",
     ),
     _spec(
         "selectivity",
@@ -191,6 +207,7 @@ SPECS = [
         False,
         {**BASE, "patch_size": 8, "softmax": True},
         curve=True,
+        curve_axis="fraction of patches removed",
     ),
     _spec(
         "faithfulness-correlation",

@@ -112,5 +112,7 @@ SPECS = [
         },
         irof,
         curve=True,
+        curve_axis="fraction of segments removed",
+        curve_better="lower",  # f(x without segments) / f(x): the score is the area over it
     )
 ]

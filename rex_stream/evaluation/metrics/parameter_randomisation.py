@@ -168,6 +168,8 @@ SPECS = (
         },
         _mprt,
         curve=True,
+        curve_x=lambda params, features, length: np.arange(length, dtype=np.float64),
+        curve_axis="layers randomised",
     ),
     MetricSpec(
         "efficient-mprt",

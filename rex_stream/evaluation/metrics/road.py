@@ -134,5 +134,9 @@ SPECS = [
         },
         road,
         curve=True,
+        curve_x=lambda params, features, length: np.asarray(
+            _percentages(params["percentages"])[:length], np.float64
+        ),
+        curve_axis="% of features imputed",
     )
 ]

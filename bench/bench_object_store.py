@@ -1,0 +1,193 @@
+"""Object stores (issue 25): a directory run to S3 (moto on 127.0.0.1) against the local store,
+objects per finished input before and after compaction, and the resume scan of many finished
+inputs.
+
+    python bench/bench_object_store.py [--inputs 200] [--iters 4] [--scan 10000 100000]
+
+Printed, as ratios where there are two sides:
+1. wall time of ``--inputs`` small pictures (tiny CNN, one process) to a local store and to
+   ``s3://bench/run.zarr``, and S3 ÷ local;
+2. objects (files) per finished input for ``--iters`` 4, 20 and 60: local, S3 without
+   compaction, S3 with it;
+3. the resume scan: the time to learn which of N finished inputs are complete (one head read
+   per input, no record read), local and S3, per input and in total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from rex_stream import ExplainConfig, explain_sync  # noqa: E402
+from rex_stream.engine.object_store import ObjectGroup  # noqa: E402
+from rex_stream.engine.store import ExplanationStore  # noqa: E402
+from rex_stream.runs.many import explain_many  # noqa: E402
+from tests.onnx_models import save_tiny_cnn  # noqa: E402
+
+
+def _start_moto() -> object:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_DEFAULT_REGION="us-east-1",
+    )  # fmt: skip
+    import s3fs
+
+    s3fs.S3FileSystem().mkdir("bench")
+    return server
+
+
+def _pictures(folder: Path, count: int) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for number in range(count):
+        pixels = rng.integers(0, 80, size=(32, 32, 3), dtype=np.uint8)
+        row, col = 3 * number % 20, 7 * number % 20
+        pixels[row : row + 10, col : col + 10] = 230
+        path = folder / f"p{number:05d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def _s3_objects(prefix: str) -> int:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    total = 0
+    for where in (prefix, f"{prefix}.records"):
+        try:
+            total += len(fs.find(where))
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _local_files(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+def directory_run(model: Path, pictures: list[Path], iters: int, tmp: Path) -> None:
+    config = ExplainConfig().with_overrides(iters=iters, seed=3, min_box_size=4)
+    times = {}
+    for label, store in (("local", str(tmp / "run.zarr")), ("s3", "s3://bench/run.zarr")):
+        start = time.perf_counter()
+        anyio.run(lambda s=store: explain_many(pictures, str(model), config, store=s))
+        times[label] = time.perf_counter() - start
+    ratio = times["s3"] / times["local"]
+    print(f"1. {len(pictures)} inputs, {iters} iterations: local {times['local']:.2f} s, "
+          f"S3 (moto) {times['s3']:.2f} s, S3 / local = {ratio:.2f}")  # fmt: skip
+
+
+def objects_per_input(model: Path, image: Path, tmp: Path) -> None:
+    print("2. objects per finished input (one picture, tiny CNN)")
+    print("   iters | local files | S3 no compaction | S3 compacted")
+    compact = ObjectGroup.compact
+    for iters in (4, 20, 60):
+        local = tmp / f"obj{iters}.zarr"
+        explain_sync(image, str(model), store=local, iters=iters, seed=1, min_box_size=4)
+        ObjectGroup.compact = lambda self: None  # type: ignore[method-assign]
+        try:
+            explain_sync(image, str(model), store=f"s3://bench/raw{iters}.zarr", iters=iters,
+                         seed=1, min_box_size=4)  # fmt: skip
+        finally:
+            ObjectGroup.compact = compact  # type: ignore[method-assign]
+        explain_sync(image, str(model), store=f"s3://bench/obj{iters}.zarr", iters=iters,
+                     seed=1, min_box_size=4)  # fmt: skip
+        root_files = 1  # the store's own zarr.json, shared by all inputs
+        print(f"   {iters:5d} | {_local_files(local) - root_files:11d} | "
+              f"{_s3_objects(f'bench/raw{iters}.zarr') - root_files:16d} | "
+              f"{_s3_objects(f'bench/obj{iters}.zarr') - root_files:12d}")  # fmt: skip
+
+
+def _head(generation: str | None) -> bytes:
+    attributes = {"complete": True, "settings": {"seed": 1}, "rex_stream": {"format": 2}}
+    if generation:
+        attributes["generation"] = generation
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}).encode()
+
+
+def resume_scan(count: int, tmp: Path, s3: bool) -> None:
+    names = [f"in{n:06d}" for n in range(count)]
+    root_meta = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode()
+    if s3:
+        import s3fs
+
+        fs = s3fs.S3FileSystem()
+        prefix = f"bench/scan{count}.zarr"
+        data = {f"{prefix}/zarr.json": root_meta}
+        data.update({f"{prefix}/{n}/zarr.json": _head("g0") for n in names})
+        fs.pipe(data)
+        store = f"s3://{prefix}"
+    else:
+        folder = tmp / f"scan{count}.zarr"
+        folder.mkdir()
+        (folder / "zarr.json").write_bytes(root_meta)
+        for n in names:
+            (folder / n).mkdir()
+            (folder / n / "zarr.json").write_bytes(_head(None))
+        store = str(folder)
+    start = time.perf_counter()
+    done = sum(
+        1 for n in names if (ExplanationStore.group_attributes(store, n) or {}).get("complete")
+    )
+    wall = time.perf_counter() - start
+    where = "S3 (moto)" if s3 else "local"
+    print(f"3. resume scan, {count} finished inputs, {where}: {wall:.2f} s "
+          f"({1e3 * wall / count:.2f} ms per input), {done} complete")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=200)
+    parser.add_argument("--iters", type=int, default=4)
+    parser.add_argument("--scan", type=int, nargs="*", default=[10000, 100000])
+    parser.add_argument("--scan-s3-max", type=int, default=10000,
+                        help="largest scan run on moto (slow to fill)")  # fmt: skip
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("rex_stream").setLevel(logging.ERROR)  # the model's normalisation hint
+    server = _start_moto()
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            model = save_tiny_cnn(tmp / "tiny.onnx")
+            pictures = _pictures(tmp, max(1, args.inputs))
+            if args.inputs:
+                directory_run(model, pictures, args.iters, tmp)
+            objects_per_input(model, pictures[0], tmp)
+            for count in args.scan:
+                resume_scan(count, tmp, s3=False)
+                if count <= args.scan_s3_max:
+                    resume_scan(count, tmp, s3=True)
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

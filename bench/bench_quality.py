@@ -1,0 +1,248 @@
+"""Explanation quality per query (issue 26): ReX 0.4.1 and rex-stream, one photo set, one evaluator.
+
+For every photo of ``bench/quality_set.py`` (ReX's sample photos, scikit-image's bundled
+photos, synthetic scenes; a fixed tuning / held-out split):
+
+1. ReX 0.4.1 runs once in its own venv (``bench/rex_runner.py``, 20 iterations, seed 42,
+   cached in ``--rex-dir``): its map, explanation area and model queries;
+2. rex-stream runs through its ONNX adapter for every ``--variant`` (settings over its
+   defaults) and every ``--iters``: map, explanation area, model queries (search + extraction);
+3. every map is scored by the SAME evaluator: rex-stream's insertion/deletion curves through
+   the same local model (baseline = the mask value, ``--step`` elements a step, curves ÷ the
+   target's confidence), so the AUCs are comparable across tools.
+
+Printed: per photo and the means (tuning and held-out apart) of insertion AUC, deletion AUC,
+explanation area and queries, with the differences to ReX. Quality numbers do not depend on the
+machine's load; wall times are not reported. Run with rex-stream's interpreter::
+
+    .venv/bin/python bench/bench_quality.py --rex-python .venv-rex/bin/python --iters 20 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_set import HELD_OUT, TUNING, photo_paths
+
+from rex_stream import BackendSettings, explain, open_backend
+from rex_stream.causal.insertion_deletion import insertion_deletion
+from rex_stream.causal.tie_break import box_mean, break_ties
+from rex_stream.config import EvaluationConfig, ExplainConfig, SchedulerConfig
+from rex_stream.engine.backend import Backend
+from rex_stream.engine.scheduler import Scheduler
+from rex_stream.rex_compat.config_file import load_config
+
+HERE = Path(__file__).resolve().parent
+NAN = float("nan")
+MODEL = HERE.parent / "rex_stream" / "data" / "efficientnet-lite0.onnx"
+
+
+def run_rex(options: argparse.Namespace, name: str, photo: Path) -> dict[str, Any]:
+    """ReX 0.4.1's record for ``photo`` (run once, then read from ``--rex-dir``)."""
+    folder = Path(options.rex_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out_map, out_json = folder / f"{name}.npy", folder / f"{name}.json"
+    if not out_json.exists():
+        command = [
+            *(options.rex_python, str(HERE / "rex_runner.py"), str(photo)),
+            *("--model", str(options.model), "--config", str(options.config)),
+            *("--iters", str(options.rex_iters), "--seed", str(options.seed)),
+            *("--batch-size", "64", "--out-map", str(out_map), "--out-json", str(out_json)),
+        ]
+        env = {**os.environ, "TQDM_DISABLE": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"ReX failed on {name}:\n{done.stderr[-3000:]}")
+    record = json.loads(out_json.read_text())
+    record["map"] = np.load(out_map)
+    return record
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``name=key:value;key:value`` → (name, overrides); values are read as JSON if they can be."""
+    name, _, spec = text.partition("=")
+    overrides: dict[str, Any] = {}
+    for item in filter(None, spec.split(";")):
+        key, _, value = item.partition(":")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return name, overrides
+
+
+async def score(backend: Backend, result: Any, responsibility: np.ndarray, step: int) -> Any:
+    """The one evaluator: insertion/deletion curves of ``responsibility`` on the explained input."""
+    async with Scheduler(backend, SchedulerConfig(max_batch=16)) as scheduler:
+        return await insertion_deletion(
+            result.subject,
+            responsibility,
+            result.target,
+            scheduler,
+            EvaluationConfig(analyse=True, insertion_step=step),
+            result.config.scoring,
+        )
+
+
+def post_process(responsibility: np.ndarray, kind: str, radius: int) -> np.ndarray:
+    """A map changed after the search, to score it alike (``tie``: ties by neighbourhood;
+    ``blur``: the twice box-smoothed map itself)."""
+    if kind == "tie":
+        return break_ties(responsibility, radius)
+    return box_mean(box_mean(responsibility, radius), radius)
+
+
+async def one_photo(
+    options: argparse.Namespace, base: ExplainConfig, name: str, photo: Path
+) -> list[dict[str, Any]]:
+    """Every variant × iteration count on one photo, and ReX's map, scored alike."""
+    rex = None if options.no_rex else await anyio.to_thread.run_sync(run_rex, options, name, photo)
+    backend = await open_backend(str(options.model), BackendSettings(max_inflight=2))
+    rows: list[dict[str, Any]] = []
+    try:
+        rex_curves = None
+        for variant in options.variant:
+            label, overrides = parse_variant(variant)
+            for iters in options.iters:
+                config = base.with_overrides(iters=iters, seed=options.seed, **overrides)
+                result = await explain(str(photo), backend, config)
+                if rex_curves is None and rex is not None:
+                    rex_curves = await score(backend, result, rex["map"], options.step)
+                curves = await score(backend, result, result.responsibility, options.step)
+                row = {
+                    "photo": name,
+                    "split": "held-out" if name in HELD_OUT else "tuning",
+                    "variant": label,
+                    "iters": iters,
+                    "target": result.target.classification,
+                    "rex_target": rex["target"] if rex else None,
+                    "ins": curves.insertion_auc,
+                    "del": curves.deletion_auc,
+                    "area": result.sufficiency.area if result.sufficiency else float("nan"),
+                    "queries": result.stats.queries,
+                    "rex_ins": rex_curves.insertion_auc if rex_curves else NAN,
+                    "rex_del": rex_curves.deletion_auc if rex_curves else NAN,
+                    "rex_area": rex["sufficiency_area"] if rex else NAN,
+                    "rex_queries": rex["queries"] if rex else 0,
+                }
+                if result.multi is not None:
+                    row["multi_kept"] = len(result.multi.kept)
+                    row["multi_masks"] = [e.mask for e in result.multi.kept]
+                rows.append(row)
+                for post in options.post:
+                    kind, _, radius = post.partition(":")
+                    changed = post_process(result.responsibility, kind, int(radius))
+                    extra = await score(backend, result, changed, options.step)
+                    rows.append(
+                        {
+                            **row,
+                            "variant": f"{label}+{post}",
+                            "ins": extra.insertion_auc,
+                            "del": extra.deletion_auc,
+                        }
+                    )
+                    print(f"    {post}: ins {extra.insertion_auc:.3f} del {extra.deletion_auc:.3f}")
+                print(
+                    f"  {name:<17} {label:<12} {iters:>3} it  ins {row['ins']:.3f} "
+                    f"(ReX {row['rex_ins']:.3f})  del {row['del']:.3f} ({row['rex_del']:.3f})  "
+                    f"area {row['area']:.3f} ({row['rex_area']:.3f})  q {row['queries']} "
+                    f"({row['rex_queries']})",
+                    flush=True,
+                )
+    finally:
+        await backend.aclose()
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per photo, then the means per split, variant and iteration count."""
+    lines = [
+        "| photo | split | variant | iters | ins ReX | ins rs | del ReX | del rs | "
+        "area ReX | area rs | queries ReX | queries rs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['photo']} | {r['split']} | {r['variant']} | {r['iters']} | "
+            f"{r['rex_ins']:.3f} | {r['ins']:.3f} | {r['rex_del']:.3f} | {r['del']:.3f} | "
+            f"{r['rex_area']:.3f} | {r['area']:.3f} | {r['rex_queries']} | {r['queries']} |"
+        )
+    lines += [
+        "",
+        "| split | variant | iters | n | ins ReX | ins rs | Δins | del ReX | del rs | "
+        "area ReX | area rs | queries ReX | queries rs | rs ÷ ReX queries |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["split"], r["variant"], r["iters"]) for r in rows}, key=str)
+    for split, variant, iters in keys:
+        group = [
+            r for r in rows if (r["split"], r["variant"], r["iters"]) == (split, variant, iters)
+        ]
+
+        def mean(field: str, group: list[dict[str, Any]] = group) -> float:
+            return float(np.mean([r[field] for r in group]))
+
+        lines.append(
+            f"| {split} | {variant} | {iters} | {len(group)} | {mean('rex_ins'):.3f} | "
+            f"{mean('ins'):.3f} | {mean('ins') - mean('rex_ins'):+.3f} | "
+            f"{mean('rex_del'):.3f} | {mean('del'):.3f} | {mean('rex_area'):.3f} | "
+            f"{mean('area'):.3f} | {mean('rex_queries'):.0f} | {mean('queries'):.0f} | "
+            f"{mean('queries') / max(mean('rex_queries'), 1):.2f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    """Command line: see ``--help``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rex-python", default=str(HERE.parent / ".venv-rex" / "bin" / "python"))
+    parser.add_argument("--no-rex", action="store_true", help="rex-stream only (tuning runs)")
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--config", type=Path, default=HERE / "rex-imagenet.toml")
+    parser.add_argument("--split", choices=("tuning", "held-out", "all"), default="all")
+    parser.add_argument("--photos", nargs="*", help="names from quality_set.py (default: split)")
+    parser.add_argument("--iters", type=int, nargs="+", default=[20, 10])
+    parser.add_argument("--rex-iters", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--step", type=int, default=448, help="elements per curve step")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="NAME=key:value;key:value over rex-stream's defaults (repeatable; default: defaults)",
+    )
+    parser.add_argument(
+        "--post", nargs="*", default=[], help="also score the map post-processed: tie:R, blur:R"
+    )
+    parser.add_argument("--photo-dir", default="/tmp/rex_quality/photos")
+    parser.add_argument("--rex-dir", default="/tmp/rex_quality/rex")
+    parser.add_argument("--out", default="/tmp/rex_quality/summary.json")
+    options = parser.parse_args()
+    options.variant = options.variant or ["default="]
+    if options.photos:
+        names = tuple(options.photos)
+    else:
+        names = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}[options.split]
+    paths = photo_paths(Path(options.photo_dir), names)
+    base = load_config(options.config).with_overrides(analyse=False)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        rows += anyio.run(one_photo, options, base, name, paths[name])
+        plain = [{k: v for k, v in r.items() if k != "multi_masks"} for r in rows]
+        Path(options.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.out).write_text(json.dumps(plain, indent=1, default=float))
+    print("\n".join(summarise(rows)))
+
+
+if __name__ == "__main__":
+    main()

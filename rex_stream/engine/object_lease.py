@@ -1,0 +1,227 @@
+"""One writer per group on an object store: a create-only lease with a heartbeat and expiry.
+
+Object stores have no ``mkdir`` and no rename, but they have a create-only PUT
+(``If-None-Match: *``: the first writer wins, the others get 412). The lease of group ``<key>``
+is a numbered object ``<store>.locks/<key>/lease-<epoch>`` naming its holder (host, pid, a
+random token); the holder rewrites its own ``beat-<epoch>`` object every ``heartbeat_s``.
+
+A lease is stale when its beat is older than ``stale_after_s`` (or its holder is a dead
+process on this host); the next writer then creates ``lease-<epoch + 1>`` — create-only, so of
+two writers racing for a stale lease exactly one wins — and deletes the older ones. A holder
+still holds its lease while ``lease-<epoch>`` carries its token and ``lease-<epoch + 1>`` does
+not exist: :meth:`ObjectLease.check` looks (two small requests) before every destructive step,
+so a writer that was stopped past its lease never removes or replaces its successor's work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+
+from rex_stream.engine.lock import Holder
+from rex_stream.errors import StoreError, StoreLocked
+
+_LEASE = re.compile(r"lease-(\d{10})$")
+
+
+class ObjectLease:
+    """An exclusive lease on one group of an object store (``fs`` is an fsspec filesystem)."""
+
+    def __init__(
+        self,
+        fs: Any,
+        folder: str,
+        what: str,
+        *,
+        heartbeat_s: float = 5.0,
+        stale_after_s: float = 60.0,
+    ) -> None:
+        self.fs = fs
+        self.folder = folder.rstrip("/")
+        self.what = what
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self._epoch = 0
+        self._token: str | None = None
+        self._verified = float("-inf")  # when the lease was last seen held (monotonic)
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def try_acquire(self) -> Holder | None:
+        """Take the lease if it is free or stale; otherwise return who holds it."""
+        if self._token is not None:
+            raise StoreError(f"{self.what} is already leased by this process")
+        for _ in range(5):
+            epochs = self._epochs()
+            top = max(epochs, default=0)
+            if top:
+                holder = self._holder(top)
+                if holder is None:
+                    continue  # released between the listing and the read
+                if not self._is_stale(holder):
+                    return holder
+            token = secrets.token_hex(8)
+            mine = {"host": socket.gethostname(), "pid": os.getpid(), "token": token}
+            mine["started"] = time.time()
+            try:
+                self.fs.pipe_file(self._lease(top + 1), json.dumps(mine).encode(), mode="create")
+            except FileExistsError:
+                continue  # another writer took this epoch first: look again
+            except OSError as exc:
+                raise StoreError(f"cannot create the lease of {self.what}: {_safe(exc)}") from None
+            self._epoch, self._token = top + 1, token
+            self._beat_once()
+            for older in (e for e in epochs if e < self._epoch):
+                self._delete(self._lease(older), self._beat_file(older))
+            self._lost.clear()
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._beat, name=f"lease {self.what}", daemon=True
+            )
+            self._thread.start()
+            return None
+        raise StoreError(f"cannot take the lease of {self.what}: it keeps changing hands")
+
+    def acquire(self, wait_s: float = 0.0, poll_s: float = 1.0) -> None:
+        """Take the lease, waiting up to ``wait_s`` seconds; StoreLocked if it stays held."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            holder = self.try_acquire()
+            if holder is None:
+                return
+            if time.monotonic() >= deadline:
+                raise self.locked_error(holder)
+            time.sleep(poll_s)
+
+    def locked_error(self, holder: Holder) -> StoreLocked:
+        """The one-line refusal for a lease that ``holder`` holds."""
+        return StoreLocked(
+            f"{self.what} is being written by {holder.describe()}; run again when it ends "
+            f"(the lease of a writer that died expires after {self.stale_after_s:g} s)"
+        )
+
+    def check(self, within_s: float = 0.0) -> None:
+        """StoreError unless this writer still holds its lease, looked up on the store unless
+        it was seen held less than ``within_s`` ago (far below the 60 s expiry: a writer that
+        was stopped for longer always looks again)."""
+        fresh = time.monotonic() - self._verified < within_s
+        if self._token is not None and not self._lost.is_set() and not fresh:
+            if self._still_mine():
+                self._verified = time.monotonic()
+            else:
+                self._lost.set()
+        self.check_quick()
+
+    def check_quick(self) -> None:
+        """StoreError if the heartbeat already found the lease lost (no request)."""
+        if self._token is None or self._lost.is_set():
+            raise StoreError(
+                f"lost the lease of {self.what} (another writer took it over as stale); "
+                "this run stops so that two writers never mix results"
+            )
+
+    def release(self) -> None:
+        """Give the lease up (never another holder's)."""
+        if self._token is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._still_mine():
+            self._delete(self._lease(self._epoch), self._beat_file(self._epoch))
+        self._token = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _lease(self, epoch: int) -> str:
+        return f"{self.folder}/lease-{epoch:010d}"
+
+    def _beat_file(self, epoch: int) -> str:
+        return f"{self.folder}/beat-{epoch:010d}"
+
+    def _epochs(self) -> list[int]:
+        try:
+            names = self.fs.ls(self.folder, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read the leases of {self.what}: {_safe(exc)}") from None
+        found = (_LEASE.search(str(name)) for name in names)
+        return [int(m.group(1)) for m in found if m]
+
+    def _holder(self, epoch: int) -> Holder | None:
+        try:
+            data = json.loads(self.fs.cat_file(self._lease(epoch)))
+            try:
+                beat = float(json.loads(self.fs.cat_file(self._beat_file(epoch))))
+            except (FileNotFoundError, ValueError):
+                beat = float(data["started"])
+            return Holder(str(data["host"]), int(data["pid"]), str(data["token"]),
+                          float(data["started"]), beat)  # fmt: skip
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def _is_stale(self, holder: Holder) -> bool:
+        if holder.host == socket.gethostname() and not _alive(holder.pid):
+            return True
+        return time.time() - holder.heartbeat > self.stale_after_s
+
+    def _still_mine(self) -> bool:
+        try:
+            data = json.loads(self.fs.cat_file(self._lease(self._epoch)))
+        except (FileNotFoundError, ValueError):
+            return False
+        except OSError:
+            return not self._lost.is_set()  # the store is unreachable: the heartbeat decides
+        try:
+            self.fs.cat_file(self._lease(self._epoch + 1))  # one GET (exists() may list too)
+            successor = True
+        except FileNotFoundError:
+            successor = False
+        except OSError:
+            return not self._lost.is_set()  # the store is unreachable: the heartbeat decides
+        return data.get("token") == self._token and not successor
+
+    def _beat_once(self) -> None:
+        self.fs.pipe_file(self._beat_file(self._epoch), json.dumps(time.time()).encode())
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            if not self._still_mine():
+                self._lost.set()
+                return
+            try:
+                self._beat_once()
+            except OSError:
+                continue  # a blip: the next beat tries again, staleness allows for it
+
+    def _delete(self, *paths: str) -> None:
+        for path in paths:
+            try:
+                self.fs.rm_file(path)
+            except (FileNotFoundError, OSError):
+                continue
+
+
+def _safe(exc: BaseException) -> str:
+    """An error's type and first line, for messages (fsspec errors never carry secrets, but
+    keep it short)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,348 @@
+"""What stores hold, for a report: one :class:`Entry` per input (or per detection target),
+each with the :class:`Section` s the stores hold for it — a ReX explanation (with ``--multi``
+and ``--complete``), evaluation scores and curves, a CEM pertinent positive or negative, an
+L2X selection — and its status: explained, failed (with its one-line reason) or running.
+
+Stores are read with plain ``zarr``; evaluation records through the evaluation wing's own
+record reader. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from rex_stream.engine.lock import GroupLock
+from rex_stream.engine.store import Record
+from rex_stream.errors import InputError
+from rex_stream.evaluation.records import METRIC, from_record
+from rex_stream.labels import class_name, labels_for_model
+
+EXPLAINED, FAILED, RUNNING = "explained", "failed", "running"
+
+#: Arrays that make a group an input's group, whatever method wrote it.
+RESULT_ARRAYS = (
+    "responsibility",
+    "pertinent_positive",
+    "pertinent_negative",
+    "pertinent_positive_regions",
+    "pertinent_negative_regions",
+    "l2x_selection",
+)
+
+#: A lock whose heartbeat is older than this belongs to a writer that is gone (the lock's own).
+STALE_AFTER_S = 60.0
+
+
+@dataclass
+class Curve:
+    """One evaluation metric of one attribution: its score and its curve, if it has one."""
+
+    metric: str
+    attribution: str
+    score: float
+    curve: np.ndarray | None
+    queries: int = 0
+
+
+@dataclass
+class Section:
+    """One store group's contribution to an input: what it holds and how it was made."""
+
+    store: str
+    key: str
+    kind: str  # "rex", "evaluation", "cem", "l2x" or "other"
+    attributes: dict[str, Any]
+    group: zarr.Group | None = None
+    curves: list[Curve] = field(default_factory=list)
+    #: the names in the group, listed once (each ``name in group`` is a store round trip)
+    members: frozenset[str] = frozenset()
+
+    def array(self, name: str) -> np.ndarray | None:
+        """The array ``name`` of the group, or None."""
+        if self.group is None or name not in self.members:
+            return None
+        node = self.group[name]
+        return np.asarray(node[...]) if isinstance(node, zarr.Array) else None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings the group was made with."""
+        value = self.attributes.get("settings")
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class Entry:
+    """One row of the report: an input (or a detection target) and everything about it."""
+
+    key: str
+    name: str
+    status: str
+    reason: str = ""
+    sections: list[Section] = field(default_factory=list)
+    class_id: int | None = None
+    class_label: str = ""
+    confidence: float | None = None
+    area: float | None = None
+    queries: int = 0
+    wall_s: float = 0.0
+    mode: str = ""
+
+    def first(self, kind: str) -> Section | None:
+        """The first section of ``kind``, if any."""
+        return next((s for s in self.sections if s.kind == kind), None)
+
+
+@dataclass
+class Contents:
+    """Everything the report shows: its entries and the stores they came from."""
+
+    stores: list[str]
+    entries: list[Entry]
+    models: list[dict[str, Any]]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Entries per status."""
+        counts = {EXPLAINED: 0, FAILED: 0, RUNNING: 0}
+        for entry in self.entries:
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+        return counts
+
+
+def read_contents(
+    stores: Iterable[str | Path],
+    summaries: Iterable[str | Path] = (),
+    labels: tuple[str, ...] | None = None,
+) -> Contents:
+    """Read every store (and the failures listed in ``--json`` summaries) into entries, one
+    per input key, in store order; raises :class:`InputError` for a path that is not a
+    rex-stream store."""
+    entries: dict[str, Entry] = {}
+    names: list[str] = []
+    for path in stores:
+        root = open_store(path)
+        names.append(str(path))
+        for key, group in input_groups(root):
+            section = read_section(str(path), key, group)
+            entry = entries.setdefault(key, Entry(key, key, EXPLAINED))
+            entry.sections.append(section)
+            _settle_status(entry, section, Path(path))
+    for path in summaries:
+        for key, message in read_failures(path):
+            if key not in entries:
+                entries[key] = Entry(key, key, FAILED, message)
+    for entry in entries.values():
+        _fill_facts(entry, labels)
+    models = _models(entries.values())
+    return Contents(names, list(entries.values()), models)
+
+
+def open_store(path: str | Path) -> zarr.Group:
+    """The store's root group, read-only; one-line errors for anything else."""
+    where = Path(path)
+    if not where.exists():
+        raise InputError(f"{where}: no such store")
+    if not where.is_dir() or not (where / "zarr.json").is_file():
+        raise InputError(f"{where} is not a rex-stream store (no Zarr group: zarr.json)")
+    try:
+        root = zarr.open_group(str(where), mode="r")
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{where} is not a rex-stream store ({exc})") from exc
+    return root
+
+
+def input_groups(root: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Group]]:
+    """(key, group) of every input's group, sorted by key; a group holding per-target groups
+    (detections) gives one per target, keyed ``input/target``."""
+    found: list[tuple[str, zarr.Group]] = []
+    for name in sorted(root.group_keys()):
+        if ("~" in name and name.endswith("new")) or name.startswith("."):
+            continue  # an overwrite being built beside the old group
+        group = root[name]
+        if not isinstance(group, zarr.Group):
+            continue
+        attributes = dict(group.attrs)
+        if "rex_stream" in attributes or set(RESULT_ARRAYS) & set(group.keys()):
+            found.append((prefix + name, group))
+        elif not prefix:
+            found.extend(input_groups(group, f"{name}/"))
+    return found
+
+
+def read_section(store: str, key: str, group: zarr.Group) -> Section:
+    """What one input's group holds."""
+    attributes = _plain(dict(group.attrs))
+    settings = attributes.get("settings") if isinstance(attributes.get("settings"), dict) else {}
+    members = frozenset(group.keys())
+    if "evaluation" in settings or METRIC in members:
+        kind = "evaluation"
+    elif "cem" in attributes or members & {"pertinent_positive", "pertinent_negative"}:
+        kind = "cem"
+    elif "l2x" in attributes or "l2x_selection" in members:
+        kind = "l2x"
+    elif "responsibility" in members or "search" in settings:
+        kind = "rex"
+    else:
+        kind = "other"
+    section = Section(store, key, kind, attributes, group, members=members)
+    if kind == "evaluation":
+        section.curves = read_curves(group)
+    return section
+
+
+def read_curves(group: zarr.Group) -> list[Curve]:
+    """The evaluation group's committed (attribution, metric) results, in record order."""
+    if METRIC not in set(group.group_keys()):
+        return []
+    records = group[METRIC]
+    curves: list[Curve] = []
+    if not isinstance(records, zarr.Group):
+        return curves
+    for name in sorted(records.array_keys()):
+        array = records[name]
+        if not isinstance(array, zarr.Array):
+            continue
+        attributes = dict(array.attrs)
+        if not attributes.get("committed"):
+            continue
+        table = np.asarray(array[...])
+        metric, attribution, result = from_record(Record(int(name), table, attributes))
+        curve = None if result.curve is None else np.asarray(result.curve, np.float64)
+        curves.append(Curve(metric, attribution, float(result.score), curve, result.queries))
+    return curves
+
+
+def read_failures(path: str | Path) -> list[tuple[str, str]]:
+    """(input, one-line reason) of every failed input in a run's ``--json`` summary."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--summary {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--summary {path}: not a rex-stream --json summary ({exc})") from exc
+    items = data if isinstance(data, list) else [data]
+    failures = []
+    for item in items:
+        if isinstance(item, dict) and "error" in item and "input" in item:
+            reason = str(item["error"]).splitlines()[0] if item["error"] else "failed"
+            failures.append((str(item["input"]), reason))
+    return failures
+
+
+def writer_alive(store: Path, key: str) -> bool:
+    """Whether a live process holds the group's lock (a run still writing it)."""
+    holder = GroupLock.for_group(store, key).holder()
+    if holder is None:
+        return False
+    if time.time() - holder.heartbeat > STALE_AFTER_S:
+        return False
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _settle_status(entry: Entry, section: Section, store: Path) -> None:
+    """An entry is failed or running when any of its groups is; failed wins."""
+    attributes = section.attributes
+    if isinstance(attributes.get("error"), str):
+        entry.status, entry.reason = FAILED, attributes["error"].splitlines()[0]
+        return
+    if attributes.get("complete") is True or entry.status == FAILED:
+        return
+    if writer_alive(store, section.key):
+        entry.status, entry.reason = RUNNING, f"being written ({_progress(section)})"
+    else:
+        entry.status = FAILED
+        entry.reason = f"stopped before it finished ({_progress(section)}); continue with --resume"
+
+
+def _progress(section: Section) -> str:
+    """How far an unfinished group got, in its own records."""
+    group = section.group
+    for kind, what in (("ledger", "iterations"), (METRIC, "metric results"), ("cem_chain", "")):
+        records = group[kind] if group is not None and kind in section.members else None
+        if isinstance(records, zarr.Group):
+            done = sum(1 for _, a in records.arrays() if a.attrs.get("committed"))
+            return f"{done} {what or 'chain records'} committed"
+    return "nothing committed yet"
+
+
+def _fill_facts(entry: Entry, labels: tuple[str, ...] | None) -> None:
+    """The index columns, from the first section that knows each."""
+    for section in entry.sections:
+        attributes = section.attributes
+        source = attributes.get("source")
+        if isinstance(source, str) and entry.name == entry.key:
+            entry.name = source
+        method = attributes.get("cem") or attributes.get("l2x") or {}
+        target = attributes.get("target") or method.get("target")
+        if isinstance(target, dict) and entry.class_id is None and "class" in target:
+            entry.class_id = int(target["class"])
+            entry.confidence = _number(target.get("confidence"))
+            model = (section.settings.get("model") or {}).get("name") or attributes.get("model")
+            named = labels or labels_for_model(model if isinstance(model, str) else None)
+            label = target.get("label")
+            entry.class_label = (
+                f"{label} ({entry.class_id})" if label else class_name(entry.class_id, named)
+            )
+        explanation = attributes.get("explanation")
+        if entry.area is None and isinstance(explanation, dict):
+            entry.area = _number(explanation.get("area"))
+        if entry.area is None and section.kind == "l2x" and section.group is not None:
+            selection = section.array("l2x_selection")
+            entry.area = float(np.mean(selection > 0)) if selection is not None else None
+        stats = attributes.get("stats") or method.get("stats") or {}
+        entry.queries += int(stats.get("queries") or method.get("queries") or 0)
+        entry.queries += sum(c.queries for c in section.curves)
+        entry.wall_s += float(stats.get("wall_s") or 0.0)
+        if not entry.mode and isinstance(attributes.get("mode"), str):
+            entry.mode = attributes["mode"]
+
+
+def _models(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """Each distinct (model name, identity) the groups were made with."""
+    seen: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        for section in entry.sections:
+            model = section.settings.get("model") or {}
+            name = model.get("name") or section.attributes.get("model")
+            identity = model.get("identity") or section.attributes.get("model_identity") or {}
+            explainer = section.settings.get("explainer")
+            if not name and isinstance(explainer, dict):
+                name = explainer.get("model")
+            if not name:
+                continue
+            known = seen.setdefault(str(name), {"name": name, "identity": identity})
+            if identity and not known["identity"]:
+                known["identity"] = identity
+    return list(seen.values())
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and np.isfinite(value) else None
+
+
+def _plain(value: Any) -> Any:
+    """Attributes as plain JSON values (zarr may hand back its own mappings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
