@@ -37,7 +37,6 @@ from quality_set import HELD_OUT, TUNING, photo_paths
 
 from rex_stream import BackendSettings, explain, open_backend
 from rex_stream.causal.insertion_deletion import insertion_deletion
-from rex_stream.causal.tie_break import box_mean, break_ties
 from rex_stream.config import EvaluationConfig, ExplainConfig, SchedulerConfig
 from rex_stream.engine.backend import Backend
 from rex_stream.engine.scheduler import Scheduler
@@ -95,74 +94,105 @@ async def score(backend: Backend, result: Any, responsibility: np.ndarray, step:
         )
 
 
-def post_process(responsibility: np.ndarray, kind: str, radius: int) -> np.ndarray:
-    """A map changed after the search, to score it alike (``tie``: ties by neighbourhood;
-    ``blur``: the twice box-smoothed map itself)."""
-    if kind == "tie":
-        return break_ties(responsibility, radius)
-    return box_mean(box_mean(responsibility, radius), radius)
-
-
 async def one_photo(
     options: argparse.Namespace, base: ExplainConfig, name: str, photo: Path
 ) -> list[dict[str, Any]]:
-    """Every variant × iteration count on one photo, and ReX's map, scored alike."""
+    """Every variant × iteration count on one photo, and ReX's map, scored alike.
+
+    Each search variant has its own store: the iteration counts run in increasing order, each
+    resuming the last (the first iterations of a longer run are those of the shorter one: each
+    iteration draws from its own generators), and every extraction variant re-extracts the
+    same stored iterations (its settings are not recorded, so the store resumes)."""
     rex = None if options.no_rex else await anyio.to_thread.run_sync(run_rex, options, name, photo)
     backend = await open_backend(str(options.model), BackendSettings(max_inflight=2))
     rows: list[dict[str, Any]] = []
+    stores = Path(options.store_dir) / name
+    stores.mkdir(parents=True, exist_ok=True)
     try:
         rex_curves = None
         for variant in options.variant:
             label, overrides = parse_variant(variant)
-            for iters in options.iters:
-                config = base.with_overrides(iters=iters, seed=options.seed, **overrides)
-                result = await explain(str(photo), backend, config)
-                if rex_curves is None and rex is not None:
-                    rex_curves = await score(backend, result, rex["map"], options.step)
-                curves = await score(backend, result, result.responsibility, options.step)
-                row = {
-                    "photo": name,
-                    "split": "held-out" if name in HELD_OUT else "tuning",
-                    "variant": label,
-                    "iters": iters,
-                    "target": result.target.classification,
-                    "rex_target": rex["target"] if rex else None,
-                    "ins": curves.insertion_auc,
-                    "del": curves.deletion_auc,
-                    "area": result.sufficiency.area if result.sufficiency else float("nan"),
-                    "queries": result.stats.queries,
-                    "rex_ins": rex_curves.insertion_auc if rex_curves else NAN,
-                    "rex_del": rex_curves.deletion_auc if rex_curves else NAN,
-                    "rex_area": rex["sufficiency_area"] if rex else NAN,
-                    "rex_queries": rex["queries"] if rex else 0,
-                }
-                if result.multi is not None:
-                    row["multi_kept"] = len(result.multi.kept)
-                    row["multi_masks"] = [e.mask for e in result.multi.kept]
-                rows.append(row)
-                for post in options.post:
-                    kind, _, radius = post.partition(":")
-                    changed = post_process(result.responsibility, kind, int(radius))
-                    extra = await score(backend, result, changed, options.step)
-                    rows.append(
-                        {
-                            **row,
-                            "variant": f"{label}+{post}",
-                            "ins": extra.insertion_auc,
-                            "del": extra.deletion_auc,
-                        }
+            store = stores / f"{label or 'default'}.zarr"
+            for iters in sorted(options.iters):
+                for extract_variant in options.extract_variant:
+                    sub, more = parse_variant(extract_variant)
+                    sub, _, only = sub.partition("@")  # NAME@20: at 20 iterations only
+                    if only and int(only) != iters:
+                        continue
+                    config = base.with_overrides(
+                        iters=iters, seed=options.seed, **overrides, **more
                     )
-                    print(f"    {post}: ins {extra.insertion_auc:.3f} del {extra.deletion_auc:.3f}")
-                print(
-                    f"  {name:<17} {label:<12} {iters:>3} it  ins {row['ins']:.3f} "
-                    f"(ReX {row['rex_ins']:.3f})  del {row['del']:.3f} ({row['rex_del']:.3f})  "
-                    f"area {row['area']:.3f} ({row['rex_area']:.3f})  q {row['queries']} "
-                    f"({row['rex_queries']})",
-                    flush=True,
-                )
+                    result = await explain(
+                        str(photo), backend, config, store=store, resume=store.exists()
+                    )
+                    if rex_curves is None and rex is not None:
+                        rex_curves = await score(backend, result, rex["map"], options.step)
+                    curves = await score(backend, result, result.responsibility, options.step)
+                    stats = result.stats
+                    extraction = result.sufficiency.queries if result.sufficiency else 0
+                    if result.multi is not None:
+                        extraction = result.multi.queries
+                    row = {
+                        "photo": name,
+                        "split": "held-out" if name in HELD_OUT else "tuning",
+                        "variant": "+".join(filter(None, (label, sub))) or "default",
+                        "iters": iters,
+                        "target": result.target.classification,
+                        "rex_target": rex["target"] if rex else None,
+                        "ins": curves.insertion_auc,
+                        "del": curves.deletion_auc,
+                        "area": result.sufficiency.area if result.sufficiency else NAN,
+                        # every iteration's mutants (resumed ones too) + extraction + checks
+                        "queries": stats.passing + stats.failing + extraction + stats.check_queries,
+                        "rex_ins": rex_curves.insertion_auc if rex_curves else NAN,
+                        "rex_del": rex_curves.deletion_auc if rex_curves else NAN,
+                        "rex_area": rex["sufficiency_area"] if rex else NAN,
+                        "rex_queries": rex["queries"] if rex else 0,
+                    }
+                    if result.multi is not None:
+                        row["multi_kept"] = len(result.multi.kept)
+                        row["multi_masks"] = [e.mask for e in result.multi.kept]
+                    rows.append(row)
+                    print(
+                        f"  {name:<17} {row['variant']:<14} {iters:>3} it  ins {row['ins']:.3f} "
+                        f"(ReX {row['rex_ins']:.3f})  del {row['del']:.3f} "
+                        f"({row['rex_del']:.3f})  area {row['area']:.3f} "
+                        f"({row['rex_area']:.3f})  q {row['queries']} ({row['rex_queries']})",
+                        flush=True,
+                    )
     finally:
         await backend.aclose()
     return rows
+
+
+async def score_rex_only(
+    options: argparse.Namespace, base: ExplainConfig, name: str, photo: Path
+) -> dict[str, Any]:
+    """ReX's record and its map scored by the evaluator alone (one throwaway iteration gives
+    the subject and target), to merge with rex-stream rows run separately (``--merge``)."""
+    rex = await anyio.to_thread.run_sync(run_rex, options, name, photo)
+    backend = await open_backend(str(options.model), BackendSettings(max_inflight=2))
+    try:
+        config = base.with_overrides(iters=1, seed=options.seed, extract=False)
+        result = await explain(str(photo), backend, config)
+        curves = await score(backend, result, rex["map"], options.step)
+    finally:
+        await backend.aclose()
+    return {
+        "photo": name,
+        "rex_target": rex["target"],
+        "rex_ins": curves.insertion_auc,
+        "rex_del": curves.deletion_auc,
+        "rex_area": rex["sufficiency_area"],
+        "rex_queries": rex["queries"],
+    }
+
+
+def merge(files: list[str], rex_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """rex-stream rows from earlier ``--no-rex`` runs with ReX's scored rows, by photo."""
+    by_photo = {r["photo"]: r for r in rex_rows}
+    rows = [r for f in files for r in json.loads(Path(f).read_text())]
+    return [{**r, **by_photo[r["photo"]]} for r in rows if r["photo"] in by_photo]
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[str]:
@@ -222,13 +252,24 @@ def main() -> None:
         help="NAME=key:value;key:value over rex-stream's defaults (repeatable; default: defaults)",
     )
     parser.add_argument(
-        "--post", nargs="*", default=[], help="also score the map post-processed: tie:R, blur:R"
+        "--extract-variant",
+        action="append",
+        help="NAME=key:value;… extraction settings, each re-extracting the stored iterations",
+    )
+    parser.add_argument(
+        "--merge", nargs="*", help="score ReX's maps only and merge them with these JSON files"
+    )
+    parser.add_argument(
+        "--store-dir",
+        default="/tmp/rex_quality/stores",
+        help="one store per photo and variant, kept: a later run re-extracts without searching",
     )
     parser.add_argument("--photo-dir", default="/tmp/rex_quality/photos")
     parser.add_argument("--rex-dir", default="/tmp/rex_quality/rex")
     parser.add_argument("--out", default="/tmp/rex_quality/summary.json")
     options = parser.parse_args()
-    options.variant = options.variant or ["default="]
+    options.variant = options.variant or ["="]
+    options.extract_variant = options.extract_variant or ["="]
     if options.photos:
         names = tuple(options.photos)
     else:
@@ -236,6 +277,12 @@ def main() -> None:
     paths = photo_paths(Path(options.photo_dir), names)
     base = load_config(options.config).with_overrides(analyse=False)
     rows: list[dict[str, Any]] = []
+    if options.merge:
+        rex_rows = [anyio.run(score_rex_only, options, base, n, paths[n]) for n in names]
+        rows = merge(options.merge, rex_rows)
+        Path(options.out).write_text(json.dumps(rows, indent=1, default=float))
+        print("\n".join(summarise(rows)))
+        return
     for name in names:
         rows += anyio.run(one_photo, options, base, name, paths[name])
         plain = [{k: v for k, v in r.items() if k != "multi_masks"} for r in rows]

@@ -1,11 +1,12 @@
 """A real Open Inference Protocol (KServe v2) HTTP server that answers every request after a
 fixed latency: what a fast model on a GPU server far away looks like to a client.
 
-The server is aiohttp on 127.0.0.1 (port 0) on its own event loop in a thread. Each request
+The server is aiohttp on 127.0.0.1 (port 0) in a process of its own (so its CPU time and the
+client's do not share one interpreter, as with a real remote server). Each request
 waits ``latency_s`` (requests overlap, as they do on a network), then runs an onnxruntime
 session in a worker thread, one model run at a time (a single-model server). It speaks v2 JSON
 and the binary tensor data extension, publishes its metadata at ``GET /v2/models/{name}`` and
-counts the requests it holds at once (``max_active``).
+prints the requests it held at once (``max_active``) when it stops.
 
     with serving_v2("fast.onnx", latency_s=0.05) as server:
         backend = await open_backend(server.url, BackendSettings(options={"protocol": "v2-binary"}))
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +54,26 @@ def _request_batch(body: bytes, headers: dict[str, str] | web.BaseRequest) -> np
 
 @contextmanager
 def serving_v2(model: str, latency_s: float, name: str = "fast") -> Iterator[V2Server]:
-    """Serve ``model`` as v2 model ``name`` behind ``latency_s`` until the block ends."""
+    """Serve ``model`` as v2 model ``name`` behind ``latency_s`` from a child process until
+    the block ends."""
+    command = [sys.executable, __file__, model, str(latency_s), name]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the v2 server did not start: {url!r}")
+        yield V2Server(url=url)
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()  # the child stops when its stdin closes
+        child.wait(timeout=60)
+
+
+@contextmanager
+def serving_v2_here(model: str, latency_s: float, name: str = "fast") -> Iterator[V2Server]:
+    """Serve ``model`` as v2 model ``name`` behind ``latency_s`` from a thread of this
+    process until the block ends."""
     session = onnx_session(model)
     model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
     state = V2Server()
@@ -115,3 +137,10 @@ def serving_v2(model: str, latency_s: float, name: str = "fast") -> Iterator[V2S
         thread.join(timeout=60)
         loop.close()
         compute.shutdown()
+
+
+if __name__ == "__main__":
+    with serving_v2_here(sys.argv[1], float(sys.argv[2]), sys.argv[3]) as running:
+        print(running.url, flush=True)
+        sys.stdin.read()  # until the parent closes it
+        print(f"max_active {running.max_active}, requests {running.requests}", file=sys.stderr)

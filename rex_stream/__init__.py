@@ -1,8 +1,9 @@
 """rex-stream: causal-responsibility explanations for classifiers you can only query.
 
 Async: :func:`explain`, :func:`explain_many`, :func:`explain_stream` (an async context
-manager), :func:`explain_cem`, :func:`train_l2x`, :func:`explain_l2x`, :func:`evaluate`,
-:func:`meta_evaluate`, :func:`meta_evaluate_model`. Sync: the same names ending in ``_sync``
+manager), :func:`explain_cem`, :func:`explain_detections`, :func:`train_l2x`,
+:func:`explain_l2x`, :func:`evaluate`, :func:`evaluate_detections`, :func:`meta_evaluate`,
+:func:`meta_evaluate_model`. Sync: the same names ending in ``_sync``
 (:mod:`rex_stream.api.synchronous`). Every entry point raises the library's own errors
 (subclasses of :class:`RexStreamError`).
 """
@@ -11,10 +12,14 @@ __version__ = "0.1.0"
 
 from rex_stream.api import (
     evaluate,
+    evaluate_detections,
+    evaluate_detections_sync,
     evaluate_sync,
     explain,
     explain_cem,
     explain_cem_sync,
+    explain_detections,
+    explain_detections_sync,
     explain_l2x,
     explain_l2x_sync,
     explain_many,
@@ -52,12 +57,14 @@ from rex_stream.errors import (
     StoreError,
     StoreLocked,
 )
+from rex_stream.evaluation.detection import DetectionEvaluation
 from rex_stream.evaluation.meta.input_test import MetaEvaluation
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.l2x import Explainer as L2xExplainer
 from rex_stream.l2x import L2xConfig
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, InputFailure, RunStats
+from rex_stream.runs.detect import DetectionResult, DetectionSettings
 
 __all__ = [
     "Backend",
@@ -67,6 +74,9 @@ __all__ = [
     "CemConfig",
     "CemResult",
     "ConfigError",
+    "DetectionEvaluation",
+    "DetectionResult",
+    "DetectionSettings",
     "Evaluation",
     "EvaluationConfig",
     "ExplainConfig",
@@ -91,10 +101,14 @@ __all__ = [
     "VisualConfig",
     "__version__",
     "evaluate",
+    "evaluate_detections",
+    "evaluate_detections_sync",
     "evaluate_sync",
     "explain",
     "explain_cem",
     "explain_cem_sync",
+    "explain_detections",
+    "explain_detections_sync",
     "explain_l2x",
     "explain_l2x_sync",
     "explain_many",

@@ -234,6 +234,9 @@ class ExtractionConfig:
     complete: bool = False  # ReX's --complete: with contrastive, about the original confidence
     spatial_initial_radius: int = 25
     spatial_radius_eta: float = 0.2
+    # rex-stream: ties of the map ranked by their neighbourhood's mean over this many elements
+    # (0: by element index, as ReX); the map's order between distinct values is kept
+    tie_break_radius: int = 4
 
     def __post_init__(self) -> None:
         aliases = {"linear": "global", "spotlight": "multi"}  # ReX's aliases
@@ -263,6 +266,12 @@ class ExtractionConfig:
             'must be "bracket" or "linear"',
         )
         _require(self.chunk_size > 0, "explanation.chunk_size", self.chunk_size, "must be > 0")
+        _require(
+            isinstance(self.tie_break_radius, int) and self.tie_break_radius >= 0,
+            "explanation.tie_break_radius",
+            self.tie_break_radius,
+            "must be a whole number >= 0",
+        )
         _require(
             0.0 <= self.minimum_confidence_threshold <= 1.0,
             "explanation.minimum_confidence_threshold",

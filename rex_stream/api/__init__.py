@@ -4,8 +4,10 @@ errors, never an exception group)."""
 
 from rex_stream.api.asynchronous import (
     evaluate,
+    evaluate_detections,
     explain,
     explain_cem,
+    explain_detections,
     explain_l2x,
     explain_many,
     explain_rows,
@@ -17,8 +19,10 @@ from rex_stream.api.asynchronous import (
     train_l2x,
 )
 from rex_stream.api.synchronous import (
+    evaluate_detections_sync,
     evaluate_sync,
     explain_cem_sync,
+    explain_detections_sync,
     explain_l2x_sync,
     explain_many_sync,
     explain_rows_sync,
@@ -32,10 +36,14 @@ from rex_stream.api.synchronous import (
 
 __all__ = [
     "evaluate",
+    "evaluate_detections",
+    "evaluate_detections_sync",
     "evaluate_sync",
     "explain",
     "explain_cem",
     "explain_cem_sync",
+    "explain_detections",
+    "explain_detections_sync",
     "explain_l2x",
     "explain_l2x_sync",
     "explain_many",

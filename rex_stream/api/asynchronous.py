@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.errors import ConfigError, raise_first_error
+from rex_stream.evaluation.detection import evaluate_detections
 from rex_stream.evaluation.meta.input_test import meta_evaluate
 from rex_stream.evaluation.meta.model_test import meta_evaluate_model
 from rex_stream.evaluation.run import evaluate
@@ -26,6 +27,7 @@ from rex_stream.progress import Progress
 from rex_stream.result import Explanation, InputFailure
 from rex_stream.runs import many
 from rex_stream.runs.cem import explain_cem
+from rex_stream.runs.detect import explain_detections
 from rex_stream.runs.l2x import explain_l2x, train_l2x
 from rex_stream.runs.rex import explain
 from rex_stream.runs.rows import explain_rows
@@ -36,8 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "evaluate",
+    "evaluate_detections",
     "explain",
     "explain_cem",
+    "explain_detections",
     "explain_l2x",
     "explain_many",
     "explain_rows",

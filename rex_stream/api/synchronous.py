@@ -20,11 +20,13 @@ from rex_stream.cem import CemConfig, CemResult
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend
 from rex_stream.errors import raise_first_error
+from rex_stream.evaluation.detection import DetectionEvaluation
 from rex_stream.evaluation.meta.input_test import MetaEvaluation
 from rex_stream.evaluation.meta.model_test import ModelMetaEvaluation
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.l2x import Explainer
 from rex_stream.result import Explanation, InputFailure
+from rex_stream.runs.detect import DetectionResult
 from rex_stream.runs.l2x import L2xResult
 
 if TYPE_CHECKING:
@@ -186,6 +188,16 @@ def explain_l2x_sync(
 ) -> L2xResult:
     """Blocking :func:`~rex_stream.explain_l2x`."""
     return _block(asynchronous.explain_l2x, source, explainer, *args, **kwargs)
+
+
+def explain_detections_sync(*args: Any, **kwargs: Any) -> DetectionResult:
+    """Blocking :func:`~rex_stream.explain_detections`."""
+    return _block(asynchronous.explain_detections, *args, **kwargs)
+
+
+def evaluate_detections_sync(*args: Any, **kwargs: Any) -> DetectionEvaluation:
+    """Blocking :func:`~rex_stream.evaluate_detections`."""
+    return _block(asynchronous.evaluate_detections, *args, **kwargs)
 
 
 def evaluate_sync(*args: Any, **kwargs: Any) -> Evaluation:

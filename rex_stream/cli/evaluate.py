@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from rex_stream.cli import checks, meta_display, meta_model, method_options
+from rex_stream.cli import checks, evaluate_detection, meta_display, meta_model, method_options
 from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import TerminalProgress
@@ -25,6 +25,7 @@ from rex_stream.evaluation.metrics.registry import METRICS, choose
 from rex_stream.evaluation.plan import re_explanations
 from rex_stream.evaluation.report import Evaluation
 from rex_stream.evaluation.sources import MapSource, default_name, split_named
+from rex_stream.labels import check_labels_cover, labels_for_model, load_labels
 from rex_stream.rex_compat.config_file import default_config_path, load_config
 
 logger = logging.getLogger("rex_stream")
@@ -107,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--plot", help="picture of the curves and the per-metric ranking (PNG, PDF or SVG)"
     )
+    out.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="class names, one per line (line i names class i), or `imagenet`; the bundled "
+        "ImageNet model gets ImageNet's names without it",
+    )
     method_options.add_terminal_arguments(parser.add_argument_group("terminal"))
+    evaluate_detection.add_arguments(parser)
     return parser
 
 
@@ -157,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("no input: rex-stream evaluate INPUT_OR_DIR --attribution … --metrics …")
     if not args.metrics:
         raise ConfigError("no metrics: pass --metrics m1,m2,… (see --list-metrics)")
+    if args.detections:
+        return evaluate_detection.run(args, resolve_config)
     choices = choose(args.metrics)
     named = _attributions(args.attribution) if args.meta_evaluation != "model" else {}
     if args.model and args.backend:
@@ -201,9 +211,11 @@ def _run(args: argparse.Namespace) -> int:
             allow_mismatch=args.allow_mismatch,
         )
 
+    labels = load_labels(args.labels) if args.labels else None
     with _Display(not args.quiet and sys.stderr.isatty()) as display:
         progress = display.update if display.enabled else None
         result = anyio.run(main)
+    _name_classes(result, labels, args.labels, spec)
     if args.plot:
         from rex_stream.pictures.evaluation import save_plot
 
@@ -218,6 +230,21 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(result.table())
     return 1 if result.failures else 0
+
+
+def _name_classes(
+    result: Evaluation, labels: tuple[str, ...] | None, source: str | None, spec: str
+) -> None:
+    """Name each input's target class: ``--labels`` (refused when it does not cover the
+    class), else the bundled model's names."""
+    if labels is None:
+        labels = labels_for_model(spec)
+    elif source is not None:
+        for scores in result.inputs:
+            check_labels_cover(labels, scores.target + 1, source)
+    for scores in result.inputs:
+        if labels is not None and 0 <= scores.target < len(labels) and labels[scores.target]:
+            scores.label = labels[scores.target]
 
 
 class _Display(TerminalProgress):

@@ -123,6 +123,7 @@ class ExplainDisplay(TerminalProgress):
         if self.progress is None:
             return
         rate = f"{event.mutants_per_s:6.0f} mutants/s  batch {event.mean_batch:4.1f}"
+        rate += f"  {event.traffic_note}"
         if event.fault_note:
             rate += f"  {event.fault_note}"
         description = "iterations" if event.phase in ("target", "iteration") else event.phase

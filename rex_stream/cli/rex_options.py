@@ -311,11 +311,18 @@ def _analysis_lines(result: Explanation) -> list[str]:
     if not analysis:
         return []
     lines = [
-        f"analysis: area {_number(analysis['area'], '.4f')}, entropy "
+        f"analysis: area {_number(analysis['area'], '.4f')} ({_first_explanation(result)}), "
+        "entropy "
         f"{_number(analysis['entropy'])} bits, KL(U‖P) {_number(analysis['kl_divergence'])} "
         f"(ReX's figure), KL(P‖U) {_number(analysis['kl_from_uniform'])}, insertion AUC "
         f"{_number(analysis['insertion_auc'])}, deletion AUC {_number(analysis['deletion_auc'])}"
     ]
+    aucs = [analysis.get("insertion_auc"), analysis.get("deletion_auc")]
+    if any(v is not None and v > 1 for v in aucs):
+        lines.append(
+            "  (an AUC above 1: the curves are the target's confidence divided by its "
+            "confidence on the whole input, and the model was more confident on part of it)"
+        )
     for entry in analysis.get("explanations", []):
         lines.append(
             f"  spotlight {entry['spotlight']}: area {entry['area']:.4f}, confidence "
@@ -323,6 +330,14 @@ def _analysis_lines(result: Explanation) -> list[str]:
             f"{_number(entry['responsibility_share'], '.3f')}"
         )
     return lines
+
+
+def _first_explanation(result: Explanation) -> str:
+    """Which explanation an analysis's ``area`` is of: the global one, or a spotlight's."""
+    explanations = (result.analysis or {}).get("explanations") or []
+    if result.multi is not None and explanations:
+        return f"spotlight {explanations[0]['spotlight']}"
+    return "the global explanation"
 
 
 def _explanation_lines(result: Explanation) -> list[str]:

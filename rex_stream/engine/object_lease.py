@@ -28,6 +28,9 @@ from rex_stream.engine.lock import Holder
 from rex_stream.errors import StoreError, StoreLocked
 
 _LEASE = re.compile(r"lease-(\d{10})$")
+#: How long a lease seen held is trusted before the next look (two requests). Far below the
+#: 60 s expiry: a writer stopped for longer than this always looks again before its next step.
+RECHECK_S = 1.0
 
 
 class ObjectLease:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from rex_stream.engine.object_lease import ObjectLease
+from rex_stream.engine.object_lease import RECHECK_S, ObjectLease
 from rex_stream.engine.store_location import StoreLocation
 from rex_stream.engine.store_record import (
     DIGEST,
@@ -119,6 +119,12 @@ def decode_record(data: bytes) -> tuple[Record, bool]:
     return record, header[DIGEST] == table_digest(table)
 
 
+def _index(path: str) -> int:
+    """A single record's index, from its object's name (-1 for a stray name)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return int(name) if name.isdigit() else -1
+
+
 def pack_records(blobs: list[bytes]) -> bytes:
     """Several encoded records as one object (each prefixed by its length)."""
     return b"".join(struct.pack("<Q", len(b)) + b for b in blobs)
@@ -153,6 +159,7 @@ class ObjectGroup:
         self.fs = location.filesystem()
         self.records_folder = f"{location.path}.records/{key}/{generation}"
         self.finished = False
+        self._known: dict[tuple[str, int], bytes] = {}  # records written or read, encoded
 
     @classmethod
     def open(
@@ -169,7 +176,7 @@ class ObjectGroup:
         or a new one (beside the old for ``overwrite``); orphaned generations are removed."""
         where = f"{location.url}/{key}"
         root = open_zarr_root(location)
-        head = head_attributes(root, key)
+        head = read_head(location.filesystem(), location, key)
         current = head.get(GENERATION) if head is not None else None
         if head is not None and not isinstance(current, str) and not overwrite:
             raise StoreError(f"{where} is not a rex-stream group; pass --overwrite to replace it")
@@ -250,8 +257,9 @@ class ObjectGroup:
         if self.lease is not None:
             self.lease.check_quick()
         path = f"{self.records_folder}/{kind}/{record.index:06d}"
+        blob = encode_record(record)
         try:
-            self.fs.pipe_file(path, encode_record(record), mode="create")
+            self.fs.pipe_file(path, blob, mode="create")
         except FileExistsError:
             return  # the first writer of this record won; a deterministic run wrote the same
         except OSError as exc:
@@ -259,6 +267,7 @@ class ObjectGroup:
                 f"cannot write {kind} {record.index} to {self.location.url}/{self.key}: "
                 f"{describe(exc)}"
             ) from None
+        self._known[(kind, record.index)] = blob
 
     def committed(self, kind: str) -> dict[int, Record]:
         """Every whole record of ``kind`` whose checksum holds: the pack, then single ones."""
@@ -273,12 +282,17 @@ class ObjectGroup:
             logger.warning(
                 "%s: %s pack is unreadable (%s); running it again", where, kind, describe(exc)
             )
+        folder = f"{self.records_folder}/{kind}"
+        self.fs.invalidate_cache(folder)  # a cached listing would hide records
         try:
-            singles = sorted(self.fs.find(f"{self.records_folder}/{kind}/"))
+            singles = sorted(str(p) for p in self.fs.find(f"{folder}/"))
         except FileNotFoundError:
             singles = []
-        if singles:
-            fetched = self.fs.cat(singles, on_error="return")
+        unknown = [p for p in singles if (kind, _index(p)) not in self._known]
+        # what this writer wrote or read, listed or not (a listing may lag behind)
+        blobs += [(f"{folder}/{i:06d}", b) for (k, i), b in self._known.items() if k == kind]
+        if unknown:
+            fetched = self.fs.cat(unknown, on_error="return")
             blobs += [(p, b) for p, b in fetched.items() if isinstance(b, bytes)]
         done: dict[int, Record] = {}
         for path, blob in blobs:
@@ -295,6 +309,8 @@ class ObjectGroup:
                 if path != pack:
                     self._remove(path)  # so that the rerun's create-only write can land
                 continue
+            if path != pack:
+                self._known[(kind, record.index)] = blob
             done.setdefault(record.index, record)
         return done
 
@@ -312,7 +328,10 @@ class ObjectGroup:
             self._check()
             self.fs.pipe_file(f"{self.records_folder}/{kind}{PACK}", pack_records(blobs))
             self._check()
-            self.fs.rm(str(folder), recursive=True)
+            # only the singles now in the pack: one written meanwhile is never lost
+            packed = [f"{self.records_folder}/{kind}/{i:06d}" for i in sorted(records)]
+            for path in packed:
+                self._remove(path)
 
     # ------------------------------------------------------------------ generations
 
@@ -345,7 +364,7 @@ class ObjectGroup:
 
     def _check(self) -> None:
         if self.lease is not None:
-            self.lease.check()
+            self.lease.check(within_s=RECHECK_S)
 
     def _remove(self, path: str, recursive: bool = False) -> None:
         try:

@@ -154,6 +154,9 @@ class SchedulerStats:
     retry_wait_s: float = 0.0  # time those calls spent waiting, summed over calls
     refused: int = 0  # calls the server refused for overload (429, RESOURCE_EXHAUSTED)
     peak_inflight: int = 0  # the most calls with the backend at once
+    in_flight: int = 0  # calls with the backend right now
+    latency_s: float = 0.0  # a call's round trip, smoothed over the recent answered calls
+    down_since: float | None = None  # perf_counter of the first failure of an ongoing outage
 
     @property
     def mean_batch(self) -> float:
@@ -400,11 +403,20 @@ class Scheduler:
     async def _attempt(self, view: np.ndarray) -> np.ndarray:
         """One try of a call; a refusal for overload caps the in-flight window."""
         self._at_backend += 1
+        self.stats.in_flight = self._at_backend
         self.stats.peak_inflight = max(self.stats.peak_inflight, self._at_backend)
+        started = time.perf_counter()
         try:
-            return await self.backend.infer(view)
+            scores = await self.backend.infer(view)
+            latency = time.perf_counter() - started
+            smoothed = self.stats.latency_s
+            self.stats.latency_s = latency if not smoothed else 0.8 * smoothed + 0.2 * latency
+            self.stats.down_since = None
+            return scores
         except Exception as exc:
             fault = transient(exc)
+            if fault is not None and self.stats.down_since is None:
+                self.stats.down_since = started
             if fault is not None and fault.overloaded:
                 self.stats.refused += 1
                 self.window.overloaded(self._at_backend)
@@ -415,6 +427,7 @@ class Scheduler:
             raise
         finally:
             self._at_backend -= 1
+            self.stats.in_flight = self._at_backend
 
     def _drain(self, batch: Batch) -> None:
         while batch.rows < self.max_batch:

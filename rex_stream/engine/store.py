@@ -39,7 +39,7 @@ import numpy as np
 import zarr
 
 from rex_stream.engine.lock import GroupLock
-from rex_stream.engine.object_lease import ObjectLease
+from rex_stream.engine.object_lease import RECHECK_S, ObjectLease
 from rex_stream.engine.object_store import (
     GENERATION,
     ObjectGroup,
@@ -59,6 +59,12 @@ from rex_stream.engine.store_folder import (
     remove_folder,
     swap,
 )
+from rex_stream.engine.store_leftovers import (
+    clear_stale_partials,
+    clear_stray_file,
+    clear_torn_record,
+    is_record_name,
+)
 from rex_stream.engine.store_location import StoreLocation, parse_store
 from rex_stream.engine.store_record import (
     DIGEST,
@@ -74,10 +80,6 @@ from rex_stream.errors import StoreError
 __all__ = ["DIGEST", "FORMAT_VERSION", "ExplanationStore", "Record", "Settings", "table_digest"]
 
 logger = logging.getLogger(__name__)
-
-#: How long an object-store lease seen held is trusted for an attribute or array write (each
-#: look costs two requests; destructive steps — head switch, deletions — always look).
-LEASE_RECHECK_S = 1.0
 
 
 class ExplanationStore:
@@ -220,6 +222,7 @@ class ExplanationStore:
         location = f"{path}/{key}"
         root = open_root(path)
         recover(path, key)
+        clear_stale_partials(path, path / key)
         exists = (path / key).exists()
         if exists and not overwrite:
             if not resume:
@@ -323,7 +326,13 @@ class ExplanationStore:
             return {}
         done: dict[int, Record] = {}
         for name in sorted(member_names(records)):
-            what = f"{self.location}: {kind} {int(name)}" if name.isdigit() else name
+            if not is_record_name(name):
+                logger.warning("%s/%s/%s is no record of rex-stream; left alone",
+                               self.location, kind, name)  # fmt: skip
+                continue
+            what = f"{self.location}: {kind} {int(name)}"
+            if clear_torn_record(records, name):
+                continue  # a killed run's torn write: redo that record
             try:
                 array = records[name]
                 if not isinstance(array, zarr.Array):
@@ -365,6 +374,7 @@ class ExplanationStore:
         table = np.ascontiguousarray(record.table, dtype=np.float64)
         name = f"{kind}/{record.index:06d}"
         rows = max(1, table.shape[0])
+        clear_stray_file(self.group, name, f"{kind} {record.index}")
         try:
             array = self.group.create_array(
                 name,
@@ -424,7 +434,7 @@ class ExplanationStore:
 
     def _check_lock(self) -> None:
         if isinstance(self._lock, ObjectLease):
-            self._lock.check(within_s=LEASE_RECHECK_S)  # attribute and array writes
+            self._lock.check(within_s=RECHECK_S)
         elif self._lock is not None:
             self._lock.check()
 

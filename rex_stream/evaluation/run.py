@@ -27,13 +27,13 @@ from rex_stream.errors import ConfigError, RexStreamError, raise_first_error
 from rex_stream.evaluation import batches
 from rex_stream.evaluation.case import Case
 from rex_stream.evaluation.conventions import Conventions
-from rex_stream.evaluation.growth import grown_settings, pair_indices
 from rex_stream.evaluation.explainers import (
     BoundExplainer,
     ExplainFunction,
     ReExplain,
     warnings_once,
 )
+from rex_stream.evaluation.growth import grown_settings, pair_indices
 from rex_stream.evaluation.metric import MetricChoice, MetricResult
 from rex_stream.evaluation.plan import QueryLimit, planned_rows
 from rex_stream.evaluation.records import METRIC, committed_results, to_record
@@ -56,6 +56,7 @@ from rex_stream.evaluation.session import (
     weights_for,
 )
 from rex_stream.evaluation.sources import MapSource, check_origin, load_map, load_mask
+from rex_stream.evaluation.units import check_unit_metrics
 from rex_stream.evaluation.variants.pool import VariantPool
 from rex_stream.result import InputFailure
 from rex_stream.runs.many import INPUT_ERRORS
@@ -260,6 +261,7 @@ async def _evaluate_input(
     info, config, scorer = run.session.info, run.session.config, run.session.scorer
     choices, named = run.choices, run.attributions
     subject = await load_input(key, source, info, config, run.conventions)
+    check_unit_metrics(subject, choices)  # a text: removal over its units only
     maps = {
         name: load_map(batches.pick(src, position), key, subject, name)
         for name, src in named.items()

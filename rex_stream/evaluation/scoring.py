@@ -26,6 +26,9 @@ from rex_stream.evaluation.case import Row
 LOGIT, PROBABILITY, TOP = 0, 1, 2
 COLUMNS = 3
 
+#: Answer rows and the target → the kept ``(n, COLUMNS)`` values (a detector's rows, say).
+Columns = Callable[[np.ndarray, int], np.ndarray]
+
 #: Chunks of one plan being scored at once (the next is built meanwhile).
 CHUNKS_AHEAD = 2
 
@@ -41,9 +44,13 @@ class _Pending:
 class RowScorer:
     """Score rows through an evaluator with a content cache; counts what it sends."""
 
-    def __init__(self, evaluator: Evaluator, scoring: ScoringConfig) -> None:
+    def __init__(
+        self, evaluator: Evaluator, scoring: ScoringConfig, columns: Columns | None = None
+    ) -> None:
         self._evaluator = evaluator
         self._scoring = scoring
+        #: how answer rows become the kept columns (default: a classifier's target scores)
+        self._columns_of = columns
         self._scores: dict[tuple[object, ...], np.ndarray] = {}
         self._pending: dict[tuple[object, ...], _Pending] = {}
         self.sent = 0
@@ -103,6 +110,8 @@ class RowScorer:
         return target
 
     def _columns(self, raw: np.ndarray, target: int) -> np.ndarray:
+        if self._columns_of is not None:
+            return self._columns_of(raw, target)
         values = np.empty((raw.shape[0], COLUMNS), dtype=np.float64)
         values[:, LOGIT] = np.asarray(raw, np.float64)[:, min(target, raw.shape[1] - 1)]
         probabilities = to_probabilities(raw, self._scoring)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,11 @@ class _Spec(Protocol):
     def higher_is_better(self) -> bool: ...
     @property
     def curve(self) -> bool: ...
+    @property
+    def curve_axis(self) -> str: ...
+    @property
+    def better_curve(self) -> str: ...
+    def x_values(self, params: Mapping[str, Any], features: int, length: int) -> np.ndarray: ...
 
 
 class _Choice(Protocol):
@@ -25,6 +30,8 @@ class _Choice(Protocol):
     def label(self) -> str: ...
     @property
     def spec(self) -> _Spec: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
 
 
 class _Result(Protocol):
@@ -41,6 +48,10 @@ class _Scores(Protocol):
     def target(self) -> int: ...
     @property
     def results(self) -> Mapping[str, Mapping[str, _Result]]: ...
+    @property
+    def features(self) -> int: ...
+    @property
+    def class_text(self) -> str: ...
 
 
 class Evaluation(Protocol):
@@ -55,24 +66,26 @@ class Evaluation(Protocol):
     def inputs(self) -> Sequence[_Scores]: ...
 
 
-def ranks(evaluation: Evaluation, input_index: int = 0) -> dict[str, list[float]]:
-    """Per metric, each attribution's rank (1 = best; NaN scores rank last)."""
+def ranks(evaluation: Evaluation, input_index: int = 0) -> dict[str, list[int]]:
+    """Per metric, each attribution's rank (1 = best by the metric's direction; equal scores
+    share a rank, the next rank skipping as in sports: 1, 1, 3; NaN scores rank last)."""
+    from scipy.stats import rankdata
+
     scores = evaluation.inputs[input_index].results
     names = evaluation.attributions
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[int]] = {}
     for choice in evaluation.metrics:
         values = np.array([scores[n][choice.label].score for n in names], dtype=np.float64)
         key = -values if choice.spec.higher_is_better else values
         key = np.where(np.isfinite(key), key, np.inf)
-        order = np.argsort(key, kind="stable")
-        rank = np.empty(len(names))
-        rank[order] = np.arange(1, len(names) + 1)
-        out[choice.label] = rank.tolist()
+        out[choice.label] = [int(r) for r in rankdata(key, method="min")]
     return out
 
 
 def save_plot(evaluation: Evaluation, path: str | Path, input_index: int = 0) -> None:
-    """Write the picture (PNG, PDF, SVG … by suffix)."""
+    """Write the picture (PNG, PDF, SVG … by suffix): one panel per curve metric, its x axis
+    in what the metric removes (a fraction of the features, ROAD's percentages), titled with
+    the direction of its score and of its curve; then the ranking, each bar with its score."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,38 +96,59 @@ def save_plot(evaluation: Evaluation, path: str | Path, input_index: int = 0) ->
     panels = len(curves) + 1
     columns = min(3, panels)
     rows = math.ceil(panels / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.9 * rows), squeeze=False)
     flat = list(axes.ravel())
     for axis, choice in zip(flat, curves):
         for name in evaluation.attributions:
             curve = scores.results[name][choice.label].curve
             if curve is not None:
-                axis.plot(np.arange(1, curve.size + 1), curve, label=name)
+                curve = np.asarray(curve, np.float64).reshape(-1)
+                x = choice.spec.x_values(choice.params, scores.features, curve.size)
+                axis.plot(x, curve, label=name)
         arrow = "↑" if choice.spec.higher_is_better else "↓"
-        axis.set_title(f"{choice.label} (area {arrow})", fontsize=9)
-        axis.set_xlabel("step")
-        axis.legend(fontsize=7)
-    ranking = flat[len(curves)]
-    table = ranks(evaluation, input_index)
-    labels = list(table)
-    width = 0.8 / max(1, len(evaluation.attributions))
-    for index, name in enumerate(evaluation.attributions):
-        heights = [len(evaluation.attributions) + 1 - table[label][index] for label in labels]
-        ranking.bar(np.arange(len(labels)) + index * width, heights, width, label=name)
-    ranking.set_xticks(np.arange(len(labels)) + width * (len(evaluation.attributions) - 1) / 2)
-    ranking.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
-    ranking.set_yticks(range(1, len(evaluation.attributions) + 1))
-    ranking.set_yticklabels([str(r) for r in range(len(evaluation.attributions), 0, -1)])
-    ranking.set_ylabel("rank (top = best)")
-    ranking.set_title("attributions ranked per metric", fontsize=9)
-    ranking.legend(fontsize=7)
+        axis.set_title(
+            f"{choice.label}: score {arrow} (curve {choice.spec.better_curve} is better)",
+            fontsize=8,
+        )
+        axis.set_xlabel(choice.spec.curve_axis, fontsize=8)
+        axis.legend(fontsize=7, loc="best")
+    _draw_ranking(flat[len(curves)], evaluation, input_index)
     for axis in flat[panels:]:
         axis.axis("off")
-    figure.suptitle(f"{scores.input}: class {scores.target}", fontsize=10)
+    figure.suptitle(f"{Path(scores.input).name}: {scores.class_text}", fontsize=10)
     figure.tight_layout()
     try:
-        figure.savefig(path, dpi=110)
+        figure.savefig(path, dpi=110, bbox_inches="tight")
     except (OSError, ValueError) as exc:
         raise OutputError(f"--plot {path}: cannot write it ({exc})") from exc
     finally:
         plt.close(figure)
+
+
+def _draw_ranking(axis: Any, evaluation: Evaluation, input_index: int) -> None:
+    """Bars of each attribution's rank per metric (top = best, ties level), each labelled
+    with its score; the legend below the axes, never over the bars."""
+    scores = evaluation.inputs[input_index].results
+    table = ranks(evaluation, input_index)
+    labels = list(table)
+    count = len(evaluation.attributions)
+    width = 0.8 / max(1, count)
+    for index, name in enumerate(evaluation.attributions):
+        heights = [count + 1 - table[label][index] for label in labels]
+        bars = axis.bar(np.arange(len(labels)) + index * width, heights, width, label=name)
+        values = [scores[name][label].score for label in labels]
+        axis.bar_label(
+            bars,
+            labels=[f"{v:.3g}" if math.isfinite(v) else "nan" for v in values],
+            fontsize=6,
+            rotation=90,
+            padding=2,
+        )
+    axis.set_xticks(np.arange(len(labels)) + width * (count - 1) / 2)
+    axis.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+    axis.set_yticks(range(1, count + 1))
+    axis.set_yticklabels([str(r) for r in range(count, 0, -1)])
+    axis.set_ylim(0, count + 0.9)  # room for the values above the best bars
+    axis.set_ylabel("rank (top = best; ties level)")
+    axis.set_title("attributions ranked per metric (bar labels: scores)", fontsize=9)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=min(4, count))

@@ -15,7 +15,8 @@ pixels per model pixel along x and y) at its edges (``--target-box``, pictures, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
@@ -200,30 +201,45 @@ async def explain_detections(
     settings = settings or DetectionSettings()
     with raise_first_error():
         started = time.perf_counter()
-        inflight = settle_inflight(backend, config).scheduler.max_inflight
-        wanted = backend_settings or BackendSettings(max_inflight=inflight or 1)
-        wanted = replace(wanted, all_outputs=True)
-        async with backend_for_run(backend, config, wanted) as (opened, resolved):
-            detector = (
-                opened
-                if isinstance(opened, DetectionBackend)
-                else DetectionBackend(
-                    opened, layout_named(settings.layout), settings.max_detections
-                )
+        opened = open_detector(
+            backend, config, settings.layout, backend_settings, settings.max_detections
+        )
+        async with opened as (detector, scheduler, resolved):
+            return await explain_detections_with(
+                source,
+                scheduler,
+                detector,
+                resolved,
+                settings,
+                store=store,
+                resume=resume,
+                overwrite=overwrite,
+                on_progress=on_progress,
+                started=started,
             )
-            async with Scheduler(detector, resolved.scheduler) as scheduler:
-                return await explain_detections_with(
-                    source,
-                    scheduler,
-                    detector,
-                    resolved,
-                    settings,
-                    store=store,
-                    resume=resume,
-                    overwrite=overwrite,
-                    on_progress=on_progress,
-                    started=started,
-                )
+
+
+@asynccontextmanager
+async def open_detector(
+    backend: Backend | str,
+    config: ExplainConfig,
+    layout: str,
+    backend_settings: BackendSettings | None = None,
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
+) -> AsyncIterator[tuple[DetectionBackend, Scheduler, ExplainConfig]]:
+    """A detector (every named output asked for, read through ``layout``) and its scheduler,
+    with the run's resolved configuration; both closed on the way out."""
+    inflight = settle_inflight(backend, config).scheduler.max_inflight
+    wanted = backend_settings or BackendSettings(max_inflight=inflight or 1)
+    wanted = replace(wanted, all_outputs=True)
+    async with backend_for_run(backend, config, wanted) as (opened, resolved):
+        detector = (
+            opened
+            if isinstance(opened, DetectionBackend)
+            else DetectionBackend(opened, layout_named(layout), max_detections)
+        )
+        async with Scheduler(detector, resolved.scheduler) as scheduler:
+            yield detector, scheduler, resolved
 
 
 async def explain_detections_with(

@@ -30,6 +30,7 @@ from rex_stream.causal.responsibility import (
     normalise,
 )
 from rex_stream.causal.search import IterationResult, input_key
+from rex_stream.causal.tie_break import break_ties
 from rex_stream.config import ExplainConfig, ExtractionConfig, ScoringConfig
 from rex_stream.engine.scheduler import Evaluator
 from rex_stream.engine.subject import Subject
@@ -54,6 +55,9 @@ def build_responsibility(
         responsibility = negative_responsibility(
             responsibility, ledgers, target.classification, subject.spatial_shape, style
         )
+    if config.extraction.tie_break_radius:
+        radius = config.extraction.tie_break_radius
+        responsibility = break_ties(responsibility, radius).astype(np.float32)
     check_finite(responsibility, subject.name)
     return responsibility
 

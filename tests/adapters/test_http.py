@@ -366,11 +366,15 @@ async def test_413_for_a_single_input(apps: AppServer, batch: np.ndarray) -> Non
     assert "even a single input" in message
 
 
-async def test_connection_pool_matches_max_inflight(apps: AppServer) -> None:
-    """One session per backend; its connector allows max_inflight connections."""
+async def test_connection_pool_follows_the_inflight_window(apps: AppServer) -> None:
+    """One session per backend; max_inflight requests at once, a number the scheduler's window
+    moves (the pool opens the connections they need: tests/adapters/test_inflight_network.py)."""
     async with opened(apps.url("/rows"), max_inflight=3) as backend:
+        assert backend.transport.max_inflight == 3
+        backend.follow_inflight(5)
+        assert backend.transport.max_inflight == 5
         connector = backend.transport.session.connector
-        assert connector is not None and connector.limit == 3
+        assert connector is not None and connector.limit == 0  # the gate above bounds it
 
 
 # ----------------------------------------------------------------------------- error replies

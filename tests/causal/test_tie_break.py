@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from rex_stream import explain_sync
 from rex_stream.causal.tie_break import box_mean, break_ties
+from rex_stream.config import ExtractionConfig
 
 
 def test_box_mean_is_the_clipped_window_mean() -> None:
@@ -61,3 +65,23 @@ def test_radius_zero_and_maps_without_ties_are_unchanged() -> None:
     np.testing.assert_array_equal(break_ties(values, 3), values)
     tied = np.ones((3, 4))
     np.testing.assert_array_equal(break_ties(tied, 0), tied)
+
+
+def test_a_run_ranks_ties_by_neighbourhood_and_resumes_a_store_made_without(
+    tiny_cnn: Path, tiny_image: Path, tmp_path: Path
+) -> None:
+    """End to end (onnxruntime): the default map is the ReX-order map with its ties broken,
+    and a store searched with ``tie_break_radius = 0`` resumes under the default without a
+    new query for its iterations (the setting is not part of what the store compares)."""
+    settings = {"iters": 4, "seed": 3, "min_box_size": 4}
+    store = tmp_path / "runs.zarr"
+    plain = explain_sync(tiny_image, str(tiny_cnn), store=store, tie_break_radius=0, **settings)
+    broken = explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, **settings)
+    assert ExtractionConfig().tie_break_radius > 0
+    assert broken.stats.resumed_iterations == 4
+    assert broken.stats.passing + broken.stats.failing == plain.stats.passing + plain.stats.failing
+    a, b = plain.responsibility.ravel(), broken.responsibility.ravel()
+    above, below = np.nonzero(a[:, None] > a[None, :])
+    assert np.all(b[above] > b[below])  # the order between distinct values is kept
+    assert np.unique(b).size > np.unique(a).size  # and ties are broken
+    np.testing.assert_allclose(b, break_ties(a, ExtractionConfig().tie_break_radius), atol=1e-6)

@@ -138,3 +138,18 @@ def test_the_bundled_model_names_evaluate_classes_by_default(tmp_path: Path) -> 
                "--metrics", "sparseness")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].endswith("ladybug (301)")
+
+
+def test_analyse_says_which_explanation_and_explains_an_auc_above_one(
+    tiny_cnn: Path, tiny_image: Path
+) -> None:
+    out = _run(str(tiny_image), "--model", str(tiny_cnn), "--iters", "2", "--analyse")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(
+        line.startswith("analysis: area") and "(the global explanation)" in line for line in lines
+    ), out.stdout
+    aucs = re.search(r"insertion AUC ([\d.]+), deletion AUC ([\d.]+)", out.stdout)
+    assert aucs is not None
+    above = any(float(v) > 1 for v in aucs.groups())
+    assert above == ("an AUC above 1" in out.stdout)

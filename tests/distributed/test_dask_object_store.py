@@ -3,6 +3,10 @@ they leave equals one process's, split inputs included, and a rerun skips finish
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from distributed import Client, LocalCluster
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.engine.object_store import GENERATION, ObjectGroup
 from rex_stream.engine.store_location import parse_store
-from tests.distributed.test_dask import CONFIG, RESULT_STATS, _one_process
+from tests.distributed.test_dask import CONFIG, RESULT_STATS, SLOW_MODEL, _one_process
 from tests.distributed.test_dask import images as images
 from tests.engine.s3_server import make_bucket, moto_s3, objects_under
 
@@ -25,17 +29,22 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def s3_client() -> Iterator[Client]:
-    """moto first (its AWS_* environment), then worker processes that inherit it."""
-    with moto_s3():
+def s3_server() -> Iterator[str]:
+    with moto_s3() as endpoint:
         make_bucket("cluster")
-        with (
-            LocalCluster(
-                n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_server: str) -> Iterator[Client]:
+    """moto first (its AWS_* environment), then worker processes that inherit it."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 def assert_same_as_local(expected: Path, url: str) -> None:
@@ -54,7 +63,8 @@ def assert_same_as_local(expected: Path, url: str) -> None:
             assert np.array_equal(local[name][:], result[name][:]), (key, name)
         records = ObjectGroup(where, key, generation, None).committed("ledger")
         ledger = local["ledger"]
-        assert sorted(records) == sorted(int(k) for k in ledger.array_keys())
+        seen = objects_under(f"{where.path}.records/{key}")
+        assert sorted(records) == sorted(int(k) for k in ledger.array_keys()), (key, seen)
         for index, record in records.items():
             assert np.array_equal(record.table, ledger[f"{index:06d}"][:]), (key, index)
         attrs_a = dict(local.attrs)
@@ -89,4 +99,74 @@ def test_split_iterations_on_s3_equal_one_process(
     report = explain_on_cluster(s3_client, images[:2], str(tiny_cnn), config, store=url,
                                 split_iterations=3)  # fmt: skip
     assert all(isinstance(o, InputSummary) for o in report.outcomes), report.outcomes
+    assert_same_as_local(tmp_path / "one.zarr", url)
+
+
+@pytest.fixture(scope="module")
+def slow_s3_client(s3_server: str) -> Iterator[Client]:
+    """Workers whose model sleeps 100 ms a call (slow enough to be caught mid-input while each
+    listing of the bucket takes tens of ms), one input at a time each."""
+    import dask
+
+    settings = {"distributed.scheduler.allowed-failures": 1,
+                "distributed.scheduler.worker-saturation": 1.0}  # fmt: skip
+    with (
+        dask.config.set(settings),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env={"REX_STREAM_TEST_DELAY_S": "0.1"},
+        ) as cluster,  # fmt: skip
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _committed_on_s3(prefix: str) -> dict[str, int]:
+    """Committed ledger records per input (by the stem of its group's name), from a listing."""
+    counts: dict[str, int] = {}
+    for name in objects_under(f"{prefix}.records"):
+        parts = name.split("/")
+        if "ledger" in parts[3:]:
+            stem = Path(parts[2]).stem
+            counts[stem] = counts.get(stem, 0) + 1
+    return counts
+
+
+def test_a_killed_worker_on_s3_leaves_the_same_store(
+    slow_s3_client: Client,
+    images: list[Path],
+    tmp_path: Path,
+) -> None:
+    config = CONFIG.with_overrides(iters=8, max_concurrent_searches=1)
+    sources = images[:4]
+    _one_process(sources, SLOW_MODEL, tmp_path / "one.zarr", config)
+    url = "s3://cluster/killed.zarr"
+    finished: list[object] = []
+    run = threading.Thread(
+        target=lambda: finished.append(
+            explain_on_cluster(slow_s3_client, sources, SLOW_MODEL, config, store=url)
+        )
+    )
+    run.start()
+    pids = slow_s3_client.run(os.getpid)
+    victim = None
+    deadline = time.monotonic() + 90
+    while victim is None and time.monotonic() < deadline and run.is_alive():
+        counts = _committed_on_s3("cluster/killed.zarr")
+        for position, source in enumerate(sources):
+            if 2 <= counts.get(source.stem, 0) < 8:
+                for address, keys in slow_s3_client.processing().items():
+                    if any(str(k).startswith(f"rex-explain-{position}-") for k in keys):
+                        victim = (position, address)
+        time.sleep(0.05)
+    assert victim is not None, "no input reached 2 committed iterations"
+    os.kill(pids[victim[1]], signal.SIGKILL)
+    run.join(150)
+    assert finished, "the cluster run did not end"
+    outcomes = finished[0].outcomes  # type: ignore[attr-defined]
+    assert all(isinstance(o, InputSummary) for o in outcomes), outcomes
+    assert outcomes[victim[0]].summary["stats"]["resumed_iterations"] >= 2
     assert_same_as_local(tmp_path / "one.zarr", url)

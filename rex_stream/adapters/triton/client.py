@@ -242,10 +242,8 @@ class TritonClient:
                 "give it with token_env=NAME or token_file=PATH (and auth=triton for Triton's "
                 "own access header)"
             )
-        if "RESOURCE_EXHAUSTED" in status or status == "429" or QUEUE_FULL in message:
-            return TransientBackendError(  # the server's limit: fewer calls go in flight
-                f"{t}: {what} was refused for load: {message}", overloaded=True
-            )
+        if QUEUE_FULL in message:  # before UNAVAILABLE: the server is busy, not gone
+            return self._overloaded(what, message)
         if "UNAVAILABLE" in status or "stopping" in message.lower():
             return TransientBackendError(
                 f"{t}: {what} failed, cannot reach the server ({message}); is it running?",
@@ -257,7 +255,9 @@ class TritonClient:
                 f"{self._reply_limit / 2**20:.2f} MiB, far more than these scores need "
                 f"({message[:160]}); is this the right model?"
             )
-        if "RESOURCE_EXHAUSTED" in status or status in TRANSIENT_HTTP:
+        if "RESOURCE_EXHAUSTED" in status or status == "429":
+            return self._overloaded(what, message)
+        if status in TRANSIENT_HTTP:
             return TransientBackendError(f"{t}: {what} failed on the server: {message}")
         if "UNAUTHENTICATED" in status or "PERMISSION_DENIED" in status or status in ("401", "403"):
             return BackendError(
@@ -267,3 +267,9 @@ class TritonClient:
         if len(message) > 600:  # Python-backend tracebacks: keep the head and the final error
             message = f"{message[:200]} … {message[-400:]}"
         return BackendError(f"{t}: {what} failed on the server: {message}")
+
+    def _overloaded(self, what: str, message: str) -> TransientBackendError:
+        """A refusal for load: retried, and fewer calls go in flight (the server's limit)."""
+        return TransientBackendError(
+            f"{self.target}: {what} was refused for load: {message}", overloaded=True
+        )

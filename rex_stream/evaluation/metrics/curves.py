@@ -76,6 +76,7 @@ async def monotonicity_arya(case: Case, params: Params, scorer: RowScorer) -> Me
 
 _BASE = {"abs": False, "normalise": True, "perturb_baseline": "black", "softmax": True}
 
+
 def _insertion_x(params: Params, features: int, length: int) -> np.ndarray:
     """The fraction of features shown (insertion) or removed (deletion) at each point."""
     step = max(1, math.ceil(features * float(params["step_fraction"])))

@@ -134,9 +134,7 @@ def test_triton_token_ids_give_the_python_store(
 
 @pytest.mark.triton
 @pytest.mark.parametrize("masking", ["attention", "mask-token"])
-def test_triton_token_maskings_find_the_planted_word(
-    triton, tokenizer: Path, masking: str
-) -> None:
+def test_triton_token_maskings_find_the_planted_word(triton, tokenizer: Path, masking: str) -> None:
     backend = f"triton://{triton.grpc_url}/lexicon-ids"
     result = explain_tokens(TEXTS[0], backend, tokenizer, masking=masking, length=32)
     assert planted(result) == ["excellent"]
