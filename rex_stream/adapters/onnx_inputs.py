@@ -75,9 +75,9 @@ def text_layout(inputs: Sequence[Any], settings: BackendSettings, where: str) ->
         length = declared if isinstance(declared, int) else None
         fields.append(TokenInput(model_input.name, np.dtype(dtype), length))
     wanted = tuple(settings.input_shape) if settings.input_shape is not None else None
-    dtype = token_dtype(fields, wanted, where)
+    row = token_dtype(fields, wanted, where)
 
     def feed_tokens(batch: np.ndarray) -> dict[str, np.ndarray]:
         return named_inputs(batch)
 
-    return InputLayout(fields[0].name, ROW_SHAPE, dtype, feed_tokens)
+    return InputLayout(fields[0].name, ROW_SHAPE, row, feed_tokens)

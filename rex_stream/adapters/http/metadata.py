@@ -61,6 +61,7 @@ async def read_v2_model(transport: HttpTransport, settings: BackendSettings) -> 
         raise BackendError(f"{where}: {exc}") from None
     tokens = v2_token_layout(inputs, settings, where) if options.input_name is None else None
     output_tensor = choose_tensor(outputs, options.output_name, "output", where)
+    input_shape: tuple[int, ...]
     if tokens is not None:  # input_ids, attention_mask …: a structured row, all sent
         input_tensor, input_shape = inputs[0], ROW_SHAPE
         batched, max_batch = tokens[1], tokens[2]

@@ -215,7 +215,7 @@ class TritonBackend:
             raise
 
     async def _infer_socket(self, batch: np.ndarray) -> np.ndarray:
-        output = self._client.requested_output(self.info.output_name)
+        output = self._client.requested_output(str(self.info.output_name))
         result = await self._send(batch, self._inputs(batch), output)
         scores = result.as_numpy(self.info.output_name)
         if scores is None:
