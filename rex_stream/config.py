@@ -236,7 +236,7 @@ class ExtractionConfig:
     spatial_radius_eta: float = 0.2
     # rex-stream: ties of the map ranked by their neighbourhood's mean over this many elements
     # (0: by element index, as ReX); the map's order between distinct values is kept
-    tie_break_radius: int = 4
+    tie_break_radius: int = 0
 
     def __post_init__(self) -> None:
         aliases = {"linear": "global", "spotlight": "multi"}  # ReX's aliases

@@ -72,19 +72,84 @@ class Ledger:
         return {int(c) for c in np.unique(self.classes)}
 
 
-def _add_ledger(out: np.ndarray, ledger: Ledger, cls: int, region_start: Sequence[int]) -> bool:
-    """Add ``ledger``'s entries for ``cls`` onto ``out`` (which covers a region); True if any."""
+def _clipped_rows(
+    ledger: Ledger, cls: int, region_start: Sequence[int], extent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``ledger``'s entries for ``cls`` as (lo, hi, amount), boxes clipped to a region."""
     rows = np.flatnonzero(ledger.classes == cls)
     if rows.size == 0:
-        return False
+        return None
     origin = np.asarray(region_start, np.int64)
-    extent = np.asarray(out.shape, np.int64)
     lo = np.clip(ledger.start[rows] - origin, 0, extent)
     hi = np.clip(ledger.stop[rows] - origin, 0, extent)
-    for a, b, value in zip(lo, hi, ledger.amount[rows]):
-        if np.all(b > a):
-            out[tuple(slice(x, y) for x, y in zip(a, b))] += value
-    return True
+    return lo, hi, ledger.amount[rows]
+
+
+def _cells(
+    lo: np.ndarray, hi: np.ndarray, extent: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The grid of cells the boxes' edges cut a region into: per axis the cells' sizes, and
+    each box as a range of cells [lo, hi). Every element of one cell lies in the same boxes."""
+    sizes, cell_lo, cell_hi = [], np.empty_like(lo), np.empty_like(hi)
+    for axis, length in enumerate(extent):
+        edges = np.unique(np.concatenate([[0, length], lo[:, axis], hi[:, axis]]))
+        sizes.append(np.diff(edges))
+        cell_lo[:, axis] = np.searchsorted(edges, lo[:, axis])
+        cell_hi[:, axis] = np.searchsorted(edges, hi[:, axis])
+    return sizes, cell_lo, cell_hi
+
+
+def _accumulate(out: np.ndarray, lo: np.ndarray, hi: np.ndarray, amount: np.ndarray) -> None:
+    """``out[box] += amount`` for every box in order (an element's additions keep their order,
+    so every sum rounds exactly as the one-box-at-a-time loop does)."""
+    for a, b, value in zip(lo.tolist(), hi.tolist(), amount.tolist()):
+        out[tuple(slice(x, y) for x, y in zip(a, b))] += value
+
+
+def _expand(cells: np.ndarray, sizes: list[np.ndarray]) -> np.ndarray:
+    """The cell grid at full resolution (each cell's value repeated over its elements)."""
+    for axis, size in enumerate(sizes):
+        cells = np.repeat(cells, size, axis=axis)
+    return cells
+
+
+def _additive_map(
+    ledgers: Iterable[Ledger], cls: int, region_start: Sequence[int], extent: np.ndarray
+) -> np.ndarray:
+    """The sum of every ledger's contributions for ``cls`` over a region.
+
+    Summed over the cells that all the boxes together cut the region into, then spread: every
+    element of a cell receives the same additions in the same order (ledger by ledger, entry
+    by entry), so each sum rounds exactly as summing element by element does.
+    """
+    clipped = (_clipped_rows(ledger, cls, region_start, extent) for ledger in ledgers)
+    parts = [part for part in clipped if part is not None]
+    if not parts:
+        return np.zeros(tuple(extent.tolist()), np.float64)
+    lo, hi, amount = (np.concatenate([part[k] for part in parts]) for k in range(3))
+    sizes, cell_lo, cell_hi = _cells(lo, hi, extent)
+    cells = np.zeros(tuple(len(size) for size in sizes), np.float64)
+    _accumulate(cells, cell_lo, cell_hi, amount)
+    return _expand(cells, sizes)
+
+
+def _log_factor(
+    ledger: Ledger, cls: int, region_start: Sequence[int], extent: np.ndarray
+) -> np.ndarray | None:
+    """log(1 + an iteration's contributions) over a region, or None if it has none for ``cls``.
+
+    The sums are taken over the cells the boxes cut the region into (a few hundred at most,
+    not every element), then the logs are spread over the cells' elements: the same values,
+    bit for bit, as summing over every element, for a fraction of the work.
+    """
+    clipped = _clipped_rows(ledger, cls, region_start, extent)
+    if clipped is None:
+        return None
+    lo, hi, amount = clipped
+    sizes, cell_lo, cell_hi = _cells(lo, hi, extent)
+    local = np.ones(tuple(len(size) for size in sizes), np.float64)
+    _accumulate(local, cell_lo, cell_hi, amount)
+    return _expand(np.log(local), sizes)
 
 
 def build_log_map(
@@ -101,13 +166,12 @@ def build_log_map(
     iterations, and ``exp(log - max log)`` is the max-normalised map without the product.
     """
     start, stop = region if region is not None else ([0] * len(shape), list(shape))
-    region_shape = tuple(b - a for a, b in zip(start, stop))
-    total = np.zeros(region_shape, np.float64)
-    local = np.empty(region_shape, np.float64)
+    extent = np.asarray([b - a for a, b in zip(start, stop)], np.int64)
+    total = np.zeros(tuple(extent.tolist()), np.float64)
     for ledger in ledgers:
-        local.fill(1.0)
-        if _add_ledger(local, ledger, cls, start):
-            total += np.log(local)
+        factor = _log_factor(ledger, cls, start, extent)
+        if factor is not None:
+            total += factor
     return total
 
 
@@ -127,12 +191,9 @@ def build_map(
     :func:`normalise` then gives ReX's max-normalised map, whatever the scale.
     """
     start, stop = region if region is not None else ([0] * len(shape), list(shape))
-    region_shape = tuple(b - a for a, b in zip(start, stop))
     if style is ResponsibilityStyle.ADDITIVE:
-        total = np.zeros(region_shape, np.float64)
-        for ledger in ledgers:
-            _add_ledger(total, ledger, cls, start)
-        return total
+        extent = np.asarray([b - a for a, b in zip(start, stop)], np.int64)
+        return _additive_map(ledgers, cls, start, extent)
     logs = build_log_map(ledgers, cls, shape, region)
     if log_peak is None:
         log_peak = float(logs.max()) if logs.size else 0.0

@@ -70,19 +70,21 @@ def test_radius_zero_and_maps_without_ties_are_unchanged() -> None:
 def test_a_run_ranks_ties_by_neighbourhood_and_resumes_a_store_made_without(
     tiny_cnn: Path, tiny_image: Path, tmp_path: Path
 ) -> None:
-    """End to end (onnxruntime): the default map is the ReX-order map with its ties broken,
-    and a store searched with ``tie_break_radius = 0`` resumes under the default without a
-    new query for its iterations (the setting is not part of what the store compares)."""
+    """End to end (onnxruntime): with ``tie_break_radius`` the map is the ReX-order map with
+    its ties broken, and a store searched without it resumes with it without a new query for
+    its iterations (the setting is not part of what the store compares)."""
     settings = {"iters": 4, "seed": 3, "min_box_size": 4}
     store = tmp_path / "runs.zarr"
-    plain = explain_sync(tiny_image, str(tiny_cnn), store=store, tie_break_radius=0, **settings)
-    broken = explain_sync(tiny_image, str(tiny_cnn), store=store, resume=True, **settings)
-    assert ExtractionConfig().tie_break_radius > 0
+    assert ExtractionConfig().tie_break_radius == 0  # off by default: ReX's order
+    plain = explain_sync(tiny_image, str(tiny_cnn), store=store, **settings)
+    broken = explain_sync(
+        tiny_image, str(tiny_cnn), store=store, resume=True, tie_break_radius=4, **settings
+    )
     assert broken.stats.resumed_iterations == 4
     assert broken.stats.passing + broken.stats.failing == plain.stats.passing + plain.stats.failing
     a, b = plain.responsibility.ravel(), broken.responsibility.ravel()
     above, below = np.nonzero(a[:, None] > a[None, :])
     assert np.all(b[above] > b[below])  # the order between distinct values is kept
     assert np.unique(b).size > np.unique(a).size  # and ties are broken
-    expected = break_ties(plain.responsibility, ExtractionConfig().tie_break_radius)
+    expected = break_ties(plain.responsibility, 4)
     np.testing.assert_allclose(broken.responsibility, expected, atol=1e-6)

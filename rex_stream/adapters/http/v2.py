@@ -116,28 +116,35 @@ class V2Codec:
             rank = len(self.input.shape) - (1 if self.batched else 0)
             shape = [len(batch), 1][: rank + 1] if self.batched else [1][:rank]
             return encode_text(self.input.name, batch, shape, names, binary=self.binary)
-        tensor = np.ascontiguousarray(batch, dtype=self.dtype)
+        batch = np.asarray(batch)
         entry: dict[str, Any] = {
             "name": self.input.name,
-            "shape": self._shape(tensor),
+            "shape": self._shape(batch),
             "datatype": self.input.datatype,
         }
         document: dict[str, Any] = {"inputs": [entry]}
         if not self.binary:
-            entry["data"] = tensor.ravel().tolist()
+            entry["data"] = np.ascontiguousarray(batch, dtype=self.dtype).ravel().tolist()
             if names:  # none: the server answers with every output
                 document["outputs"] = [{"name": name} for name in names]
             return EncodedRequest(dumps(document), {"Content-Type": "application/json"})
-        entry["parameters"] = {"binary_data_size": tensor.nbytes}
+        entry["parameters"] = {"binary_data_size": batch.size * self.dtype.itemsize}
         binary = {"binary_data": True}
         document["outputs"] = [{"name": name, "parameters": binary} for name in names]
         if not names:
             document["parameters"] = {"binary_data_output": True}
         header = dumps(document)
         return EncodedRequest(
-            header + tensor.tobytes(),
+            self._binary_body(header, batch),
             {"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(header))},
         )
+
+    def _binary_body(self, header: bytes, batch: np.ndarray) -> bytes:
+        """The JSON header then the tensor's little-endian bytes, each copied once into the
+        body (``header + tensor.tobytes()`` copied the batch twice; a cast or a gather happens
+        only when the batch is not already a contiguous array of the wire's datatype)."""
+        tensor = np.ascontiguousarray(batch, dtype=self.dtype)
+        return b"".join((header, tensor.data))  # C-contiguous: read as plain bytes
 
     def decode(self, body: bytes, headers: Mapping[str, str], batch_size: int) -> np.ndarray:
         """Find the output tensor in a JSON or binary reply and reshape it to its shape."""
