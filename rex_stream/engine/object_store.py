@@ -160,6 +160,7 @@ class ObjectGroup:
         self.records_folder = f"{location.path}.records/{key}/{generation}"
         self.finished = False
         self._known: dict[tuple[str, int], bytes] = {}  # records written or read, encoded
+        self._unreadable_packs: set[str] = set()  # kinds whose pack could not be read
 
     @classmethod
     def open(
@@ -279,6 +280,7 @@ class ObjectGroup:
         except FileNotFoundError:
             pass
         except (OSError, struct.error) as exc:
+            self._unreadable_packs.add(kind)
             logger.warning(
                 "%s: %s pack is unreadable (%s); running it again", where, kind, describe(exc)
             )
@@ -324,6 +326,10 @@ class ObjectGroup:
         for folder in kinds:
             kind = str(folder).rstrip("/").rsplit("/", 1)[-1]
             records = self.committed(kind)
+            if not records or kind in self._unreadable_packs:
+                # nothing read (a pack may exist that this reader could not see): never
+                # replace it with less than it holds
+                continue
             blobs = [encode_record(records[i]) for i in sorted(records)]
             self._check()
             self.fs.pipe_file(f"{self.records_folder}/{kind}{PACK}", pack_records(blobs))

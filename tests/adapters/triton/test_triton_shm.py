@@ -24,7 +24,7 @@ from tests.plugins.triton_fixtures import DEMO_IMAGE as IMAGE
 from tests.plugins.triton_fixtures import TRITON_TOKEN
 from tests.servers.triton_server import TRITON_PYTHON_ENV, TritonProcess, triton_python
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN_VAR = "REX_STREAM_TEST_TRITON_TOKEN"
 OPTIONS = {"token_env": TOKEN_VAR, "auth": "triton", "shared_memory": "system"}
 

@@ -22,7 +22,7 @@ from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.metrics.randomisation import off_class, ssim
 from tests.onnx_models import patch_weights, planted_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SENSITIVITY = "max-sensitivity:nr_samples=12,avg-sensitivity:nr_samples=12"
 
 
@@ -194,7 +194,7 @@ def test_cli(patch_model: Path, tmp_path: Path) -> None:
     entry = summary["inputs"][0]["attributions"]["mine"]
     assert len(entry["avg-sensitivity:nr_samples=3"]["curve"]) == 3
     assert summary["queries"] > 3 and summary["explainer"].startswith("rex:iters=1,")
-    function = "python:tests.evaluation.test_robustness:squares"
+    function = "python:tests.evaluation.metrics.test_robustness:squares"
     table = _cli(*common, *metrics, "--explainer", function)
     assert table.returncode == 0, table.stderr
     assert "random-logit:num_classes=2" in table.stdout

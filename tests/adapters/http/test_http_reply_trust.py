@@ -27,7 +27,7 @@ from tests.servers.http_apps import _reset
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHAPE = (3, 32, 32)
 #: the output shape each v2 model name declares in its metadata
 DECLARED = {"huge": [-1, 1_000_000_000], "wide": [-1, 2_000_000], "oom": [-1, 10]}

@@ -29,7 +29,7 @@ from tests.evaluation.weight_models import (
 )
 from tests.killing import kill_mid_run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from tests.evaluation.weight_models import (
     save_three_layer_model,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

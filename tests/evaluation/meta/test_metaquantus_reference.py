@@ -36,7 +36,7 @@ from rex_stream.evaluation.metrics.registry import choose
 from rex_stream.evaluation.session import expand_inputs
 
 QUANTUS_PYTHON = os.environ.get("REX_STREAM_QUANTUS_PYTHON")
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
     not QUANTUS_PYTHON,

@@ -26,7 +26,7 @@ from tests.plugins.triton_fixtures import DEMO_MODEL
 from tests.servers.triton_server import TritonProcess, free_port
 
 PROTOCOLS = ["grpc", "http"]
-COMPOSE = Path(__file__).resolve().parents[2] / "compose"
+COMPOSE = Path(__file__).resolve().parents[3] / "compose"
 
 
 def spec_for(server: TritonProcess, protocol: str, model: str | None = None) -> str:

@@ -16,7 +16,7 @@ from rex_stream import ConfigError, StoreError, meta_evaluate_sync
 from rex_stream.evaluation.meta.input_test import perturbed
 from tests.killing import kill_mid_run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _inputs() -> list[np.ndarray]:
