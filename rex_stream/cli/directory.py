@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from rex_stream.cli.directory_display import DirectoryDisplay
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError, OutputError
-from rex_stream.result import Explanation
+from rex_stream.result import Explanation, InputFailure
 
 
 def directory_inputs(directory: Path) -> list[Path]:
@@ -33,15 +34,20 @@ def directory_inputs(directory: Path) -> list[Path]:
     return found
 
 
-def _output_directory(path: str | None, flag: str) -> Path | None:
+#: Picture files: with a directory input, ``--output``/``--heatmap`` name a directory instead.
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def output_directory(
+    path: str | None, flag: str, file_suffixes: tuple[str, ...], file_mistake: str
+) -> Path | None:
+    """The directory ``flag`` names for one output per input, made here (the folder above it
+    must exist); a name ending in one of ``file_suffixes`` is refused with ``file_mistake``."""
     if path is None:
         return None
     directory = Path(path)
-    if directory.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"):
-        raise OutputError(
-            f"{flag} {path}: with a directory input {flag} names a directory for one picture "
-            "per input, not a picture file"
-        )
+    if directory.suffix.lower() in file_suffixes:
+        raise OutputError(f"{flag} {path}: {file_mistake}")
     parent = directory.parent if str(directory.parent) else Path(".")
     if not parent.is_dir():  # the folder itself is made, a mistyped path above it is not
         raise OutputError(f"{flag} {path}: directory {parent} does not exist")
@@ -54,6 +60,54 @@ def _output_directory(path: str | None, flag: str) -> Path | None:
     return directory
 
 
+def _picture_directory(path: str | None, flag: str) -> Path | None:
+    return output_directory(
+        path,
+        flag,
+        PICTURE_SUFFIXES,
+        f"with a directory input {flag} names a directory for one picture per input, not a "
+        "picture file",
+    )
+
+
+def report_failure(
+    display: DirectoryDisplay, index: int, failure: InputFailure, summaries: list[dict[str, Any]]
+) -> None:
+    """An input that failed alone: its line on stderr, its status and its summary entry."""
+    display.input_finished(index, "failed")
+    message = str(failure.error)
+    if failure.source not in message:
+        message = f"{failure.source}: {message}"
+    print(f"rex-stream: error: {message}", file=sys.stderr)
+    summaries.append({"input": failure.source, "error": message})
+
+
+def finished_status(outcome: Explanation) -> str:
+    """``complete`` when every iteration came from the store, else ``explained``."""
+    stats = outcome.stats
+    complete = stats.iterations > 0 and stats.resumed_iterations == stats.iterations
+    return "complete" if complete else "explained"
+
+
+def run_and_summarise(
+    display: DirectoryDisplay,
+    main: Callable[[], Awaitable[None]],
+    args: argparse.Namespace,
+    summaries: list[dict[str, Any]],
+    count: int,
+    started: float,
+) -> int:
+    """Run ``main`` under the display, then print the JSON list or the summary table; the
+    exit code says whether any input failed."""
+    with display:
+        anyio.run(main)
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+    else:
+        print(display.summary_table(count, time.perf_counter() - started), end="")
+    return 1 if display.failed else 0
+
+
 def run_directory(
     args: argparse.Namespace, spec: str, config: ExplainConfig, settings: BackendSettings
 ) -> int:
@@ -61,13 +115,13 @@ def run_directory(
     ``--output`` / ``--heatmap`` directories; one bad input does not stop the others."""
     from rex_stream.modes import render_explanation, render_heatmap
     from rex_stream.naming import input_name
-    from rex_stream.runs.many import InputFailure, explain_many
+    from rex_stream.runs.many import explain_many
 
     root = Path(args.filename)
     inputs = directory_inputs(root)
     names = [input_name(p.relative_to(root)) for p in inputs]
-    output = _output_directory(args.output, "--output")
-    heatmap = _output_directory(args.heatmap, "--heatmap")
+    output = _picture_directory(args.output, "--output")
+    heatmap = _picture_directory(args.heatmap, "--heatmap")
     summaries: list[dict[str, Any]] = []
     index_of = {str(p): i for i, p in enumerate(inputs)}
     display = DirectoryDisplay(
@@ -77,19 +131,12 @@ def run_directory(
 
     def report(outcome: Explanation | InputFailure) -> None:
         if isinstance(outcome, InputFailure):
-            display.input_finished(index_of.get(outcome.source, -1), "failed")
-            message = str(outcome.error)
-            if outcome.source not in message:
-                message = f"{outcome.source}: {message}"
-            print(f"rex-stream: error: {message}", file=sys.stderr)
-            summaries.append({"input": outcome.source, "error": message})
+            report_failure(display, index_of.get(outcome.source, -1), outcome, summaries)
             return
-        stats = outcome.stats
-        complete = stats.iterations > 0 and stats.resumed_iterations == stats.iterations
         display.input_finished(
             index_of.get(str(outcome.subject.source), -1),
-            "complete" if complete else "explained",
-            stats.queries,
+            finished_status(outcome),
+            outcome.stats.queries,
         )
         name = outcome.subject.name
         rex_options.name_target(args, outcome)
@@ -130,10 +177,4 @@ def run_directory(
             on_progress=display.input_progress,
         )
 
-    with display:
-        anyio.run(main)
-    if args.json:
-        print(json.dumps(summaries, indent=2))
-    else:
-        print(display.summary_table(len(inputs), time.perf_counter() - started), end="")
-    return 1 if display.failed else 0
+    return run_and_summarise(display, main, args, summaries, len(inputs), started)

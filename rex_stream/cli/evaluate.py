@@ -8,14 +8,13 @@ import logging
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from rex_stream.cli import checks, evaluate_detection, meta_display, meta_model, method_options
 from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.parser import OneLineParser
-from rex_stream.cli.terminal import TerminalProgress
+from rex_stream.cli.terminal import RowsProgress
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
@@ -212,7 +211,7 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     labels = load_labels(args.labels) if args.labels else None
-    with _Display(not args.quiet and sys.stderr.isatty()) as display:
+    with RowsProgress(not args.quiet and sys.stderr.isatty()) as display:
         progress = display.update if display.enabled else None
         result = anyio.run(main)
     _name_classes(result, labels, args.labels, spec)
@@ -245,26 +244,6 @@ def _name_classes(
     for scores in result.inputs:
         if labels is not None and 0 <= scores.target < len(labels) and labels[scores.target]:
             scores.label = labels[scores.target]
-
-
-class _Display(TerminalProgress):
-    """A rich progress bar of rows answered against rows planned, on stderr."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        super().__init__(enabled)
-        if self.progress is not None:
-            self._task = self.progress.add_task("rows", total=None)
-
-    def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
-
-        return ["rows", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-
-    def update(self, answered: int, planned: int) -> None:
-        """Show ``answered`` of ``planned`` rows."""
-        if self.progress is not None:
-            self.progress.update(self._task, completed=answered, total=max(planned, answered))
 
 
 def _print_plan(key: str, plan: dict[str, int], estimated: dict[str, int] | None = None) -> None:

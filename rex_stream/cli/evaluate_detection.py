@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 
 from rex_stream.cli import method_options
-from rex_stream.cli.terminal import TerminalProgress
+from rex_stream.cli.terminal import RowsProgress
 from rex_stream.config import ExplainConfig
 from rex_stream.detection import LAYOUTS
 from rex_stream.errors import ConfigError
@@ -90,28 +90,8 @@ def run(
             on_progress=progress,
         )
 
-    with _Display(not args.quiet and sys.stderr.isatty()) as display:
+    with RowsProgress(not args.quiet and sys.stderr.isatty()) as display:
         progress = display.update if display.enabled else None
         result = anyio.run(main)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0
-
-
-class _Display(TerminalProgress):
-    """A progress bar of rows answered against rows planned, on stderr."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        super().__init__(enabled)
-        if self.progress is not None:
-            self._task = self.progress.add_task("rows", total=None)
-
-    def columns(self) -> list[object]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
-
-        return ["rows", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-
-    def update(self, answered: int, planned: int) -> None:
-        """Show ``answered`` of ``planned`` rows."""
-        if self.progress is not None:
-            self.progress.update(self._task, completed=answered, total=max(planned, answered))

@@ -62,3 +62,23 @@ def counted_columns(info: str, time_left: bool = False, eta_label: bool = False)
             [TextColumn("ETA"), TimeRemainingColumn()] if eta_label else [TimeRemainingColumn()]
         )
     return columns
+
+
+class RowsProgress(TerminalProgress):
+    """A progress bar of rows answered against rows planned (the evaluations), on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        super().__init__(enabled)
+        if self.progress is not None:
+            self._task = self.progress.add_task("rows", total=None)
+
+    def columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+
+        return ["rows", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+
+    def update(self, answered: int, planned: int) -> None:
+        """Show ``answered`` of ``planned`` rows."""
+        if self.progress is not None:
+            self.progress.update(self._task, completed=answered, total=max(planned, answered))

@@ -9,16 +9,18 @@ others. ``--mode-option row=N`` explains row ``N`` alone instead.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from rex_stream.cli import rex_options
+from rex_stream.cli.directory import (
+    finished_status,
+    output_directory,
+    report_failure,
+    run_and_summarise,
+)
 from rex_stream.cli.directory_display import DirectoryDisplay
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
@@ -44,24 +46,12 @@ def is_text_rows(args: argparse.Namespace, config: ExplainConfig) -> bool:
 
 def _pages_directory(path: str | None) -> Path | None:
     """The ``--output`` directory (made here); a file name there is a mistake."""
-    if path is None:
-        return None
-    directory = Path(path)
-    if directory.suffix.lower() in (PAGE_SUFFIX, ".htm", ".png", ".jpg", ".pdf", ".svg"):
-        raise OutputError(
-            f"--output {path}: a file of texts gets one page per row; --output names a "
-            "directory for them, not a file"
-        )
-    parent = directory.parent if str(directory.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"--output {path}: directory {parent} does not exist")
-    try:
-        directory.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"--output {path}: cannot create directory ({exc.strerror})") from exc
-    if not os.access(directory, os.W_OK):
-        raise OutputError(f"--output {path}: not writable")
-    return directory
+    return output_directory(
+        path,
+        "--output",
+        (PAGE_SUFFIX, ".htm", ".png", ".jpg", ".pdf", ".svg"),
+        "a file of texts gets one page per row; --output names a directory for them, not a file",
+    )
 
 
 def run_text_rows(
@@ -87,19 +77,10 @@ def run_text_rows(
 
     def report(outcome: Explanation | InputFailure) -> None:
         if isinstance(outcome, InputFailure):
-            display.input_finished(labels.index(outcome.source), "failed")
-            message = str(outcome.error)
-            if outcome.source not in message:
-                message = f"{outcome.source}: {message}"
-            print(f"rex-stream: error: {message}", file=sys.stderr)
-            summaries.append({"input": outcome.source, "error": message})
+            report_failure(display, labels.index(outcome.source), outcome, summaries)
             return
-        stats = outcome.stats
-        complete = stats.iterations > 0 and stats.resumed_iterations == stats.iterations
         name = outcome.subject.name
-        display.input_finished(
-            index_of[name], "complete" if complete else "explained", stats.queries
-        )
+        display.input_finished(index_of[name], finished_status(outcome), outcome.stats.queries)
         page = output / f"{name}{PAGE_SUFFIX}" if output is not None else None
         if page is not None:
             rex_options.name_target(args, outcome)
@@ -116,7 +97,7 @@ def run_text_rows(
             shown = f", explanation: {text}" if text else ""
             print(
                 f"{outcome.subject.source}: class {outcome.target.classification} "
-                f"({outcome.target.confidence:.3f}){shown}, {stats.queries} queries"
+                f"({outcome.target.confidence:.3f}){shown}, {outcome.stats.queries} queries"
             )
 
     async def main() -> None:
@@ -134,10 +115,4 @@ def run_text_rows(
             on_progress=display.input_progress,
         )
 
-    with display:
-        anyio.run(main)
-    if args.json:
-        print(json.dumps(summaries, indent=2))
-    else:
-        print(display.summary_table(len(inputs), time.perf_counter() - started), end="")
-    return 1 if display.failed else 0
+    return run_and_summarise(display, main, args, summaries, len(inputs), started)
