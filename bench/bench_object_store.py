@@ -6,7 +6,8 @@ inputs.
 
 Printed, as ratios where there are two sides:
 1. wall time of ``--inputs`` small pictures (tiny CNN, one process) to a local store and to
-   ``s3://bench/run.zarr``, and S3 ÷ local;
+   ``s3://bench/run.zarr``, and S3 ÷ local, with the load average; the S3 requests per input
+   (every request s3fs sends, by API call);
 2. objects (files) per finished input for ``--iters`` 4, 20 and 60: local, S3 without
    compaction, S3 with it;
 3. the resume scan: the time to learn which of N finished inputs are complete (one head read
@@ -22,7 +23,9 @@ import socket
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -91,23 +94,46 @@ def _local_files(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.is_file())
 
 
+#: S3 requests by API call (GetObject, PutObject …), counted by :func:`count_requests`.
+REQUESTS: Counter[str] = Counter()
+
+
+def count_requests() -> None:
+    """Count every request s3fs sends (zarr's FsspecStore goes through s3fs too)."""
+    import s3fs
+
+    sending = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        REQUESTS[method] += 1
+        return await sending(self, method, *args, **kwargs)
+
+    s3fs.S3FileSystem._call_s3 = counted  # type: ignore[method-assign]
+
+
 def directory_run(model: Path, pictures: list[Path], iters: int, tmp: Path) -> None:
     config = ExplainConfig().with_overrides(iters=iters, seed=3, min_box_size=4)
     times = {}
     for label, store in (("local", str(tmp / "run.zarr")), ("s3", "s3://bench/run.zarr")):
+        REQUESTS.clear()
         start = time.perf_counter()
         anyio.run(lambda s=store: explain_many(pictures, str(model), config, store=s))
         times[label] = time.perf_counter() - start
     ratio = times["s3"] / times["local"]
+    load = os.getloadavg()[0]
     print(f"1. {len(pictures)} inputs, {iters} iterations: local {times['local']:.2f} s, "
-          f"S3 (moto) {times['s3']:.2f} s, S3 / local = {ratio:.2f}")  # fmt: skip
+          f"S3 (moto) {times['s3']:.2f} s, S3 / local = {ratio:.2f} (load {load:.1f})")  # fmt: skip
+    total = sum(REQUESTS.values())
+    print(f"   S3 requests: {total} ({total / len(pictures):.1f} per input): "
+          + ", ".join(f"{k} {v}" for k, v in REQUESTS.most_common()))  # fmt: skip
 
 
 def objects_per_input(model: Path, image: Path, tmp: Path) -> None:
     print("2. objects per finished input (one picture, tiny CNN)")
     print("   iters | local files | S3 no compaction | S3 compacted")
+    # (the local store compacts too: its files per input are flat in --iters)
     compact = ObjectGroup.compact
-    for iters in (4, 20, 60):
+    for iters in (4, 20, 100):
         local = tmp / f"obj{iters}.zarr"
         explain_sync(image, str(model), store=local, iters=iters, seed=1, min_box_size=4)
         ObjectGroup.compact = lambda self: None  # type: ignore[method-assign]
@@ -180,6 +206,7 @@ def main() -> None:
 
     logging.getLogger("rex_stream").setLevel(logging.ERROR)  # the model's normalisation hint
     server = _start_moto()
+    count_requests()
     try:
         with tempfile.TemporaryDirectory() as name:
             tmp = Path(name)

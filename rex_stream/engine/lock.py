@@ -66,7 +66,57 @@ class Holder:
 STARTING = Holder("a writer that is starting", 0, "", 0.0, 0.0)
 
 
-class GroupLock:
+class Heartbeat:
+    """What every exclusive hold of a group shares — :class:`GroupLock` on a folder,
+    :class:`~rex_stream.engine.object_lease.ObjectLease` on an object store: a heartbeat thread
+    that writes one beat every ``heartbeat_s`` (:meth:`_beat`, False once the hold is found
+    lost), the lost flag it sets, and when a holder counts as stale."""
+
+    def __init__(self, what: str, heartbeat_s: float, stale_after_s: float) -> None:
+        self.what = what
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self._token: str | None = None
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the group (and has not lost it)."""
+        return self._token is not None and not self._lost.is_set()
+
+    def _start_beating(self, token: str, name: str) -> None:
+        """Hold with ``token`` from now on and start the heartbeat thread."""
+        self._token = token
+        self._lost.clear()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat_loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _stop_beating(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            if not self._beat():
+                self._lost.set()
+                return
+
+    def _beat(self) -> bool:
+        """Write one beat; False when the hold turns out lost."""
+        raise NotImplementedError
+
+    def _holder_is_stale(self, holder: Holder) -> bool:
+        """A dead process on this host, or a heartbeat older than ``stale_after_s``."""
+        if holder.host == socket.gethostname() and not _alive(holder.pid):
+            return True
+        return time.time() - holder.heartbeat > self.stale_after_s
+
+
+class GroupLock(Heartbeat):
     """An exclusive lock on one group of a store, safe across processes and hosts."""
 
     def __init__(
@@ -77,14 +127,8 @@ class GroupLock:
         heartbeat_s: float = 5.0,
         stale_after_s: float = 60.0,
     ) -> None:
+        super().__init__(what or str(path), heartbeat_s, stale_after_s)
         self.path = Path(path)
-        self.what = what or str(path)
-        self.heartbeat_s = heartbeat_s
-        self.stale_after_s = stale_after_s
-        self._token: str | None = None
-        self._lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def for_group(cls, store: str | Path, key: str, **timing: float) -> GroupLock:
@@ -92,11 +136,6 @@ class GroupLock:
         store = Path(store).resolve()  # one lock whatever the spelling ("." or a symlink)
         path = store.parent / f"{store.name}{LOCKS_SUFFIX}" / key
         return cls(path, what=f"{store}/{key}", **timing)
-
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock (and has not lost it)."""
-        return self._token is not None and not self._lost.is_set()
 
     def try_acquire(self) -> Holder | None:
         """Take the lock if it is free or stale; otherwise return who holds it."""
@@ -126,13 +165,7 @@ class GroupLock:
             except OSError as exc:
                 _remove_tree(self.path)
                 raise StoreError(f"cannot write the lock {self.path}: {exc}") from exc
-            self._token = token
-            self._lost.clear()
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._beat, name=f"lock {self.path.name}", daemon=True
-            )
-            self._thread.start()
+            self._start_beating(token, f"lock {self.path.name}")
             return None
         return self.holder() or STARTING
 
@@ -174,9 +207,7 @@ class GroupLock:
         """Give the lock up (a no-op when not held; never removes another holder's lock)."""
         if self._token is None:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._stop_beating()
         holder = self.holder()
         if holder is not None and holder.token == self._token:
             _remove_tree(self.path)
@@ -214,15 +245,13 @@ class GroupLock:
         scratch.write_text(json.dumps(asdict(holder)))
         os.replace(scratch, self.path / OWNER)
 
-    def _beat(self) -> None:
-        """Touch the beat file until released; its absence means the lock was taken over."""
-        beat = self.path / f"{BEAT}{self._token}"
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                os.utime(beat)
-            except OSError:
-                self._lost.set()
-                return
+    def _beat(self) -> bool:
+        """Touch the beat file; its absence means the lock was taken over."""
+        try:
+            os.utime(self.path / f"{BEAT}{self._token}")
+        except OSError:
+            return False
+        return True
 
     def _is_stale(self, holder: Holder | None) -> bool:
         if holder is None:  # mkdir done, owner not written yet — or a holder died between
@@ -231,9 +260,7 @@ class GroupLock:
             except OSError:
                 return False
             return age > self.stale_after_s
-        if holder.host == socket.gethostname() and not _alive(holder.pid):
-            return True
-        return time.time() - holder.heartbeat > self.stale_after_s
+        return self._holder_is_stale(holder)
 
     def _break(self, stale: Holder | None) -> None:
         """Move a stale lock aside (one breaker wins the rename), then delete it."""

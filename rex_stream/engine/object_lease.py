@@ -10,7 +10,9 @@ process on this host); the next writer then creates ``lease-<epoch + 1>`` — cr
 two writers racing for a stale lease exactly one wins — and deletes the older ones. A holder
 still holds its lease while ``lease-<epoch>`` carries its token and ``lease-<epoch + 1>`` does
 not exist: :meth:`ObjectLease.check` looks (two small requests) before every destructive step,
-so a writer that was stopped past its lease never removes or replaces its successor's work.
+so a writer that was stopped past its lease never removes or replaces its successor's work —
+unless its own beat is younger than half the expiry (nobody may take a lease over before it
+expires, the other half allows for clock skew): then the check costs no request.
 """
 
 from __future__ import annotations
@@ -20,20 +22,22 @@ import os
 import re
 import secrets
 import socket
-import threading
 import time
 from typing import Any
 
-from rex_stream.engine.lock import Holder
+from rex_stream.engine.lock import Heartbeat, Holder
 from rex_stream.errors import StoreError, StoreLocked
 
 _LEASE = re.compile(r"lease-(\d{10})$")
 #: How long a lease seen held is trusted before the next look (two requests). Far below the
 #: 60 s expiry: a writer stopped for longer than this always looks again before its next step.
 RECHECK_S = 1.0
+#: A lease whose beat is older than this is stale: the next writer takes it over. Every writer
+#: of a store must judge with the same expiry (a holder trusts its own beat for half of it).
+STALE_AFTER_S = 60.0
 
 
-class ObjectLease:
+class ObjectLease(Heartbeat):
     """An exclusive lease on one group of an object store (``fs`` is an fsspec filesystem)."""
 
     def __init__(
@@ -43,19 +47,15 @@ class ObjectLease:
         what: str,
         *,
         heartbeat_s: float = 5.0,
-        stale_after_s: float = 60.0,
+        stale_after_s: float | None = None,
     ) -> None:
+        expiry = STALE_AFTER_S if stale_after_s is None else stale_after_s
+        super().__init__(what, heartbeat_s, expiry)
         self.fs = fs
         self.folder = folder.rstrip("/")
-        self.what = what
-        self.heartbeat_s = heartbeat_s
-        self.stale_after_s = stale_after_s
         self._epoch = 0
-        self._token: str | None = None
         self._verified = float("-inf")  # when the lease was last seen held (monotonic)
-        self._lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._beat_at = float("-inf")  # when this holder last wrote its beat (monotonic)
 
     def try_acquire(self) -> Holder | None:
         """Take the lease if it is free or stale; otherwise return who holds it."""
@@ -80,15 +80,11 @@ class ObjectLease:
             except OSError as exc:
                 raise StoreError(f"cannot create the lease of {self.what}: {_safe(exc)}") from None
             self._epoch, self._token = top + 1, token
+            self._beat_at = time.monotonic()  # just created: no successor can exist yet
             self._beat_once()
             for older in (e for e in epochs if e < self._epoch):
                 self._delete(self._lease(older), self._beat_file(older))
-            self._lost.clear()
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._beat, name=f"lease {self.what}", daemon=True
-            )
-            self._thread.start()
+            self._start_beating(token, f"lease {self.what}")
             return None
         raise StoreError(f"cannot take the lease of {self.what}: it keeps changing hands")
 
@@ -114,7 +110,10 @@ class ObjectLease:
         """StoreError unless this writer still holds its lease, looked up on the store unless
         it was seen held less than ``within_s`` ago (far below the 60 s expiry: a writer that
         was stopped for longer always looks again)."""
-        fresh = time.monotonic() - self._verified < within_s
+        now = time.monotonic()
+        # no successor can take a lease whose beat is younger than its expiry: trust a beat
+        # written less than half of it ago (the other half allows for clock skew between hosts)
+        fresh = now - self._verified < within_s or now - self._beat_at < self.stale_after_s / 2
         if self._token is not None and not self._lost.is_set() and not fresh:
             if self._still_mine():
                 self._verified = time.monotonic()
@@ -134,12 +133,11 @@ class ObjectLease:
         """Give the lease up (never another holder's)."""
         if self._token is None:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._stop_beating()
         if self._still_mine():
             self._delete(self._lease(self._epoch), self._beat_file(self._epoch))
         self._token = None
+        self._beat_at = float("-inf")
 
     # ------------------------------------------------------------------ internals
 
@@ -172,9 +170,7 @@ class ObjectLease:
             return None
 
     def _is_stale(self, holder: Holder) -> bool:
-        if holder.host == socket.gethostname() and not _alive(holder.pid):
-            return True
-        return time.time() - holder.heartbeat > self.stale_after_s
+        return self._holder_is_stale(holder)
 
     def _still_mine(self) -> bool:
         try:
@@ -193,17 +189,22 @@ class ObjectLease:
         return data.get("token") == self._token and not successor
 
     def _beat_once(self) -> None:
+        """Write this holder's beat; it is trusted (no look before each step) only when the
+        one before was still young when this one began: after a long gap (a pause), another
+        writer may have taken over in between, and only a look can tell."""
+        started = time.monotonic()  # the beat's age counts from before it was written
         self.fs.pipe_file(self._beat_file(self._epoch), json.dumps(time.time()).encode())
+        if started - self._beat_at < self.stale_after_s / 2:
+            self._beat_at = started
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            if not self._still_mine():
-                self._lost.set()
-                return
-            try:
-                self._beat_once()
-            except OSError:
-                continue  # a blip: the next beat tries again, staleness allows for it
+    def _beat(self) -> bool:
+        if not self._still_mine():
+            return False
+        try:
+            self._beat_once()
+        except OSError:
+            pass  # a blip: the next beat tries again, staleness allows for it
+        return True
 
     def _delete(self, *paths: str) -> None:
         for path in paths:
@@ -218,13 +219,3 @@ def _safe(exc: BaseException) -> str:
     keep it short)."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

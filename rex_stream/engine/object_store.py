@@ -58,7 +58,7 @@ def open_zarr_root(location: StoreLocation, mode: str = "a") -> zarr.Group:
     from zarr.storage import FsspecStore
 
     try:
-        store = FsspecStore.from_url(location.url, storage_options=dict(location.options) or None)
+        store = FsspecStore.from_url(location.url, storage_options=location.filesystem_options())
         # zarr_format=3: no probing for a v2 store's .zgroup, .zattrs and .zmetadata
         return zarr.open_group(store=store, mode=mode, zarr_format=3)  # type: ignore[arg-type]
     except FileNotFoundError:
@@ -159,6 +159,7 @@ class ObjectGroup:
         self.fs = location.filesystem()
         self.records_folder = f"{location.path}.records/{key}/{generation}"
         self.finished = False
+        self.fresh = False  # a generation this writer created: nothing in it to overwrite
         self._known: dict[tuple[str, int], bytes] = {}  # records written or read, encoded
         self._unreadable_packs: set[str] = set()  # kinds whose pack could not be read
 
@@ -183,7 +184,8 @@ class ObjectGroup:
             raise StoreError(f"{where} is not a rex-stream group; pass --overwrite to replace it")
         current = current if isinstance(current, str) else None
         tidy = cls(location, key, current or "", lease)
-        for orphan in tidy.orphans(current):
+        # the head is written before any generation: without one there is nothing to tidy
+        for orphan in tidy.orphans(current) if head is not None else []:
             tidy.remove_generation(orphan)
         if current is not None and not overwrite:
             if not resume:
@@ -205,6 +207,7 @@ class ObjectGroup:
         generation = cls.new_generation()
         attributes = new_group_attributes(settings)
         opened = cls(location, key, generation, lease, replaces=current)
+        opened.fresh = True
         if head is None or current is None:
             opened.write_head({**attributes, GENERATION: generation, "complete": False})
         try:
@@ -262,6 +265,8 @@ class ObjectGroup:
         try:
             self.fs.pipe_file(path, blob, mode="create")
         except FileExistsError:
+            if self.fresh:  # only this writer writes its new generation: a retried PUT's
+                self._known[(kind, record.index)] = blob  # first try landed
             return  # the first writer of this record won; a deterministic run wrote the same
         except OSError as exc:
             raise StoreError(
@@ -273,6 +278,9 @@ class ObjectGroup:
     def committed(self, kind: str) -> dict[int, Record]:
         """Every whole record of ``kind`` whose checksum holds: the pack, then single ones."""
         where = f"{self.location.url}/{self.key}"
+        if self.fresh:  # a new generation holds what this writer wrote: no request
+            known = (decode_record(b)[0] for (k, _), b in self._known.items() if k == kind)
+            return {record.index: record for record in known}
         blobs: list[tuple[str, bytes]] = []
         pack = f"{self.records_folder}/{kind}{PACK}"
         try:
@@ -319,8 +327,12 @@ class ObjectGroup:
     def compact(self) -> None:
         """Pack each kind's single records into one object, then delete the single ones."""
         try:
-            kinds = [p for p in self.fs.ls(self.records_folder, detail=False, refresh=True)
-                     if not str(p).endswith(PACK)]  # fmt: skip
+            kinds = (
+                sorted({f"{self.records_folder}/{k}" for k, _ in self._known})
+                if self.fresh  # what this writer wrote is all there is
+                else [p for p in self.fs.ls(self.records_folder, detail=False, refresh=True)
+                      if not str(p).endswith(PACK)]
+            )  # fmt: skip
         except FileNotFoundError:
             return
         for folder in kinds:
@@ -336,8 +348,7 @@ class ObjectGroup:
             self._check()
             # only the singles now in the pack: one written meanwhile is never lost
             packed = [f"{self.records_folder}/{kind}/{i:06d}" for i in sorted(records)]
-            for path in packed:
-                self._remove(path)
+            self._remove_all(packed)  # bulk deletes: one request per 1000 records
 
     # ------------------------------------------------------------------ generations
 
@@ -365,12 +376,25 @@ class ObjectGroup:
     def remove_group(self) -> None:
         """Delete the whole group ``key`` (head, generations, records), under the lease."""
         self._check()
-        self._remove(f"{self.location.path}/{self.key}", recursive=True)
+        # records first: a removal killed half-way leaves the head, which leads to the rest
         self._remove(f"{self.location.path}.records/{self.key}", recursive=True)
+        self._remove(f"{self.location.path}/{self.key}", recursive=True)
 
     def _check(self) -> None:
         if self.lease is not None:
             self.lease.check(within_s=RECHECK_S)
+
+    def _remove_all(self, paths: list[str]) -> None:
+        """Delete these objects (each may be gone already) in bulk requests."""
+        if not paths:
+            return
+        try:
+            self.fs.rm(paths)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("could not remove %d records under %s: %s",
+                           len(paths), self.records_folder, describe(exc))  # fmt: skip
 
     def _remove(self, path: str, recursive: bool = False) -> None:
         try:

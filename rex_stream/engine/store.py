@@ -17,6 +17,9 @@ Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
   rows are written, so a half-written iteration is never taken for a finished one, together
   with ``sha256``, the table's checksum: a record whose chunk or metadata was damaged later
   is left out on resume (with a warning) and run again;
+- ``ledger/pack-<token>``: when the input finishes, its records of each kind packed into one
+  array (see :mod:`rex_stream.engine.store_pack`) and the single ones removed, so a finished
+  input keeps a constant number of files whatever ``--iters``;
 - ``responsibility``: float32 map of the target class over the spatial axes (chunked);
 - ``explanation``: uint8 mask of the sufficient explanation over the spatial axes;
 - attribute ``complete``: set last, when the result is whole.
@@ -66,6 +69,7 @@ from rex_stream.engine.store_leftovers import (
     is_record_name,
 )
 from rex_stream.engine.store_location import StoreLocation, parse_store
+from rex_stream.engine.store_pack import compact_records, is_pack_name, read_pack
 from rex_stream.engine.store_record import (
     DIGEST,
     FORMAT_VERSION,
@@ -106,6 +110,7 @@ class ExplanationStore:
         self._replaces = replaces  # the group a finished overwrite replaces
         self._finished = False
         self._objects = objects  # the object-store side (None for a local folder)
+        self._warned: set[str] = set()  # damaged packs and packed records, warned about once
 
     @classmethod
     def open(
@@ -238,13 +243,16 @@ class ExplanationStore:
         name = f"{key}{NEW}" if exists else key
         try:
             group = root.create_group(name, overwrite=True)
-            group.attrs.update(new_group_attributes(settings))
+            group.update_attributes(new_group_attributes(settings))  # one write
         except OSError as exc:
             raise StoreError(f"cannot write to the Zarr store {path}: {exc}") from exc
         return cls(group, ndim, location, replaces=path / key if exists else None)
 
     def finish(self) -> None:
-        """Mark the group complete; a new result built for ``overwrite`` replaces the old."""
+        """Compact the records, mark the group complete; a new result built for ``overwrite``
+        replaces the old."""
+        if self._objects is None:
+            self.compact()
         self.update_attributes({"complete": True})
         if self._objects is not None:
             with _errors(self._objects.location, "cannot finish"):
@@ -281,7 +289,7 @@ class ExplanationStore:
             lock = GroupLock.for_group(where.local_path(), key)
             lock.acquire(wait_s=wait_s, poll_s=1.0)
             try:
-                zarr.open_group(f"{where.local_path()}/{key}", mode="r+").attrs.update(
+                zarr.open_group(f"{where.local_path()}/{key}", mode="r+").update_attributes(
                     plain(values)
                 )
             except OSError as exc:
@@ -298,7 +306,7 @@ class ExplanationStore:
             generation = head.get(GENERATION)
             if isinstance(generation, str):
                 group = root[f"{key}/{generation}"]
-                group.attrs.update(plain(values))
+                group.update_attributes(plain(values))
                 ObjectGroup(where, key, generation, lease).write_head({**head, **plain(values)})
         finally:
             lease.release()
@@ -325,7 +333,21 @@ class ExplanationStore:
         if records is None:
             return {}
         done: dict[int, Record] = {}
-        for name in sorted(member_names(records)):
+        names = sorted(member_names(records))
+        for name in (n for n in names if is_pack_name(n)):  # a finished input's, compacted
+            try:
+                array = records[name]
+                if isinstance(array, zarr.Array):
+                    done.update(read_pack(array, f"{self.location}: {kind}", self._warned))
+            except Exception as exc:  # damaged metadata or chunk: the codec's own error
+                if f"{kind}/{name}" in self._warned:
+                    continue
+                self._warned.add(f"{kind}/{name}")
+                logger.warning("%s: %s %s is unreadable (%s); running its records again",
+                               self.location, kind, name, first_line(exc))  # fmt: skip
+        for name in names:
+            if is_pack_name(name) or int(name if name.isdigit() else -1) in done:
+                continue
             if not is_record_name(name):
                 logger.warning("%s/%s/%s is no record of rex-stream; left alone",
                                self.location, kind, name)  # fmt: skip
@@ -350,6 +372,21 @@ class ExplanationStore:
                 continue
             done[int(name)] = Record(int(name), table, attrs)
         return done
+
+    def compact(self) -> None:
+        """Pack each kind's records into one array, then remove the single ones (a local
+        store; an object store compacts its own way when it finishes)."""
+        for kind in sorted(member_names(self.group)):
+            records = self._records(kind)
+            if records is None or kind in ("responsibility", "explanation"):
+                continue
+            names = member_names(records)
+            if not any(is_record_name(n) or is_pack_name(n) for n in names):
+                continue
+            try:
+                compact_records(records, names, self.committed(kind), self._check_lock)
+            except OSError as exc:
+                raise StoreError(f"cannot compact {kind} in {self.location}: {exc}") from exc
 
     def _records(self, kind: str) -> zarr.Group | None:
         """The group holding ``kind`` records, or None; damaged metadata is one clear error."""
@@ -400,7 +437,8 @@ class ExplanationStore:
         with _errors(where, "cannot write to"):
             self._check_lock()
             try:
-                self.group.attrs.update(plain(values))
+                # one write of the metadata (attrs.update would write it once per key)
+                self.group.update_attributes(plain(values))
             except OSError as exc:
                 raise StoreError(f"cannot write to {self.location}: {exc}") from exc
 
@@ -420,9 +458,12 @@ class ExplanationStore:
         self._check_lock()
         chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
         try:
+            # a new object-store generation holds no array yet: no listing and deleting first
+            fresh = self._objects is not None and self._objects.fresh
             array = self.group.create_array(
-                name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0, overwrite=True
-            )
+                name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0,
+                overwrite=not fresh,
+            )  # fmt: skip
             # slab by slab: a whole-array astype would copy a large volume's map at once
             step = max(1, chunks[0]) if values.ndim else 1
             if values.ndim == 0:

@@ -57,12 +57,17 @@ class StoreLocation:
         """A sibling location next to this one: ``<path><suffix>`` (locks, records)."""
         return StoreLocation(self.protocol, self.path.rstrip("/") + suffix, self.options)
 
+    def filesystem_options(self) -> dict[str, Any]:
+        """The options the filesystem is made with: the defaults, then the user's own."""
+        defaults = FILESYSTEM_DEFAULTS.get(self.protocol, NO_LISTINGS_CACHE)
+        return {**defaults, **self.options}
+
     def filesystem(self) -> Any:
         """The fsspec filesystem (synchronous API) for this protocol and its options."""
         import fsspec
 
         try:
-            return fsspec.filesystem(self.protocol, **self.options)
+            return fsspec.filesystem(self.protocol, **self.filesystem_options())
         except ImportError as exc:
             raise StoreError(_install_hint(self.protocol, exc)) from None
         except (TypeError, ValueError) as exc:
@@ -70,6 +75,18 @@ class StoreLocation:
                 f"--storage-option for {self.protocol}:// not accepted: {type(exc).__name__}",
                 key="--storage-option",
             ) from None
+
+
+#: Filesystem defaults for object stores (a ``--storage-option`` of the same name wins):
+#: no listings cache — fsspec answers "no such file" from a cached listing of the parent
+#: folder, so an object another process wrote after this one listed (a pack, a successor's
+#: lease, a head) would read as missing — and, on S3, one GET per read instead of a HEAD
+#: (the object's size, for a ranged download of large objects) then a GET.
+FILESYSTEM_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "s3": {"use_listings_cache": False, "max_concurrency": 1},
+    "s3a": {"use_listings_cache": False, "max_concurrency": 1},
+}
+NO_LISTINGS_CACHE: Mapping[str, Any] = {"use_listings_cache": False}
 
 
 def parse_store(

@@ -21,7 +21,13 @@ from distributed import Client, LocalCluster
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.engine.object_store import GENERATION, ObjectGroup
 from rex_stream.engine.store_location import parse_store
-from tests.distributed.test_dask import CONFIG, RESULT_STATS, SLOW_MODEL, _one_process
+from tests.distributed.test_dask import (
+    CONFIG,
+    RESULT_STATS,
+    SLOW_MODEL,
+    _one_process,
+    stored_records,
+)
 from tests.distributed.test_dask import images as images
 from tests.engine.s3_server import make_bucket, moto_s3, objects_under
 
@@ -62,11 +68,11 @@ def assert_same_as_local(expected: Path, url: str) -> None:
         for name in ("responsibility", "explanation"):
             assert np.array_equal(local[name][:], result[name][:]), (key, name)
         records = ObjectGroup(where, key, generation, None).committed("ledger")
-        ledger = local["ledger"]
+        ledger = stored_records(expected, local_keys[Path(key).stem])
         seen = objects_under(f"{where.path}.records/{key}")
-        assert sorted(records) == sorted(int(k) for k in ledger.array_keys()), (key, seen)
+        assert sorted(records) == sorted(ledger) and records, (key, seen)
         for index, record in records.items():
-            assert np.array_equal(record.table, ledger[f"{index:06d}"][:]), (key, index)
+            assert np.array_equal(record.table, ledger[index].table), (key, index)
         attrs_a = dict(local.attrs)
         attrs_b = {k: v for k, v in head.attrs.items() if k != GENERATION}
         for attrs in (attrs_a, attrs_b):
@@ -135,12 +141,6 @@ def _committed_on_s3(prefix: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.xfail(
-    reason="known open bug (issue 25 note): after a worker is killed, the killed input's "
-    "ledger.pack is not yet readable when the driver returns (it appears moments later), so "
-    "the records read back empty although the maps match",
-    strict=False,
-)
 def test_a_killed_worker_on_s3_leaves_the_same_store(
     slow_s3_client: Client,
     images: list[Path],

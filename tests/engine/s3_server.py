@@ -78,3 +78,5 @@ def objects_under(prefix: str) -> list[str]:
         return sorted(fs.find(prefix))
     except FileNotFoundError:
         return []
+    finally:  # a listing left cached would make later reads in this process miss new objects
+        fs.invalidate_cache()

@@ -14,6 +14,7 @@ import pytest
 import zarr
 
 from rex_stream import BackendError, explain_sync
+from rex_stream.engine import object_lease
 from rex_stream.engine.object_store import ObjectGroup
 from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.engine.store_location import parse_storage_options, parse_store
@@ -175,17 +176,19 @@ def test_store_faults_are_one_line_without_secrets(
     assert "object stores" in _cli(tiny_image, tiny_cnn, "local.zarr", env, *partial)
 
 
-def test_a_writer_whose_lease_was_taken_over_touches_nothing(s3: str) -> None:
+def test_a_writer_whose_lease_was_taken_over_touches_nothing(
+    s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = "s3://runs/taken.zarr"
     old = ExplanationStore.open(url, "photo", {"seed": 1}, 2)
     old.commit("ledger", Record(0, np.ones((1, 6))))
     old.finish()
     old.close()
+    # every writer judges leases with a zero expiry: the stalled writer's lease is expired
+    # at once (as if it had stopped beating a minute ago), and it cannot trust its own beat
+    monkeypatch.setattr(object_lease, "STALE_AFTER_S", 0.0)
     stalled = ExplanationStore.open(url, "photo", {"seed": 1}, 2, overwrite=True)
-    # the stalled writer stops beating: another writer, judging leases with a zero expiry,
-    # takes its lease over
     taker_lease = ObjectGroup.lease_for(parse_store(url), "photo")
-    taker_lease.stale_after_s = 0.0  # sees the stalled one as expired
     assert taker_lease.try_acquire() is None
     taker_lease.release()
     taker = ExplanationStore.open(url, "photo", {"seed": 1}, 2, overwrite=True)

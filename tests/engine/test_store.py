@@ -10,6 +10,7 @@ import pytest
 import zarr
 
 from rex_stream import StoreError, explain_sync
+from rex_stream.engine.store import ExplanationStore
 from tests.killing import kill_mid_run
 from tests.slow_run import SETTINGS, slow_backend
 
@@ -36,7 +37,10 @@ def test_store_layout_opens_with_plain_zarr(
     group = zarr.open_group(str(store), mode="r")["tiny"]
     assert np.array_equal(group["responsibility"][:], result.responsibility)
     assert group["explanation"][:].astype(bool).tolist() == result.mask.tolist()  # type: ignore[union-attr]
-    assert sorted(group["ledger"].array_keys()) == [f"{i:06d}" for i in range(4)]
+    (pack,) = group["ledger"].array_keys()  # the finished input's records, compacted
+    assert pack.startswith("pack-") and len(group["ledger"][pack].attrs["records"]) == 4
+    records = ExplanationStore.attach(store, "tiny", 2).committed("ledger")
+    assert sorted(records) == list(range(4))
     attrs = dict(group.attrs)
     assert attrs["target"]["class"] == result.target.classification
     assert attrs["settings"]["seed"] == 2

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 from rex_stream import StoreError, explain_sync
 from rex_stream.adapters.python import PythonBackend
 from rex_stream.cli.main import main
+from rex_stream.engine.store import ExplanationStore
 
 SETTINGS = {"iters": 6, "seed": 3, "min_box_size": 4}
 
@@ -33,6 +34,17 @@ def _changed_keys(message: str) -> set[str]:
     """The dotted keys a 'different settings (…)' refusal names."""
     inside = message.split("different settings (", 1)[1].rsplit(");", 1)[0]
     return set(re.findall(r"(?:^|, )([\w.]+): ", inside))
+
+
+def _unpack(store: Path) -> None:
+    """Back to one record per iteration (the layout before the input finished), through the
+    store's own writes: the single-record damage below is then what a killed run leaves."""
+    attached = ExplanationStore.attach(store, "tiny", 2)
+    records = attached.committed("ledger")
+    for record in records.values():
+        attached.commit("ledger", record)
+    for pack in (store / "tiny" / "ledger").glob("pack-*"):
+        shutil.rmtree(pack)
 
 
 def _chunk(store: Path, iteration: int) -> Path:
@@ -54,6 +66,7 @@ def test_a_damaged_record_is_run_again(
     damage: str,
 ) -> None:
     store, reference = finished
+    _unpack(store)
     if damage == "delete chunk":
         _chunk(store, 2).unlink()  # reads back as zeros
     elif damage == "garbage chunk":
@@ -70,6 +83,38 @@ def test_a_damaged_record_is_run_again(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and f"{store}/tiny: ledger 2 " in warnings[0], warnings
     assert "running it again" in warnings[0]
+    again = _resume(tiny_cnn, tiny_image, store, caplog)  # repaired: all resume now
+    assert again.stats.resumed_iterations == SETTINGS["iters"]
+
+
+@pytest.mark.parametrize("damage", ["altered value", "garbage chunk"])
+def test_a_damaged_pack_is_run_again(
+    tiny_cnn: Path,
+    tiny_image: Path,
+    finished: tuple[Path, np.ndarray],
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """A finished input's pack: one altered value costs its own record, an unreadable chunk
+    every record; either way the resumed map is the same and the pack whole again."""
+    store, reference = finished
+    (pack,) = (store / "tiny" / "ledger").glob("pack-*")
+    if damage == "altered value":
+        array = zarr.open_array(str(pack), mode="r+")
+        spans = [int(np.prod(r["shape"])) for r in array.attrs["records"]]
+        array[sum(spans[:2])] = 9.0  # the first value of iteration 2
+    else:
+        chunk = next(p for p in pack.rglob("*") if p.is_file() and p.name != "zarr.json")
+        chunk.write_bytes(np.random.default_rng(0).bytes(chunk.stat().st_size))
+    resumed = _resume(tiny_cnn, tiny_image, store, caplog)
+    lost = 1 if damage == "altered value" else SETTINGS["iters"]
+    assert resumed.stats.resumed_iterations == SETTINGS["iters"] - lost
+    assert np.array_equal(resumed.responsibility, reference)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "running" in warnings[0] and f"{store}/tiny" in warnings[0]
+    if damage == "altered value":
+        assert "ledger 2 (packed) failed its checksum" in warnings[0]
+    assert [p.name for p in (store / "tiny" / "ledger").iterdir()] != [pack.name]
     again = _resume(tiny_cnn, tiny_image, store, caplog)  # repaired: all resume now
     assert again.stats.resumed_iterations == SETTINGS["iters"]
 
