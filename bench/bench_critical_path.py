@@ -22,6 +22,11 @@ each photo and latency, in one run:
    answers every request after ``latency`` (``bench/latency_v2_server.py``, binary tensors),
    reached through rex-stream's HTTP adapter, whose calls in flight follow the same window.
 
+Under each row, one line per rex-stream run says where its wall time went: round trips on the
+critical path, calls, mean batch, the most calls with the backend at once in each tenth of the
+run (the in-flight window as used) and the CPU seconds of this process and of its event loop's
+thread (a ``python:`` backend's model runs in this process too; the HTTP server's does not).
+
 rex-stream's maps are checked to be the same across its runs (identical results). Last, the
 throughput of an explanation through the ONNX adapter (the bundled EfficientNet-Lite0, batch
 ``--onnx-batch``) ÷ the bare onnxruntime session's at the same batch and concurrency.
@@ -36,8 +41,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -50,7 +57,7 @@ from latency_v2_server import serving_v2
 
 from rex_stream import ExplainConfig, explain
 from rex_stream.adapters.onnx import OnnxBackend
-from rex_stream.engine.backend import BackendSettings, open_backend
+from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, open_backend
 
 HERE = Path(__file__).resolve().parent
 DATA = next(p / "shared" / "data" for p in HERE.parents if (p / "shared" / "data").is_dir())
@@ -89,6 +96,53 @@ def run_rex(options: argparse.Namespace, image: Path, model: Path, latency_ms: f
     return json.loads((out / "record.json").read_text())
 
 
+class Traced:
+    """A backend as it is, noting how many calls are with it at each call's start (the
+    in-flight window as used); everything else is the wrapped backend's."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+        self.active = 0
+        self.starts: list[tuple[float, int]] = []  # (perf_counter, calls with it then)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._inner.info
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.active += 1
+        self.starts.append((time.perf_counter(), self.active))
+        try:
+            return await self._inner.infer(batch)
+        finally:
+            self.active -= 1
+
+    def __getattr__(self, name: str) -> Any:  # follow_inflight, aclose, infer_outputs…
+        return getattr(self._inner, name)
+
+    def by_tenths(self) -> str:
+        """The most calls at once in each tenth of the run."""
+        if not self.starts:
+            return "-"
+        first, last = self.starts[0][0], self.starts[-1][0]
+        span = max(last - first, 1e-9)
+        peaks = [0] * 10
+        for at, active in self.starts:
+            slot = min(9, int((at - first) / span * 10))
+            peaks[slot] = max(peaks[slot], active)
+        return "/".join(str(p) for p in peaks)
+
+
+def breakdown(name: str, run: dict) -> str:
+    """One line: where a run's wall time went."""
+    return (
+        f"    {name}: {run['round_trips']} round trips on the critical path, {run['calls']} "
+        f"calls, mean batch {run['queries'] / max(1, run['calls']):.1f}, most calls at once by "
+        f"tenths of the run {run['inflight']}, CPU {run['cpu_s']:.2f} s in this process "
+        f"({run['loop_cpu_s']:.2f} s on the event loop's thread) for {run['wall_s']:.2f} s wall"
+    )
+
+
 async def run_stream(
     options: argparse.Namespace,
     image: Path,
@@ -107,6 +161,7 @@ async def run_stream(
         settings = BackendSettings(max_inflight=options.inflight, options={"protocol": "v2-binary"})
         backend = await open_backend(http_url, settings)
     await backend.infer(np.zeros((options.max_batch, 3, 224, 224), np.float32))  # warm-up
+    traced = Traced(backend)
     config = ExplainConfig().with_overrides(
         iters=options.iters,
         seed=options.seed,
@@ -117,10 +172,12 @@ async def run_stream(
         analyse=False,
     )
     config = replace(config, scheduler=replace(config.scheduler, adaptive_inflight=adaptive))
+    cpu, loop_cpu = time.process_time(), time.thread_time()
     try:
-        result = await explain(image, backend, config)
+        result = await explain(image, traced, config)  # type: ignore[arg-type]
     finally:
         await backend.aclose()
+    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
     stats = result.stats
     bound = stats.round_trips * latency_s
     return {
@@ -130,6 +187,9 @@ async def run_stream(
         "round_trips": stats.round_trips,
         "bound_s": bound,
         "wall_over_bound": stats.wall_s / bound if bound else float("nan"),
+        "inflight": traced.by_tenths(),
+        "cpu_s": cpu,
+        "loop_cpu_s": loop_cpu,
         "map": result.responsibility,
         "mask": result.mask,
     }
@@ -200,6 +260,10 @@ async def main_async(options: argparse.Namespace) -> None:
                 f"{ours['wall_over_bound']:8.2f} {http['wall_over_bound']:10.2f} "
                 f"{os.getloadavg()[0]:5.1f}" + ("" if same else "  RESULTS DIFFER")
             )
+            if options.breakdown:
+                runs = {"python: fixed": fixed, "python: adaptive": ours, "HTTP v2": http}
+                for label, run in runs.items():
+                    print(breakdown(label, run))
             rows.append(
                 (latency_ms, rex["wall_s"], ours["wall_s"], ours["bound_s"], http["wall_s"])
             )
@@ -236,6 +300,13 @@ def main() -> None:
     parser.add_argument("--rex-batch-size", type=int, default=8)
     parser.add_argument("--rex-python", default=str(HERE.parent / ".venv-rex" / "bin" / "python"))
     parser.add_argument("--no-rex", action="store_true", help="skip ReX (its columns: nan)")
+    parser.add_argument(
+        "--no-breakdown",
+        dest="breakdown",
+        action="store_false",
+        help="leave out the lines under each row: round trips, calls, mean batch, calls at "
+        "once over the run, CPU seconds",
+    )
     parser.add_argument("--onnx-batch", type=int, default=64, help="0: skip the ONNX ratio")
     parser.add_argument("--onnx-iters", type=int, default=10)
     parser.add_argument("--onnx-seconds", type=float, default=8.0)

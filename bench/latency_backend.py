@@ -19,11 +19,14 @@ from rex_stream.adapters.python import PythonBackend
 
 
 def onnx_session(model: str, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session configured as rex-stream's ONNX adapter configures its own."""
+    """A CPU session configured as rex-stream's ONNX adapter configures its own, except that
+    idle worker threads sleep instead of spinning (a server far away spins on its own cores)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # a simulated server far away: its idle worker threads must not spin on the client's cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

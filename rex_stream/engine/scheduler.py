@@ -453,7 +453,7 @@ class Scheduler:
             self.stats.backend_s += round_trip_s
             if self.stats.retries == retries:  # a retried call's time says nothing of load
                 backlog = self._queued_rows >= self.max_batch
-                self.window.observe(round_trip_s, backlog=backlog)
+                self.window.observe(round_trip_s, backlog, full=count == self.max_batch)
                 self._follow_window()
             if scores.ndim == 1:
                 scores = scores[:, None]

@@ -134,20 +134,28 @@ async def explain_input(
         store, key, subject, target, info, config, resume=resume, overwrite=overwrite
     )
     try:  # the store is closed here whatever happens: its lock is freed
-        before_checks = evaluator.queries
-        warnings = await check_setup(subject, evaluator, config, target)
-        check_queries = evaluator.queries - before_checks
+        warnings: list[str] = []  # the checks' (in their order), then the map's
+        checks = [0]  # queries the checks sent
+
+        async def check() -> None:  # only warns: its round trip overlaps the search's
+            tally = CountingEvaluator(evaluator)  # counts this task's queries only
+            warnings[:0] = await check_setup(subject, tally, config, target)
+            checks[0] = tally.queries
+
         _log_mask_sweep(subject, config, seed)
-        searched = await search_iterations(
-            subject,
-            target,
-            evaluator,
-            config,
-            seed,
-            store=explanation_store,
-            on_iteration=lambda done: phase("iteration", done),
-            rows_at_once=lambda: scheduler.max_batch * scheduler.window.size,
-        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(check)
+            searched = await search_iterations(
+                subject,
+                target,
+                evaluator,
+                config,
+                seed,
+                store=explanation_store,
+                on_iteration=lambda done: phase("iteration", done),
+                rows_at_once=lambda: scheduler.max_batch * scheduler.window.reach,
+            )
+        check_queries = checks[0]
         evaluator.join()  # what follows waits for the slowest iteration
         ordered = searched.ordered()
         responsibility = build_responsibility(subject, ordered, target, config)

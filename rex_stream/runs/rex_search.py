@@ -41,6 +41,10 @@ from rex_stream.errors import ConfigError, StoreError
 #: seconds between live progress reports while iterations run
 PROGRESS_TICK_S = 0.5
 
+#: seconds between looks at ``rows_at_once`` while every slot is taken (the scheduler's
+#: in-flight window grows between iteration ends, and new iterations should follow it)
+WINDOW_LOOK_S = 0.01
+
 
 def iterations_in_flight(rows_at_once: int, queue_len: int | None) -> int:
     """How many iterations keep ``rows_at_once`` rows (the batch size × the calls in flight)
@@ -94,8 +98,10 @@ async def search_iterations(
     store does not hold yet, committing each to ``store`` as it ends.
 
     ``rows_at_once()`` is how many rows the backend takes at once right now (the scheduler's
-    batch size × its calls in flight, which may grow); it sets how many iterations search at
-    once unless ``max_concurrent_searches`` does. Default: the batch size × ``max_inflight``.
+    batch size × its calls in flight, or × what they may grow to within a round trip while the
+    window grows); it sets how many iterations search at once unless
+    ``max_concurrent_searches`` does, and is looked at again every :data:`WINDOW_LOOK_S`
+    while every slot is taken. Default: the batch size × ``max_inflight``.
 
     ``on_iteration(done)`` is told how many iterations are known after each one ends, and every
     :data:`PROGRESS_TICK_S` seconds in between (throughput changes while an iteration runs).
@@ -183,7 +189,8 @@ async def search_iterations(
                     await finished[i].wait()
             async with slots:
                 while running >= window():
-                    await slots.wait()
+                    with anyio.move_on_after(WINDOW_LOOK_S):
+                        await slots.wait()
                 running += 1
             group.start_soon(one, index)
 

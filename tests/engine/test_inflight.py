@@ -40,6 +40,62 @@ def test_window_shrinks_to_its_floor_when_round_trips_grow() -> None:
     assert window.size == 2
 
 
+def test_window_reaches_four_times_its_size_while_it_grows() -> None:
+    window = InflightWindow(4, 64)
+    assert window.reach == 16  # before any answer: optimistic
+    window.observe(0.020, backlog=True)
+    assert (window.size, window.reach) == (7, 28)  # a latency-bound answer: three calls more
+    window.observe(0.020, backlog=True)
+    window.observe(0.020, backlog=True)
+    assert (window.size, window.reach) == (13, 52)
+    window.observe(0.020, backlog=True)
+    assert window.reach == 64  # never past the ceiling
+    window.observe(0.050, backlog=True)  # slowed by the calls it overlaps: not growing
+    assert window.reach == window.size == 16
+
+
+def test_window_at_most_quadruples_per_round_trip() -> None:
+    window = InflightWindow(4, 64)
+    for _ in range(4):  # the four calls of one round trip, all latency-bound, work waiting
+        window.observe(0.020, backlog=True)
+    assert window.size == 16
+
+
+def test_a_one_row_call_does_not_set_the_pace_of_full_batches() -> None:
+    window = InflightWindow(2, 30)
+    window.observe(0.004, backlog=False, full=False)  # the target's row: few bytes
+    for _ in range(8):
+        window.observe(0.020, backlog=True)  # full batches: 5 times longer, all the same
+    assert window.size == 26
+    assert window.fastest_s == 0.020
+
+
+def test_fixed_window_reaches_its_size_only() -> None:
+    window = InflightWindow(3, 3)
+    window.observe(0.020, backlog=True)
+    assert (window.size, window.reach) == (3, 3)
+
+
+def test_window_halves_at_most_per_round_trip_of_slow_calls() -> None:
+    window = InflightWindow(2, 64)
+    for _ in range(21):
+        window.observe(0.020, backlog=True)
+    assert window.size == 64
+    for _ in range(64):  # one round trip's worth of slow calls
+        window.observe(0.100, backlog=True)
+    assert window.size == 32
+    assert not window.growing
+
+
+def test_refusal_stops_the_reach_at_the_server_cap() -> None:
+    window = InflightWindow(2, 64)
+    for _ in range(4):
+        window.observe(0.020, backlog=True)
+    window.overloaded(at_server=6)
+    assert window.size == 5
+    assert window.reach == 5  # the cap is the top: no room to grow into
+
+
 class LatencyBackend:
     """Every call takes the same round trip however many overlap (a fast server far away)."""
 
