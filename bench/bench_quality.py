@@ -21,6 +21,7 @@ machine's load; wall times are not reported. Run with rex-stream's interpreter::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -108,6 +109,7 @@ async def one_photo(
     rows: list[dict[str, Any]] = []
     stores = Path(options.store_dir) / name
     stores.mkdir(parents=True, exist_ok=True)
+    scored: dict[str, Any] = {}
     try:
         rex_curves = None
         for variant in options.variant:
@@ -127,7 +129,13 @@ async def one_photo(
                     )
                     if rex_curves is None and rex is not None:
                         rex_curves = await score(backend, result, rex["map"], options.step)
-                    curves = await score(backend, result, result.responsibility, options.step)
+                    # extraction variants share a map: its curves are scored once
+                    key = hashlib.sha256(result.responsibility.tobytes()).hexdigest()
+                    if key not in scored:
+                        scored[key] = await score(
+                            backend, result, result.responsibility, options.step
+                        )
+                    curves = scored[key]
                     stats = result.stats
                     extraction = result.sufficiency.queries if result.sufficiency else 0
                     if result.multi is not None:

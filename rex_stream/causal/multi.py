@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 import numpy as np
 
 from rex_stream.causal.extraction import LARGE_INPUT_ELEMENTS, Sufficiency, extract_global
+from rex_stream.causal.rest_scan import rest_candidates
 from rex_stream.causal.separation import separate
+from rex_stream.causal.shrink import shrink
 from rex_stream.config import ExtractionConfig, MultiConfig, ScoringConfig
 from rex_stream.engine.ranking import rank_elements, rank_positions, reveal_top
 from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Fill
@@ -44,6 +46,9 @@ PROBES_PER_ROUND = 6
 
 #: Below this many kept explanations, the rest of the input is searched for another.
 MIN_EXPLANATIONS = 2
+
+#: Shrink rounds given to the kept explanations when fewer than two are kept (at least).
+SHRINK_ROUNDS = 2
 
 #: Random draws a spotlight makes for an untried centre before accepting a tried one.
 _CENTRE_DRAWS = 64
@@ -216,6 +221,23 @@ class _Spotlights:
             inner.mask, inner.confidence, len(regions) + inner.queries, found.index, found.centre
         )
 
+    async def shrunk(self, found: SpotlightExplanation) -> SpotlightExplanation:
+        """``found`` without the pieces the model does not need (:mod:`.shrink`)."""
+        rounds = max(self.extraction.shrink_rounds, SHRINK_ROUNDS)
+        extraction = replace(self.extraction, shrink_rounds=rounds)
+        less = await shrink(
+            self.subject,
+            self.responsibility,
+            found,
+            self.target,
+            self.scheduler,
+            extraction,
+            self.scoring,
+        )
+        return SpotlightExplanation(
+            less.mask, less.confidence, less.queries, found.index, found.centre
+        )
+
     async def first_passing(
         self, count: int, fill_for: Callable[[int], Fill]
     ) -> tuple[int | None, float, int]:
@@ -305,6 +327,60 @@ async def _search_the_rest(
     return extra
 
 
+async def _shrink_and_look_again(
+    spotlights: _Spotlights,
+    found: Sequence[SpotlightExplanation],
+    kept: list[SpotlightExplanation],
+    permitted_overlap: float,
+) -> list[SpotlightExplanation]:
+    """Fewer than two kept: large explanations overlap one another and leave too little of
+    the input for a second one. Shrink every explanation found (all at once), keep the largest
+    set of the shrunk ones that barely overlap, then rescue and search the rest again around
+    them; the new set is taken only if it holds more explanations."""
+    shrunk: dict[int, SpotlightExplanation] = {}
+
+    async def one(position: int, explanation: SpotlightExplanation) -> None:
+        shrunk[position] = await spotlights.shrunk(explanation)
+
+    async with anyio.create_task_group() as group:
+        for position, explanation in enumerate(found):
+            group.start_soon(one, position, explanation)
+    smaller = [shrunk[i] for i in range(len(found))]
+    chosen = [smaller[i] for i in separate([e.mask for e in smaller], permitted_overlap)]
+    again = await _rescue_conflicting(spotlights, smaller, chosen, permitted_overlap)
+    again += await _search_the_rest(spotlights, again, spotlights.multi.spotlights)
+    return again if len(again) > len(kept) else kept
+
+
+async def _scan_the_rest(
+    spotlights: _Spotlights, kept: Sequence[SpotlightExplanation]
+) -> list[SpotlightExplanation]:
+    """Parts of the rest (:mod:`.rest_scan`), all probed in one round: the first that passes
+    is a further explanation, disjoint from the kept ones (its index follows the rest
+    search's)."""
+    candidates = [m for _, m in rest_candidates(spotlights.responsibility, _union(kept))]
+    if not candidates:
+        return []
+    verdicts = await spotlights.verdicts([_showing(spotlights.subject, m) for m in candidates])
+    first = next((i for i, (ok, _) in enumerate(verdicts) if ok), None)
+    if first is None:
+        return []
+    mask = candidates[first]
+    inside = np.where(mask, spotlights.responsibility, -np.inf)
+    peak = tuple(int(c) for c in np.unravel_index(int(np.argmax(inside)), inside.shape))
+    index = spotlights.multi.spotlights + MIN_EXPLANATIONS
+    part = SpotlightExplanation(mask, verdicts[first][1], len(candidates), index, peak)
+    return [await spotlights.shrunk(part)]  # a subset that still passes: disjoint too
+
+
+def _showing(subject: Subject, mask: np.ndarray) -> Fill:
+    return lambda out: subject.fill_mask(out, mask)
+
+
+def _union(explanations: Sequence[SpotlightExplanation]) -> np.ndarray:
+    return np.any([e.mask for e in explanations], axis=0)
+
+
 async def _rescue_round(
     spotlights: _Spotlights, waiting: Sequence[SpotlightExplanation], excluded: np.ndarray
 ) -> list[SpotlightExplanation]:
@@ -376,6 +452,10 @@ async def extract_multi(
     if multi.rescue:
         kept = await _rescue_conflicting(spotlights, found, kept, multi.permitted_overlap)
         kept += await _search_the_rest(spotlights, kept, multi.spotlights)
+        if 0 < len(kept) < MIN_EXPLANATIONS:
+            kept = await _shrink_and_look_again(spotlights, found, kept, multi.permitted_overlap)
+        if 0 < len(kept) < MIN_EXPLANATIONS:
+            kept += await _scan_the_rest(spotlights, kept)
     failed = sum(1 for r in results.values() if r is None)
     logger.info(
         "%d of %d spotlights found an explanation; %d kept at overlap ≤ %g",

@@ -101,6 +101,7 @@ KEYS.update(
         ("causal", "negative_responsibility"): ("search", "negative_responsibility"),
         ("causal", "use_bounding_box"): ("search", "use_bounding_box"),
         ("causal", "bounding_box"): ("search", "bounding_box"),  # rex-stream's: the box itself
+        ("explanation", "shrink_rounds"): ("extraction", "shrink_rounds"),  # rex-stream's
         ("explanation", "multi_class"): None,
         ("rex.visual", "resize"): None,
     }

@@ -30,6 +30,7 @@ from rex_stream.causal.responsibility import (
     normalise,
 )
 from rex_stream.causal.search import IterationResult, input_key
+from rex_stream.causal.shrink import shrink
 from rex_stream.causal.tie_break import break_ties
 from rex_stream.config import ExplainConfig, ExtractionConfig, ScoringConfig
 from rex_stream.engine.scheduler import Evaluator
@@ -102,18 +103,16 @@ SufficiencyExtractor = Callable[
 ]
 
 
-def _sufficient(extract: SufficiencyExtractor) -> Extractor:
-    """An extractor of one sufficient explanation."""
+def _sufficient(extract: SufficiencyExtractor, shrinks: bool = False) -> Extractor:
+    """An extractor of one sufficient explanation (``shrinks``: then shrunk when the config
+    asks for ``shrink_rounds``)."""
 
     async def run(given: ExtractionInput) -> Extracted:
-        found = await extract(
-            given.subject,
-            given.responsibility,
-            given.target,
-            given.evaluator,
-            given.config.extraction,
-            given.config.scoring,
-        )
+        arguments = (given.subject, given.responsibility, given.target, given.evaluator)
+        settings = (given.config.extraction, given.config.scoring)
+        found = await extract(*arguments, *settings)
+        if shrinks and given.config.extraction.shrink_rounds:
+            found = await shrink(*arguments[:2], found, *arguments[2:], *settings)
         return Extracted(found)
 
     return run
@@ -150,8 +149,8 @@ async def _complete(given: ExtractionInput) -> Extracted:
 
 #: Every extractor, by the name :func:`extractor_name` gives a config.
 EXTRACTORS: dict[str, Extractor] = {
-    "global": _sufficient(extract_global),
-    "spatial": _sufficient(extract_spatial),
+    "global": _sufficient(extract_global, shrinks=True),
+    "spatial": _sufficient(extract_spatial, shrinks=True),
     "contrastive": _sufficient(extract_contrastive),
     "multi": _multi,
     "complete": _complete,
