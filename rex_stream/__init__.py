@@ -1,9 +1,9 @@
 """rex-stream: causal-responsibility explanations for classifiers you can only query.
 
 Async: :func:`explain`, :func:`explain_many`, :func:`explain_stream` (an async context
-manager), :func:`explain_cem`, :func:`explain_detections`, :func:`train_l2x`,
-:func:`explain_l2x`, :func:`evaluate`, :func:`evaluate_detections`, :func:`meta_evaluate`,
-:func:`meta_evaluate_model`. Sync: the same names ending in ``_sync``
+manager), :func:`explain_cem`, :func:`explain_detections`, :func:`explain_detections_many`,
+:func:`train_l2x`, :func:`explain_l2x`, :func:`evaluate`, :func:`evaluate_detections`,
+:func:`meta_evaluate`, :func:`meta_evaluate_model`. Sync: the same names ending in ``_sync``
 (:mod:`rex_stream.api.synchronous`). Every entry point raises the library's own errors
 (subclasses of :class:`RexStreamError`).
 """
@@ -19,6 +19,8 @@ from rex_stream.api import (
     explain_cem,
     explain_cem_sync,
     explain_detections,
+    explain_detections_many,
+    explain_detections_many_sync,
     explain_detections_sync,
     explain_l2x,
     explain_l2x_sync,
@@ -108,6 +110,8 @@ __all__ = [
     "explain_cem",
     "explain_cem_sync",
     "explain_detections",
+    "explain_detections_many",
+    "explain_detections_many_sync",
     "explain_detections_sync",
     "explain_l2x",
     "explain_l2x_sync",

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from rex_stream.adapters.onnx_inputs import is_text_model, text_layout
+from rex_stream.adapters.onnx_inputs import has_batch_axis, is_text_model, text_layout
 from rex_stream.engine.backend import BackendSettings, ModelInfo, Outputs, score_rows
 from rex_stream.errors import BackendError, ConfigError
 
@@ -87,9 +87,11 @@ class OnnxBackend:
         self._output = wanted_output or output_names[0]
         model_input = inputs[0]
         shape = [d if isinstance(d, int) else -1 for d in model_input.shape]
-        batch_dim = shape[0] if shape else -1
-        input_shape = settings.input_shape or tuple(shape[1:])
-        declared = shape[1:]
+        # a model taking one picture without a batch axis: one input per call, no axis sent
+        self._batched = layout is not None or has_batch_axis(shape, settings.input_shape)
+        batch_dim = (shape[0] if shape else -1) if self._batched else 1
+        declared = shape[1:] if self._batched else shape
+        input_shape = settings.input_shape or tuple(declared)
         if layout is not None:
             input_shape, declared = layout.shape, list(layout.shape)
         elif settings.input_shape and (
@@ -130,27 +132,40 @@ class OnnxBackend:
 
     def infer_blocking(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch in the calling thread."""
+        if not self._batched:  # one input per run, each answer given a batch axis of 1
+            rows = [self._run([self._output], row[None])[0][None] for row in batch]
+            result = np.concatenate(rows) if rows else np.empty((0,))
+        else:
+            result = self._run([self._output], batch)[0]
+        return score_rows(result, len(batch), self._info.name)
+
+    def _run(self, names: list[str] | None, batch: np.ndarray) -> list[Any]:
+        """One session run on ``batch`` (one input without its batch axis, for a model
+        that has none)."""
+        feed = self._feed(batch) if self._batched else {self._info.input_name: batch[0]}
         try:
-            result = self._session.run([self._output], self._feed(batch))[0]
+            return list(self._session.run(names, feed))
         except Exception as exc:
             raise BackendError(
                 f"onnxruntime failed on a batch of {len(batch)}: {_first_line(exc)}"
             ) from exc
-        return score_rows(result, len(batch), self._info.name)
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch in a worker thread."""
         return await anyio.to_thread.run_sync(self.infer_blocking, batch, limiter=self._limiter)
 
     def infer_outputs_blocking(self, batch: np.ndarray) -> Outputs:
-        """Every output of the model for a batch, by name, in the calling thread."""
-        try:
-            results = self._session.run(None, self._feed(batch))
-        except Exception as exc:
+        """Every output of the model for a batch, by name, in the calling thread (a model
+        without a batch axis answers each input with a batch axis of 1 added)."""
+        names = self._info.output_names
+        if self._batched:
+            return {n: np.asarray(r) for n, r in zip(names, self._run(None, batch))}
+        answers = [self._run(None, row[None]) for row in batch]
+        if len(answers) != 1:
             raise BackendError(
-                f"onnxruntime failed on a batch of {len(batch)}: {_first_line(exc)}"
-            ) from exc
-        return {name: np.asarray(r) for name, r in zip(self._info.output_names, results)}
+                f"{self._info.name} takes one input per call (no batch axis); got {len(batch)}"
+            )
+        return {n: np.asarray(r)[None] for n, r in zip(names, answers[0])}
 
     async def infer_outputs(self, batch: np.ndarray) -> Outputs:
         """Every output of the model for a batch, by name, in a worker thread."""
@@ -195,7 +210,9 @@ def _open_session(ort: Any, path: Path, options: Any, providers: list[str]) -> A
 def _input_bytes(session: Any, settings: BackendSettings) -> int:
     """Bytes of one input row, where the model or ``settings`` fix its shape (else 0)."""
     model_input = session.get_inputs()[0]
-    shape = settings.input_shape or tuple(model_input.shape[1:])
+    declared = [d if isinstance(d, int) else -1 for d in model_input.shape]
+    batched = has_batch_axis(declared, settings.input_shape)
+    shape = settings.input_shape or tuple(declared[1:] if batched else declared)
     if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
         return 0
     dtype = _TYPES.get(model_input.type, np.float32)

@@ -81,3 +81,20 @@ def text_layout(inputs: Sequence[Any], settings: BackendSettings, where: str) ->
         return named_inputs(batch)
 
     return InputLayout(fields[0].name, ROW_SHAPE, row, feed_tokens)
+
+
+#: channel counts that mark a rank-3 input as one channels-first picture (no batch axis)
+PICTURE_CHANNELS = (3,)
+
+
+def has_batch_axis(shape: Sequence[int], wanted: Sequence[int] | None) -> bool:
+    """Whether the model input's first axis is the batch (``shape``: -1 for a free axis).
+
+    Exports that take one picture (torchvision's detectors: ``(3, H, W)``) have none: an
+    input of rank 3 whose first axis is a fixed channel count, or one whose rank equals that
+    of the shape asked for (``--input-shape`` naming every axis). Such a model scores one
+    input per call, sent without a batch axis.
+    """
+    if wanted is not None and len(wanted) == len(shape):
+        return False
+    return not (len(shape) == 3 and shape[0] in PICTURE_CHANNELS and wanted is None)

@@ -25,9 +25,9 @@ from rex_stream.evaluation.meta.model_test import meta_evaluate_model
 from rex_stream.evaluation.run import evaluate
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, InputFailure
-from rex_stream.runs import many
+from rex_stream.runs import detect_many, many
 from rex_stream.runs.cem import explain_cem
-from rex_stream.runs.detect import explain_detections
+from rex_stream.runs.detect import DetectionResult, DetectionSettings, explain_detections
 from rex_stream.runs.l2x import explain_l2x, train_l2x
 from rex_stream.runs.rex import explain
 from rex_stream.runs.rows import explain_rows
@@ -42,6 +42,7 @@ __all__ = [
     "explain",
     "explain_cem",
     "explain_detections",
+    "explain_detections_many",
     "explain_l2x",
     "explain_many",
     "explain_rows",
@@ -127,6 +128,62 @@ async def explain_many(
         on_progress=on_progress,
     )
     return list(outcomes)
+
+
+async def explain_detections_many(
+    sources: Sequence[str | Path],
+    backend: Backend | str,
+    config: ExplainConfig | None = None,
+    settings: DetectionSettings | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    store: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    concurrent_inputs: int = 4,
+    on_result: Callable[[int, Any], None] | None = None,
+    on_progress: Callable[[int, int, Progress], None] | None = None,
+    backend_settings: BackendSettings | None = None,
+    client: Any = None,
+) -> list[DetectionResult | InputFailure | InputSummary]:
+    """The chosen detection(s) of every input (``settings``: layout, which targets), through
+    one detector and one scheduler, ``concurrent_inputs`` inputs at a time; an input that
+    fails does so alone (an :class:`InputFailure`). ``on_result(index, outcome)`` hears of
+    each input as it ends, ``on_progress(input, target, event)`` of each target's progress.
+
+    With ``client`` (a ``distributed.Client``) each input is a task on that Dask cluster:
+    ``backend`` is a spec every worker opens, ``store`` a Zarr store they all see (each
+    target's group ``<name>__detection-<i>``), each input comes back as an
+    :class:`~rex_stream.distributed.InputSummary` (its ``summary`` is the run's JSON
+    summary), and a run always resumes what the store holds.
+    """
+    if isinstance(sources, (str, Path)):
+        raise ConfigError(
+            f"explain_detections_many takes a list of inputs, not {str(sources)!r}",
+            key="sources",
+        )
+    if client is None:
+        return list(
+            await detect_many.explain_detections_many(
+                sources, backend, config, settings, names=names, store=store, resume=resume,
+                overwrite=overwrite, concurrent_inputs=concurrent_inputs, on_result=on_result,
+                on_progress=on_progress, backend_settings=backend_settings,
+            )
+        )  # fmt: skip
+    from rex_stream.distributed.detect_tasks import explain_detections_on_client
+
+    where = {str(source): index for index, source in enumerate(sources)}
+
+    def report(outcome: Any) -> None:
+        if on_result is not None:
+            on_result(where[outcome.source], outcome)
+
+    return list(
+        await explain_detections_on_client(
+            client, sources, backend, config, settings, store=store, names=names,
+            overwrite=overwrite, backend_settings=backend_settings, on_result=report,
+        )
+    )  # fmt: skip
 
 
 @asynccontextmanager

@@ -195,6 +195,14 @@ def explain_detections_sync(*args: Any, **kwargs: Any) -> DetectionResult:
     return _block(asynchronous.explain_detections, *args, **kwargs)
 
 
+def explain_detections_many_sync(
+    *args: Any, **kwargs: Any
+) -> list[DetectionResult | InputFailure | InputSummary]:
+    """Blocking :func:`~rex_stream.explain_detections_many` (one process, or the Dask cluster
+    behind ``client=``)."""
+    return _block(asynchronous.explain_detections_many, *args, **kwargs)
+
+
 def evaluate_detections_sync(*args: Any, **kwargs: Any) -> DetectionEvaluation:
     """Blocking :func:`~rex_stream.evaluate_detections`."""
     return _block(asynchronous.evaluate_detections, *args, **kwargs)

@@ -24,6 +24,7 @@ from rex_stream.engine.backend import BackendSettings
 from rex_stream.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rex_stream.distributed.cluster import ClusterSpec
     from rex_stream.distributed.driver import Outcome
 
 #: Options that mean something only on a cluster, with their defaults.
@@ -85,6 +86,20 @@ def run(
                     f"{flag} needs --dask (it spreads work over a Dask cluster)", key=flag
                 )
         return None
+    cluster = checked_cluster(args)
+    if isinstance(args.filename, list):  # several inputs: named as a directory run names them
+        from rex_stream.cli.inputs import named_inputs
+
+        named = named_inputs(args.filename)
+        sources, names = [source for source, _ in named], [name for _, name in named]
+    else:
+        sources, names = _inputs(Path(args.filename), args.rows, config)
+    return _run(args, cluster, spec, config, settings, sources, names)
+
+
+def checked_cluster(args: argparse.Namespace) -> ClusterSpec:
+    """The cluster ``--dask`` names, once the flags every cluster run needs are checked
+    (a shared ``--store``, no pictures, sane timeouts) and Dask is installed."""
     from rex_stream.distributed.cluster import parse_cluster, require_dask
 
     cluster = parse_cluster(args.dask)
@@ -106,14 +121,13 @@ def run(
     if args.dask_threads is not None and args.dask_threads < 1:
         raise ConfigError(f"--dask-threads {args.dask_threads}: must be >= 1", key="--dask-threads")
     require_dask()
-    sources, names = _inputs(Path(args.filename), args.rows, config)
-    return _run(args, cluster, spec, config, settings, sources, names)
+    return cluster
 
 
 def _inputs(path: Path, rows: str | None, config: ExplainConfig) -> tuple[list[str], list[str]]:
     """A directory's inputs (named as a directory run names them), the rows of a table, or
     one file."""
-    from rex_stream.cli.directory import directory_inputs
+    from rex_stream.cli.inputs import directory_inputs
     from rex_stream.distributed.inputs import names_for, row_sources
     from rex_stream.naming import input_name
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
 
+from rex_stream.cli.detect_output import human_summary, write_pictures
 from rex_stream.cli.explain_output import check_writable
 from rex_stream.cli.terminal import TerminalProgress, counted_columns
 from rex_stream.config import ExplainConfig
@@ -95,19 +95,18 @@ def refuse_without_detections(args: argparse.Namespace) -> None:
 def run(
     args: argparse.Namespace, spec: str, config: ExplainConfig, settings: BackendSettings
 ) -> int:
-    """Explain the chosen detection(s) of one input; returns the exit code."""
+    """Explain the chosen detection(s) of one input, or of every input of a directory or
+    list of files; returns the exit code."""
     detection = detection_settings(args)
-    if Path(args.filename).is_dir() or getattr(args, "dask", None):
-        raise ConfigError(
-            "--detections explains one photo at a time (no directory, no --dask yet)",
-            key="--detections",
-        )
-    if config.extraction.strategy == "multi" and config.extraction.extract:
-        raise ConfigError(
-            "--detections does not draw --multi explanations yet: use one strategy of "
-            "global, spatial or contrastive",
-            key="--strategy",
-        )
+    from rex_stream.cli.detect_dask import refuse_cluster_only, run_dask
+    from rex_stream.cli.detect_many import input_items, is_many, run_many
+
+    if getattr(args, "dask", None):  # every input a task on the cluster
+        return run_dask(args, spec, config, settings, detection, input_items(args))
+    refuse_cluster_only(args)
+    if is_many(args):
+        return run_many(args, spec, config, settings, detection)
+    args.filename = input_items(args)[0]
     output = check_writable(args.output, "--output")
     heatmap = check_writable(args.heatmap, "--heatmap")
     with DetectionDisplay(not args.quiet and sys.stderr.isatty(), config.search.iters) as display:
@@ -134,63 +133,6 @@ def run(
     else:
         print(human_summary(result, outputs))
     return 0
-
-
-def write_pictures(
-    result: DetectionResult, output: Path | None, heatmap: Path | None
-) -> dict[str, str]:
-    """The composite picture and the heatmaps (one per target) where asked."""
-    from rex_stream.pictures.detections import DrawnTarget, save_detections
-
-    written: dict[str, str] = {}
-    if output is not None and result.explained:
-        drawn = [
-            DrawnTarget(e.photo_box, f"{e.detection.describe(result.scale)}", e.explanation)
-            for e in result.explained
-        ]
-        name = Path(result.subject.source or result.subject.name).name
-        save_detections(drawn, output, f"{name}: {len(drawn)} detection(s) explained")
-        written["explanation picture"] = str(output)
-    if heatmap is not None:
-        from rex_stream.modes import render_heatmap
-
-        for number, explained in enumerate(result.explained):
-            path = heatmap
-            if len(result.explained) > 1:
-                path = heatmap.with_name(
-                    f"{heatmap.stem}-detection-{explained.detection.index}{heatmap.suffix}"
-                )
-            render_heatmap(explained.explanation, path)
-            written[f"heatmap {number}"] = str(path)
-    return written
-
-
-def human_summary(result: DetectionResult, outputs: dict[str, str]) -> str:
-    """The detections found, each explanation's size and share inside its box, the files."""
-    source = result.subject.source or result.subject.name
-    lines = [
-        f"{source}: {len(result.detected)} detection(s) scoring at least "
-        f"{result.score_threshold:g} ({result.layout})"
-    ]
-    for explained in result.explained:
-        sufficiency = explained.explanation.sufficiency
-        size = (
-            f"explanation {sufficiency.area:.1%} of the input, confidence "
-            f"{sufficiency.confidence:.3f}"
-            if sufficiency is not None
-            else "no explanation extracted"
-        )
-        inside = (
-            f", {explained.inside_box:.0%} inside the box"
-            if explained.inside_box is not None
-            else ""
-        )
-        lines.append(
-            f"  #{explained.detection.index} {explained.detection.describe(result.scale)}: "
-            f"{size}{inside}"
-        )
-    lines += [f"{what}: {where}" for what, where in outputs.items()]
-    return "\n".join(lines)
 
 
 class DetectionDisplay(TerminalProgress):

@@ -11,6 +11,7 @@ import numpy as np
 from rex_stream.detection.boxes import COLUMNS
 from rex_stream.detection.layouts import Layout
 from rex_stream.engine.backend import Backend, ModelInfo, OutputsBackend
+from rex_stream.engine.inflight import FollowsInflight
 from rex_stream.errors import ConfigError
 
 #: rows of detections per answer (the best; the rest of a padded answer is zeros)
@@ -39,18 +40,25 @@ class DetectionBackend:
         self.inner = inner
         self.layout = layout
         self.max_detections = max_detections
-        info = inner.info
-        self._info = replace(
+        self._seen = inner.info
+        self._info = self._described(self._seen)
+
+    def _described(self, info: ModelInfo) -> ModelInfo:
+        return replace(
             info,
-            max_batch=1 if layout.one_per_call else info.max_batch,
+            max_batch=1 if self.layout.one_per_call else info.max_batch,
             num_classes=None,
             output_name="detections",
-            identity={**dict(info.identity), "detections": layout.name},
+            identity={**dict(info.identity), "detections": self.layout.name},
         )
 
     @property
     def info(self) -> ModelInfo:
-        """The model's metadata, with the batch limit of the layout."""
+        """The model's metadata, with the batch limit of the layout (following the wrapped
+        backend's, which an HTTP server's 413 lowers during the run)."""
+        current = self.inner.info
+        if current is not self._seen:
+            self._seen, self._info = current, self._described(current)
         return self._info
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -69,6 +77,14 @@ class DetectionBackend:
                 f"{self._info.name} returned NaN or infinite detections", key="--detections"
             )
         return answer
+
+    def follow_inflight(self, calls: int) -> None:
+        """Pass the scheduler's in-flight window on to the wrapped backend's own gate (its
+        limiter or connection pool), which would otherwise stay at its opening size and
+        queue the calls the window grew by: their round trips would then look slowed, and
+        the window would stop growing."""
+        if isinstance(self.inner, FollowsInflight):
+            self.inner.follow_inflight(calls)
 
     async def aclose(self) -> None:
         """Close the wrapped backend."""

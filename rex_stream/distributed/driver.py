@@ -30,6 +30,8 @@ from rex_stream.result import Explanation, InputFailure, InputSummary
 if TYPE_CHECKING:
     from distributed import Client, Future
 
+    from rex_stream.distributed.runtime import EngineRuntime
+
 logger = logging.getLogger(__name__)
 
 #: How long to wait for the first worker of a remote cluster.
@@ -69,6 +71,8 @@ def explain_on_cluster(
     split_iterations: int = 1,
     window: int | None = None,
     on_result: Callable[[Outcome], None] | None = None,
+    make_runtime: Callable[[str, BackendSettings, ExplainConfig], EngineRuntime] | None = None,
+    shard_task: Callable[..., Any] | None = None,
 ) -> ClusterReport:
     """Explain ``sources`` on the cluster behind ``client`` into the shared Zarr ``store``.
 
@@ -76,6 +80,8 @@ def explain_on_cluster(
     reach). Inputs run ``inputs_per_task`` to a task; with ``split_iterations`` K > 1 each
     input's iterations spread over K tasks. At most ``window`` units are in flight (default:
     twice the cluster's threads). Reruns resume; finished inputs cost no query.
+    ``make_runtime`` and ``shard_task`` run another kind of task (default: a ReX input;
+    :mod:`rex_stream.distributed.detect_tasks` explains detections).
     """
     from rex_stream.distributed.runtime import EngineRuntime
 
@@ -94,10 +100,12 @@ def explain_on_cluster(
         settings = backend_settings or BackendSettings(
             max_inflight=config.scheduler.max_inflight or default_inflight(backend)
         )
-        runtime = EngineRuntime(backend, settings, config)
+        runtime = (make_runtime or EngineRuntime)(backend, settings, config)
         client.register_plugin(runtime, name=runtime.name)
         outcomes: list[Outcome | None] = [None] * len(paths)
-        submit = _submitter(client, runtime.name, root, paths, names, config, split_iterations)
+        submit = _submitter(
+            client, runtime.name, root, paths, names, config, split_iterations, shard_task
+        )
         units = _units(len(paths), inputs_per_task, split_iterations)
         limit = window or max(4, 2 * sum(client.nthreads().values()))
         try:
@@ -263,6 +271,7 @@ def _submitter(
     names: Sequence[str],
     config: ExplainConfig,
     split: int,
+    shard_task: Callable[..., Any] | None = None,
 ) -> Callable[[_Unit], Future]:
     """How a unit becomes futures; returns the one whose result carries its outcomes. Keys
     name the tasks on the dashboard and are unique to this run."""
@@ -274,9 +283,8 @@ def _submitter(
         first = unit.positions[0]
         if split == 1:
             items = [(sources[p], names[p]) for p in unit.positions]
-            return client.submit(
-                tasks.explain_shard, runtime, root, items, key=f"rex-explain-{first}-{token}"
-            )
+            task = shard_task or tasks.explain_shard
+            return client.submit(task, runtime, root, items, key=f"rex-explain-{first}-{token}")
         source, name = sources[first], names[first]
         prepared = client.submit(
             tasks.prepare_input, runtime, root, source, name, key=f"rex-prepare-{first}-{token}"

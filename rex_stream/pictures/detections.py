@@ -17,6 +17,7 @@ from rex_stream.pictures.image import (
     resize_map,
     save_figure,
 )
+from rex_stream.pictures.outline import draw_outline
 from rex_stream.result import Explanation
 
 #: one colour per target, in turn (matplotlib's tab10 without its greys)
@@ -51,17 +52,11 @@ def save_detections(targets: Sequence[DrawnTarget], path: Path, title: str) -> N
 
     image = original_rgb(targets[0].explanation)
     height, width = image.shape[:2]
+    masks = shown_regions(targets, (height, width))
     shown_any = np.zeros((height, width), bool)
-    masks = []
-    for target in targets:
-        mask = target.explanation.mask
-        shown = (
-            np.zeros((height, width), bool)
-            if mask is None
-            else resize_map(mask.astype(np.float32), (height, width), smooth=False) > 0.5
-        )
-        masks.append(shown)
-        shown_any |= shown
+    for regions in masks:
+        for shown in regions:
+            shown_any |= shown
     dimmed = np.asarray(
         Image.blend(Image.fromarray(np.zeros_like(image)), Image.fromarray(image), 0.35)
     )
@@ -71,17 +66,18 @@ def save_detections(targets: Sequence[DrawnTarget], path: Path, title: str) -> N
     try:
         axis.imshow(picture)
         handles = []
-        for number, (target, shown) in enumerate(zip(targets, masks)):
+        for number, (target, regions) in enumerate(zip(targets, masks)):
             colour = COLOURS[number % len(COLOURS)]
-            if shown.any():
-                axis.contour(
-                    shown.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.5
-                )
+            for spotlight, shown in enumerate(regions):  # the first explanation drawn boldest
+                draw_outline(axis, shown, colour, linewidth=1.5 if spotlight == 0 else 1.0)
             x0, y0, x1, y1 = (v * s for v, s in zip(target.box, photo * 2))
             axis.add_patch(
                 Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2)
             )
-            handles.append(Patch(facecolor="none", edgecolor=colour, label=target.label))
+            label = target.label
+            if len(regions) > 1:
+                label = f"{label} ({len(regions)} explanations)"
+            handles.append(Patch(facecolor="none", edgecolor=colour, label=label))
         axis.set_title(title, fontsize=11)
         legend_below(axis, handles, columns=min(3, len(handles)), fontsize=8)
         axis.axis("off")
@@ -89,6 +85,26 @@ def save_detections(targets: Sequence[DrawnTarget], path: Path, title: str) -> N
         save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def spotlight_masks(explanation: Explanation) -> list[np.ndarray]:
+    """Every explanation of a target (model pixels): each spotlight ``--multi`` kept, else
+    its one explanation (none when nothing was extracted)."""
+    multi = explanation.multi
+    if multi is not None and multi.kept:
+        return [np.asarray(kept.mask, bool) for kept in multi.kept]
+    return [] if explanation.mask is None else [np.asarray(explanation.mask, bool)]
+
+
+def shown_regions(targets: Sequence[DrawnTarget], size: tuple[int, int]) -> list[list[np.ndarray]]:
+    """Each target's explanations at the picture's ``size`` (rows, columns)."""
+    return [
+        [
+            resize_map(mask.astype(np.float32), size, smooth=False) > 0.5
+            for mask in spotlight_masks(target.explanation)
+        ]
+        for target in targets
+    ]
 
 
 def _photo_scale(explanation: Explanation, drawn: tuple[int, int]) -> tuple[float, float]:

@@ -49,6 +49,9 @@ from rex_stream.runs.rex import explain_input
 
 ProgressCallback = Callable[[int, Progress], None]
 
+#: what each target's entry of the summary takes from its explanation's summary
+EXPLANATION_KEYS = ("explanation", "explanations", "multi", "stats", "store", "seed", "curves")
+
 
 @dataclass(frozen=True)
 class DetectionSettings:
@@ -135,11 +138,7 @@ class DetectionResult:
                     "box": [round(v, 2) for v in e.photo_box],
                     "group": e.group,
                     "inside_box": e.inside_box,
-                    **{
-                        k: v
-                        for k, v in e.explanation.summary().items()
-                        if k in ("explanation", "stats", "store", "seed", "curves")
-                    },
+                    **{k: v for k, v in e.explanation.summary().items() if k in EXPLANATION_KEYS},
                 }
                 for e in self.explained
             ],
@@ -254,8 +253,12 @@ async def explain_detections_with(
     overwrite: bool = False,
     on_progress: ProgressCallback | None = None,
     started: float | None = None,
+    name: str | None = None,
 ) -> DetectionResult:
-    """Detect, choose the targets, and explain them all at once through ``scheduler``."""
+    """Detect, choose the targets, and explain them all at once through ``scheduler``.
+
+    ``name`` is the input's store name (default: from the file's name); each target's group
+    is ``<name>__detection-<i>``."""
     info = detector.info
     subject = load_subject(source, info, config)
     if len(subject.spatial_shape) != 2:
@@ -263,7 +266,7 @@ async def explain_detections_with(
             f"--detections explains pictures; this input has {len(subject.spatial_shape)} "
             "spatial axes"
         )
-    key = input_name(subject.name)
+    key = name if name is not None else input_name(subject.name)
     answer = await scheduler.evaluate([lambda out: np.copyto(out, subject.tensor)])
     found = detections_in(answer[0])
     scale = photo_scale(subject)

@@ -108,14 +108,15 @@ def _top_rows(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]) -> Non
     ]
 
 
-def _save(nodes, inits, outputs, path: Path, batch: int | str = "N") -> Path:  # type: ignore[no-untyped-def]
-    graph = helper.make_graph(
-        nodes,
-        path.stem,
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
-        outputs,
-        inits,
-    )
+def _save(nodes, inits, outputs, path: Path, batch: int | str | None = "N") -> Path:  # type: ignore[no-untyped-def]
+    """The graph saved; ``batch=None``: an input of one picture (3, H, W), no batch axis."""
+    if batch is None:
+        inits = [*inits, _constant("first_axis", np.array([0], np.int64))]
+        nodes = [helper.make_node("Unsqueeze", ["image", "first_axis"], ["images"]), *nodes]
+        given = helper.make_tensor_value_info("image", TensorProto.FLOAT, [3, SIZE, SIZE])
+    else:
+        given = helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])
+    graph = helper.make_graph(nodes, path.stem, [given], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -123,11 +124,14 @@ def _save(nodes, inits, outputs, path: Path, batch: int | str = "N") -> Path:  #
     return path
 
 
-def save_detector(path: Path, layout: str, *, float_outputs: bool = False) -> Path:
+def save_detector(
+    path: Path, layout: str, *, float_outputs: bool = False, batch_axis: bool = True
+) -> Path:
     """An ONNX detector of planted squares answering in ``layout`` (see the module doc).
 
     ``float_outputs``: EfficientNMS's count and classes as float32 (a server declaring every
-    output FP32) instead of int32.
+    output FP32) instead of int32. ``batch_axis=False`` (torchvision): the input is one
+    picture (3, H, W), as torchvision's exports take it.
     """
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -171,7 +175,7 @@ def save_detector(path: Path, layout: str, *, float_outputs: bool = False) -> Pa
             out("labels", TensorProto.INT64, ["D"]),
             out("scores", TensorProto.FLOAT, ["D"]),
         ]
-        return _save(nodes, inits, outputs, path, batch=1)
+        return _save(nodes, inits, outputs, path, batch=1 if batch_axis else None)
     _top_rows(nodes, inits)
     inits.append(_constant("last", np.array([2], np.int64)))
     nodes += [

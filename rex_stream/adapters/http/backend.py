@@ -1,8 +1,10 @@
 """The HTTP backend: a model behind an ``http(s)://`` URL, scored batch by batch.
 
 Batches are split to the model's batch limit; a 413 (or a "batch too large" reply) halves the
-limit and retries, and the smaller limit sticks. Every batch of scores is checked (shape, class
-count, finite values) before it reaches a method. See the package doc for the options.
+limit and retries, and the smaller limit sticks, for score rows and for the named outputs of a
+multi-output model alike (those are joined along their batch axis). Every batch of scores is
+checked (shape, class count, finite values) before it reaches a method.
+See the package doc for the options.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 import gzip
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 from yarl import URL
@@ -25,9 +29,27 @@ from rex_stream.adapters.security import public_url
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, Outputs
 from rex_stream.errors import BackendError, ConfigError
 
-__all__ = ["HttpBackend", "connect"]
+__all__ = ["HttpBackend", "connect", "join_outputs"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def join_outputs(parts: list[Outputs], where: str) -> Outputs:
+    """The named outputs of consecutive parts of one batch, joined along the batch axis
+    (an output without one, or of another shape per part, cannot be joined: one line)."""
+    joined: Outputs = {}
+    for name in parts[0]:
+        arrays = [np.asarray(part[name]) for part in parts]
+        if any(a.ndim == 0 or a.shape[1:] != arrays[0].shape[1:] for a in arrays):
+            shapes = ", ".join(str(a.shape) for a in arrays)
+            raise BackendError(
+                f"{where}: output {name} of a split batch has shapes {shapes}, which do not "
+                "join along a batch axis; send one input per request (option max_batch=1)"
+            )
+        joined[name] = np.concatenate(arrays)
+    return joined
 
 
 class HttpBackend:
@@ -75,18 +97,44 @@ class HttpBackend:
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Score a batch, splitting it to the batch limit and halving that limit on a 413."""
+        batch = self._checked(batch)
+        parts = await self._in_parts(batch, self._infer_once)
+        if not parts:
+            return np.empty((0, self._info.num_classes or 0), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
+        """Every output of a v2 model for a batch, by name, as the server shapes it: split to
+        the batch limit, halved on a 413 like :meth:`infer`, the parts' outputs joined along
+        their batch axis."""
+        if not isinstance(self._codec, V2Codec):
+            raise ConfigError(
+                f"{self.where}: several named outputs need the Open Inference Protocol v2 "
+                f"(protocol=v2, v2-json or v2-binary), not {self._protocol}"
+            )
+        parts = await self._in_parts(self._checked(batch), self._outputs_once)
+        return parts[0] if len(parts) == 1 else join_outputs(parts, self.where)
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.shape[1:] != self._info.input_shape:
             raise BackendError(
                 f"batch of shape {batch.shape} does not fit the model input "
                 f"{self._info.input_shape} of {self.where}"
             )
-        parts: list[np.ndarray] = []
+        return batch
+
+    async def _in_parts(
+        self, batch: np.ndarray, call: Callable[[np.ndarray], Awaitable[T]]
+    ) -> list[T]:
+        """``call`` on consecutive parts of ``batch`` within the batch limit; a part refused
+        as too large halves the limit (which sticks) and is sent again."""
+        parts: list[T] = []
         start = 0
         while start < len(batch):
             size = min(self._info.max_batch or len(batch), len(batch) - start)
             try:
-                parts.append(await self._infer_once(batch[start : start + size]))
+                parts.append(await call(batch[start : start + size]))
             except BatchTooLarge as exc:
                 if size == 1:
                     raise BackendError(
@@ -96,29 +144,21 @@ class HttpBackend:
                 self._lower_batch_limit(size // 2)
                 continue
             start += size
-        if not parts:
-            return np.empty((0, self._info.num_classes or 0), dtype=np.float32)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return parts
 
-    async def infer_outputs(self, batch: np.ndarray) -> Outputs:
-        """Every output of a v2 model for one batch (one request), by name, as the server
-        shapes it; the caller keeps batches within ``info.max_batch``."""
-        batch = np.asarray(batch)
-        if not isinstance(self._codec, V2Codec):
-            raise ConfigError(
-                f"{self.where}: several named outputs need the Open Inference Protocol v2 "
-                f"(protocol=v2, v2-json or v2-binary), not {self._protocol}"
-            )
-        if batch.shape[1:] != self._info.input_shape:
-            raise BackendError(
-                f"batch of shape {batch.shape} does not fit the model input "
-                f"{self._info.input_shape} of {self.where}"
-            )
+    async def _outputs_once(self, batch: np.ndarray) -> Outputs:
+        """One request for every output: encode, POST, check the status, decode."""
+        assert isinstance(self._codec, V2Codec)
         request = self._codec.encode_all(batch)
+        headers = dict(request.headers)
+        body = request.body
+        if self.transport.options.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
         values = sum(int(np.prod([abs(d) for d in o.shape])) for o in self._codec.outputs)
         limit = reply_limit(len(batch), values or None)
         status, reply_headers, reply = await self.transport.request(
-            "POST", self._infer_url, request.body, dict(request.headers), limit
+            "POST", self._infer_url, body, headers, limit
         )
         self.transport.check_status(self._infer_url, status, reply, reply_headers)
         try:

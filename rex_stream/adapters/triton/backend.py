@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from rex_stream.adapters.triton.client import TritonClient
 from rex_stream.adapters.triton.model import ServedModel, read_model
 from rex_stream.adapters.triton.options import TritonOptions
-from rex_stream.adapters.triton.shm import SharedMemoryPool
+from rex_stream.adapters.triton.shm import SharedMemoryPool, Slot
 from rex_stream.adapters.triton.spec import TritonTarget, parse_spec
 from rex_stream.engine.backend import BackendSettings, ModelInfo, Outputs
 from rex_stream.engine.inputs import is_named, is_text, named_inputs, text_bytes
@@ -124,18 +124,43 @@ class TritonBackend:
         return np.concatenate([p for p in parts if p is not None])
 
     async def infer_outputs(self, batch: np.ndarray) -> Outputs:
-        """Every output of the model for one batch (one request, in the request itself, not
-        shared memory), by name, as the server shapes it; the caller keeps batches within
-        ``info.max_batch``."""
+        """Every output of the model for one batch (one request; through a shared-memory
+        slot when the pool has one, else in the request itself), by name, as the server
+        shapes it; the caller keeps batches within ``info.max_batch``."""
         batch = np.asarray(batch, dtype=self.info.dtype)
-        model_inputs = self._inputs(batch)
-        requested = [self._client.requested_output(name) for name in self.info.output_names]
-        t = self.target
         async with self._limiter:
-            result = await self._client.call(
-                f"inference on a batch of {batch.shape[0]}", "infer",
-                t.model, model_inputs, model_version=t.version, outputs=requested,
-            )  # fmt: skip
+            shared = self.shared_memory.active and not (
+                is_text(batch.dtype) or is_named(batch.dtype)
+            )
+            slot = await self.shared_memory.take() if shared else None
+            if slot is None:
+                requested = [self._client.requested_output(n) for n in self.info.output_names]
+                result = await self._send(batch, self._inputs(batch), requested)
+                return self._named(result)
+            answered = False
+            try:
+                model_input, _ = self._tensors(batch, None)
+                data = np.ascontiguousarray(batch)
+                slot.write_input(data)
+                model_input.set_shared_memory(slot.input_name, data.nbytes)
+                requested = []
+                for region in slot.outputs:
+                    output = self._client.requested_output(region.tensor)
+                    output.set_shared_memory(region.name, region.size)
+                    requested.append(output)
+                try:
+                    await self._send(batch, [model_input], requested)
+                except (TransientBackendError, BackendTimeout):
+                    raise
+                except BackendError as exc:
+                    answered = True
+                    await self._after_shared_failure(exc)
+                answered = True
+                return self._read_outputs(slot, batch.shape[0])
+            finally:
+                self.shared_memory.give_back(slot, answered)
+
+    def _named(self, result: Any) -> Outputs:
         found: Outputs = {}
         for name in self.info.output_names:
             array = result.as_numpy(name)
@@ -143,6 +168,26 @@ class TritonBackend:
                 raise BackendError(f"{self.target}: the response lacks output {name}")
             found[name] = array
         return found
+
+    def _read_outputs(self, slot: Slot, rows: int) -> Outputs:
+        """Every output of a request from its slot's regions, shaped as the server declares
+        them (a batch axis of ``rows`` where the model has one)."""
+        model = self._served
+        tensors = {o.name: o for o in model.outputs}
+        found: Outputs = {}
+        for region in slot.outputs:
+            tensor = tensors[region.tensor]
+            shape = [rows, *tensor.dims] if model.batch_axis else list(tensor.dims)
+            found[region.tensor] = region.read(tensor.dtype, shape)
+        return found
+
+    async def _after_shared_failure(self, exc: BackendError) -> NoReturn:
+        """A request through shared memory failed on the server: a server that forgot the
+        regions (restarted) gets them again and the request is retried; else ``exc``."""
+        if "shared memory region" not in str(exc).lower():
+            raise exc
+        await self.shared_memory.reregister()
+        raise TransientBackendError(f"{exc} (registered the regions again)") from exc
 
     async def _infer_limited(self, batch: np.ndarray) -> np.ndarray:
         async with self._limiter:
@@ -168,10 +213,7 @@ class TritonBackend:
                     raise
                 except BackendError as exc:
                     answered = True
-                    if "shared memory region" not in str(exc).lower():
-                        raise
-                    await self.shared_memory.reregister()  # a restarted server forgot them
-                    raise TransientBackendError(f"{exc} (registered the regions again)") from exc
+                    await self._after_shared_failure(exc)
                 answered = True
                 shape = [batch.shape[0], classes]
                 return self._scores(slot.read_output(self._served.output_dtype, shape), len(batch))
@@ -200,11 +242,13 @@ class TritonBackend:
         return [model_input]
 
     async def _send(self, batch: np.ndarray, model_inputs: list[Any], output: Any) -> Any:
+        """One inference request for ``output`` (a requested output, or a list of them)."""
         t = self.target
+        outputs = output if isinstance(output, list) else [output]
         try:
             return await self._client.call(
                 f"inference on a batch of {batch.shape[0]}", "infer",
-                t.model, model_inputs, model_version=t.version, outputs=[output],
+                t.model, model_inputs, model_version=t.version, outputs=outputs,
             )  # fmt: skip
         except (TransientBackendError, BackendTimeout):
             raise

@@ -220,7 +220,11 @@ class TritonClient:
             return await isolated(self._start(method, args, extra))
 
     def _start(self, method: str, args: tuple[Any, ...], extra: dict[str, Any]) -> Awaitable[Any]:
-        result: Awaitable[Any] = getattr(self._client, method)(*args, **self._per_call, **extra)
+        # a copy of the headers per call: tritonclient's HTTP client writes the request's own
+        # Inference-Header-Content-Length into the dict it is given, which a shared dict
+        # would carry into the next request (a JSON-only shared-memory one, cut short there)
+        per_call = {**self._per_call, "headers": dict(self._per_call["headers"])}
+        result: Awaitable[Any] = getattr(self._client, method)(*args, **per_call, **extra)
         return result
 
     def _no_answer(self, what: str) -> str:

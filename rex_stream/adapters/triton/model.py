@@ -21,6 +21,20 @@ from rex_stream.errors import BackendError, BackendTimeout, ConfigError
 
 
 @dataclass(frozen=True)
+class OutputTensor:
+    """One output of the model: its name, numpy dtype and dims per input (-1: variable)."""
+
+    name: str
+    dtype: np.dtype
+    dims: tuple[int, ...]
+
+    @property
+    def fixed(self) -> bool:
+        """Whether every input's answer has the same size (a shared-memory region fits)."""
+        return all(d >= 0 for d in self.dims)
+
+
+@dataclass(frozen=True)
 class ServedModel:
     """A Triton model as rex-stream feeds it."""
 
@@ -33,6 +47,8 @@ class ServedModel:
     batch_axis: bool = True
     #: "NCHW", "NHWC" or None, from the model config
     layout: str | None = None
+    #: every output, in the model's order (a run reading all of them: detection)
+    outputs: tuple[OutputTensor, ...] = ()
 
 
 async def read_model(
@@ -167,7 +183,18 @@ def describe_model(
         output_names=tuple(str(o.get("name")) for o in outputs),
     )  # fmt: skip
     layout = fmt if fmt in ("NCHW", "NHWC") else None
-    return ServedModel(info, datatype, output_dtype, batch_axis, layout)
+    every = tuple(_output_tensor(o, batching, batch_axis) for o in outputs)
+    return ServedModel(info, datatype, output_dtype, batch_axis, layout, every)
+
+
+def _output_tensor(output: Mapping[str, Any], batching: bool, batch_axis: bool) -> OutputTensor:
+    """An output's name, dtype and dims per input (the batch axis left out)."""
+    declared = output.get("data_type") or output.get("datatype") or "TYPE_FP32"
+    dtype = triton_to_np_dtype(_datatype(str(declared)))
+    dims = _dims(output.get("dims") or output.get("shape"))
+    if not batching and batch_axis and dims[:1] in ((1,), (-1,)):
+        dims = dims[1:]
+    return OutputTensor(str(output.get("name")), np.dtype(dtype or np.float32), dims)
 
 
 def _token_inputs(inputs: list[Mapping[str, Any]]) -> list[tuple[str, np.dtype]] | None:

@@ -35,7 +35,7 @@ logger = logging.getLogger("rex_stream.adapters.triton.backend")
 
 PREFIX = "rex-stream-"
 SHM_ROOT = Path("/dev/shm")
-_NAME = re.compile(rf"^{PREFIX}(\d+)-([0-9a-f]+)-(\d+)-(in|out)$")
+_NAME = re.compile(rf"^{PREFIX}(\d+)-([0-9a-f]+)-(\d+)-(in|out\d*)$")
 
 
 def region_name(tag: str, slot: int, kind: str, pid: int | None = None) -> str:
@@ -102,15 +102,33 @@ def unlink_key(name: str) -> None:
 
 
 @dataclass(frozen=True)
+class OutputRegion:
+    """The registered region one output tensor of a request is written to."""
+
+    tensor: str
+    name: str
+    handle: Any
+    size: int
+
+    def read(self, dtype: np.dtype, shape: list[int]) -> np.ndarray:
+        """A copy of the tensor in the region."""
+        return np.array(shm.get_contents_as_numpy(self.handle, dtype, shape), copy=True)
+
+
+@dataclass(frozen=True)
 class Slot:
-    """A pair of registered system shared-memory regions: one request's input and output."""
+    """Registered system shared-memory regions for one request: its input and its output
+    (the scores), or one region per output for a run that reads every output."""
 
     input_name: str
     input_handle: Any
     input_bytes: int
-    output_name: str
-    output_handle: Any
-    output_bytes: int
+    outputs: tuple[OutputRegion, ...]
+
+    @property
+    def output_name(self) -> str:
+        """The region of the (first) output: the scores."""
+        return self.outputs[0].name
 
     def write_input(self, data: np.ndarray) -> None:
         """Copy a batch into the input region."""
@@ -118,7 +136,27 @@ class Slot:
 
     def read_output(self, dtype: np.dtype, shape: list[int]) -> np.ndarray:
         """A copy of the scores in the output region."""
-        return np.array(shm.get_contents_as_numpy(self.output_handle, dtype, shape), copy=True)
+        return self.outputs[0].read(dtype, shape)
+
+    def regions(self) -> list[tuple[str, int]]:
+        """(name, bytes) of every region of the slot."""
+        return [(self.input_name, self.input_bytes)] + [(o.name, o.size) for o in self.outputs]
+
+
+def output_sizes(model: ServedModel, rows: int, where: str) -> list[tuple[str, int]]:
+    """(tensor, bytes) of the outputs a request of ``rows`` inputs writes: the scores, or
+    every output when the run reads all of them (each must then have a fixed size)."""
+    info = model.info
+    if info.num_classes is not None:
+        return [(str(info.output_name), rows * info.num_classes * model.output_dtype.itemsize)]
+    variable = [o for o in model.outputs if not o.fixed]
+    if not model.outputs or variable:
+        shown = ", ".join(f"{o.name} {o.dims}" for o in variable) or "none declared"
+        raise ConfigError(
+            f"{where}: shared_memory=system needs outputs of fixed size; variable: {shown} "
+            "(drop the option for this model)"
+        )
+    return [(o.name, rows * math.prod(o.dims) * o.dtype.itemsize) for o in model.outputs]
 
 
 class SharedMemoryPool:
@@ -153,24 +191,27 @@ class SharedMemoryPool:
         if not t.on_this_host:
             logger.warning("shared_memory=system with a non-loopback host %s; it needs the server "
                            "on this machine", t.host)  # fmt: skip
-        if info.num_classes is None:
-            raise ConfigError(f"{t}: shared_memory=system needs an output of fixed size")
         per_call = info.max_batch or 1
         in_bytes = per_call * math.prod(info.input_shape) * info.dtype.itemsize
-        out_bytes = per_call * info.num_classes * model.output_dtype.itemsize
+        outputs = output_sizes(model, per_call, str(t))
         await self._clean_stale_regions()
         tag = uuid.uuid4().hex[:12]  # per run: the pid alone may come back after a reboot
         for i in range(max(slots, 1)):
-            pair = []
-            for kind, size in (("in", in_bytes), ("out", out_bytes)):
-                name = region_name(tag, i, kind)
-                handle = shm.create_shared_memory_region(name, f"/{name}", size)
-                pair.append((name, handle, size))
-                self._regions.append((name, handle))
-                self._sizes[name] = size
-                await self._register(name, size)
-            (in_name, in_handle, _), (out_name, out_handle, _) = pair
-            self._free.append(Slot(in_name, in_handle, in_bytes, out_name, out_handle, out_bytes))
+            in_name = region_name(tag, i, "in")
+            in_handle = await self._create(in_name, in_bytes)
+            regions = []
+            for k, (tensor, size) in enumerate(outputs):
+                name = region_name(tag, i, "out" if k == 0 else f"out{k}")
+                regions.append(OutputRegion(tensor, name, await self._create(name, size), size))
+            self._free.append(Slot(in_name, in_handle, in_bytes, tuple(regions)))
+
+    async def _create(self, name: str, size: int) -> Any:
+        """Create and register one region (kept for clean-up from the moment it exists)."""
+        handle = shm.create_shared_memory_region(name, f"/{name}", size)
+        self._regions.append((name, handle))
+        self._sizes[name] = size
+        await self._register(name, size)
+        return handle
 
     async def take(self) -> Slot | None:
         """A free slot (recycling quarantined ones first if none is free), or None."""
@@ -232,8 +273,7 @@ class SharedMemoryPool:
         while self._quarantined:
             slot = self._quarantined.pop()
             try:
-                for name, size in ((slot.input_name, slot.input_bytes),
-                                   (slot.output_name, slot.output_bytes)):  # fmt: skip
+                for name, size in slot.regions():
                     await self._client.call(
                         "recycling shared memory", "unregister_system_shared_memory", name
                     )
