@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE.json",
-        help="a run's --json output: its failed inputs are listed with their reason",
+        help="a run's --json output: its failed inputs with their reason (runs that kept no "
+        "failure records beside the store: object stores, Dask)",
     )
     parser.add_argument("--labels", help="class names, one per line (line i names class i)")
     parser.add_argument("--page-size", type=int, default=200, help="cards per page (200)")

@@ -49,6 +49,10 @@ def read_photo(path: str | Path, max_side: int) -> np.ndarray | None:
 
     try:
         with Image.open(path) as image:
+            # a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale still larger than the
+            # picture drawn (draft), which is most of the time of a report of photos
+            height, width = fit_size((image.height, image.width), max_side)
+            image.draft("RGB", (width, height))
             upright = ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError):
         return None
@@ -56,7 +60,7 @@ def read_photo(path: str | Path, max_side: int) -> np.ndarray | None:
     if max(upright.height, upright.width) != max_side:
         larger = max(upright.height, upright.width) < max_side
         method = Image.Resampling.NEAREST if larger else Image.Resampling.LANCZOS
-        upright = upright.resize((width, height), method)
+        upright = upright.resize((width, height), method, reducing_gap=None if larger else 2.0)
     return np.asarray(upright)
 
 
@@ -141,7 +145,7 @@ def png_uri(picture: np.ndarray) -> str:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(picture).save(buffer, format="PNG", optimize=False, compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -40,13 +40,20 @@ SCRIPT = r"""
   });
   var cards = document.getElementById("cards");
   var size = document.getElementById("page-size");
-  var state = {cls: "", status: "", sort: "", dir: 1, page: 0, size: +size.value || 200};
+  var state = {cls: "", status: "", input: "", target: "", sort: "", dir: 1, page: 0,
+    size: +size.value || 200};
+  // the choosers of a detection store's inputs and targets (absent for other stores)
+  var choosers = ["input", "target"].filter(function (k) {
+    return document.getElementById("f-" + k);
+  });
   function readHash() {
     var hash = location.hash.slice(1);
     if (!hash || hash.indexOf("card-") === 0) return;
     var p = new URLSearchParams(hash);
     if (p.has("class")) state.cls = p.get("class");
     if (p.has("status")) state.status = p.get("status");
+    if (p.has("input")) state.input = p.get("input");
+    if (p.has("target")) state.target = p.get("target");
     if (p.has("sort")) state.sort = p.get("sort");
     if (p.has("dir")) state.dir = p.get("dir") === "-1" ? -1 : 1;
     if (p.has("page")) state.page = Math.max(0, (parseInt(p.get("page"), 10) || 1) - 1);
@@ -56,6 +63,8 @@ SCRIPT = r"""
     var p = new URLSearchParams();
     if (state.cls) p.set("class", state.cls);
     if (state.status) p.set("status", state.status);
+    if (state.input) p.set("input", state.input);
+    if (state.target) p.set("target", state.target);
     if (state.sort) { p.set("sort", state.sort); p.set("dir", String(state.dir)); }
     if (state.page) p.set("page", String(state.page + 1));
     history.replaceState(null, "", "#" + p.toString());
@@ -76,7 +85,9 @@ SCRIPT = r"""
   function render() {
     var list = rows.filter(function (r) {
       return (!state.cls || r.getAttribute("data-class") === state.cls) &&
-        (!state.status || r.getAttribute("data-status") === state.status);
+        (!state.status || r.getAttribute("data-status") === state.status) &&
+        (!state.input || r.getAttribute("data-input") === state.input) &&
+        (!state.target || r.getAttribute("data-target") === state.target);
     });
     if (state.sort) {
       list.sort(function (a, b) {
@@ -98,6 +109,7 @@ SCRIPT = r"""
     });
     document.getElementById("f-class").value = state.cls;
     document.getElementById("f-status").value = state.status;
+    choosers.forEach(function (k) { document.getElementById("f-" + k).value = state[k]; });
     document.getElementById("page-label").textContent = "page " + (state.page + 1) + " of " + pages;
     document.getElementById("shown").textContent = page.length + " shown of " + list.length +
       " matching (" + rows.length + " in all)";
@@ -109,6 +121,11 @@ SCRIPT = r"""
   function change(update) { update(); writeHash(); render(); }
   document.getElementById("f-class").addEventListener("change", function (e) {
     change(function () { state.cls = e.target.value; state.page = 0; });
+  });
+  choosers.forEach(function (k) {
+    document.getElementById("f-" + k).addEventListener("change", function (e) {
+      change(function () { state[k] = e.target.value; state.page = 0; });
+    });
   });
   document.getElementById("f-status").addEventListener("change", function (e) {
     change(function () { state.status = e.target.value; state.page = 0; });
@@ -151,5 +168,12 @@ SCRIPT = r"""
   readHash();
   render();
   body.setAttribute("data-ready", "1");
+  // milliseconds from the start of navigation to a page drawn by this script; #timing=1
+  // also logs them (bench/bench_report.py reads Chromium's log)
+  var ready = String(Math.round(performance.now()));
+  body.setAttribute("data-ready-ms", ready);
+  if (/(^#|&)timing=1(&|$)/.test(location.hash)) {
+    console.info("report ready after " + ready + " ms");
+  }
 })();
 """

@@ -84,8 +84,10 @@ def panel_html(panel: Panel) -> str:
     if panel.html:
         inner = panel.html
     elif panel.uri:
-        layer = f'<img class="layer" alt="" src="{panel.layer}">' if panel.layer else ""
-        picture = f'<img alt="{escape(panel.title)}" src="{panel.uri}">'
+        layer = (
+            f'<img class="layer" alt="" loading="lazy" src="{panel.layer}">' if panel.layer else ""
+        )
+        picture = f'<img alt="{escape(panel.title)}" loading="lazy" src="{panel.uri}">'
         inner = f'<div class="stack">{picture}{layer}{panel.svg}</div>'
     else:
         inner = panel.svg

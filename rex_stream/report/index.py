@@ -42,7 +42,7 @@ def controls_html(entries: list[Entry], page_size: int) -> str:
     options = "".join(f'<option value="{c}">{escape(label)}</option>' for c, label in classes)
     return (
         '<nav id="controls"><label>class <select id="f-class"><option value="">all</option>'
-        f"{options}</select></label> "
+        f"{options}</select></label> {target_choosers(entries)}"
         '<label>status <select id="f-status"><option value="">all</option>'
         "<option>explained</option><option>failed</option><option>running</option></select>"
         "</label> "
@@ -51,6 +51,22 @@ def controls_html(entries: list[Entry], page_size: int) -> str:
         '<button id="next" type="button">▶</button> '
         '<label class="fade">overlays <input id="opacity-all" type="range" min="0" max="100" '
         'value="75"></label> <span id="shown"></span></nav>'
+    )
+
+
+def target_choosers(entries: list[Entry]) -> str:
+    """For a detection store: choosers of an input (all its targets) and of a target (that
+    detection of every input); nothing for a store without targets."""
+    targeted = [e for e in entries if e.target]
+    if not targeted:
+        return ""
+    inputs = sorted({e.input for e in targeted})
+    targets = sorted({e.target for e in targeted}, key=lambda t: (len(t), t))
+    return "".join(
+        f'<label>{what} <select id="f-{what}"><option value="">all</option>'
+        + "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in values)
+        + "</select></label> "
+        for what, values in (("input", inputs), ("target", targets))
     )
 
 
@@ -65,20 +81,20 @@ HEADERS = (
 )
 
 
-def index_html(entries: list[Entry], visuals: list[Visuals]) -> str:
-    """The index table; columns sort when their header is clicked."""
+def index_html(rows: list[str]) -> str:
+    """The index table of ``rows`` (:func:`row_html`); columns sort when their header is
+    clicked."""
     head = "".join(
         f'<th data-sort="{key}">{escape(title)}</th>' if key else "<th></th>"
         for key, title in HEADERS
     )
-    rows = "".join(row_html(i, e, v) for i, (e, v) in enumerate(zip(entries, visuals, strict=True)))
-    return f'<table id="index"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return f'<table id="index"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def row_html(number: int, entry: Entry, visuals: Visuals) -> str:
     """One index row; its data attributes are what the page's script filters and sorts by."""
     if visuals.thumbnail:
-        thumb = f'<img class="thumb" alt="" src="{visuals.thumbnail}">'
+        thumb = f'<img class="thumb" alt="" loading="lazy" src="{visuals.thumbnail}">'
     else:
         thumb = visuals.thumbnail_svg
     confidence = "" if entry.confidence is None else f"{entry.confidence:.3f}"
@@ -92,6 +108,8 @@ def row_html(number: int, entry: Entry, visuals: Visuals) -> str:
         "area": "" if entry.area is None else entry.area,
         "queries": entry.queries,
         "status": entry.status,
+        "input": entry.input,
+        "target": entry.target,
     }
     attributes = " ".join(f'data-{k}="{escape(str(v))}"' for k, v in data.items())
     return (

@@ -22,6 +22,8 @@ class ReportOptions:
     picture_size: int = 224
     thumbnail_size: int = 64
     title: str = ""
+    #: drawing processes (None: one per core for a large report, 0: none)
+    workers: int | None = None
 
     def keeps(self, entry: Entry) -> bool:
         """Whether the filters keep ``entry``."""

@@ -3,8 +3,9 @@ each with the :class:`Section` s the stores hold for it — a ReX explanation (w
 and ``--complete``), evaluation scores and curves, a CEM pertinent positive or negative, an
 L2X selection — and its status: explained, failed (with its one-line reason) or running.
 
-Stores are read with plain ``zarr``; evaluation records through the evaluation wing's own
-record reader. Nothing here writes.
+Groups and their small arrays are read straight from the store's files
+(:mod:`.store_files`), anything else with plain ``zarr``; evaluation records through the
+evaluation wing's own record reader. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rex_stream.engine.failure_log import read_failures as stored_failures
 from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.store import Record
+from rex_stream.engine.store_pack import is_pack_name, read_pack
 from rex_stream.errors import InputError
+from rex_stream.evaluation.detection.targets import GROUP_INFIX
 from rex_stream.evaluation.records import METRIC, from_record
 from rex_stream.labels import class_name, labels_for_model
+from rex_stream.report.store_files import members as listed_members
+from rex_stream.report.store_files import node_metadata, read_array
 
 EXPLAINED, FAILED, RUNNING = "explained", "failed", "running"
 
@@ -62,17 +68,39 @@ class Section:
     key: str
     kind: str  # "rex", "evaluation", "cem", "l2x" or "other"
     attributes: dict[str, Any]
-    group: zarr.Group | None = None
     curves: list[Curve] = field(default_factory=list)
     #: the names in the group, listed once (each ``name in group`` is a store round trip)
     members: frozenset[str] = frozenset()
+    #: the group through zarr, opened when first needed (never pickled: drawing processes
+    #: open their own)
+    opened: zarr.Group | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        """The group's folder in its store."""
+        return Path(self.store) / self.key
+
+    @property
+    def group(self) -> zarr.Group:
+        """The group through zarr (opened once)."""
+        if self.opened is None:
+            self.opened = zarr.open_group(str(self.folder), mode="r")
+        return self.opened
 
     def array(self, name: str) -> np.ndarray | None:
         """The array ``name`` of the group, or None."""
-        if self.group is None or name not in self.members:
+        if name not in self.members:
             return None
+        values = read_array(self.folder / name)
+        if values is not None:
+            return values
         node = self.group[name]
         return np.asarray(node[...]) if isinstance(node, zarr.Array) else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["opened"] = None
+        return state
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -97,6 +125,9 @@ class Entry:
     queries: int = 0
     wall_s: float = 0.0
     mode: str = ""
+    #: for a detection target: its input's key and its own name (``detection 2``)
+    input: str = ""
+    target: str = ""
 
     def first(self, kind: str) -> Section | None:
         """The first section of ``kind``, if any."""
@@ -125,22 +156,27 @@ def read_contents(
     summaries: Iterable[str | Path] = (),
     labels: tuple[str, ...] | None = None,
 ) -> Contents:
-    """Read every store (and the failures listed in ``--json`` summaries) into entries, one
-    per input key, in store order; raises :class:`InputError` for a path that is not a
-    rex-stream store."""
+    """Read every store (with the failures recorded beside it, and those listed in ``--json``
+    summaries) into entries, one per input key, in store order; raises :class:`InputError`
+    for a path that is not a rex-stream store."""
     entries: dict[str, Entry] = {}
     names: list[str] = []
     for path in stores:
-        root = open_store(path)
+        open_store(path)
         names.append(str(path))
-        for key, group in input_groups(root):
-            section = read_section(str(path), key, group)
-            entry = entries.setdefault(key, Entry(key, key, EXPLAINED))
+        for key, attributes, inside in input_groups(Path(path)):
+            section = read_section(str(path), key, attributes, inside)
+            entry = entries.setdefault(key, _new_entry(key))
             entry.sections.append(section)
             _settle_status(entry, section, Path(path))
+        for failure in stored_failures(path):  # inputs that never got a group
+            key = failure["name"]
+            if key not in entries:
+                reason = str(failure.get("error") or "failed")
+                entries[key] = Entry(key, str(failure.get("input") or key), FAILED, reason)
     for path in summaries:
         for key, message in read_failures(path):
-            if key not in entries:
+            if key not in entries and not any(e.name == key for e in entries.values()):
                 entries[key] = Entry(key, key, FAILED, message)
     for entry in entries.values():
         _fill_facts(entry, labels)
@@ -162,29 +198,33 @@ def open_store(path: str | Path) -> zarr.Group:
     return root
 
 
-def input_groups(root: zarr.Group, prefix: str = "") -> list[tuple[str, zarr.Group]]:
-    """(key, group) of every input's group, sorted by key; a group holding per-target groups
-    (detections) gives one per target, keyed ``input/target``."""
-    found: list[tuple[str, zarr.Group]] = []
-    for name in sorted(root.group_keys()):
+def input_groups(
+    folder: Path, prefix: str = ""
+) -> list[tuple[str, dict[str, Any], frozenset[str]]]:
+    """(key, attributes, member names) of every input's group, sorted by key, each group read
+    once; a group holding per-target groups (detections) gives one per target, keyed
+    ``input/target``."""
+    found: list[tuple[str, dict[str, Any], frozenset[str]]] = []
+    for name in listed_members(folder)[0]:
         if ("~" in name and name.endswith("new")) or name.startswith("."):
             continue  # an overwrite being built beside the old group
-        group = root[name]
-        if not isinstance(group, zarr.Group):
-            continue
-        attributes = dict(group.attrs)
-        if "rex_stream" in attributes or set(RESULT_ARRAYS) & set(group.keys()):
-            found.append((prefix + name, group))
+        attributes = (node_metadata(folder / name) or {}).get("attributes") or {}
+        groups, arrays = listed_members(folder / name)
+        inside = frozenset(groups) | frozenset(arrays)
+        if "rex_stream" in attributes or set(RESULT_ARRAYS) & inside:
+            found.append((prefix + name, attributes, inside))
         elif not prefix:
-            found.extend(input_groups(group, f"{name}/"))
+            found.extend(input_groups(folder / name, f"{name}/"))
     return found
 
 
-def read_section(store: str, key: str, group: zarr.Group) -> Section:
+def read_section(
+    store: str, key: str, attributes: dict[str, Any], members: frozenset[str]
+) -> Section:
     """What one input's group holds."""
-    attributes = _plain(dict(group.attrs))
-    settings = attributes.get("settings") if isinstance(attributes.get("settings"), dict) else {}
-    members = frozenset(group.keys())
+    attributes = _plain(attributes)
+    found = attributes.get("settings")
+    settings: dict[str, Any] = found if isinstance(found, dict) else {}
     if "evaluation" in settings or METRIC in members:
         kind = "evaluation"
     elif "cem" in attributes or members & {"pertinent_positive", "pertinent_negative"}:
@@ -195,9 +235,9 @@ def read_section(store: str, key: str, group: zarr.Group) -> Section:
         kind = "rex"
     else:
         kind = "other"
-    section = Section(store, key, kind, attributes, group, members=members)
+    section = Section(store, key, kind, attributes, members=members)
     if kind == "evaluation":
-        section.curves = read_curves(group)
+        section.curves = read_curves(section.group)
     return section
 
 
@@ -209,18 +249,30 @@ def read_curves(group: zarr.Group) -> list[Curve]:
     curves: list[Curve] = []
     if not isinstance(records, zarr.Group):
         return curves
-    for name in sorted(records.array_keys()):
-        array = records[name]
-        if not isinstance(array, zarr.Array):
-            continue
-        attributes = dict(array.attrs)
-        if not attributes.get("committed"):
-            continue
-        table = np.asarray(array[...])
-        metric, attribution, result = from_record(Record(int(name), table, attributes))
+    for record in committed_records(records).values():
+        metric, attribution, result = from_record(record)
         curve = None if result.curve is None else np.asarray(result.curve, np.float64)
         curves.append(Curve(metric, attribution, float(result.score), curve, result.queries))
     return curves
+
+
+def committed_records(records: zarr.Group) -> dict[int, Record]:
+    """One kind's committed records by index, read only: those packed when the input finished
+    and those still single (a record in both is read from its pack)."""
+    names = sorted(records.array_keys())
+    done: dict[int, Record] = {}
+    for name in filter(is_pack_name, names):
+        array = records[name]
+        if isinstance(array, zarr.Array):
+            done.update(read_pack(array, f"{records.path}/{name}"))
+    for name in names:
+        if not name.isdigit() or int(name) in done:
+            continue
+        array = records[name]
+        attributes = dict(array.attrs) if isinstance(array, zarr.Array) else {}
+        if isinstance(array, zarr.Array) and attributes.get("committed"):
+            done[int(name)] = Record(int(name), np.asarray(array[...]), attributes)
+    return dict(sorted(done.items()))
 
 
 def read_failures(path: str | Path) -> list[tuple[str, str]]:
@@ -275,13 +327,30 @@ def _settle_status(entry: Entry, section: Section, store: Path) -> None:
 
 def _progress(section: Section) -> str:
     """How far an unfinished group got, in its own records."""
-    group = section.group
     for kind, what in (("ledger", "iterations"), (METRIC, "metric results"), ("cem_chain", "")):
-        records = group[kind] if group is not None and kind in section.members else None
+        records = section.group[kind] if kind in section.members else None
         if isinstance(records, zarr.Group):
-            done = sum(1 for _, a in records.arrays() if a.attrs.get("committed"))
+            done = len(committed_records(records))
             return f"{done} {what or 'chain records'} committed"
     return "nothing committed yet"
+
+
+def _new_entry(key: str) -> Entry:
+    """An explained entry for ``key`` (a detection target's knows its input and target)."""
+    input_key, target = _target_of(key)
+    return Entry(key, key, EXPLAINED, input=input_key, target=target)
+
+
+def _target_of(key: str) -> tuple[str, str]:
+    """(input key, target name) of a detection target's group (``photo__detection-2`` or a
+    nested ``photo/target``); ("", "") for an input's own group."""
+    if GROUP_INFIX in key:
+        head, _, index = key.rpartition(GROUP_INFIX)
+        return head, f"detection {index}"
+    if "/" in key:
+        head, _, tail = key.partition("/")
+        return head, tail
+    return "", ""
 
 
 def _fill_facts(entry: Entry, labels: tuple[str, ...] | None) -> None:
@@ -290,7 +359,7 @@ def _fill_facts(entry: Entry, labels: tuple[str, ...] | None) -> None:
         attributes = section.attributes
         source = attributes.get("source")
         if isinstance(source, str) and entry.name == entry.key:
-            entry.name = source
+            entry.name = f"{source} · {entry.target}" if entry.target else source
         method = attributes.get("cem") or attributes.get("l2x") or {}
         target = attributes.get("target") or method.get("target")
         if isinstance(target, dict) and entry.class_id is None and "class" in target:
@@ -305,7 +374,7 @@ def _fill_facts(entry: Entry, labels: tuple[str, ...] | None) -> None:
         explanation = attributes.get("explanation")
         if entry.area is None and isinstance(explanation, dict):
             entry.area = _number(explanation.get("area"))
-        if entry.area is None and section.kind == "l2x" and section.group is not None:
+        if entry.area is None and section.kind == "l2x":
             selection = section.array("l2x_selection")
             entry.area = float(np.mean(selection > 0)) if selection is not None else None
         stats = attributes.get("stats") or method.get("stats") or {}

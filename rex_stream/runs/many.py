@@ -9,6 +9,7 @@ import anyio
 
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings
+from rex_stream.engine.failure_log import clear_failure, record_failure
 from rex_stream.engine.session import Engine, open_engine
 from rex_stream.errors import ConfigError, InputError, OutputError, StoreError, raise_first_error
 from rex_stream.naming import input_name
@@ -78,6 +79,8 @@ async def explain_many(
                 )
             except INPUT_ERRORS as error:
                 outcome = InputFailure(str(source), error)
+        if store is not None:  # the store's failure records, for reports
+            await anyio.to_thread.run_sync(note_outcome, store, names[index], outcome)
         if keep_results:
             results[index] = outcome
         if on_result is not None:
@@ -89,6 +92,14 @@ async def explain_many(
                 for index in range(len(sources)):
                     group.start_soon(one, index, engine)
     return [r for r in results if r is not None]
+
+
+def note_outcome(store: str | Path, name: str, outcome: object) -> None:
+    """Record a failed input beside the store; forget an earlier failure of one explained."""
+    if isinstance(outcome, InputFailure):
+        record_failure(store, name, outcome.source, str(outcome.error))
+    else:
+        clear_failure(store, name)
 
 
 def _for_input(

@@ -25,6 +25,7 @@ from rex_stream.modes.text_io import ROW_SUFFIXES, read_rows
 from rex_stream.naming import input_name
 from rex_stream.progress import Progress
 from rex_stream.result import Explanation, InputFailure
+from rex_stream.runs.many import note_outcome
 from rex_stream.runs.rex import explain_input
 
 __all__ = ["TextInput", "explain_text_rows", "explain_texts", "text_rows"]
@@ -148,6 +149,8 @@ async def explain_text_inputs(
                 )
             except INPUT_ERRORS as error:
                 outcome = InputFailure(item.label, error)
+        if store is not None:  # the store's failure records, for reports
+            await anyio.to_thread.run_sync(note_outcome, store, item.name, outcome)
         if keep_results:
             results[index] = outcome
         if on_result is not None:

@@ -86,3 +86,24 @@ def test_a_screenshot_is_not_blank(page: Path, tmp_path: Path) -> None:
     pixels = np.asarray(Image.open(picture).convert("RGB"), np.float64)
     assert pixels.std() > 20  # pictures, text and colour, not an empty white page
     assert len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200
+
+
+def test_detection_targets_are_chosen_by_input_and_by_target(tmp_path: Path) -> None:
+    import zarr
+
+    store = zarr.open_group(str(tmp_path / "boxes.zarr"), mode="w")
+    for name in ("park.jpg", "street.jpg", "yard.jpg"):
+        for index in range(2 if name != "yard.jpg" else 1):
+            group = store.create_group(f"{name}__detection-{index}")
+            group.attrs.update({"complete": True, "rex_stream": "test", "target_box": [1, 1, 5, 6]})
+            group.create_array("responsibility", data=np.eye(8, dtype=np.float32) * (index + 1))
+    output = tmp_path / "boxes.html"
+    assert main(["report", str(tmp_path / "boxes.zarr"), "-o", str(output), "-q"]) == 0
+    dom, console = open_page(output, "input=street.jpg")
+    assert 'data-matching="2"' in dom and shown(dom) == 2
+    assert "Uncaught" not in console and re.search(r'data-ready-ms="\d+"', dom)
+    dom, _ = open_page(output, "target=detection%201")
+    assert 'data-matching="2"' in dom and shown(dom) == 2
+    dom, _ = open_page(output, "input=street.jpg&target=detection%201")
+    assert 'data-matching="1"' in dom
+    assert '<select id="f-input">' in dom and '<option value="yard.jpg">' in dom

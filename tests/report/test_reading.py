@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def test_every_method_and_failure_is_one_entry_per_input(stores: Stores) -> None
     assert {c.attribution for c in evaluation.curves} == {"rex", "same"}
     flipping = [c for c in evaluation.curves if c.metric.startswith("pixel-flipping")]
     assert all(c.curve is not None and c.curve.size > 2 for c in flipping)
-    stored = zarr.open_group(str(stores.rex), mode="r")["photo0.png"].attrs
+    stored: dict[str, Any] = dict(zarr.open_group(str(stores.rex), mode="r")["photo0.png"].attrs)
     assert photo.class_id == stored["target"]["class"] and photo.status == "explained"
     assert photo.area == pytest.approx(stored["explanation"]["area"])
     digit = by_key["digit"]
@@ -76,3 +77,30 @@ def test_a_nested_target_group_is_an_entry_of_its_own(tmp_path: Path) -> None:
         target.create_array("responsibility", data=np.eye(16, dtype=np.float32))
     keys = [e.key for e in read_contents([tmp_path / "boxes.zarr"]).entries]
     assert keys == ["photo.png/target-0", "photo.png/target-1"]
+
+
+def test_a_failed_input_is_listed_from_the_store_alone(stores: Stores, tmp_path: Path) -> None:
+    contents = read_contents([stores.rex])  # no --summary
+    failed = [e for e in contents.entries if e.status == "failed"]
+    assert [e.key for e in failed] == ["broken.png"]
+    assert failed[0].name.endswith("broken.png") and "not an image" in failed[0].reason
+    with_summary = read_contents([stores.rex], [stores.summary])
+    assert len(with_summary.entries) == len(contents.entries)  # the same failure, once
+    copy = tmp_path / "copy.zarr"  # a store copied without its failure records
+    shutil.copytree(stores.rex, copy)
+    assert all(e.status == "explained" for e in read_contents([copy]).entries)
+
+
+def test_detection_targets_know_their_input(tmp_path: Path) -> None:
+    store = zarr.open_group(str(tmp_path / "boxes.zarr"), mode="w")
+    for name in ("street.jpg__detection-0", "street.jpg__detection-1", "park.jpg__detection-0"):
+        group = store.create_group(name)
+        group.attrs.update({"complete": True, "source": name.split("__")[0], "rex_stream": "t"})
+        group.create_array("responsibility", data=np.eye(8, dtype=np.float32))
+    entries = read_contents([tmp_path / "boxes.zarr"]).entries
+    assert [(e.input, e.target) for e in entries] == [
+        ("park.jpg", "detection 0"),
+        ("street.jpg", "detection 0"),
+        ("street.jpg", "detection 1"),
+    ]
+    assert entries[2].name == "street.jpg · detection 1"
