@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import anyio
 
 if TYPE_CHECKING:
     from rex_stream.engine.scheduler import SchedulerStats
@@ -62,36 +66,83 @@ class Progress:
     @property
     def eta_s(self) -> float | None:
         """Seconds left at the pace so far (None before the first iteration is done)."""
-        if self.iterations_done <= 0 or self.iterations_done >= self.iterations_total:
-            return None if self.iterations_done <= 0 else 0.0
-        per_iteration = self.elapsed_s / self.iterations_done
-        return per_iteration * (self.iterations_total - self.iterations_done)
+        return eta_at_pace(self.iterations_done, self.iterations_total, self.elapsed_s)
 
     @property
     def traffic_note(self) -> str:
         """``call 120 ms, 3 in flight, ETA 0:42`` (what the progress line shows), and
         ``server down 12 s`` while the backend fails."""
-        parts = []
-        if self.down_s is not None:
-            parts.append(f"server down {self.down_s:.0f} s")
-        if self.latency_s:
-            parts.append(f"call {self.latency_s * 1000:.0f} ms")
-        parts.append(f"{self.in_flight} in flight")
-        eta = self.eta_s
-        if eta is not None and self.down_s is None:
-            minutes, seconds = divmod(round(eta), 60)
-            parts.append(f"ETA {minutes}:{seconds:02d}")
-        return ", ".join(parts)
+        return traffic_note(self.latency_s, self.in_flight, self.down_s, self.eta_s)
 
     @property
     def fault_note(self) -> str:
         """``retries 3 (2 waiting)`` once a backend call was retried, else empty."""
-        if not self.retries:
-            return ""
-        waiting = f" ({self.retrying} waiting)" if self.retrying else ""
-        return f"retries {self.retries}{waiting}"
+        return fault_note(self.retries, self.retrying)
 
     @property
     def mutants_per_s(self) -> float:
         """Backend throughput since the start of the run."""
         return self.queries / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def eta_at_pace(done: float, total: float, elapsed_s: float) -> float | None:
+    """Seconds left when ``done`` of ``total`` units took ``elapsed_s``: None before the first
+    unit, 0 once all are done. The one ETA every progress line shows (iterations of one
+    input, inputs of a directory run, rows of an evaluation)."""
+    if done <= 0:
+        return None
+    if done >= total:
+        return 0.0
+    return elapsed_s / done * (total - done)
+
+
+def traffic_note(
+    latency_s: float, in_flight: int, down_s: float | None, eta_s: float | None
+) -> str:
+    """``call 120 ms, 3 in flight, ETA 0:42``, led by ``server down 12 s`` while the backend
+    fails (no ETA then): the traffic facts of every progress line, spelled once."""
+    parts = []
+    if down_s is not None:
+        parts.append(f"server down {down_s:.0f} s")
+    if latency_s:
+        parts.append(f"call {latency_s * 1000:.0f} ms")
+    parts.append(f"{in_flight} in flight")
+    if eta_s is not None and down_s is None:
+        minutes, seconds = divmod(round(eta_s), 60)
+        parts.append(f"ETA {minutes}:{seconds:02d}")
+    return ", ".join(parts)
+
+
+def fault_note(retries: int, retrying: int) -> str:
+    """``retries 3 (2 waiting)`` once a backend call was retried, else empty."""
+    if not retries:
+        return ""
+    waiting = f" ({retrying} waiting)" if retrying else ""
+    return f"retries {retries}{waiting}"
+
+
+#: seconds between the snapshots of a run whose own events may pause (a server that is down)
+TICK_S = 1.0
+
+
+@asynccontextmanager
+async def ticking(
+    report: Callable[[], None] | None, period_s: float = TICK_S
+) -> AsyncIterator[None]:
+    """Call ``report`` every ``period_s`` while the block runs (nothing when it is None), so a
+    progress line keeps moving, and can say the server is down, while no answer comes."""
+    if report is None:
+        yield
+        return
+
+    async def tick() -> None:
+        while True:
+            await anyio.sleep(period_s)
+            report()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(tick)
+        try:
+            yield
+        finally:
+            group.cancel_scope.cancel()

@@ -19,6 +19,14 @@ ARRAY_NAMES = {
 }
 
 
+def feature_names(subject: Subject) -> tuple[str, ...]:
+    """A table's column names, one per spatial element (tabular inputs), else ``()``."""
+    names = tuple(getattr(subject, "feature_names", ()) or ())
+    if len(subject.spatial_shape) == 1 and len(names) == subject.spatial_shape[0]:
+        return names
+    return ()
+
+
 @dataclass
 class CemResult:
     """One input's contrastive explanation.
@@ -75,8 +83,19 @@ class CemResult:
         values = np.zeros(self.regions.count) if self.values is None else self.values
         return np.argsort(-values, kind="stable")[:count]
 
+    def named_features(self) -> list[str]:
+        """A table's columns whose region value is over a half (kept by a pertinent positive,
+        moved by a pertinent negative), largest first; ``[]`` for other inputs."""
+        names = feature_names(self.subject)
+        mask = self.mask
+        if not names or mask is None:
+            return []
+        values = np.asarray(mask, np.float64).reshape(-1)
+        return [names[i] for i in np.argsort(-values, kind="stable") if values[i] > 0.5]
+
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary (the CLI's ``--json``)."""
+        """A JSON-ready summary (the CLI's ``--json``); for a table, ``features`` names the
+        columns over a half."""
         values = self.values if self.values is not None else np.zeros(self.regions.count)
         return {
             "input": self.subject.source or self.subject.name,
@@ -94,6 +113,7 @@ class CemResult:
                 "regions_over_half": int((values > 0.5).sum()),
                 "regions": self.regions.count,
                 "region_edge": self.regions.edge,
+                **({"features": self.named_features()} if feature_names(self.subject) else {}),
                 **(
                     {"gamma": self.gamma, "reconstruction_error": self.reconstruction}
                     if self.gamma > 0

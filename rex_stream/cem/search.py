@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -175,22 +176,35 @@ def _open_store(
 ) -> ExplanationStore | None:
     if path is None:
         return None
-    if resume and not overwrite and not Path(path).exists():
+    if resume and not overwrite and not ExplanationStore.exists(path):  # also s3://…
         raise StoreError(f"cannot resume: {path} does not exist")
     settings: dict[str, Any] = {
         "method": f"cem-{config.kind.value}",
         "cem": config.settings(),
         "scoring": asdict(scoring),
-        "model": {"name": info.name, "input_shape": list(info.input_shape)},
+        "model": {
+            "name": info.name,
+            "input_shape": list(info.input_shape),
+            "identity": dict(info.identity),  # which model: evaluate checks it, as for ReX
+        },
         "input": f"{key:016x}",
         "target": target.classification,
     }
     if autoencoder is not None:
         settings["autoencoder"] = autoencoder.name
+
+    def settled(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+        """This run's settings; a store made before models were identified resumes as made."""
+        stored_model = stored.get("model") if stored is not None else None
+        if isinstance(stored_model, Mapping) and "identity" not in stored_model:
+            model = {k: v for k, v in settings["model"].items() if k != "identity"}
+            return {**settings, "model": model}
+        return settings
+
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", subject.name) or "input"
     with _OPEN_LOCK:
         store = ExplanationStore.open(
-            path, name, settings, len(subject.spatial_shape), resume=resume, overwrite=overwrite
+            path, name, settled, len(subject.spatial_shape), resume=resume, overwrite=overwrite
         )
     store.update_attributes(
         {

@@ -6,10 +6,11 @@ import argparse
 
 from rex_stream.cem import CemConfig, CemResult
 from rex_stream.cli.checks import check_at_least, check_store_flags
-from rex_stream.cli.inputs import expand_inputs
+from rex_stream.cli.inputs import add_inputs_argument, expand_inputs
 from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.method_options import (
     add_model_arguments,
+    add_store_arguments,
     backend_settings,
     check_output,
     explain_config,
@@ -27,11 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Contrastive explanations (CEM), black-box: the pertinent positive (what "
         "must be present for the class) or pertinent negative (what, added, changes it).",
     )
-    parser.add_argument(
-        "inputs",
-        nargs="+",
-        help="input files or directories (every input under them); all share one scheduler",
-    )
+    add_inputs_argument(parser)
     add_model_arguments(parser)
     cem = parser.add_argument_group("cem")
     cem.add_argument("--kind", choices=["pp", "pn"], default="pp", help="PP (default) or PN")
@@ -56,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gamma", "--cem-gamma", type=float, help="weight of the autoencoder term (default 0: off)"
     )
     out = parser.add_argument_group("outputs")
-    out.add_argument("--store", help="Zarr store: chain states (resumable) and solutions")
-    out.add_argument("--resume", action="store_true", help="continue the run in --store")
-    out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
+    add_store_arguments(out, "Zarr store: chain states (resumable) and solutions")
     out.add_argument("--output", help="picture of the solution (PNG; one input only)")
     return parser
 
@@ -154,6 +149,7 @@ def human_summary(result: CemResult) -> str:
             f"logits), L1 {part['l1']:.2f} over {part['regions']} regions of edge "
             f"{part['region_edge']}, c {part['penalty']:g}"
         )
+        found += f"; features: {', '.join(part['features'])}" if part.get("features") else ""
         if result.gamma > 0:
             found += f", reconstruction error {result.reconstruction:.4g} (gamma {result.gamma:g})"
     stats = summary["stats"]

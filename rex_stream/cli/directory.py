@@ -15,26 +15,13 @@ import anyio
 
 from rex_stream.cli import rex_options
 from rex_stream.cli.directory_display import DirectoryDisplay
+from rex_stream.cli.inputs import named_inputs
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import BackendSettings
-from rex_stream.errors import ConfigError, OutputError
+from rex_stream.errors import OutputError
 from rex_stream.result import Explanation, InputFailure
 
-
-def directory_inputs(directory: Path) -> list[Path]:
-    """Every file under ``directory`` whose suffix some mode reads, in a stable order."""
-    from rex_stream.modes import known_suffixes
-
-    suffixes = known_suffixes()
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-    if not found:
-        raise ConfigError(
-            f"{directory}: no input files (known suffixes: {', '.join(sorted(suffixes))})"
-        )
-    return found
-
-
-#: Picture files: with a directory input, ``--output``/``--heatmap`` name a directory instead.
+#: Picture files: with several inputs, ``--output``/``--heatmap`` name a directory instead.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -65,7 +52,8 @@ def _picture_directory(path: str | None, flag: str) -> Path | None:
         path,
         flag,
         PICTURE_SUFFIXES,
-        f"with a directory input {flag} names a directory for one picture per input, not a "
+        f"with a directory or several inputs {flag} names a directory for one picture per "
+        "input, not a "
         "picture file",
     )
 
@@ -111,15 +99,16 @@ def run_and_summarise(
 def run_directory(
     args: argparse.Namespace, spec: str, config: ExplainConfig, settings: BackendSettings
 ) -> int:
-    """Directory mode: every input through one backend and one scheduler; pictures go to the
-    ``--output`` / ``--heatmap`` directories; one bad input does not stop the others."""
+    """Directory mode (a directory, several files, or a mix): every input through one backend
+    and one scheduler; pictures go to the ``--output`` / ``--heatmap`` directories; one bad
+    input does not stop the others."""
     from rex_stream.modes import render_explanation, render_heatmap
-    from rex_stream.naming import input_name
     from rex_stream.runs.many import explain_many
 
-    root = Path(args.filename)
-    inputs = directory_inputs(root)
-    names = [input_name(p.relative_to(root)) for p in inputs]
+    items = args.filename if isinstance(args.filename, list) else [args.filename]
+    named = named_inputs(items)
+    inputs = [Path(source) for source, _ in named]
+    names = [name for _, name in named]
     output = _picture_directory(args.output, "--output")
     heatmap = _picture_directory(args.heatmap, "--heatmap")
     summaries: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from rex_stream.cli import checks, evaluate_detection, meta_display, meta_model, method_options
+from rex_stream.cli.inputs import add_inputs_argument, check_inputs_exist
 from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.parser import OneLineParser
 from rex_stream.cli.terminal import RowsProgress
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score attribution maps of a black-box model with Quantus' metrics "
         "(faithfulness, complexity, localisation), every query batched through one scheduler.",
     )
-    parser.add_argument("input", nargs="?", help="input file or directory of inputs")
+    add_inputs_argument(parser, optional=True)
     parser.add_argument(
         "--attribution",
         action="append",
@@ -101,9 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     meta_model.add_arguments(meta)
     out = parser.add_argument_group("outputs")
-    out.add_argument("--store", help="Zarr store for results and curves (resumable)")
-    out.add_argument("--resume", action="store_true", help="continue the run in --store")
-    out.add_argument("--overwrite", action="store_true", help="replace these inputs in --store")
+    method_options.add_store_arguments(out, "Zarr store for results and curves (resumable)")
     out.add_argument(
         "--plot", help="picture of the curves and the per-metric ranking (PNG, PDF or SVG)"
     )
@@ -160,8 +159,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.list_metrics:
         print(list_metrics())
         return 0
-    if not args.input:
-        raise ConfigError("no input: rex-stream evaluate INPUT_OR_DIR --attribution … --metrics …")
+    if not args.inputs:
+        raise ConfigError("no input: rex-stream evaluate INPUT… --attribution … --metrics …")
+    check_inputs_exist(args.inputs)  # one line naming the first missing input
+    # one input as it is, several as a list: evaluate() runs them as it runs a directory
+    args.input = args.inputs[0] if len(args.inputs) == 1 else list(args.inputs)
     if not args.metrics:
         raise ConfigError("no metrics: pass --metrics m1,m2,… (see --list-metrics)")
     if args.detections:
@@ -173,8 +175,6 @@ def _run(args: argparse.Namespace) -> int:
     spec = args.backend or args.model
     if not spec:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
-    if not Path(args.input).exists():
-        raise ConfigError(f"{args.input}: no such file or directory")
     _check_arguments(args, choices)
     from rex_stream.evaluation.run import evaluate
 
@@ -205,9 +205,9 @@ def _run(args: argparse.Namespace) -> int:
             concurrent_inputs=args.concurrent_inputs,
             max_queries=args.max_queries,
             on_plan=None if args.quiet else partial(_print_plan, estimated=estimated),
-            on_progress=progress,
             explainer=explainer,
             allow_mismatch=args.allow_mismatch,
+            on_event=progress,
         )
 
     labels = load_labels(args.labels) if args.labels else None

@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 
@@ -71,8 +70,6 @@ def run(
     spec = args.backend or args.model
     if not spec:
         raise ConfigError("no model: pass --model model.onnx or --backend SPEC")
-    if not Path(args.input).exists():
-        raise ConfigError(f"{args.input}: no such file or directory")
     config = resolve_config(args)
     settings = method_options.backend_settings(args, spec, config)
 
@@ -91,7 +88,7 @@ def run(
         )
 
     with RowsProgress(not args.quiet and sys.stderr.isatty()) as display:
-        progress = display.update if display.enabled else None
+        progress = display.count if display.enabled else None
         result = anyio.run(main)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     return 0

@@ -20,7 +20,7 @@ from rex_stream.cli.explain_output import (
 )
 from rex_stream.cli.explain_parser import DEFAULT_PICTURE
 from rex_stream.cli.settings import resolve_config, settings_table
-from rex_stream.cli.terminal import TerminalProgress, counted_columns
+from rex_stream.cli.terminal import TerminalProgress, counted_columns, traffic_text
 from rex_stream.config import ExplainConfig
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.progress import Progress
@@ -31,8 +31,14 @@ from rex_stream.runs.rex import explain
 def run(args: argparse.Namespace) -> int:
     """Run one explanation as the arguments say; returns the exit code."""
     base = ExplainConfig()
-    if not args.filename.strip():  # Path("") is the current folder: never what was meant
-        raise InputError(f"{args.filename!r}: an empty input name; give a file or a directory")
+    for item in args.inputs:
+        if not item.strip():  # Path("") is the current folder: never what was meant
+            raise InputError(f"{item!r}: an empty input name; give a file or a directory")
+    several = len(args.inputs) > 1
+    # one input is ``filename`` as it is; several stay a list and run as a directory does
+    args.filename = list(args.inputs) if several else args.inputs[0]
+    if several:
+        refuse_for_several(args)
     is_demo = args.filename == "demo" and not Path("demo").exists()
     if is_demo:
         base = demo_config()
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     detect.refuse_without_detections(args)
     if (code := dask_options.run(args, spec, config, settings)) is not None:
         return code
-    if Path(args.filename).is_dir():
+    if several or Path(args.filename).is_dir():
         from rex_stream.cli.directory import run_directory
 
         return run_directory(args, spec, config, settings)
@@ -87,6 +93,25 @@ def run(args: argparse.Namespace) -> int:
         result = anyio.run(main)
     print_summary(args, result, write_outputs(args, result, output, heatmap))
     return 0
+
+
+#: Flags for one input at a time: (attribute, flag, why), refused with several inputs.
+ONE_INPUT_FLAGS = (
+    ("script", "--script", "preprocesses one input"),
+    ("processed", "--processed", "takes one preprocessed input"),
+    ("rows", "--rows", "picks rows of one table file"),
+)
+
+
+def refuse_for_several(args: argparse.Namespace) -> None:
+    """Several inputs: each must exist (one line for the first that does not), and flags
+    that work on one input only are refused before anything runs."""
+    from rex_stream.cli.inputs import check_inputs_exist
+
+    check_inputs_exist(args.filename)
+    for attribute, flag, why in ONE_INPUT_FLAGS:
+        if getattr(args, attribute, None):
+            raise ConfigError(f"{flag} {why}: give one input, not several", key=flag)
 
 
 def refuse_idle_options(args: argparse.Namespace, config: ExplainConfig) -> None:
@@ -123,9 +148,7 @@ class ExplainDisplay(TerminalProgress):
         if self.progress is None:
             return
         rate = f"{event.mutants_per_s:6.0f} mutants/s  batch {event.mean_batch:4.1f}"
-        rate += f"  {event.traffic_note}"
-        if event.fault_note:
-            rate += f"  {event.fault_note}"
+        rate += f"  {traffic_text(event)}"
         description = "iterations" if event.phase in ("target", "iteration") else event.phase
         self.progress.update(
             self._task,

@@ -12,16 +12,28 @@ from rex_stream.cli import method_options, rex_options
 from rex_stream.result import Explanation
 
 #: what --output and --heatmap may be
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf", ".svg")
+PICTURE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".pdf",
+    ".svg",
+)
 PICTURE_SUFFIXES += (".html", ".htm")  # text mode's page
 
 
 def default_pictures(args: argparse.Namespace, default: str) -> None:
     """``--output``/``--heatmap``/``--surface`` given without a file (as ReX allows): a name
-    made from the input's, in the current folder, announced on stderr."""
-    source = Path(args.filename)
-    is_dir = source.is_dir()
-    stem = source.resolve().name if is_dir else source.stem
+    made from the input's, in the current folder, announced on stderr (several inputs:
+    ``inputs-explanations/``, as a directory's)."""
+    several = isinstance(args.filename, list)
+    source = Path("inputs" if several else args.filename)
+    is_dir = several or source.is_dir()
+    stem = source.name if several else source.resolve().name if is_dir else source.stem
     for flag, attribute, suffix in (
         ("--output", "output", "explanation"),
         ("--heatmap", "heatmap", "heatmap"),

@@ -9,6 +9,7 @@ from rex_stream.cli import (
     bounding_box,
     dask_options,
     detect,
+    inputs,
     method_options,
     resource_options,
     rex_options,
@@ -26,17 +27,18 @@ METHODS = {
 
 #: The sub-commands, as ``rex-stream --help`` lists them.
 SUBCOMMAND_HELP = """sub-commands (each has its own --help; the sub-command goes first):
-  rex-stream INPUT             explain with causal responsibility (ReX; this help)
-  rex-stream evaluate INPUT    score attribution maps with Quantus' metrics
+  rex-stream INPUT…            explain with causal responsibility (ReX; this help)
+  rex-stream evaluate INPUT…   score attribution maps with Quantus' metrics
   rex-stream cem INPUT…        contrastive explanations: pertinent positives / negatives
   rex-stream l2x-train DATA    train an L2X explainer from the model's scores
   rex-stream l2x INPUT…        select regions with a trained L2X explainer
   rex-stream report STORE…     one self-contained HTML page of the results in stores
   rex-stream demo              the bundled photo and model
 
-A directory stands for every input under it (recursively) in every sub-command; cem and l2x
-also take several files. The model, reading, scheduling and terminal flags (--model, --means,
---norm, --retry-s, --batch-size, --concurrent-inputs, --json, -q, -v, …) are the same in all."""
+INPUT… is one file, several files, directories (every input under them, recursively) or a
+mix, alike in every sub-command. The model, reading, scheduling, store and terminal flags
+(--model, --means, --norm, --retry-s, --batch-size, --concurrent-inputs, --store,
+--storage-option, --json, -q, -v, …) are the same in all."""
 
 
 #: ``--output`` / ``--heatmap`` without a file: a name made from the input's.
@@ -72,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SUBCOMMAND_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "filename",
-        help="input file, a directory (every input in it, recursively, through one backend), "
-        "or `demo`",
+    inputs.add_inputs_argument(
+        parser,
+        extra_help="; several inputs are run as a directory is, with one summary; `demo`"
+        " runs the bundled example",
     )
     parser.add_argument(
         "--method",
@@ -146,20 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="responsibility heatmap over the input; without FILE <input>-heatmap.png "
         "(a directory input: <dir>-heatmaps/)",
     )
-    out.add_argument(
-        "--store",
-        help="Zarr store for maps, masks and resumable progress: a folder, or an object "
-        "store URL (s3://bucket/runs.zarr, memory://…; see docs/object-stores.md)",
+    method_options.add_store_arguments(
+        out,
+        "Zarr store for maps, masks and resumable progress",
+        overwrite_help="replace these inputs in --store",
     )
-    out.add_argument(
-        "--storage-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an option of the object store's filesystem (s3fs: endpoint_url=…, "
-        "client_kwargs.region_name=…); credentials come from the environment",
-    )
-    out.add_argument("--resume", action="store_true", help="continue the run in --store")
-    out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
     method_options.add_terminal_arguments(parser.add_argument_group("terminal"))
     parser.add_argument("--version", action="version", version=f"rex-stream {__version__}")
     rex_options.add_arguments(parser)

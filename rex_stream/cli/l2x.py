@@ -9,10 +9,11 @@ from typing import Any
 import anyio
 
 from rex_stream.cli.checks import check_at_least, check_store_flags
-from rex_stream.cli.inputs import expand_inputs
+from rex_stream.cli.inputs import add_inputs_argument, expand_inputs
 from rex_stream.cli.log_setup import configure_logging
 from rex_stream.cli.method_options import (
     add_model_arguments,
+    add_store_arguments,
     backend_settings,
     check_output,
     explain_config,
@@ -45,9 +46,12 @@ def train_parser() -> argparse.ArgumentParser:
     l2x.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", required=True, help="the explainer file (.npz)")
-    out.add_argument("--store", help="Zarr store: scores and epochs, for --resume")
-    out.add_argument("--resume", action="store_true", help="continue the training in --store")
-    out.add_argument("--overwrite", action="store_true", help="start the --store training again")
+    add_store_arguments(
+        out,
+        "Zarr store: scores and epochs, for --resume",
+        resume_help="continue the training in --store",
+        overwrite_help="start the --store training again",
+    )
     return parser
 
 
@@ -58,9 +62,7 @@ def explain_parser() -> argparse.ArgumentParser:
         description="Select an input's most informative regions with a trained L2X explainer "
         "(no model query; with --model, 2 queries check the selection).",
     )
-    parser.add_argument(
-        "inputs", nargs="+", help="input files or directories (every input under them)"
-    )
+    add_inputs_argument(parser)
     parser.add_argument("--explainer", required=True, help="explainer from l2x-train (.npz)")
     parser.add_argument(
         "--seed",
@@ -74,8 +76,12 @@ def explain_parser() -> argparse.ArgumentParser:
         "--save-mask", help="the selection over the spatial axes (.npy; one input only)"
     )
     out.add_argument("--output", help="picture of the selection (PNG; one input only)")
-    out.add_argument("--store", help="Zarr store: the selection as l2x_selection")
-    out.add_argument("--overwrite", action="store_true", help="replace this input in --store")
+    add_store_arguments(
+        out,
+        "Zarr store: the selection as l2x_selection",
+        resume_help=None,
+        overwrite_help="replace these inputs in --store",
+    )
     return parser
 
 
@@ -195,10 +201,11 @@ def _report_selection(
 
         summary["store"] = store_selection(result, args.store, overwrite=args.overwrite)
     if not args.json:
-        verdict = ""
+        named = summary.get("selected_features")  # a table's columns by name
+        verdict = f"; features {', '.join(named)}" if named else ""
         if summary["posthoc_kept"] is not None:
             kept = "keeps" if summary["posthoc_kept"] else "does NOT keep"
-            verdict = f"; the model on them alone {kept} class {summary['target']}"
+            verdict += f"; the model on them alone {kept} class {summary['target']}"
         print(
             f"{summary['input']}: regions {summary['selected_regions']} "
             f"(edge {summary['region_edge']}){verdict} — {summary['queries']} queries"

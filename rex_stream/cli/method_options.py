@@ -123,6 +123,33 @@ def add_scheduling_arguments(group: ArgumentGroup) -> None:
     )
 
 
+def add_store_arguments(
+    group: ArgumentGroup,
+    store_help: str,
+    *,
+    resume_help: str | None = "continue the run in --store",
+    overwrite_help: str = "replace these inputs in --store",
+) -> None:
+    """``--store`` (a folder or an object-store URL), ``--storage-option``, ``--resume``
+    (unless ``resume_help`` is None) and ``--overwrite``: one definition for every command
+    that writes a store."""
+    group.add_argument(
+        "--store",
+        help=f"{store_help}: a folder, or an object store URL (s3://bucket/runs.zarr, "
+        "memory://…; see docs/object-stores.md)",
+    )
+    group.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the object store's filesystem (repeatable; s3fs: endpoint_url=…, "
+        "client_kwargs.region_name=…); credentials come from the environment",
+    )
+    if resume_help is not None:
+        group.add_argument("--resume", action="store_true", help=resume_help)
+    group.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def add_terminal_arguments(group: ArgumentGroup) -> None:
     """``--json``, ``-v`` and ``-q``."""
     group.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

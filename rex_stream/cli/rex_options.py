@@ -171,7 +171,8 @@ def apply_arguments(args: argparse.Namespace, config: ExplainConfig) -> ExplainC
 
         args.rex_labels = load_labels(args.labels)
     if getattr(args, "surface", None):
-        args.surface = _surface_target(args.surface, args.filename)
+        several = isinstance(args.filename, list)  # several inputs, named as a directory
+        args.surface = _surface_target(args.surface, "inputs" if several else args.filename)
     if getattr(args, "complete", False):
         extraction = replace(extraction, strategy="contrastive", complete=True)
     if getattr(args, "database", None):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from rex_stream.cli.log_setup import set_active_console
+from rex_stream.progress import Progress
 
 T = TypeVar("T", bound="TerminalProgress")
 
@@ -64,21 +65,36 @@ def counted_columns(info: str, time_left: bool = False, eta_label: bool = False)
     return columns
 
 
+def traffic_text(event: Progress) -> str:
+    """The traffic part of every progress line (one input, a directory run, an evaluation):
+    call latency, calls in flight, ETA or how long the server has been down, and retries."""
+    faults = event.fault_note
+    return f"{event.traffic_note}  {faults}" if faults else event.traffic_note
+
+
 class RowsProgress(TerminalProgress):
-    """A progress bar of rows answered against rows planned (the evaluations), on stderr."""
+    """A progress bar of rows answered against rows planned (the evaluations), on stderr,
+    with the traffic facts of :func:`traffic_text` when the run reports them."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         super().__init__(enabled)
         if self.progress is not None:
-            self._task = self.progress.add_task("rows", total=None)
+            self._task = self.progress.add_task("rows", total=None, info="")
 
     def columns(self) -> list[Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+        return counted_columns("{task.fields[info]}")
 
-        return ["rows", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-
-    def update(self, answered: int, planned: int) -> None:
-        """Show ``answered`` of ``planned`` rows."""
+    def count(self, answered: int, planned: int) -> None:
+        """Show ``answered`` of ``planned`` rows (a run that reports no traffic)."""
         if self.progress is not None:
             self.progress.update(self._task, completed=answered, total=max(planned, answered))
+
+    def update(self, event: Progress) -> None:
+        """Show one snapshot: rows answered of planned (its done and total), and its traffic."""
+        if self.progress is None:
+            return
+        done, planned = event.iterations_done, event.iterations_total
+        self.progress.update(
+            self._task, completed=done, total=max(planned, done), info=traffic_text(event)
+        )

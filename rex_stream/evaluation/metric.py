@@ -54,13 +54,21 @@ class MetricSpec:
     #: A curve's x values from (params, feature count, curve length); None: equal steps
     #: over (0, 1], each a fraction of the features.
     curve_x: Callable[[Params, int, int], np.ndarray] | None = None
+    #: A curve's x values from (params, the input's spatial shape, curve length), for a curve
+    #: whose steps depend on the input's geometry (patches); preferred to ``curve_x``.
+    curve_x_spatial: Callable[[Params, tuple[int, ...], int], np.ndarray] | None = None
     #: What a curve's x axis counts.
     curve_axis: str = "fraction of features removed"
     #: Whether a curve is better "higher" or "lower" (None: as the score is).
     curve_better: str | None = None
 
-    def x_values(self, params: Params, features: int, length: int) -> np.ndarray:
-        """The x value of every point of a curve of ``length`` points."""
+    def x_values(
+        self, params: Params, features: int, length: int, shape: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        """The x value of every point of a curve of ``length`` points (``shape``: the input's
+        spatial shape, when known)."""
+        if self.curve_x_spatial is not None and shape:
+            return np.asarray(self.curve_x_spatial(params, shape, length), np.float64)
         if self.curve_x is not None:
             return np.asarray(self.curve_x(params, features, length), np.float64)
         return np.arange(1, length + 1, dtype=np.float64) / max(1, length)

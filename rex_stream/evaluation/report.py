@@ -26,6 +26,8 @@ class InputScores:
     features: int = 0
     #: the target class's name (``--labels``, or the bundled model's names)
     label: str | None = None
+    #: the input's spatial shape (a patch curve's x values are fractions of its grid)
+    shape: tuple[int, ...] = ()
 
     @property
     def class_text(self) -> str:
@@ -73,7 +75,7 @@ class Evaluation:
         for position, scores in enumerate(self.inputs):
             per_attribution = {
                 name: {
-                    label: _result_json(result, specs.get(label), scores.features)
+                    label: _result_json(result, specs.get(label), scores.features, scores.shape)
                     for label, result in metrics.items()
                 }
                 for name, metrics in scores.results.items()
@@ -154,7 +156,7 @@ def _number(value: float) -> float | None:
 
 
 def _result_json(
-    result: MetricResult, choice: MetricChoice | None, features: int
+    result: MetricResult, choice: MetricChoice | None, features: int, shape: tuple[int, ...] = ()
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "score": _number(result.score),
@@ -165,7 +167,7 @@ def _result_json(
         curve = np.asarray(result.curve, np.float64).reshape(-1)
         out["curve"] = [_number(v) for v in curve.tolist()]
         if choice is not None:
-            x = choice.spec.x_values(choice.params, features, curve.size)
+            x = choice.spec.x_values(choice.params, features, curve.size, shape)
             out["x"] = [_number(v) for v in x.tolist()]
             out["x_axis"] = choice.spec.curve_axis
     return out

@@ -55,9 +55,16 @@ from rex_stream.evaluation.session import (
     scoring_session,
     weights_for,
 )
-from rex_stream.evaluation.sources import MapSource, check_origin, load_map, load_mask
+from rex_stream.evaluation.sources import (
+    MapSource,
+    check_origin,
+    load_map,
+    load_mask,
+    note_unchecked,
+)
 from rex_stream.evaluation.units import check_unit_metrics
 from rex_stream.evaluation.variants.pool import VariantPool
+from rex_stream.progress import Progress, ticking
 from rex_stream.result import InputFailure
 from rex_stream.runs.many import INPUT_ERRORS
 
@@ -93,6 +100,7 @@ async def evaluate(
     on_progress: ProgressCallback | None = None,
     explainer: str | ReExplain | ExplainFunction | None = None,
     allow_mismatch: bool = False,
+    on_event: Callable[[Progress], None] | None = None,
 ) -> Evaluation:
     """Score ``attributions`` of ``inputs`` with ``metrics`` (``"pixel-flipping,sparseness"``).
 
@@ -102,7 +110,9 @@ async def evaluate(
     localisation metrics need. ``quantus_compatible`` reproduces Quantus 0.6.0's conventions.
     Before an input's metrics run, ``on_plan(input, rows per metric)`` hears its plan, and a
     plan that would take the run past ``max_queries`` rows stops it with a ConfigError.
-    ``on_progress(rows answered, rows planned so far)`` hears every scored chunk.
+    ``on_progress(rows answered, rows planned so far)`` hears every scored chunk;
+    ``on_event`` hears the same as a :class:`Progress` (rows as done and total, the scheduler's
+    call latency, calls in flight and downtime), also every second while no chunk comes.
     ``explainer`` re-explains perturbed inputs for the metrics that need one (max- and
     avg-sensitivity, random-logit): a spec (``"rex:iters=5"``, ``"python:module:function"``),
     a :data:`ReExplain`, or a ``(x, target) -> map`` function; a ReX explainer's queries go
@@ -142,8 +152,16 @@ async def evaluate(
             results: list[InputScores | None] = [None] * len(sources)
             budget = _Budget(max_queries, on_plan)
             scorer = session.scorer
-            if on_progress is not None:
-                scorer.on_scored = lambda: on_progress(scorer.answered, budget.planned)
+            traffic = session.engine.scheduler.stats
+
+            def publish() -> None:
+                if on_progress is not None:
+                    on_progress(scorer.answered, budget.planned)
+                if on_event is not None:
+                    done, planned = scorer.answered, budget.planned
+                    on_event(Progress.snapshot("evaluation", done, planned, traffic, started))
+
+            scorer.on_scored = publish
             limiter = anyio.CapacityLimiter(max(1, concurrent_inputs))
             run = EvaluationRun(
                 session, named, choices, mask, seed, conventions, store, resume, overwrite,
@@ -162,12 +180,15 @@ async def evaluate(
                             raise  # one input: its error is the run's; others stop the run
                         failures[position] = InputFailure(_shown(source, key), reason)
 
-            async with variants or nullcontext(), anyio.create_task_group() as group:
+            ticks = ticking(publish if on_event is not None else None)
+            async with variants or nullcontext(), ticks, anyio.create_task_group() as group:
                 for position, (key, source) in enumerate(sources):
                     group.start_soon(one, position, key, source)
             stats = session.engine.scheduler.stats
     finished = [r for r in results if r is not None]
     _reduce_across_inputs(finished, choices)
+    if not allow_mismatch:  # after the run: a mistake still gets its one line alone
+        note_unchecked(named)
     return Evaluation(
         metrics=choices,
         attributions=list(named),
@@ -274,7 +295,12 @@ async def _evaluate_input(
     if not run.allow_mismatch:  # a stored map must come from this input, model and target
         for name, src in named.items():
             check_origin(batches.pick(src, position), key, subject, info.identity, target, name)
-    scores = InputScores(str(subject.source or key), target, features=base.feature_count)
+    scores = InputScores(
+        str(subject.source or key),
+        target,
+        features=base.feature_count,
+        shape=tuple(subject.spatial_shape),
+    )
     store = None
     pairs = [(name, c.label) for name in named for c in choices]
     indices = {pair: position for position, pair in enumerate(pairs)}

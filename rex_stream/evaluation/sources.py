@@ -4,7 +4,8 @@ by file stem), rex-stream Zarr stores (each input's group: see :data:`MAP_ARRAYS
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import numpy as np
 
 from rex_stream.causal.search import input_key
+from rex_stream.cem.search import subject_key
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
 
 MapSource = np.ndarray | str | Path
 
@@ -87,6 +91,8 @@ class MapOrigin:
     fingerprint: str | None = None
     identity: Mapping[str, Any] | None = None
     target: int | None = None
+    #: how the writing method fingerprints an input (ReX and L2X: :func:`input_key`)
+    fingerprint_of: Callable[[Subject], str] | None = None
 
     def mismatches(self, subject: Subject, identity: Mapping[str, Any], target: int) -> list[str]:
         """What differs from the evaluation's input, model and target, one phrase each."""
@@ -108,7 +114,8 @@ class MapOrigin:
         return found
 
     def _same_input(self, subject: Subject) -> bool:
-        if self.fingerprint is not None and self.fingerprint == f"{input_key(subject):016x}":
+        digest = self.fingerprint_of or rex_fingerprint
+        if self.fingerprint is not None and self.fingerprint == digest(subject):
             return True
         stored, _, stored_part = str(self.source).partition("#")
         ours, _, our_part = str(subject.source).partition("#")
@@ -118,6 +125,16 @@ class MapOrigin:
         if stored_path.exists() and our_path.exists():
             return stored_path.resolve() == our_path.resolve()
         return stored_path.name == our_path.name  # moved since: the name is all there is
+
+
+def rex_fingerprint(subject: Subject) -> str:
+    """The input's fingerprint as ReX and L2X stores record it (``settings.input``)."""
+    return f"{input_key(subject):016x}"
+
+
+def cem_fingerprint(subject: Subject) -> str:
+    """The input's fingerprint as CEM stores record it (the digest that seeds its chains)."""
+    return f"{subject_key(subject):016x}"
 
 
 def _plain(value: Any) -> Any:
@@ -148,12 +165,14 @@ def map_origin(source: MapSource, key: str) -> MapOrigin | None:
     if isinstance(target, Mapping):
         target = target.get("class")
     fingerprint = settings.get("input")
+    method = str(settings.get("method", ""))
     return MapOrigin(
         where=f"{text.partition('.zarr')[0]}.zarr/{holder.path}",
         source=str(attributes["source"]) if isinstance(attributes.get("source"), str) else None,
         fingerprint=fingerprint if isinstance(fingerprint, str) else None,
         identity=identity if isinstance(identity, Mapping) and identity else None,
         target=int(target) if isinstance(target, int) and not isinstance(target, bool) else None,
+        fingerprint_of=cem_fingerprint if method.startswith("cem") else rex_fingerprint,
     )
 
 
@@ -176,6 +195,19 @@ def check_origin(
             f"attribution {name!r} ({origin.where}) was made for {' and '.join(found)}; "
             "pass --allow-mismatch (allow_mismatch=True) to score it anyway"
         )
+
+
+def note_unchecked(named: Mapping[str, Any]) -> None:
+    """Say once per attribution, in one line, that a plain array file (``.npy``, or a folder
+    of them) records no input, model or target, so its origin cannot be checked."""
+    for name, source in named.items():
+        if isinstance(source, (str, Path)) and ".zarr" not in str(source):
+            logger.warning(
+                "attribution %r (%s): a plain array records no input, model or target, so "
+                "its origin cannot be checked",
+                name,
+                source,
+            )
 
 
 def _file_for(folder: Path, key: str, suffixes: tuple[str, ...]) -> Path:

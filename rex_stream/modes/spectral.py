@@ -23,6 +23,7 @@ import numpy as np
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import ModelInfo
 from rex_stream.engine.geometry import Box
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.mask_values import constant_mask_value
 from rex_stream.engine.subject import Subject
 from rex_stream.errors import InputError
@@ -103,7 +104,8 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
     try:
         from scipy.io import loadmat
     except ImportError as exc:
-        raise InputError(f"{path}: reading .mat needs scipy (pip install scipy)") from exc
+        hint = install_command("spectral")
+        raise InputError(f"{path}: reading .mat needs scipy ({hint})") from exc
     try:
         contents = loadmat(path)
     except Exception as exc:  # scipy raises MatReadError, ValueError, TypeError…

@@ -26,6 +26,7 @@ from rex_stream.errors import InputError
 from rex_stream.modes._npy import load_npy
 from rex_stream.modes.image import mask_baseline
 from rex_stream.pictures.image import class_text, save_figure
+from rex_stream.pictures.outline import draw_outline
 
 if TYPE_CHECKING:
     from rex_stream.result import Explanation
@@ -230,7 +231,7 @@ def render(explanation: Explanation, path: Path) -> None:
             axis.imshow(picture.T, cmap="gray", origin="lower")
             axis.imshow(heat.T, cmap=visual.heatmap_colours, alpha=0.45, origin="lower")
             if mask is not None and mask.any() and not mask.all():
-                axis.contour(mask.T.astype(np.float32), levels=[0.5], colors="cyan", linewidths=1.5)
+                draw_outline(axis, mask.T, "cyan")  # closed where it meets the edge
             axis.set_title(title)
             axis.axis("off")
         figure.suptitle(

@@ -1,5 +1,5 @@
-"""A picture of an evaluation: each curve metric's curves, and the attributions ranked per
-metric (1 = best by the metric's direction), for one input."""
+"""A picture of an evaluation: per input, each curve metric's curves and the attributions
+ranked per metric (1 = best by the metric's direction)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class _Spec(Protocol):
     def curve_axis(self) -> str: ...
     @property
     def better_curve(self) -> str: ...
-    def x_values(self, params: Mapping[str, Any], features: int, length: int) -> np.ndarray: ...
+    def x_values(
+        self, params: Mapping[str, Any], features: int, length: int, shape: tuple[int, ...] = ()
+    ) -> np.ndarray: ...
 
 
 class _Choice(Protocol):
@@ -52,6 +54,8 @@ class _Scores(Protocol):
     def features(self) -> int: ...
     @property
     def class_text(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
 
 
 class Evaluation(Protocol):
@@ -82,47 +86,81 @@ def ranks(evaluation: Evaluation, input_index: int = 0) -> dict[str, list[int]]:
     return out
 
 
-def save_plot(evaluation: Evaluation, path: str | Path, input_index: int = 0) -> None:
-    """Write the picture (PNG, PDF, SVG … by suffix): one panel per curve metric, its x axis
-    in what the metric removes (a fraction of the features, ROAD's percentages), titled with
-    the direction of its score and of its curve; then the ranking, each bar with its score."""
+#: the most inputs one picture draws (one row of panels each); the rest are in ``--json``
+MAX_PLOTTED_INPUTS = 6
+
+
+def short_names(inputs: Sequence[str]) -> list[str]:
+    """Each input by its file name; where two share a name, with their parent folders."""
+    names = [Path(text).name or text for text in inputs]
+    return [
+        str(Path(*Path(text).parts[-2:])) if names.count(name) > 1 else name
+        for text, name in zip(inputs, names)
+    ]
+
+
+def save_plot(
+    evaluation: Evaluation,
+    path: str | Path,
+    input_index: int | None = None,
+    max_inputs: int = MAX_PLOTTED_INPUTS,
+) -> None:
+    """Write the picture (PNG, PDF, SVG … by suffix): per input (every input, at most
+    ``max_inputs``, or only ``input_index``), a row of panels titled with the input's name and
+    class: one per curve metric, its x axis in the fraction of the features the metric removes
+    (ROAD's percentages), titled with the direction of its score and of its curve; then the
+    ranking, each bar with its score. A capped picture says how many inputs it leaves out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scores = evaluation.inputs[input_index]
+    every = list(range(len(evaluation.inputs))) if input_index is None else [input_index]
+    shown = every[: max(1, max_inputs)]
+    names = short_names([evaluation.inputs[i].input for i in every])
     curves = [c for c in evaluation.metrics if c.spec.curve]
     panels = len(curves) + 1
     columns = min(3, panels)
     rows = math.ceil(panels / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.9 * rows), squeeze=False)
-    flat = list(axes.ravel())
-    for axis, choice in zip(flat, curves):
-        for name in evaluation.attributions:
-            curve = scores.results[name][choice.label].curve
-            if curve is not None:
-                curve = np.asarray(curve, np.float64).reshape(-1)
-                x = choice.spec.x_values(choice.params, scores.features, curve.size)
-                axis.plot(x, curve, label=name)
-        arrow = "↑" if choice.spec.higher_is_better else "↓"
-        axis.set_title(
-            f"{choice.label}: score {arrow} (curve {choice.spec.better_curve} is better)",
-            fontsize=8,
+    figure = plt.figure(figsize=(5 * columns, 4.3 * rows * len(shown) + 0.4), layout="constrained")
+    blocks = figure.subfigures(len(shown), 1, squeeze=False)[:, 0]
+    for block, position in zip(blocks, shown):
+        scores = evaluation.inputs[position]
+        axes = list(block.subplots(rows, columns, squeeze=False).ravel())
+        for axis, choice in zip(axes, curves):
+            _draw_curves(axis, evaluation, scores, choice)
+        _draw_ranking(axes[len(curves)], evaluation, position)
+        for axis in axes[panels:]:
+            axis.axis("off")
+        block.suptitle(f"{names[every.index(position)]}: {scores.class_text}", fontsize=10)
+    if len(every) > len(shown):
+        figure.supxlabel(
+            f"the first {len(shown)} of {len(every)} inputs (every input's scores: --json)",
+            fontsize=9,
         )
-        axis.set_xlabel(choice.spec.curve_axis, fontsize=8)
-        axis.legend(fontsize=7, loc="best")
-    _draw_ranking(flat[len(curves)], evaluation, input_index)
-    for axis in flat[panels:]:
-        axis.axis("off")
-    figure.suptitle(f"{Path(scores.input).name}: {scores.class_text}", fontsize=10)
-    figure.tight_layout()
     try:
         figure.savefig(path, dpi=110, bbox_inches="tight")
     except (OSError, ValueError) as exc:
         raise OutputError(f"--plot {path}: cannot write it ({exc})") from exc
     finally:
         plt.close(figure)
+
+
+def _draw_curves(axis: Any, evaluation: Evaluation, scores: _Scores, choice: _Choice) -> None:
+    """One metric's curve of every attribution on one input."""
+    for name in evaluation.attributions:
+        curve = scores.results[name][choice.label].curve
+        if curve is not None:
+            curve = np.asarray(curve, np.float64).reshape(-1)
+            x = choice.spec.x_values(choice.params, scores.features, curve.size, scores.shape)
+            axis.plot(x, curve, label=name)
+    arrow = "↑" if choice.spec.higher_is_better else "↓"
+    axis.set_title(
+        f"{choice.label}: score {arrow} (curve {choice.spec.better_curve} is better)",
+        fontsize=8,
+    )
+    axis.set_xlabel(choice.spec.curve_axis, fontsize=8)
+    axis.legend(fontsize=7, loc="best")
 
 
 def _draw_ranking(axis: Any, evaluation: Evaluation, input_index: int) -> None:

@@ -9,9 +9,16 @@ import numpy as np
 from PIL import Image
 
 from rex_stream.errors import OutputError
+from rex_stream.pictures.colour_bar import add_colour_bar, round_levels
+from rex_stream.pictures.outline import draw_outline
 
 if TYPE_CHECKING:
+    from rex_stream.causal.complete import CompleteExplanation
     from rex_stream.result import Explanation
+
+#: the outline of the (sufficient) explanation, and of a complete one's necessary part
+EXPLANATION_COLOUR = "#00e5ff"
+NECESSARY_COLOUR = "#ff2bd6"
 
 _PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 
@@ -112,14 +119,28 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
     try:
         axis.imshow(picture)
         if shown.any() and not shown.all():
-            axis.contour(shown.astype(np.float32), levels=[0.5], colors=["#00e5ff"], linewidths=1.5)
+            draw_outline(axis, shown, EXPLANATION_COLOUR)
         axis.set_title(
             f"{class_text(explanation)}, confidence {explanation.target.confidence:.2f}",
             fontsize=11,
         )
         handles = [
-            Patch(facecolor="none", edgecolor="#00e5ff", label=_explanation_text(explanation))
+            Patch(
+                facecolor="none", edgecolor=EXPLANATION_COLOUR, label=_explanation_text(explanation)
+            )
         ]
+        complete = explanation.complete
+        if complete is not None:
+            necessary = complete.necessary.mask.astype(np.float32)
+            draw_outline(
+                axis,
+                resize_map(necessary, image.shape[:2], smooth=False) > 0.5,
+                NECESSARY_COLOUR,
+                linewidth=2.0,
+            )
+            handles.append(
+                Patch(facecolor="none", edgecolor=NECESSARY_COLOUR, label=_necessary_text(complete))
+            )
         handles.append(
             Patch(
                 facecolor=rgb_fraction(grey[0, 0]),
@@ -133,6 +154,15 @@ def save_overlay(explanation: Explanation, path: Path) -> None:
         save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def _necessary_text(complete: CompleteExplanation) -> str:
+    """The legend line of a complete explanation's necessary part."""
+    necessary = complete.necessary
+    return (
+        f"necessary part: {necessary.area:.1%} of the input; without it class "
+        f"{complete.inverse_classification} ({complete.inverse_confidence:.2f})"
+    )
 
 
 def legend_below(axis: Any, handles: list[Any], columns: int, fontsize: int) -> None:
@@ -171,7 +201,7 @@ def save_heatmap(explanation: Explanation, path: Path) -> None:
     try:
         axis.imshow(image)
         low, high = float(responsibility.min()), float(responsibility.max())
-        levels = np.linspace(low, high + 1e-12, 15)
+        levels = round_levels(low, high, 14)  # bands and colour-bar ticks at round numbers
         # the lowest band stays clear, so the picture is not veiled where nothing is responsible
         shown = np.ma.masked_less_equal(responsibility, levels[1] if high > low else low)
         contours = axis.contourf(
@@ -180,8 +210,7 @@ def save_heatmap(explanation: Explanation, path: Path) -> None:
             cmap=explanation.config.visual.heatmap_colours,
             alpha=0.6,
         )
-        bar = figure.colorbar(contours, ax=axis, fraction=0.046, pad=0.04)
-        bar.set_label("causal responsibility (relative)")
+        add_colour_bar(figure, contours, axis, "causal responsibility (relative)")
         axis.set_title(
             f"responsibility for {class_text(explanation)}, "
             f"confidence {explanation.target.confidence:.2f}",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 
+from rex_stream.causal.search import input_key
 from rex_stream.config import ExplainConfig
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo
 from rex_stream.engine.scheduler import CountingEvaluator
@@ -163,7 +164,7 @@ async def train_l2x(
 def _open_training_store(
     path: str | Path, settings: dict[str, Any], ndim: int, resume: bool, overwrite: bool
 ) -> ExplanationStore:
-    if resume and not overwrite and not Path(path).exists():
+    if resume and not overwrite and not ExplanationStore.exists(path):  # also s3://…
         raise StoreError(f"cannot resume: {path} does not exist")
     return ExplanationStore.open(
         path, "l2x_training", settings, ndim, resume=resume, overwrite=overwrite
@@ -182,6 +183,8 @@ class L2xResult:
     target: int | None = None
     kept: bool | None = None
     queries: int = 0
+    #: the backend's identity of the model that judged the selection (empty without one)
+    model_identity: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -192,10 +195,19 @@ class L2xResult:
             "selected_regions": [int(r) for r in self.regions],
             "region_edge": self.explainer.region_edge,
             "selected_elements": int(self.selection.sum()),
+            **self._named(),
             "target": self.target,
             "posthoc_kept": self.kept,
             "queries": self.queries,
         }
+
+    def _named(self) -> dict[str, Any]:
+        """A table's selected columns by name (``selected_features``); nothing otherwise."""
+        names = tuple(getattr(self.subject, "feature_names", ()) or ())
+        selection = np.asarray(self.selection, bool).reshape(-1)
+        if len(self.subject.spatial_shape) != 1 or len(names) != selection.size:
+            return {}
+        return {"selected_features": [n for n, chosen in zip(names, selection) if chosen]}
 
 
 async def explain_l2x(
@@ -239,6 +251,7 @@ async def explain_l2x(
                 bool(classes[1] == classes[0]),
                 counting.queries,
             )
+            result.model_identity = dict(engine.info.identity)
             return result
 
 
@@ -258,14 +271,20 @@ def store_selection(
             "input_shape": list(explainer.input_shape),
             "selector": hashlib.blake2b(explainer.selector.tobytes(), digest_size=8).hexdigest(),
         },
-        "input": _digest([result.subject]),
+        # the input, model and target as a ReX store records them, so evaluate can check them
+        "input": f"{input_key(result.subject):016x}",
+        "model": {"name": explainer.model, "identity": result.model_identity},
+        "target": result.target,
     }
     store = ExplanationStore.open(
         path, name, settings, len(result.subject.spatial_shape), resume=resume, overwrite=overwrite
     )
     try:
         store.write_array("l2x_selection", result.selection.astype(np.uint8), "uint8")
-        store.update_attributes({"l2x": result.summary()})
+        origin: dict[str, Any] = {"source": result.subject.source or result.subject.name}
+        if result.target is not None:
+            origin["target"] = {"class": result.target}
+        store.update_attributes({"l2x": result.summary(), **origin})
         store.finish()
         return store.location
     finally:

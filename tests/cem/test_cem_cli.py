@@ -83,3 +83,31 @@ def test_cem_mistakes_are_one_line_errors(
     assert code != 0
     assert error.startswith("rex-stream: error:") and message in error
     assert "\n" not in error
+
+
+def test_a_store_made_before_models_were_identified_still_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import zarr
+
+    command = [
+        "cem",
+        str(MODELS / "spectral-markers-B.npy"),
+        "--model",
+        str(MODELS / "spectral-markers.onnx"),
+        "--steps",
+        "20",
+        "--store",
+        str(tmp_path / "run.zarr"),
+        "--json",
+    ]
+    assert main(command) == 0
+    first = json.loads(capsys.readouterr().out)
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r+")["spectral-markers-B"]
+    settings = dict(group.attrs["settings"])  # type: ignore[arg-type]
+    settings["model"] = {k: v for k, v in settings["model"].items() if k != "identity"}
+    group.attrs["settings"] = settings  # as an older rex-stream wrote it
+    assert main([*command, "--resume"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["stats"]["resumed_chains"] == 2
+    assert resumed["pertinent_positive"] == first["pertinent_positive"]

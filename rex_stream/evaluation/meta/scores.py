@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.errors import ConfigError
 
 #: The two tests of each meta-evaluation: resilience (tiny noise, kept where the prediction
@@ -99,7 +100,7 @@ def wilcoxon_p(q: np.ndarray, q_hat: np.ndarray) -> float:
     try:
         from scipy.stats import wilcoxon
     except ImportError:
-        raise ConfigError("meta-evaluation needs scipy: pip install scipy") from None
+        raise ConfigError(f"meta-evaluation needs scipy: {install_command('evaluation')}") from None
     if q.size == 0:
         return 0.0
     try:

@@ -176,8 +176,17 @@ def _flipping_x(params: Params, features: int, length: int) -> np.ndarray:
 
 
 def _patch_counts(params: Params, features: int, length: int) -> np.ndarray:
-    """The number of patches removed at each point (1, 2, …)."""
+    """The number of patches removed at each point (1, 2, …), when the input's shape is not
+    known (a result read without its input)."""
     return np.arange(1, length + 1, dtype=np.float64)
+
+
+def _patch_fractions(params: Params, shape: tuple[int, ...], length: int) -> np.ndarray:
+    """The fraction of the features removed at each point: ``j`` patches of the input's grid
+    of ``patch_size`` patches (exact when the patch size divides the input)."""
+    patch = int(params["patch_size"])
+    count = math.prod(-(-extent // patch) for extent in shape)
+    return np.minimum(np.arange(1, length + 1, dtype=np.float64) / max(1, count), 1.0)
 
 
 SPECS = [
@@ -198,7 +207,8 @@ SPECS = [
         {**BASE, "patch_size": 8, "order": "morf", "regions_evaluation": 100, "softmax": True},
         curve=True,
         curve_x=_patch_counts,
-        curve_axis="patches removed",
+        curve_x_spatial=_patch_fractions,
+        curve_axis="fraction of features removed (in patches)",
     ),
     _spec(
         "selectivity",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rex_stream.engine.install_hint import install_command
 from rex_stream.engine.scheduler import Fill
 from rex_stream.errors import ConfigError, InputError
 from rex_stream.evaluation.case import Case, Row
@@ -37,7 +38,7 @@ def impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
         from scipy.sparse import coo_matrix
         from scipy.sparse.linalg import spsolve
     except ImportError:
-        raise ConfigError("road needs scipy: pip install scipy") from None
+        raise ConfigError(f"road needs scipy: {install_command('evaluation')}") from None
     height, width = removed.shape
     rows, cols = np.nonzero(removed)
     count = rows.size
