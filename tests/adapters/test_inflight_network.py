@@ -158,8 +158,10 @@ async def test_http_429s_lower_the_window_to_what_the_server_takes(adaptive: boo
     assert np.array_equal(scores[:, 0], 4.0 * np.arange(800))
     assert server.refused > 0
     assert scheduler.stats.refused == server.refused
-    assert scheduler.window.server_cap is not None and scheduler.window.server_cap <= 3
-    assert scheduler.window.size <= 3
+    # the cap is what the server takes (3), or one more when the run ended while a probe of
+    # the cap (raised by one every 8 x cap calls) had not been refused yet
+    assert scheduler.window.server_cap is not None and scheduler.window.server_cap <= 3 + 1
+    assert scheduler.window.size <= 3 + 1
     # once capped, refusals are rare: the cap is probed again only now and then
     assert server.refused < server.served / 4, (server.refused, server.served)
 
