@@ -48,6 +48,16 @@ GROWTH_STEP = 3
 #: Calls the window loses for every call slower than :data:`SLOWED` times the fastest.
 SHRINK_STEP = 0.5
 
+#: A *cautious* window (a backend computing on this machine's own cores, whose round trips
+#: grow with every call added): latency-bound within this factor of the fastest …
+CAUTIOUS_UNSLOWED = 1.5
+#: … slowed above this one …
+CAUTIOUS_SLOWED = 2.5
+#: … one call more per latency-bound call, a tenth less per slow one, and no reach beyond
+#: its size: more calls at once only queue at the same cores, and the work paced by the window
+#: (the iterations of a search, committed as they end) should not all start at once.
+CAUTIOUS_SHRINK = 0.9
+
 #: Calls answered without a refusal, per call of the server cap, before the cap rises by one.
 CAP_PROBE_CALLS = 8
 
@@ -65,7 +75,9 @@ class InflightWindow:
     """The number of calls to keep in flight: between ``floor`` and ``ceiling``, and within
     the cap a server set by refusing calls for overload (see the module doc)."""
 
-    def __init__(self, floor: int, ceiling: int) -> None:
+    def __init__(self, floor: int, ceiling: int, *, cautious: bool = False) -> None:
+        #: whether the backend computes on this machine's cores (see :data:`CAUTIOUS_SLOWED`)
+        self.cautious = cautious
         self.floor = max(1, floor)
         self.ceiling = max(self.floor, ceiling)
         self._limit = float(self.floor)
@@ -93,7 +105,7 @@ class InflightWindow:
     def reach(self) -> int:
         """The calls the window may allow one round trip from now: four times its size (within
         its top) while it is growing, else its size. Work paced by the window should fill this."""
-        if not self.growing:
+        if self.cautious or not self.growing:
             return self.size
         return min(self._top(), (1 + GROWTH_STEP) * self.size)
 
@@ -114,14 +126,19 @@ class InflightWindow:
                 if self.server_cap >= self.ceiling:
                     self.server_cap = None  # the server takes all the window may ever want
         top = float(self._top())
-        self.latency_bound = round_trip_s <= UNSLOWED * self.fastest_s
+        unslowed, slowed = (
+            (CAUTIOUS_UNSLOWED, CAUTIOUS_SLOWED) if self.cautious else (UNSLOWED, SLOWED)
+        )
+        self.latency_bound = round_trip_s <= unslowed * self.fastest_s
         if self.latency_bound:
             if backlog:
-                self._limit = min(top, self._limit + GROWTH_STEP)
-        elif round_trip_s > SLOWED * self.fastest_s:
-            # half a call less per slow call (the window at most halves per round trip), never
-            # below the floor (the cap's, once a server has refused calls)
-            self._limit = max(min(float(self._bottom()), self._limit), self._limit - SHRINK_STEP)
+                self._limit = min(top, self._limit + (1 if self.cautious else GROWTH_STEP))
+        elif round_trip_s > slowed * self.fastest_s:
+            # half a call less per slow call (the window at most halves per round trip), or a
+            # tenth less when cautious; never below the floor (the cap's, once a server has
+            # refused calls)
+            smaller = self._limit * CAUTIOUS_SHRINK if self.cautious else self._limit - SHRINK_STEP
+            self._limit = max(min(float(self._bottom()), self._limit), smaller)
 
     def overloaded(self, at_server: int) -> None:
         """The server refused a call for overload while ``at_server`` calls (that one included)

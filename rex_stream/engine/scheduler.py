@@ -228,7 +228,9 @@ class Scheduler:
         ceiling = min(ceiling, BUFFER_BUDGET_BYTES // max(1, self._input_bytes * self.max_batch))
         if room is not None:
             ceiling = min(ceiling, room // max(1, call_bytes))
-        self.window = InflightWindow(self.max_inflight, ceiling)
+        # a backend with no gate of its own to follow the window computes in this process
+        cautious = not isinstance(self.backend, FollowsInflight)
+        self.window = InflightWindow(self.max_inflight, ceiling, cautious=cautious)
         self._followed = 0  # the window size the backend's own gate was last told
 
     def _follow_window(self) -> None:

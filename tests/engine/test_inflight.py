@@ -8,7 +8,7 @@ import pytest
 
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import ModelInfo
-from rex_stream.engine.inflight import InflightWindow
+from rex_stream.engine.inflight import GROWTH_STEP, InflightWindow
 from rex_stream.engine.scheduler import Scheduler
 
 
@@ -145,3 +145,14 @@ def test_window_ceiling_keeps_buffers_in_the_budget() -> None:
     backend.info = ModelInfo("big", "x", (64, 512, 512))  # 64 MiB per input
     scheduler = Scheduler(backend, SchedulerConfig(max_batch=2, max_inflight=1))
     assert scheduler.window.ceiling * scheduler.max_batch * 64 * 2**20 <= 2**29
+
+
+def test_a_cautious_window_grows_a_call_at_a_time_and_reaches_no_further() -> None:
+    """A backend computing on this machine's cores (no gate of its own): more calls only queue
+    at the same cores, so the window grows by one and the work it paces never runs ahead."""
+    eager, cautious = InflightWindow(2, 64), InflightWindow(2, 64, cautious=True)
+    for window in (eager, cautious):
+        window.observe(0.05, backlog=True)
+        window.observe(0.09, backlog=True)  # within 2x (eager) but not 1.5x (cautious)
+    assert eager.size == 2 + 2 * GROWTH_STEP and eager.reach > eager.size
+    assert cautious.size == 3 and cautious.reach == cautious.size
