@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import numpy as np
@@ -30,6 +31,8 @@ from rex_stream.errors import (
 )
 
 __all__ = ["TritonBackend", "connect"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -129,36 +132,60 @@ class TritonBackend:
         shapes it; the caller keeps batches within ``info.max_batch``."""
         batch = np.asarray(batch, dtype=self.info.dtype)
         async with self._limiter:
-            shared = self.shared_memory.active and not (
-                is_text(batch.dtype) or is_named(batch.dtype)
-            )
-            slot = await self.shared_memory.take() if shared else None
+            slot = await self._free_slot(batch)
             if slot is None:
                 requested = [self._client.requested_output(n) for n in self.info.output_names]
                 result = await self._send(batch, self._inputs(batch), requested)
                 return self._named(result)
-            answered = False
-            try:
-                model_input, _ = self._tensors(batch, None)
-                data = np.ascontiguousarray(batch)
-                slot.write_input(data)
-                model_input.set_shared_memory(slot.input_name, data.nbytes)
+
+            def into_regions() -> list[Any]:
                 requested = []
                 for region in slot.outputs:
                     output = self._client.requested_output(region.tensor)
                     output.set_shared_memory(region.name, region.size)
                     requested.append(output)
-                try:
-                    await self._send(batch, [model_input], requested)
-                except (TransientBackendError, BackendTimeout):
-                    raise
-                except BackendError as exc:
-                    answered = True
-                    await self._after_shared_failure(exc)
+                return requested
+
+            return await self._through_slot(
+                slot, batch, into_regions, lambda: self._read_outputs(slot, batch.shape[0])
+            )
+
+    async def _free_slot(self, batch: np.ndarray) -> Slot | None:
+        """A shared-memory slot for ``batch`` when the pool has a free one (BYTES and token ids
+        travel in the request: their regions would be per tensor), else None."""
+        if not self.shared_memory.active or is_text(batch.dtype) or is_named(batch.dtype):
+            return None
+        return await self.shared_memory.take()
+
+    async def _through_slot(
+        self,
+        slot: Slot,
+        batch: np.ndarray,
+        requested: Callable[[], Any],
+        read: Callable[[], T],
+    ) -> T:
+        """One request whose input travels in ``slot``'s region and whose outputs
+        (``requested()``, each pointed at its region) come back in the slot, read by
+        ``read()`` before the slot is given back."""
+        answered = False  # the server replied: it no longer uses the slot's regions
+        try:
+            model_input, _ = self._tensors(batch, None)
+            data = np.ascontiguousarray(batch)
+            slot.write_input(data)
+            model_input.set_shared_memory(slot.input_name, data.nbytes)
+            try:
+                await self._send(batch, [model_input], requested())
+            except (TransientBackendError, BackendTimeout):
+                raise
+            except BackendError as exc:
                 answered = True
-                return self._read_outputs(slot, batch.shape[0])
-            finally:
-                self.shared_memory.give_back(slot, answered)
+                await self._after_shared_failure(exc)
+            answered = True
+            return read()
+        finally:
+            # A request abandoned without a reply may still run on the server and write the
+            # output regions later: never lend that slot until the server is done.
+            self.shared_memory.give_back(slot, answered)
 
     def _named(self, result: Any) -> Outputs:
         found: Outputs = {}
@@ -191,36 +218,22 @@ class TritonBackend:
 
     async def _infer_limited(self, batch: np.ndarray) -> np.ndarray:
         async with self._limiter:
-            # BYTES and token ids travel in the request (their regions would be per tensor)
-            shared = self.shared_memory.active and not (
-                is_text(batch.dtype) or is_named(batch.dtype)
-            )
-            slot = await self.shared_memory.take() if shared else None
+            slot = await self._free_slot(batch)
             if slot is None:
                 return await self._infer_socket(batch)
-            answered = False  # the server replied: it no longer uses the slot's regions
-            try:
-                model_input, output = self._tensors(batch, None)
-                data = np.ascontiguousarray(batch)
-                slot.write_input(data)
-                model_input.set_shared_memory(slot.input_name, data.nbytes)
-                classes = self.info.num_classes or 0
+            classes = self.info.num_classes or 0
+
+            def into_region() -> Any:
+                output = self._client.requested_output(str(self.info.output_name))
                 item = self._served.output_dtype.itemsize
                 output.set_shared_memory(slot.output_name, batch.shape[0] * classes * item)
-                try:
-                    await self._send(batch, [model_input], output)
-                except (TransientBackendError, BackendTimeout):
-                    raise
-                except BackendError as exc:
-                    answered = True
-                    await self._after_shared_failure(exc)
-                answered = True
+                return output
+
+            def scores() -> np.ndarray:
                 shape = [batch.shape[0], classes]
                 return self._scores(slot.read_output(self._served.output_dtype, shape), len(batch))
-            finally:
-                # A request abandoned without a reply may still run on the server and write
-                # the output region later: never lend that slot until the server is done.
-                self.shared_memory.give_back(slot, answered)
+
+            return await self._through_slot(slot, batch, into_region, scores)
 
     def _tensors(self, batch: np.ndarray, data: np.ndarray | None) -> tuple[Any, Any]:
         model = self._served
