@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from rex_stream.engine.atomic_file import write_atomically
 from rex_stream.engine.store_location import StoreLocation, parse_store
-from rex_stream.errors import RexStreamError
+from rex_stream.errors import OutputError, RexStreamError
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +47,8 @@ def record_failure(store: str | Path | StoreLocation, name: str, source: str, er
     target = folder / f"{_file_name(name)}.json"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(scratch, target)
-    except OSError as exc:
+        write_atomically(target, text)
+    except (OSError, OutputError) as exc:
         logger.info("could not record the failure of %s in %s: %s", name, folder, exc)
 
 

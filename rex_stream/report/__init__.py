@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rex_stream.engine.atomic_file import write_atomically
 from rex_stream.errors import InputError
 from rex_stream.labels import load_labels
 from rex_stream.report.options import ReportOptions, parse_filters
 from rex_stream.report.page import build_page, chosen_entries
 from rex_stream.report.reading import Contents, read_contents
-from rex_stream.report.watch import watch, write_atomically
+from rex_stream.report.watch import watch
 
 __all__ = [
     "ReportOptions",

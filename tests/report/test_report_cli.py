@@ -13,10 +13,10 @@ import pytest
 import zarr
 
 from rex_stream.cli.main import main
+from rex_stream.engine.atomic_file import write_atomically
 from rex_stream.engine.lock import GroupLock
 from rex_stream.errors import OutputError
 from rex_stream.report import watch
-from rex_stream.report.watch import write_atomically
 from tests.report.conftest import Stores
 
 
