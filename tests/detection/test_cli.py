@@ -14,23 +14,11 @@ import pytest
 import zarr
 from PIL import Image
 
+from tests.detection.commands import ROOT, run_cli
 from tests.detection.planted import planted_photo, save_classifier, save_detector
 from tests.killing import kill_mid_run
 
-ROOT = Path(__file__).resolve().parents[2]
 OBJECTS = [(2, 3, 0), (5, 6, 2), (1, 1, 1)]
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "rex_stream.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +31,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_all_detections_json_and_picture(scene: Path) -> None:
-    done = _run(
+    done = run_cli(
         "scene.png", "--model", "yolov8.onnx", "--detections", "yolov8", "--all-detections",
         "--iters", "4", "--seed", "1", "--min-box-size", "2", "--output", "boxes.png", "--json",
         cwd=scene,
@@ -63,7 +51,7 @@ def test_all_detections_json_and_picture(scene: Path) -> None:
 
 
 def test_target_box_picks_the_overlapping_detection(scene: Path) -> None:
-    done = _run(
+    done = run_cli(
         "scene.png", "--model", "yolov8.onnx", "--detections", "yolov8", "--target-box",
         "90,38,100,50", "--iters", "2", "--seed", "1", "-n", "--json", cwd=scene,
     )  # fmt: skip
@@ -88,7 +76,7 @@ def test_target_box_picks_the_overlapping_detection(scene: Path) -> None:
     ],
 )  # fmt: skip
 def test_mistakes_are_one_line(scene: Path, args: list[str], says: str) -> None:
-    done = _run("scene.png", *args, "--iters", "2", cwd=scene)
+    done = run_cli("scene.png", *args, "--iters", "2", cwd=scene)
     assert done.returncode != 0
     assert done.stderr.startswith("rex-stream: error:") and done.stderr.count("\n") == 1
     assert says in done.stderr
@@ -115,7 +103,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(scene: Path, tmp_path:
         "--detections", "boxes", "--all-detections", "--iters", "8", "--seed", "5",
         "--min-box-size", "2", "--batch-size", "4", "--max-inflight", "1", "-n", "--json",
     ]  # fmt: skip
-    reference = _run(*command, "--store", str(tmp_path / "whole.zarr"), cwd=scene)
+    reference = run_cli(*command, "--store", str(tmp_path / "whole.zarr"), cwd=scene)
     assert reference.returncode == 0, reference.stderr
     store = tmp_path / "killed.zarr"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -126,7 +114,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(scene: Path, tmp_path:
     )  # fmt: skip
     before = _committed(store)
     assert 3 <= before < 3 * 8
-    resumed = _run(*command, "--store", str(store), "--resume", cwd=scene)
+    resumed = run_cli(*command, "--store", str(store), "--resume", cwd=scene)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert sum(e["stats"]["resumed_iterations"] for e in summary["explained"]) >= before

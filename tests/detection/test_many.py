@@ -5,9 +5,6 @@ line (the cluster run: tests/distributed/test_dask_detections.py)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -20,22 +17,10 @@ from rex_stream.engine.failure_log import read_failures
 from rex_stream.result import InputFailure
 from rex_stream.runs.detect import DetectionResult, DetectionSettings, explain_detections
 from rex_stream.runs.detect_many import explain_detections_many
+from tests.detection.commands import run_cli
 from tests.detection.planted import planted_photo, save_detector
 
-ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["--iters", "3", "--seed", "4", "--min-box-size", "2"]
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "rex_stream.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +36,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_directory_explains_every_detection_of_every_input(folder: Path) -> None:
-    done = _run(
+    done = run_cli(
         "photos", "--model", "yolov8.onnx", "--detections", "yolov8", "--all-detections",
         *FLAGS, "--store", "dir.zarr", "--output", "pictures", "--json", cwd=folder,
     )  # fmt: skip
@@ -70,7 +55,7 @@ def test_a_directory_explains_every_detection_of_every_input(folder: Path) -> No
         "two.png.png",
     ]
     # each target of the directory run equals the same photo explained alone
-    alone = _run(
+    alone = run_cli(
         "photos/two.png", "--model", "yolov8.onnx", "--detections", "yolov8",
         "--all-detections", *FLAGS, "--store", "alone.zarr", "-n", cwd=folder,
     )  # fmt: skip
@@ -84,7 +69,7 @@ def test_a_directory_explains_every_detection_of_every_input(folder: Path) -> No
         )
         assert together[f"two.png__detection-{index}"].attrs["target_class"] == [2, 0][index]
     # resumed: every target of every input comes whole from the store
-    again = _run(
+    again = run_cli(
         "photos", "--model", "yolov8.onnx", "--detections", "yolov8", "--all-detections",
         *FLAGS, "--store", "dir.zarr", "--resume", "--json", cwd=folder,
     )  # fmt: skip
@@ -99,7 +84,7 @@ def test_a_directory_explains_every_detection_of_every_input(folder: Path) -> No
 
 
 def test_several_files_on_the_command_line(folder: Path) -> None:
-    done = _run(
+    done = run_cli(
         "photos/two.png", "photos/sub/one.png", "--model", "yolov8.onnx", "--detections",
         "yolov8", *FLAGS, "-n", "--heatmap", "maps", "--json", cwd=folder,
     )  # fmt: skip
@@ -158,7 +143,7 @@ def test_two_inputs_of_one_name_are_refused(folder: Path) -> None:
 
 
 def test_multi_explains_a_detection_with_spotlights(folder: Path) -> None:
-    done = _run(
+    done = run_cli(
         "photos/two.png", "--model", "yolov8.onnx", "--detections", "yolov8", *FLAGS,
         "--multi", "--json", cwd=folder,
     )  # fmt: skip
@@ -170,7 +155,7 @@ def test_multi_explains_a_detection_with_spotlights(folder: Path) -> None:
 
 
 def test_dask_without_a_store_is_refused_in_one_line(folder: Path) -> None:
-    done = _run(
+    done = run_cli(
         "photos", "--model", "yolov8.onnx", "--detections", "yolov8", "--dask", "local:1",
         *FLAGS, cwd=folder,
     )  # fmt: skip
@@ -208,7 +193,7 @@ def test_the_picture_of_a_multi_run_draws_every_spotlight(folder: Path, tmp_path
 
 
 def test_cluster_options_without_dask_are_refused_in_one_line(folder: Path) -> None:
-    done = _run(
+    done = run_cli(
         "photos", "--model", "yolov8.onnx", "--detections", "yolov8", "--inputs-per-task", "2",
         *FLAGS, cwd=folder,
     )  # fmt: skip
