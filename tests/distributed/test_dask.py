@@ -28,6 +28,7 @@ from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.errors import ConfigError, RexStreamError
 from rex_stream.result import InputFailure
+from tests.distributed.clusters import two_workers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,12 +40,7 @@ RESULT_STATS = ("passing", "failing", "max_depth", "avg_box_size", "iterations")
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as dask_client,
-    ):
+    with two_workers() as dask_client:
         yield dask_client
 
 

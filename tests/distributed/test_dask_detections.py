@@ -16,7 +16,7 @@ import zarr
 
 pytest.importorskip("distributed", reason="needs the dask extra: pip install 'rex-stream[dask]'")
 
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from rex_stream import ExplainConfig, explain_detections_many, explain_detections_many_sync
 from rex_stream.distributed import InputSummary
@@ -24,6 +24,7 @@ from rex_stream.distributed.detect_tasks import explain_detections_on_cluster
 from rex_stream.result import InputFailure
 from rex_stream.runs.detect import DetectionResult, DetectionSettings
 from tests.detection.planted import planted_photo, save_detector
+from tests.distributed.clusters import two_workers
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -34,12 +35,7 @@ EVERY = DetectionSettings(layout="yolov8", all_detections=True)
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as dask_client,
-    ):
+    with two_workers() as dask_client:
         yield dask_client
 
 

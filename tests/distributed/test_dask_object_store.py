@@ -21,6 +21,7 @@ from distributed import Client, LocalCluster
 from rex_stream.distributed import InputSummary, explain_on_cluster
 from rex_stream.engine.object_store import GENERATION, ObjectGroup
 from rex_stream.engine.store_location import parse_store
+from tests.distributed.clusters import two_workers
 from tests.distributed.test_dask import (
     CONFIG,
     RESULT_STATS,
@@ -44,12 +45,7 @@ def s3_server() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def s3_client(s3_server: str) -> Iterator[Client]:
     """moto first (its AWS_* environment), then worker processes that inherit it."""
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with two_workers() as client:
         yield client
 
 
