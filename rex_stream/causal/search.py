@@ -11,9 +11,8 @@ still scored, and credited, as if it had been scored at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import anyio
 import anyio.abc
@@ -24,6 +23,7 @@ from rex_stream.config import QueueStyle, ScoringConfig, SearchConfig
 from rex_stream.engine.geometry import SUBSETS, Box, can_split, root_box, split_box
 from rex_stream.engine.mask_values import SWEEPS, sweep_range, swept_mask_value
 from rex_stream.engine.scheduler import Evaluator, continue_after, rounds_behind
+from rex_stream.engine.shared_answers import KeyedFill
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
 from rex_stream.errors import ConfigError, InputError
@@ -140,6 +140,7 @@ async def run_iteration(
     if weights is not None:
         weights = subject.weights_for_view(weights)
     threshold = target.confidence * search.confidence_filter
+    scope = (seed, key, index, mask_value)  # with the boxes shown, names a mutant
     queue: list[Job] = [(search_root(subject.spatial_shape, search),)]
     levels: list[_Level] = []
     area_by_depth: dict[int, tuple[float, int]] = {}
@@ -153,7 +154,7 @@ async def run_iteration(
                 depth = children[0].depth
                 total, count = area_by_depth.get(depth, (0.0, 0))
                 area_by_depth[depth] = (total + sum(c.area for c in children), count + 4)
-            level = _Level(splits, subject, early)
+            level = _Level(splits, subject, early, scope)
             levels.append(level)
             level.submit(group, scheduler, scoring, target.classification, threshold)
             work += level.size
@@ -191,12 +192,16 @@ class _Level:
     """
 
     def __init__(
-        self, splits: list[tuple[Job, tuple[Box, Box, Box, Box]]], subject: Subject, early: bool
+        self,
+        splits: list[tuple[Job, tuple[Box, Box, Box, Box]]],
+        subject: Subject,
+        early: bool,
+        scope: Hashable,
     ) -> None:
         self.splits = splits
         self.size = len(splits) * len(SUBSETS)
         self.fills = [
-            partial(subject.fill_boxes, boxes=static + tuple(children[i] for i in subset))
+            _ShownBoxes(subject, static + tuple(children[i] for i in subset), scope)
             for static, children in splits
             for subset in SUBSETS
         ]
@@ -298,6 +303,26 @@ class _Level:
                     slot = (children[i], int(cls))
                     entries[slot] = entries.get(slot, 0.0) + amount
         return passed_total, self.candidates()
+
+
+class _ShownBoxes(KeyedFill):
+    """The mutant showing only ``boxes``, named by their extents (neither their order nor
+    their paths change the pixels) within ``scope`` (seed, input, iteration, mask value)."""
+
+    __slots__ = ("boxes", "scope", "subject")
+
+    def __init__(self, subject: Subject, boxes: Job, scope: Hashable) -> None:
+        self.subject = subject
+        self.boxes = boxes
+        self.scope = scope
+
+    def __call__(self, out: np.ndarray) -> None:
+        self.subject.fill_boxes(out, self.boxes)
+
+    @property
+    def key(self) -> Hashable:
+        """(scope, the extents of the boxes shown)."""
+        return (self.scope, frozenset((box.start, box.stop) for box in self.boxes))
 
 
 def _split_level(

@@ -65,10 +65,12 @@ class DetectionBackend:
         """Detections of every image of a batch, padded to ``max_detections`` rows."""
         rows = len(batch)
         outputs = await self.inner.infer_outputs(batch)
-        # raw layouts suppress thousands of proposals: off the event loop
-        found = await anyio.to_thread.run_sync(
-            self.layout.decode, outputs, rows, self.max_detections
-        )
+        if self.layout.raw:  # thousands of proposals to suppress: off the event loop
+            found = await anyio.to_thread.run_sync(
+                self.layout.decode, outputs, rows, self.max_detections
+            )
+        else:  # a few padded rows: cheaper than a hop to a worker thread
+            found = self.layout.decode(outputs, rows, self.max_detections)
         answer = np.zeros((rows, self.max_detections, len(COLUMNS)), dtype=np.float64)
         for i, table in enumerate(found):
             answer[i, : len(table)] = table

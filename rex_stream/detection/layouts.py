@@ -40,13 +40,15 @@ Decode = Callable[[Outputs, int, int], list[np.ndarray]]
 
 @dataclass(frozen=True)
 class Layout:
-    """One output layout: what it expects (for messages), how it decodes, and whether the
-    model takes one image per call (its outputs have no batch axis)."""
+    """One output layout: what it expects (for messages), how it decodes, whether the model
+    takes one image per call (its outputs have no batch axis), and whether its outputs are raw
+    proposals (thousands per image, suppressed while decoding: worth a worker thread)."""
 
     name: str
     expects: str
     decode: Decode
     one_per_call: bool = False
+    raw: bool = False
 
 
 def _describe(outputs: Outputs) -> str:
@@ -116,7 +118,12 @@ def decode_rows(layout: str) -> Decode:
         table = _single(layout, expects, outputs, rows, 3)
         if table.shape[2] != 6:
             raise _wrong(layout, expects, outputs)
-        return [_padded_rows(image, limit) for image in table]
+        # every image at once: detections (score > 0) first, best first, ties in row order
+        scores = table[..., SCORE]
+        order = np.argsort(np.where(scores > 0, -scores, np.inf), axis=1, kind="stable")
+        best = np.take_along_axis(table, order[..., None], axis=1)[:, :limit]
+        counts = np.minimum((scores > 0).sum(axis=1), limit)
+        return [image[:count] for image, count in zip(best, counts)]
 
     return decode
 
@@ -165,8 +172,8 @@ def decode_torchvision(outputs: Outputs, rows: int, limit: int) -> list[np.ndarr
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
-        Layout("yolov5", "(N, A, 5 + C)", decode_yolov5),
-        Layout("yolov8", "(N, 4 + C, A)", decode_yolov8),
+        Layout("yolov5", "(N, A, 5 + C)", decode_yolov5, raw=True),
+        Layout("yolov8", "(N, 4 + C, A)", decode_yolov8, raw=True),
         Layout("end2end", "(N, K, 6)", decode_rows("end2end")),
         Layout("efficient-nms", "num_detections + boxes/scores/classes", decode_efficient_nms),
         Layout("torchvision", "boxes, labels, scores (one image)", decode_torchvision, True),

@@ -45,19 +45,11 @@ class DetectionRule(ScoringConfig):
 
     def similarity(self, answers: np.ndarray) -> np.ndarray:
         """D-RISE's similarity of the target to each answer ``(n, K, 6)``: ``(n,)``."""
-        return (self._overlaps(answers) * self._agreeing(answers) * answers[..., SCORE]).max(
-            axis=-1, initial=0.0
-        )
+        return self._measured(np.asarray(answers, dtype=np.float64))[0]
 
     def passing(self, answers: np.ndarray) -> np.ndarray:
         """Whether each answer holds a detection of the target (class, score, IoU)."""
-        shows = (
-            self._agreeing(answers)
-            & (answers[..., SCORE] >= self.score_threshold)
-            & (answers[..., SCORE] > 0)
-            & (self._overlaps(answers) >= self.iou_threshold)
-        )
-        return np.asarray(shows.any(axis=-1))
+        return self._measured(np.asarray(answers, dtype=np.float64))[1]
 
     def verdicts(self, scores: np.ndarray, target: int | None) -> Verdicts:
         """Verdicts for answer rows: the target class where the mutant passes (else
@@ -68,12 +60,24 @@ class DetectionRule(ScoringConfig):
                 f"detections of shape {answers.shape}: expected (n, K, 6) rows of "
                 "x0, y0, x1, y1, score, class"
             )
-        similarity = np.round(self.similarity(answers), CONFIDENCE_DECIMALS)
-        classes = np.where(self.passing(answers), self.target_class, NOT_THE_TARGET)
+        similarity, passing = self._measured(answers)
+        similarity = np.round(similarity, CONFIDENCE_DECIMALS)
+        classes = np.where(passing, self.target_class, NOT_THE_TARGET)
         return Verdicts(classes.astype(np.int64), similarity, similarity.copy())
 
-    def _overlaps(self, answers: np.ndarray) -> np.ndarray:
-        return iou(np.asarray(self.target_box), answers[..., :4])
-
-    def _agreeing(self, answers: np.ndarray) -> np.ndarray:
-        return np.round(answers[..., CLASS]) == self.target_class
+    def _measured(self, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(similarity, passing) of each answer. Only detections of the target's class with a
+        score above 0 count towards either (the others' similarity is 0), so the overlaps are
+        measured for those alone."""
+        count = len(answers)
+        rows, columns = np.nonzero(answers[..., SCORE] > 0)
+        picked = answers[rows, columns]
+        ours = np.round(picked[:, CLASS]) == self.target_class
+        rows, picked = rows[ours], picked[ours]
+        overlaps = iou(np.asarray(self.target_box), picked[:, :4])
+        similarity = np.zeros(count)
+        np.maximum.at(similarity, rows, overlaps * picked[:, SCORE])
+        shows = (picked[:, SCORE] >= self.score_threshold) & (overlaps >= self.iou_threshold)
+        passing = np.zeros(count, dtype=bool)
+        passing[rows[shows]] = True
+        return similarity, passing

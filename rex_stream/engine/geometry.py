@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -34,12 +35,12 @@ class Box:
         """Distance from the root box (the root has depth 0)."""
         return len(self.path)
 
-    @property
+    @cached_property  # boxes are immutable; searches ask for these thousands of times
     def shape(self) -> tuple[int, ...]:
         """Extent on each spatial axis."""
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
-    @property
+    @cached_property
     def area(self) -> int:
         """Number of spatial elements (pixels, samples, voxels) inside the box."""
         return prod(self.shape)

@@ -38,6 +38,7 @@ from rex_stream.detection.targets import Corners
 from rex_stream.engine.backend import Backend, BackendSettings
 from rex_stream.engine.scheduler import Scheduler
 from rex_stream.engine.session import backend_for_run, settle_inflight
+from rex_stream.engine.shared_answers import SharedAnswers
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target
 from rex_stream.errors import ConfigError, InputError, raise_first_error
@@ -281,6 +282,7 @@ async def explain_detections_with(
     )
     result = DetectionResult(subject, settings.layout, found, scale, settings.score_threshold)
     explained: dict[int, ExplainedDetection] = {}
+    shared = SharedAnswers(scheduler)  # the targets' searches ask for many equal mutants
 
     async def explain_one(detection: Detection) -> None:
         rule = DetectionRule(
@@ -307,6 +309,7 @@ async def explain_detections_with(
             started=started,
             name=group,
             target=Target(detection.label, detection.score),
+            answers=shared,
         )
         photo_box = result.photo_box(detection)
         if store is not None:

@@ -105,6 +105,7 @@ async def explain_input(
     started: float | None = None,
     name: str | None = None,
     target: Target | None = None,
+    answers: Evaluator | None = None,
 ) -> Explanation:
     """Explain one input through a scheduler that other inputs may share.
 
@@ -112,6 +113,8 @@ async def explain_input(
     :mod:`rex_stream.naming`; by default the key comes from the file's stem). Stats count this
     input's queries; calls, batch fill and backend time are the shared scheduler's. ``target``
     is a target already predicted (a split run predicts it once, not once per task).
+    ``answers`` is what the queries go through instead of ``scheduler`` itself (the targets
+    of one detector answer share a :class:`~rex_stream.engine.shared_answers.SharedAnswers`).
     """
     started = time.perf_counter() if started is None else started
     subject = with_context(load_subject(source, info, config), info, config)
@@ -121,7 +124,7 @@ async def explain_input(
     search_root(subject.spatial_shape, config.search)  # a bad bounding box fails before queries
     report = on_progress or (lambda _: None)
     calls_before = scheduler.stats.calls
-    evaluator = CountingEvaluator(scheduler)
+    evaluator = CountingEvaluator(scheduler if answers is None else answers)
     if target is None:
         target = await predict_target(subject, evaluator, config, info)
     known = target

@@ -96,18 +96,40 @@ def test_results_are_identical_across_batch_sizes_layouts_and_backends(
             np.testing.assert_array_equal(ours.explanation.mask, theirs.explanation.mask)
 
 
-def test_all_detections_share_the_scheduler(scene: Path, tmp_path: Path) -> None:
+def test_all_detections_share_the_scheduler_and_their_equal_mutants(
+    scene: Path, tmp_path: Path
+) -> None:
     model = str(save_detector(tmp_path / "end2end.onnx", "end2end"))
     together = _explain(scene, model, DetectionSettings("end2end", all_detections=True), _config())
     assert len(together.explained) == 2
     alone_calls = 0
-    for box in ((48, 16, 64, 24), (96, 40, 112, 48)):
+    for box, shared in zip(((48, 16, 64, 24), (96, 40, 112, 48)), together.explained):
         alone = _explain(scene, model, DetectionSettings("end2end", target_box=box), _config())
         (explained,) = alone.explained
         assert explained.photo_box == box
         alone_calls += explained.explanation.stats.calls
+        # a target searched beside others is explained exactly as when it is alone
+        np.testing.assert_array_equal(
+            shared.explanation.responsibility, explained.explanation.responsibility
+        )
+        np.testing.assert_array_equal(shared.explanation.mask, explained.explanation.mask)
     calls = together.explained[0].explanation.stats.calls  # the shared scheduler's
     assert calls < alone_calls
+
+
+def test_a_mutant_that_several_targets_ask_for_is_sent_once(scene: Path) -> None:
+    sent = [0]
+
+    def counted(batch: np.ndarray) -> dict[str, np.ndarray]:
+        sent[0] += len(batch)
+        return detect_outputs(batch)
+
+    backend = PythonBackend(counted, (3, 64, 64))
+    result = _explain(scene, backend, DetectionSettings("boxes", all_detections=True), _config())
+    asked = sum(e.explanation.stats.queries for e in result.explained)
+    # every iteration's first level alone is the same 14 mutants for both targets
+    assert sent[0] <= asked - 6 * 14
+    assert sent[0] > asked / 2
 
 
 def test_targets_are_stored_with_their_attributes_and_resume(scene: Path, tmp_path: Path) -> None:
