@@ -3,8 +3,9 @@
 lists every input that could not be read or explained, with its one-line reason, without the
 run's ``--json`` summary. An input explained later has its record removed.
 
-Local stores only (an object store keeps no failure records); writing a record never fails a
-run.
+On an object store the records are objects under the same name (``s3://b/RUNS.zarr.failures/
+<name>.json``), each written whole by one PUT, so no rename is needed. Writing or clearing a
+record never fails a run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from rex_stream.engine.atomic_file import write_atomically
 from rex_stream.engine.store_location import StoreLocation, parse_store
-from rex_stream.errors import OutputError, RexStreamError
+from rex_stream.errors import RexStreamError
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +26,10 @@ FAILURES_SUFFIX = ".failures"
 
 
 def failures_folder(store: str | Path | StoreLocation) -> Path | None:
-    """The folder of ``store``'s failure records (None for an object store or a store
+    """The local folder of ``store``'s failure records (None for an object store or a store
     address that cannot be read)."""
-    try:
-        where = parse_store(store)
-    except (RexStreamError, ValueError):
-        return None  # the run reports its store's problem itself
-    if not where.is_local:
+    where = _location(store)
+    if where is None or not where.is_local:
         return None
     path = where.local_path().resolve()
     return path.parent / f"{path.name}{FAILURES_SUFFIX}"
@@ -39,46 +37,78 @@ def failures_folder(store: str | Path | StoreLocation) -> Path | None:
 
 def record_failure(store: str | Path | StoreLocation, name: str, source: str, error: str) -> None:
     """Remember that input ``name`` (read from ``source``) failed with ``error``."""
-    folder = failures_folder(store)
-    if folder is None:
-        return
     reason = str(error).splitlines()[0] if str(error).strip() else "failed"
     text = json.dumps({"name": name, "input": source, "error": reason, "time": time.time()})
-    target = folder / f"{_file_name(name)}.json"
+    folder = failures_folder(store)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, text)
-    except (OSError, OutputError) as exc:
-        logger.info("could not record the failure of %s in %s: %s", name, folder, exc)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomically(folder / _file_name(name), text)
+        elif (objects := _objects(store)) is not None:
+            fs, prefix = objects
+            fs.pipe_file(f"{prefix}/{_file_name(name)}", text.encode())
+    except Exception as exc:  # a record is a courtesy: it never fails the run
+        logger.info("could not record the failure of %s: %s", name, type(exc).__name__)
 
 
 def clear_failure(store: str | Path | StoreLocation, name: str) -> None:
     """Forget an earlier failure of input ``name`` (it was explained since)."""
     folder = failures_folder(store)
-    if folder is None:
-        return
     try:
-        (folder / f"{_file_name(name)}.json").unlink(missing_ok=True)
-    except OSError as exc:
-        logger.info("could not clear the failure of %s in %s: %s", name, folder, exc)
+        if folder is not None:
+            (folder / _file_name(name)).unlink(missing_ok=True)
+        elif (objects := _objects(store)) is not None:
+            fs, prefix = objects
+            path = f"{prefix}/{_file_name(name)}"
+            if fs.exists(path):
+                fs.rm_file(path)
+    except Exception as exc:  # as above
+        logger.info("could not clear the failure of %s: %s", name, type(exc).__name__)
 
 
 def read_failures(store: str | Path | StoreLocation) -> list[dict[str, Any]]:
     """Every failure record of ``store`` (``name``, ``input``, ``error``, ``time``), by name."""
+    texts: list[bytes] = []
     folder = failures_folder(store)
-    if folder is None or not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.glob("*.json")):
+    if folder is not None and folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                texts.append(path.read_bytes())
+            except OSError:
+                continue
+    elif folder is None and (objects := _objects(store)) is not None:
+        fs, prefix = objects
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            names = [n for n in fs.find(prefix) if n.endswith(".json")]
+            texts.extend(fs.cat(names, on_error="omit").values() if names else ())
+        except Exception as exc:  # the report goes on without them
+            logger.info("could not read the failure records under %s: %s", prefix, exc)
+    found = []
+    for text in texts:
+        try:
+            data = json.loads(text)
+        except ValueError:
             continue  # half a record from a killed run: nothing to show
         if isinstance(data, dict) and isinstance(data.get("name"), str):
             found.append(data)
     return sorted(found, key=lambda record: record["name"])
 
 
+def _location(store: str | Path | StoreLocation) -> StoreLocation | None:
+    try:
+        return parse_store(store)
+    except (RexStreamError, ValueError):
+        return None  # the run reports its store's problem itself
+
+
+def _objects(store: str | Path | StoreLocation) -> tuple[Any, str] | None:
+    """(filesystem, prefix) of an object store's failure records; None for a local one."""
+    where = _location(store)
+    if where is None or where.is_local:
+        return None
+    return where.filesystem(), where.child(FAILURES_SUFFIX).path
+
+
 def _file_name(name: str) -> str:
-    """A file name for a store name (a nested name's ``/`` kept out of the path)."""
-    return name.replace("%", "%25").replace("/", "%2F")
+    """The record's file name for a store name (a nested name's ``/`` kept out of the path)."""
+    return name.replace("%", "%25").replace("/", "%2F") + ".json"
