@@ -21,6 +21,8 @@ each photo and latency, in one run:
 4. the same run through a real Open Inference Protocol v2 HTTP server on 127.0.0.1 that
    answers every request after ``latency`` (``bench/latency_v2_server.py``, binary tensors),
    reached through rex-stream's HTTP adapter, whose calls in flight follow the same window.
+   The server stands in for one far away but shares this machine's cores: it prints its own
+   CPU time per request when it stops (the line before each row).
 
 Under each row, one line per rex-stream run says where its wall time went: round trips on the
 critical path, calls, mean batch, the most calls with the backend at once in each tenth of the
@@ -139,7 +141,9 @@ def breakdown(name: str, run: dict) -> str:
         f"    {name}: {run['round_trips']} round trips on the critical path, {run['calls']} "
         f"calls, mean batch {run['queries'] / max(1, run['calls']):.1f}, most calls at once by "
         f"tenths of the run {run['inflight']}, CPU {run['cpu_s']:.2f} s in this process "
-        f"({run['loop_cpu_s']:.2f} s on the event loop's thread) for {run['wall_s']:.2f} s wall"
+        f"({run['loop_cpu_s']:.2f} s on the event loop's thread; "
+        f"{run['cpu_s'] / max(1, run['calls']) * 1e3:.2f} ms per call) "
+        f"for {run['wall_s']:.2f} s wall"
     )
 
 

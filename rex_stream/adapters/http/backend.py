@@ -23,7 +23,7 @@ from rex_stream.adapters.http.metadata import plain_model, read_v2_model, unknow
 from rex_stream.adapters.http.options import HttpOptions
 from rex_stream.adapters.http.protocols import Codec, ReplyError, RowsCodec
 from rex_stream.adapters.http.replies import BatchTooLarge, undecodable
-from rex_stream.adapters.http.transport import HttpTransport, reply_limit
+from rex_stream.adapters.http.transport import Body, HttpTransport, reply_limit
 from rex_stream.adapters.http.v2 import V2Codec
 from rex_stream.adapters.security import public_url
 from rex_stream.engine.backend import Backend, BackendSettings, ModelInfo, Outputs
@@ -151,9 +151,9 @@ class HttpBackend:
         assert isinstance(self._codec, V2Codec)
         request = self._codec.encode_all(batch)
         headers = dict(request.headers)
-        body = request.body
+        body: Body = request.content
         if self.transport.options.gzip:
-            body = gzip.compress(body, compresslevel=1)
+            body = gzip.compress(request.body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         values = sum(int(np.prod([abs(d) for d in o.shape])) for o in self._codec.outputs)
         limit = reply_limit(len(batch), values or None)
@@ -176,9 +176,9 @@ class HttpBackend:
         """One request: encode, POST, check the status, decode and validate the scores."""
         request = self._codec.encode(batch)
         headers = dict(request.headers)
-        body = request.body
+        body: Body = request.content
         if self.transport.options.gzip:
-            body = gzip.compress(body, compresslevel=1)
+            body = gzip.compress(request.body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         limit = reply_limit(len(batch), self._info.num_classes)
         status, reply_headers, reply = await self.transport.request(

@@ -35,12 +35,27 @@ class ReplyError(Exception):
     """A reply that does not have the shape the protocol promises (message is one line)."""
 
 
+#: Consecutive pieces of a request body: bytes, or a flat byte view of an array that goes out
+#: as it is (a batch of tensors is never copied into a joined body).
+BodyParts = tuple[bytes | memoryview, ...]
+
+
 @dataclass(frozen=True)
 class EncodedRequest:
-    """A request body and the headers that describe it."""
+    """A request body (one ``bytes``, or parts sent one after another) and its headers."""
 
-    body: bytes
+    content: bytes | BodyParts
     headers: Mapping[str, str]
+
+    @property
+    def parts(self) -> BodyParts:
+        """The body's pieces, in order."""
+        return (self.content,) if isinstance(self.content, bytes) else self.content
+
+    @property
+    def body(self) -> bytes:
+        """The body as one ``bytes`` (a copy when it is in several parts)."""
+        return self.content if isinstance(self.content, bytes) else b"".join(self.content)
 
 
 class Codec(Protocol):

@@ -18,7 +18,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from rex_stream.adapters.http.options import HttpOptions
-from rex_stream.adapters.http.protocols import ReplyError, one_line, parse_json
+from rex_stream.adapters.http.protocols import BodyParts, ReplyError, one_line, parse_json
 from rex_stream.adapters.http.replies import BatchTooLarge, check_status
 from rex_stream.adapters.security import public_url
 from rex_stream.errors import BackendError, BackendTimeout, TransientBackendError
@@ -28,23 +28,56 @@ logger = logging.getLogger("rex_stream.adapters.http.backend")
 #: Redirect statuses followed (by hand, so that secrets never leave their origin).
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
-#: Bodies from this size go out after the headers instead of joined to them (one copy less).
+#: Bodies from this size go out after the headers, part by part, instead of joined to them.
 SEPARATE_BODY_BYTES = 1 << 16
 
+#: A request body: one ``bytes``, or parts sent one after another (see ``BodyParts``).
+Body = bytes | BodyParts
 
-class _SentAfterHeaders(aiohttp.BytesPayload):
-    """A large body written after the request's headers: aiohttp otherwise joins the two into
-    a new buffer (a copy of the whole body) on Python before 3.12.9."""
+
+class _PartsAfterHeaders(aiohttp.Payload):
+    """A large body written after the request's headers, part by part: a v2 batch goes to
+    the socket straight from the array's memory. aiohttp would otherwise join the headers and
+    the body into a new buffer (a copy of the whole batch per call) on Python before 3.12.9,
+    and a joined body would be one more copy."""
+
+    _autoclose = True
+
+    def __init__(self, parts: BodyParts) -> None:
+        super().__init__(parts)
+        # flat byte views: lengths and slices count bytes whatever the array's shape
+        self._parts = tuple(part if isinstance(part, bytes) else part.cast("B") for part in parts)
+        self._length = sum(len(part) for part in self._parts)
+        self._size = self._length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._parts).decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
 
     async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        writer.send_headers()
-        await super().write_with_length(writer, content_length)
+        # aiohttp ≥ 3.12 holds the headers back to join them to the first write: fine for a
+        # small part (the v2 JSON header), a whole copy for a large one, so those go alone
+        send_headers = getattr(writer, "send_headers", None)
+        left = self._length if content_length is None else content_length
+        for part in self._parts:
+            if left <= 0:
+                break
+            chunk = part if len(part) <= left else part[:left]
+            if len(chunk) >= SEPARATE_BODY_BYTES and send_headers is not None:
+                send_headers()
+            await writer.write(chunk)
+            left -= len(chunk)
 
 
-def _payload(body: bytes | None) -> Any:
-    if body is None or len(body) < SEPARATE_BODY_BYTES:
+def _payload(body: Body | None) -> Any:
+    if body is None or (isinstance(body, bytes) and len(body) < SEPARATE_BODY_BYTES):
         return body
-    return _SentAfterHeaders(body)
+    parts: BodyParts = (body,) if isinstance(body, bytes) else body
+    if sum(memoryview(part).nbytes for part in parts) < SEPARATE_BODY_BYTES:
+        return b"".join(parts)
+    return _PartsAfterHeaders(parts)
 
 
 #: Replies are read in chunks and capped: never below this many bytes (metadata, errors) …
@@ -135,7 +168,7 @@ class HttpTransport:
         self,
         method: str,
         url: URL,
-        body: bytes | None = None,
+        body: Body | None = None,
         headers: Mapping[str, str] | None = None,
         limit: int = REPLY_FLOOR_BYTES,
     ) -> Reply:
@@ -148,7 +181,7 @@ class HttpTransport:
         self,
         method: str,
         url: URL,
-        body: bytes | None,
+        body: Body | None,
         headers: Mapping[str, str] | None,
         limit: int,
     ) -> Reply:
@@ -186,9 +219,9 @@ class HttpTransport:
         location: str,
         status: int,
         method: str,
-        body: bytes | None,
+        body: Body | None,
         headers: Mapping[str, str] | None,
-    ) -> tuple[URL, str, bytes | None, Mapping[str, str] | None]:
+    ) -> tuple[URL, str, Body | None, Mapping[str, str] | None]:
         """Where a redirect leads, refusing https → http unless allowed; a 303 becomes a GET."""
         target = url.join(URL(location))
         rules = self.options.redirects

@@ -135,16 +135,18 @@ class V2Codec:
             document["parameters"] = {"binary_data_output": True}
         header = dumps(document)
         return EncodedRequest(
-            self._binary_body(header, batch),
+            (header, self._tensor_bytes(batch)),
             {"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(header))},
         )
 
-    def _binary_body(self, header: bytes, batch: np.ndarray) -> bytes:
-        """The JSON header then the tensor's little-endian bytes, each copied once into the
-        body (``header + tensor.tobytes()`` copied the batch twice; a cast or a gather happens
-        only when the batch is not already a contiguous array of the wire's datatype)."""
+    def _tensor_bytes(self, batch: np.ndarray) -> memoryview:
+        """The tensor's little-endian bytes as a flat view, sent after the JSON header without
+        being copied into a joined body (issue 21: ``header + tensor.tobytes()`` copied the
+        batch twice, a join once); a cast or a gather happens only when the batch is not
+        already a contiguous array of the wire's datatype. The batch must not change until
+        the call returns (a server answers only after reading the whole body)."""
         tensor = np.ascontiguousarray(batch, dtype=self.dtype)
-        return b"".join((header, tensor.data))  # C-contiguous: read as plain bytes
+        return tensor.reshape(-1).view(np.uint8).data
 
     def decode(self, body: bytes, headers: Mapping[str, str], batch_size: int) -> np.ndarray:
         """Find the output tensor in a JSON or binary reply and reshape it to its shape."""
