@@ -113,10 +113,14 @@ class CountingEvaluator:
 
     def __init__(self, scheduler: Evaluator) -> None:
         self._scheduler = scheduler
-        self.max_batch = scheduler.max_batch
         self.queries = 0
         self.rounds = 0
         _rounds_behind.set(0)  # this input's chain starts here, whatever the task ran before
+
+    @property
+    def max_batch(self) -> int:
+        """The shared scheduler's batch size (its memory calibration may lower it)."""
+        return self._scheduler.max_batch
 
     async def evaluate(self, fills: Sequence[Fill]) -> np.ndarray:
         """Count, then score through the shared scheduler."""
@@ -216,6 +220,8 @@ class Scheduler:
         free_send, free_receive = anyio.create_memory_object_stream[np.ndarray](math.inf)
         self._free_send = free_send
         self._free_receive = free_receive
+        #: set once the batch is fitted to the memory budget (until then, one row per call)
+        self._calibrated = anyio.Event()
 
     def _size_calls(self, per_row: int, room: int | None) -> None:
         """Buffer shape and in-flight window for ``max_batch`` (``room``: memory left)."""
@@ -240,13 +246,29 @@ class Scheduler:
             self.backend.follow_inflight(size)
         self._followed = size
 
+    def _needs_calibration(self) -> bool:
+        """Whether the calls in flight could matter to the memory budget: an in-process
+        model, a budget, and enough rows at once (see :meth:`_fit_memory`)."""
+        budget = budget_bytes(self.config.memory_gib)
+        rows = self.max_batch * self.max_inflight
+        return self.backend.info.in_process and budget > 0 and rows >= CHECK_FROM_ROWS
+
+    async def _calibrate(self) -> None:
+        """Fit the batch to the memory budget beside the run's first calls: single rows (a
+        target prediction) go on meanwhile, so the measuring calls do not delay the run by
+        their round trips; batches of more rows wait for it. A model that cannot be measured
+        keeps the batch size (its real calls then say what is wrong)."""
+        try:
+            await self._fit_memory()
+        except Exception as exc:
+            logger.debug("could not measure the model's memory per row: %s", exc)
+        finally:
+            self._calibrated.set()
+
     async def _fit_memory(self) -> None:
         """Cap ``max_batch`` so the calls in flight, with the memory an in-process model takes
         per row, stay within the run's memory budget; say so when it lowers the batch."""
         budget = budget_bytes(self.config.memory_gib)
-        rows = self.max_batch * self.max_inflight
-        if not self.backend.info.in_process or budget <= 0 or rows < CHECK_FROM_ROWS:
-            return
         cost = await measure_rows(self.backend, min(self.max_batch, CALIBRATION_ROWS))
         in_use = rss_bytes()
         wanted = self.max_batch
@@ -268,7 +290,6 @@ class Scheduler:
 
     async def __aenter__(self) -> Scheduler:
         try:
-            await self._fit_memory()
             self._follow_window()
             for _ in range(self.max_inflight):
                 self._free_send.send_nowait(self._new_buffer())
@@ -278,6 +299,10 @@ class Scheduler:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._dispatch)
+        if self._needs_calibration():
+            self._task_group.start_soon(self._calibrate)
+        else:
+            self._calibrated.set()
         return self
 
     async def __aexit__(
@@ -357,11 +382,13 @@ class Scheduler:
                             segment = await self._receive.receive()
                         except anyio.EndOfStream:
                             return
+                    if segment.rows > 1 and not self._calibrated.is_set():
+                        await self._calibrated.wait()
                     self._add(batch, segment)
                 self._drain(batch)
-                if batch.rows < self.max_batch and linger_s > 0:
+                if batch.rows < self._batch_rows() and linger_s > 0:
                     with anyio.move_on_after(linger_s):
-                        while batch.rows < self.max_batch:
+                        while batch.rows < self._batch_rows():
                             try:
                                 self._add(batch, await self._receive.receive())
                             except anyio.EndOfStream:
@@ -374,7 +401,7 @@ class Scheduler:
         self._queued_rows -= segment.rows
         if segment.ticket.dropped:
             return
-        room = self.max_batch - batch.rows
+        room = self._batch_rows() - batch.rows
         if segment.rows > room:
             segment, rest = segment.split(room)
             self._carry = rest
@@ -387,13 +414,18 @@ class Scheduler:
         return np.empty(self._shape, dtype=self._dtype)
 
     async def _take_buffer(self) -> np.ndarray:
-        """A free batch buffer; a new one while the in-flight window has grown past them."""
-        try:
-            return self._free_receive.receive_nowait()
-        except anyio.WouldBlock:
-            if self._allocated < self.window.size:
-                return self._new_buffer()
-        return await self._free_receive.receive()
+        """A free batch buffer; a new one while the in-flight window has grown past them (or
+        for one made before the memory calibration lowered the batch size)."""
+        while True:
+            try:
+                buffer = self._free_receive.receive_nowait()
+            except anyio.WouldBlock:
+                if self._allocated < self.window.size:
+                    return self._new_buffer()
+                buffer = await self._free_receive.receive()
+            if buffer.shape == self._shape:
+                return buffer
+            self._allocated -= 1  # too large for the fitted batch: let it go
 
     def _give_back(self, buffer: np.ndarray) -> None:
         """Return a buffer after its call; drop it while the window is smaller than them."""
@@ -431,8 +463,12 @@ class Scheduler:
             self._at_backend -= 1
             self.stats.in_flight = self._at_backend
 
+    def _batch_rows(self) -> int:
+        """The most rows a batch takes now: one until the memory calibration is done."""
+        return self.max_batch if self._calibrated.is_set() else 1
+
     def _drain(self, batch: Batch) -> None:
-        while batch.rows < self.max_batch:
+        while batch.rows < self._batch_rows():
             try:
                 self._add(batch, self._receive.receive_nowait())
             except (anyio.WouldBlock, anyio.EndOfStream):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -46,7 +47,8 @@ def test_batch_is_lowered_to_the_budget_with_a_notice(caplog: pytest.LogCaptureF
     async def run() -> tuple[int, np.ndarray]:
         async with Scheduler(backend, config) as scheduler:
             rows = [lambda out, v=v: out.fill(v) for v in range(50)]
-            return scheduler.max_batch, await scheduler.evaluate(rows)
+            scores = await scheduler.evaluate(rows)  # its batches wait for the measurement
+            return scheduler.max_batch, scores
 
     with caplog.at_level(logging.WARNING, logger="rex_stream"):
         batch, scores = anyio.run(run)
@@ -93,3 +95,34 @@ def test_cli_lowers_a_huge_batch_and_says_so_once(tiny_cnn: Path, tiny_image: Pa
     )
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines()[-1] == "rex-stream: error: --memory-gib 0: must be > 0"
+
+
+def test_single_rows_go_on_while_the_model_is_measured() -> None:
+    """The measuring calls (1 row, then 16) run beside the run's first single-row call (its
+    target prediction) instead of two round trips before it; larger batches wait for them."""
+    started: list[tuple[float, int, float]] = []  # (time, rows, first value)
+
+    async def remote(batch: np.ndarray) -> np.ndarray:
+        started.append((time.perf_counter(), len(batch), float(batch.flat[0])))
+        await anyio.sleep(0.2)
+        return batch[:, :1]
+
+    backend = PythonBackend(remote, (4,), max_inflight=8)
+    config = SchedulerConfig(max_batch=16, max_inflight=8, memory_gib=64.0)
+
+    async def run() -> None:
+        async with Scheduler(backend, config) as scheduler:
+            opened = time.perf_counter()
+            one = await scheduler.evaluate([lambda out: out.fill(7.0)])
+            assert one[0, 0] == 7.0
+            assert time.perf_counter() - opened < 0.35  # one round trip, not three
+            rows = [lambda out, v=v: out.fill(v) for v in range(1, 41)]  # zeros: measuring
+            many = await scheduler.evaluate(rows)
+            assert many[:, 0].tolist() == list(range(1, 41))
+
+    anyio.run(run)
+    measuring = [rows for _, rows, value in started if value == 0.0][:2]
+    assert measuring == [1, 16]
+    measured_by = max(t for t, rows, value in started if rows == 16 and value == 0.0) + 0.2
+    # every batch of the run's 40 rows started after the measurement ended
+    assert all(t >= measured_by - 0.01 for t, rows, v in started if rows > 1 and v != 0.0)
