@@ -6,10 +6,12 @@ inputs.
 
 Printed, as ratios where there are two sides:
 1. wall time of ``--inputs`` small pictures (tiny CNN, one process) to a local store and to
-   ``s3://bench/run.zarr``, and S3 ÷ local, with the load average; the S3 requests per input
-   (every request s3fs sends, by API call);
-2. objects (files) per finished input for ``--iters`` 4, 20 and 60: local, S3 without
-   compaction, S3 with it;
+   ``s3://bench/run.zarr``, and S3 ÷ local, with the load average and the CPU seconds of this
+   process (and of moto's); the S3 requests per input (every request s3fs sends, by API call
+   and by what it touches). moto runs in a process of its own (``--moto-in-process``: in this
+   one, as before; it then competes with the run for the GIL);
+2. objects (files) per finished input for ``--iters`` 4, 20 and 100: local and S3 (both
+   compacted when the input finishes), and the record batches S3 saw while it ran;
 3. the resume scan: the time to learn which of N finished inputs are complete (one head read
    per input, no record read), local and S3, per input and in total.
 """
@@ -34,31 +36,64 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from rex_stream import ExplainConfig, explain_sync  # noqa: E402
-from rex_stream.engine.object_store import ObjectGroup  # noqa: E402
 from rex_stream.engine.store import ExplanationStore  # noqa: E402
 from rex_stream.runs.many import explain_many  # noqa: E402
 from tests.onnx_models import save_tiny_cnn  # noqa: E402
 
 
-def _start_moto() -> object:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+        return int(probe.getsockname()[1])
+
+
+def _start_moto(in_process: bool) -> tuple[object, str]:
+    """moto's S3 on a free port: by default in a process of its own (``moto_server``), as a
+    real S3 is another machine; ``in_process`` runs it in this process (it then competes with
+    the run for the GIL). Returns the server and how it runs."""
+    import logging
+    import subprocess
+    import urllib.request
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server: object
+    if in_process:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()  # type: ignore[attr-defined]
+        how = "moto ThreadedMotoServer in the benchmark's own process"
+    else:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:  # type: ignore[attr-defined]
+                    raise SystemExit("moto_server did not start") from None
+                time.sleep(0.2)
+        how = f"moto_server in its own process (pid {server.pid})"  # type: ignore[attr-defined]
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION="us-east-1",
     )  # fmt: skip
     import s3fs
 
     s3fs.S3FileSystem().mkdir("bench")
-    return server
+    return server, how
+
+
+def _stop_moto(server: object) -> None:
+    if hasattr(server, "terminate"):
+        server.terminate()
+        server.wait(timeout=30)  # type: ignore[attr-defined]
+    else:
+        server.stop()  # type: ignore[attr-defined]
 
 
 def _pictures(folder: Path, count: int) -> list[Path]:
@@ -96,6 +131,22 @@ def _local_files(folder: Path) -> int:
 
 #: S3 requests by API call (GetObject, PutObject …), counted by :func:`count_requests`.
 REQUESTS: Counter[str] = Counter()
+#: The same requests by API call and what they touch (head, lease, record, array …).
+ROLES: Counter[str] = Counter()
+
+
+def _role(key: str) -> str:
+    """What an object key is, in the store's layout (for the request breakdown)."""
+    if ".locks" in key:
+        return "lease"
+    if ".records" in key:
+        return "records"
+    parts = key.rstrip("/").split("/")  # run.zarr/<input>/<generation>/<array>/…
+    if parts[-1] == "zarr.json":
+        return ["root", "root", "root", "head", "generation", "array"][min(len(parts), 5)]
+    if "c" in parts[3:]:
+        return "chunk"
+    return f"listing (depth {len(parts)})"
 
 
 def count_requests() -> None:
@@ -106,48 +157,66 @@ def count_requests() -> None:
 
     async def counted(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         REQUESTS[method] += 1
+        ROLES[f"{method} {_role(str(kwargs.get('Key', kwargs.get('Prefix', ''))))}"] += 1
         return await sending(self, method, *args, **kwargs)
 
     s3fs.S3FileSystem._call_s3 = counted  # type: ignore[method-assign]
 
 
-def directory_run(model: Path, pictures: list[Path], iters: int, tmp: Path) -> None:
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def directory_run(
+    model: Path, pictures: list[Path], iters: int, tmp: Path, server_pid: int | None
+) -> None:
     config = ExplainConfig().with_overrides(iters=iters, seed=3, min_box_size=4)
-    times = {}
+    times, cpu, server_cpu = {}, {}, {}
     for label, store in (("local", str(tmp / "run.zarr")), ("s3", "s3://bench/run.zarr")):
         REQUESTS.clear()
-        start = time.perf_counter()
+        ROLES.clear()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        start_server = _cpu_s(server_pid)
         anyio.run(lambda s=store: explain_many(pictures, str(model), config, store=s))
         times[label] = time.perf_counter() - start
+        cpu[label] = time.process_time() - start_cpu
+        server_cpu[label] = _cpu_s(server_pid) - start_server
     ratio = times["s3"] / times["local"]
     load = os.getloadavg()[0]
     print(f"1. {len(pictures)} inputs, {iters} iterations: local {times['local']:.2f} s, "
           f"S3 (moto) {times['s3']:.2f} s, S3 / local = {ratio:.2f} (load {load:.1f})")  # fmt: skip
+    print(f"   CPU of this process: local {cpu['local']:.2f} s, S3 {cpu['s3']:.2f} s "
+          f"(S3 / local = {cpu['s3'] / cpu['local']:.2f})"
+          + (f"; moto_server's own CPU during the S3 run {server_cpu['s3']:.2f} s"
+             if server_pid else ""))  # fmt: skip
     total = sum(REQUESTS.values())
     print(f"   S3 requests: {total} ({total / len(pictures):.1f} per input): "
           + ", ".join(f"{k} {v}" for k, v in REQUESTS.most_common()))  # fmt: skip
+    print("   per input, by call and object: "
+          + ", ".join(f"{k} {v / len(pictures):.2g}" for k, v in ROLES.most_common()))  # fmt: skip
 
 
 def objects_per_input(model: Path, image: Path, tmp: Path) -> None:
     print("2. objects per finished input (one picture, tiny CNN)")
-    print("   iters | local files | S3 no compaction | S3 compacted")
-    # (the local store compacts too: its files per input are flat in --iters)
-    compact = ObjectGroup.compact
+    print("   iters | local files | S3 objects | S3 record batches written while it ran")
+    # (both compact when an input finishes: the objects per input are flat in --iters)
     for iters in (4, 20, 100):
         local = tmp / f"obj{iters}.zarr"
         explain_sync(image, str(model), store=local, iters=iters, seed=1, min_box_size=4)
-        ObjectGroup.compact = lambda self: None  # type: ignore[method-assign]
-        try:
-            explain_sync(image, str(model), store=f"s3://bench/raw{iters}.zarr", iters=iters,
-                         seed=1, min_box_size=4)  # fmt: skip
-        finally:
-            ObjectGroup.compact = compact  # type: ignore[method-assign]
+        ROLES.clear()
         explain_sync(image, str(model), store=f"s3://bench/obj{iters}.zarr", iters=iters,
                      seed=1, min_box_size=4)  # fmt: skip
+        batches = ROLES["put_object records"] - 1  # the pack is the last one
         root_files = 1  # the store's own zarr.json, shared by all inputs
-        print(f"   {iters:5d} | {_local_files(local) - root_files:11d} | "
-              f"{_s3_objects(f'bench/raw{iters}.zarr') - root_files:16d} | "
-              f"{_s3_objects(f'bench/obj{iters}.zarr') - root_files:12d}")  # fmt: skip
+        objects = _s3_objects(f"bench/obj{iters}.zarr") - root_files
+        print(f"   {iters:5d} | {_local_files(local) - root_files:11d} | {objects:10d} | {batches}")
 
 
 def _head(generation: str | None) -> bytes:
@@ -201,11 +270,19 @@ def main() -> None:
     parser.add_argument("--scan", type=int, nargs="*", default=[10000, 100000])
     parser.add_argument("--scan-s3-max", type=int, default=10000,
                         help="largest scan run on moto (slow to fill)")  # fmt: skip
+    parser.add_argument(
+        "--moto-in-process",
+        action="store_true",
+        help="run moto in this process (the old way; it competes for the GIL)",
+    )
+    parser.add_argument("--skip-objects", action="store_true",
+                        help="leave out part 2 (objects per finished input)")  # fmt: skip
     args = parser.parse_args()
     import logging
 
     logging.getLogger("rex_stream").setLevel(logging.ERROR)  # the model's normalisation hint
-    server = _start_moto()
+    server, how = _start_moto(args.moto_in_process)
+    print(f"S3: {how}; load average {open('/proc/loadavg').read().strip()}")
     count_requests()
     try:
         with tempfile.TemporaryDirectory() as name:
@@ -213,14 +290,16 @@ def main() -> None:
             model = save_tiny_cnn(tmp / "tiny.onnx")
             pictures = _pictures(tmp, max(1, args.inputs))
             if args.inputs:
-                directory_run(model, pictures, args.iters, tmp)
-            objects_per_input(model, pictures[0], tmp)
+                pid = getattr(server, "pid", None)
+                directory_run(model, pictures, args.iters, tmp, pid)
+            if not args.skip_objects:
+                objects_per_input(model, pictures[0], tmp)
             for count in args.scan:
                 resume_scan(count, tmp, s3=False)
                 if count <= args.scan_s3_max:
                     resume_scan(count, tmp, s3=True)
     finally:
-        server.stop()  # type: ignore[attr-defined]
+        _stop_moto(server)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Object stores have no ``mkdir`` and no rename, but they have a create-only PUT
 (``If-None-Match: *``: the first writer wins, the others get 412). The lease of group ``<key>``
 is a numbered object ``<store>.locks/<key>/lease-<epoch>`` naming its holder (host, pid, a
-random token); the holder rewrites its own ``beat-<epoch>`` object every ``heartbeat_s``.
+random token); the holder rewrites its own ``beat-<epoch>`` object every ``heartbeat_s``
+(until the first beat, a reader takes the lease's ``started`` time as its beat: a short hold
+costs one listing, one PUT and one DELETE).
 
 A lease is stale when its beat is older than ``stale_after_s`` (or its holder is a dead
 process on this host); the next writer then creates ``lease-<epoch + 1>`` — create-only, so of
@@ -56,6 +58,8 @@ class ObjectLease(Heartbeat):
         self._epoch = 0
         self._verified = float("-inf")  # when the lease was last seen held (monotonic)
         self._beat_at = float("-inf")  # when this holder last wrote its beat (monotonic)
+        self._beat_written = False  # whether a beat object exists (none until the first beat)
+        self.took_over = False  # whether this lease was taken over from a stale holder
 
     def try_acquire(self) -> Holder | None:
         """Take the lease if it is free or stale; otherwise return who holds it."""
@@ -80,10 +84,13 @@ class ObjectLease(Heartbeat):
             except OSError as exc:
                 raise StoreError(f"cannot create the lease of {self.what}: {_safe(exc)}") from None
             self._epoch, self._token = top + 1, token
-            self._beat_at = time.monotonic()  # just created: no successor can exist yet
-            self._beat_once()
-            for older in (e for e in epochs if e < self._epoch):
-                self._delete(self._lease(older), self._beat_file(older))
+            self.took_over = top > 0  # a stale holder's: it may have left work half done
+            # just created: no successor can exist yet. No beat is written now: until the
+            # first one, a reader takes the lease's own "started" as its beat
+            self._beat_at = time.monotonic()
+            self._beat_written = False
+            older = [e for e in epochs if e < self._epoch]
+            self._delete(*(p for e in older for p in (self._lease(e), self._beat_file(e))))
             self._start_beating(token, f"lease {self.what}")
             return None
         raise StoreError(f"cannot take the lease of {self.what}: it keeps changing hands")
@@ -130,12 +137,16 @@ class ObjectLease(Heartbeat):
             )
 
     def release(self) -> None:
-        """Give the lease up (never another holder's)."""
+        """Give the lease up (never another holder's). A holder whose beat is younger than
+        half the expiry still holds it (nobody may take it over before it expires): it
+        deletes it without looking first, in one request."""
         if self._token is None:
             return
         self._stop_beating()
-        if self._still_mine():
-            self._delete(self._lease(self._epoch), self._beat_file(self._epoch))
+        young = time.monotonic() - self._beat_at < self.stale_after_s / 2
+        if not self._lost.is_set() and (young or self._still_mine()):
+            beat = [self._beat_file(self._epoch)] if self._beat_written else []
+            self._delete(self._lease(self._epoch), *beat)
         self._token = None
         self._beat_at = float("-inf")
 
@@ -149,7 +160,7 @@ class ObjectLease(Heartbeat):
 
     def _epochs(self) -> list[int]:
         try:
-            names = self.fs.ls(self.folder, detail=False, refresh=True)
+            names = list_names(self.fs, self.folder, "lease-")
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -194,11 +205,15 @@ class ObjectLease(Heartbeat):
         writer may have taken over in between, and only a look can tell."""
         started = time.monotonic()  # the beat's age counts from before it was written
         self.fs.pipe_file(self._beat_file(self._epoch), json.dumps(time.time()).encode())
+        self._beat_written = True
         if started - self._beat_at < self.stale_after_s / 2:
             self._beat_at = started
 
     def _beat(self) -> bool:
-        if not self._still_mine():
+        # a holder whose last beat is younger than half the expiry still holds the lease (as
+        # in check()): only after a longer gap (a pause) does it look before beating again
+        young = time.monotonic() - self._beat_at < self.stale_after_s / 2
+        if not young and not self._still_mine():
             return False
         try:
             self._beat_once()
@@ -207,11 +222,26 @@ class ObjectLease(Heartbeat):
         return True
 
     def _delete(self, *paths: str) -> None:
-        for path in paths:
-            try:
-                self.fs.rm_file(path)
-            except (FileNotFoundError, OSError):
-                continue
+        """Delete these objects in one request (each may be gone already)."""
+        if not paths:
+            return
+        try:
+            self.fs.rm(list(paths))
+        except (FileNotFoundError, OSError):
+            pass
+
+
+def list_names(fs: Any, folder: str, prefix: str = "") -> list[str]:
+    """The objects below ``folder`` whose names start with ``prefix``, in one listing request
+    where the filesystem can (s3fs's ``ls`` of a folder that holds nothing lists its parent
+    too, and ``find`` asks for the folder itself)."""
+    folder = folder.rstrip("/")
+    try:
+        found = fs.find(folder, prefix=prefix)
+    except TypeError:  # a filesystem without find(prefix=…)
+        found = fs.find(f"{folder}/")
+    start = f"{fs._strip_protocol(folder)}/{prefix}"
+    return [str(name) for name in found if str(name).startswith(start)]
 
 
 def _safe(exc: BaseException) -> str:

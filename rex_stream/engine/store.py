@@ -181,13 +181,8 @@ class ExplanationStore:
         if where.is_local:
             group = zarr.open_group(f"{where.local_path()}/{key}", mode="r+")
             return cls(group, ndim, f"{where.url}/{key}")
-        root = open_zarr_root(where)
-        generation = (head_attributes(root, key) or {}).get(GENERATION)
-        if not isinstance(generation, str):
-            raise StoreError(f"{where.url}/{key} has not been prepared")
-        node = root[f"{key}/{generation}"]
-        assert isinstance(node, zarr.Group)
-        objects = ObjectGroup(where, key, generation, None)
+        with _errors(where, "cannot open"):
+            objects, node = ObjectGroup.attached(where, key)
         return cls(node, ndim, f"{where.url}/{key}", objects=objects)
 
     @staticmethod
@@ -458,18 +453,18 @@ class ExplanationStore:
         self._check_lock()
         chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
         try:
-            # a new object-store generation holds no array yet: no listing and deleting first
-            fresh = self._objects is not None and self._objects.fresh
+            # (on an object store, into the generation staged in memory: no request)
             array = self.group.create_array(
-                name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0,
-                overwrite=not fresh,
-            )  # fmt: skip
+                name, shape=values.shape, dtype=dtype, chunks=chunks, fill_value=0, overwrite=True
+            )
             # slab by slab: a whole-array astype would copy a large volume's map at once
             step = max(1, chunks[0]) if values.ndim else 1
             if values.ndim == 0:
                 array[...] = values.astype(dtype)
             for first in range(0, values.shape[0] if values.ndim else 0, step):
                 array[first : first + step] = values[first : first + step].astype(dtype)
+                if self._objects is not None:
+                    self._objects.spill()  # a large map is sent as it is written
         except OSError as exc:
             raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,3 +83,44 @@ def package_version() -> str:
         return importlib.metadata.version("rex-stream")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+# ---------------------------------------------------------------- records as bytes (object stores)
+
+
+def encode_record(record: Record) -> bytes:
+    """One record as bytes: a JSON header line then the float64 table."""
+    table = np.ascontiguousarray(record.table, dtype="<f8")
+    header = {
+        "index": record.index,
+        "shape": list(table.shape),
+        "attributes": dict(record.attributes),
+        DIGEST: table_digest(table),
+    }
+    return json.dumps(header).encode() + b"\n" + table.tobytes()
+
+
+def decode_record(data: bytes) -> tuple[Record, bool]:
+    """The record in ``data`` and whether its checksum holds (ValueError if unreadable)."""
+    line, _, body = data.partition(b"\n")
+    header = json.loads(line)
+    table = np.frombuffer(body, dtype="<f8").reshape(header["shape"]).astype(np.float64)
+    record = Record(int(header["index"]), table, header["attributes"])
+    return record, header[DIGEST] == table_digest(table)
+
+
+def pack_records(blobs: list[bytes]) -> bytes:
+    """Several encoded records as one object (each prefixed by its length)."""
+    return b"".join(struct.pack("<Q", len(b)) + b for b in blobs)
+
+
+def unpack_records(data: bytes) -> list[bytes]:
+    """The encoded records of a pack."""
+    blobs, at = [], 0
+    while at < len(data):
+        (size,) = struct.unpack_from("<Q", data, at)
+        if at + 8 + size > len(data):
+            raise ValueError("a pack or batch cut short")
+        blobs.append(data[at + 8 : at + 8 + size])
+        at += 8 + size
+    return blobs

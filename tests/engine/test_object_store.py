@@ -4,22 +4,29 @@ the refusals of store URLs that are not stores."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import numpy as np
 import pytest
 import zarr
 
 from rex_stream import BackendError, explain_sync
-from rex_stream.engine import object_lease
-from rex_stream.engine.object_store import ObjectGroup
+from rex_stream.engine import object_lease, object_store
+from rex_stream.engine.object_batches import RecordBatcher
+from rex_stream.engine.object_store import ObjectGroup, decode_record, unpack_records
 from rex_stream.engine.store import ExplanationStore, Record
 from rex_stream.engine.store_location import parse_storage_options, parse_store
+from rex_stream.engine.store_record import pack_records
 from rex_stream.errors import ConfigError, StoreError, StoreLocked
 from tests.engine.s3_server import FAKE_SECRET, make_bucket, moto_s3, objects_under
+from tests.engine.slow_object_run import slower_backend
 from tests.engine.test_store_overwrite import _failing_backend
 from tests.killing import kill_mid_run
 from tests.slow_run import SETTINGS, slow_backend
@@ -37,6 +44,26 @@ def s3() -> Iterator[str]:
 
 def _ledger_objects(prefix: str) -> int:
     return sum(1 for o in objects_under(f"runs/{prefix}.records") if "/ledger/" in o)
+
+
+def _ledger_names(prefix: str) -> list[str]:
+    return [o for o in objects_under(f"runs/{prefix}.records") if "/ledger/" in o]
+
+
+def _ledger_records(prefix: str) -> int:
+    """The whole ledger records written as their own objects or in batches (not in a pack)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    count = 0
+    for name in (o for o in objects_under(f"runs/{prefix}.records") if "/ledger/" in o):
+        try:
+            data = fs.cat_file(name)
+        except FileNotFoundError:
+            continue  # packed meanwhile
+        parts = unpack_records(data) if "/batch-" in name else [data]
+        count += sum(1 for part in parts if decode_record(part)[1])
+    return count
 
 
 def test_a_scheme_never_becomes_a_local_folder(tmp_path: Path) -> None:
@@ -108,16 +135,127 @@ def test_resume_after_kill_9_on_s3_gives_the_same_map(
 ) -> None:
     reference = explain_sync(tiny_image, slow_backend(str(tiny_cnn)), **SETTINGS).responsibility
     url = "s3://runs/killed.zarr"
-    command = [sys.executable, "-m", "tests.slow_run", str(tiny_cnn), str(tiny_image), url]
-    kill_mid_run(command, lambda: _ledger_objects("killed.zarr"), 3, "iteration", 90,
+    # records are written in batches (held back up to a second): the kill loses those held
+    command = [sys.executable, "-m", "tests.engine.slow_object_run", str(tiny_cnn),
+               str(tiny_image), url]  # fmt: skip
+    kill_mid_run(command, lambda: _ledger_records("killed.zarr"), 3, "iteration", 90,
                  cwd=ROOT, env=dict(os.environ))  # fmt: skip
-    before = _ledger_objects("killed.zarr")
+    before = _ledger_records("killed.zarr")
     assert 3 <= before < SETTINGS["iters"]
+    assert all("/batch-" in o for o in _ledger_names("killed.zarr"))  # coalesced records
     resumed = explain_sync(
-        tiny_image, slow_backend(str(tiny_cnn)), store=url, resume=True, **SETTINGS
+        tiny_image, slower_backend(str(tiny_cnn), 0.0), store=url, resume=True, **SETTINGS
     )
-    assert resumed.stats.resumed_iterations >= 3
+    assert resumed.stats.resumed_iterations >= before
     assert np.array_equal(resumed.responsibility, reference)
+    assert _ledger_objects("killed.zarr") == 0  # the batches went into the pack
+
+
+def test_a_damaged_record_in_a_batch_runs_again_alone() -> None:
+    url = "memory://damaged-batch.zarr"
+    store = ExplanationStore.open(url, "photo", {"seed": 1}, 2)
+    for index in range(4):
+        store.commit("ledger", Record(index, np.full((2, 6), float(index)), {"i": index}))
+    store.close()  # a clean stop writes what was held back: one batch
+    fs = fsspec.filesystem("memory")
+    (batch,) = [p for p in fs.find("/damaged-batch.zarr.records") if "/batch-" in p]
+    blobs = unpack_records(fs.cat_file(batch))
+    assert len(blobs) == 4
+    blobs[2] = blobs[2][:-8] + np.float64(99.0).tobytes()  # record 2's table, damaged
+    fs.pipe_file(batch, pack_records(blobs))
+    again = ExplanationStore.open(url, "photo", {"seed": 1}, 2, resume=True)
+    try:
+        assert sorted(again.committed("ledger")) == [0, 1, 3]
+        again.commit("ledger", Record(2, np.full((2, 6), 2.0), {"i": 2}))
+        again.finish()
+    finally:
+        again.close()
+    left = fs.find("/damaged-batch.zarr.records")
+    assert [p.rsplit("/", 1)[-1] for p in left] == ["ledger.pack"]
+    done = ExplanationStore.open(url, "photo", {"seed": 1}, 2, resume=True)
+    try:
+        records = done.committed("ledger")
+        assert sorted(records) == [0, 1, 2, 3] and records[2].table[0, 0] == 2.0
+    finally:
+        done.close()
+
+
+def test_records_held_back_are_written_together_within_the_hold_time() -> None:
+    written: list[tuple[str, dict[int, bytes]]] = []
+    batcher = RecordBatcher(lambda kind, blobs: written.append((kind, dict(blobs))), 0.2)
+    try:
+        for index in range(3):
+            batcher.add("ledger", index, b"r%d" % index)
+        assert written == []  # held back
+        deadline = time.monotonic() + 10
+        while not written and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert written == [("ledger", {0: b"r0", 1: b"r1", 2: b"r2"})]
+        batcher.add("ledger", 3, b"r3")
+    finally:
+        batcher.stop()
+    assert batcher.held() == 1  # stopped: what is left waits for flush() (or the pack)
+    batcher.flush()
+    assert written[-1] == ("ledger", {3: b"r3"}) and batcher.held() == 0
+
+
+def test_a_failed_batch_is_held_again() -> None:
+    calls: list[int] = []
+
+    def write(kind: str, blobs: Mapping[int, bytes]) -> None:
+        calls.append(len(blobs))
+        if len(calls) == 1:
+            raise OSError("the store went away")
+
+    batcher = RecordBatcher(write, 60.0)
+    batcher.add("ledger", 0, b"x")
+    batcher.stop()
+    with pytest.raises(StoreError, match="cannot write 1 records"):
+        batcher.flush()
+    assert batcher.held() == 1
+    batcher.flush()
+    assert calls == [1, 1] and batcher.held() == 0
+
+
+def test_a_large_map_is_sent_as_it_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(object_store, "SPILL_BYTES", 1)  # every chunk goes at once
+    url = "memory://spilled.zarr"
+    values = np.random.default_rng(1).random((600, 300)).astype(np.float32)
+    store = ExplanationStore.open(url, "photo", {"seed": 1}, 2)
+    try:
+        store.write_array("responsibility", values, "float32", chunk_edge=256)
+        assert store._objects is not None and store._objects.staged is not None
+        assert store._objects.staged.staged_bytes() == 0  # sent, not kept
+        store.finish()
+    finally:
+        store.close()
+    head = zarr.open_group(url, mode="r")["photo"]
+    assert np.array_equal(head[head.attrs["generation"]]["responsibility"][:], values)
+
+
+def test_an_input_costs_few_requests_on_s3(
+    s3: str, tiny_cnn: Path, tiny_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3fs
+
+    sent: list[str] = []
+    sending = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(f"{method} {kwargs.get('Key', kwargs.get('Prefix', ''))}")
+        return await sending(self, method, *args, **kwargs)
+
+    explain_sync(tiny_image, str(tiny_cnn), store="s3://runs/few.zarr", seed=3, **SMALL)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    image = tmp_path / "second.png"
+    shutil.copy(tiny_image, image)
+    explain_sync(image, str(tiny_cnn), store="s3://runs/few.zarr", seed=3, **SMALL)
+    # lease (list, create, delete), root + head (read), the generation, its two arrays (a
+    # chunk each) and the pack (sent at once), then the head: no zarr probing, no record
+    # written alone or read back
+    assert len(sent) <= 12, sent
+    assert sum(s.startswith("put_object few.zarr/second/zarr.json") for s in sent) == 1, sent
+    assert not any(s.startswith("head_object") for s in sent), sent
 
 
 def test_two_writers_of_one_group_one_is_refused(s3: str) -> None:
@@ -205,6 +343,42 @@ def test_a_writer_whose_lease_was_taken_over_touches_nothing(
         assert np.array_equal(done.committed("ledger")[0].table, np.full((1, 6), 3.0))
     finally:
         done.close()
+
+
+class _Died(BaseException):
+    """Stands for a kill -9 at one step: nothing after it runs."""
+
+
+def test_a_writer_killed_while_sending_its_result_leaves_no_orphan(
+    s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "s3://runs/half.zarr"
+    # every writer judges leases with a zero expiry: the dead writer's lease is stale at once
+    monkeypatch.setattr(object_lease, "STALE_AFTER_S", 0.0)
+    dead = ExplanationStore.open(url, "photo", {"seed": 1}, 2)
+    dead.commit("ledger", Record(0, np.ones((1, 6))))
+    dead.write_array("responsibility", np.ones((4, 4)), "float32")
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise _Died
+
+    with monkeypatch.context() as patch:
+        patch.setattr(object_store, "write_head", die)
+        with pytest.raises(_Died):
+            dead.finish()  # the generation and its pack were sent, the head never written
+    sent = {o.split("/")[3] for o in objects_under("runs/half.zarr/photo")}
+    assert len(sent) == 1 and sent.pop().startswith("g")  # no head: only the generation
+    taker = ExplanationStore.open(url, "photo", {"seed": 1}, 2)  # takes the stale lease over
+    taker.commit("ledger", Record(0, np.full((1, 6), 2.0)))
+    taker.finish()
+    taker.close()
+    time.sleep(object_lease.RECHECK_S)  # (a writer that stood still this long looks again)
+    dead.close()  # its lease was taken over: it writes and removes nothing
+    head = zarr.open_group(url, mode="r")["photo"]
+    kept = {o.split("/")[3] for o in objects_under("runs/half.zarr/photo")}
+    assert kept == {"zarr.json", head.attrs["generation"]}  # the orphan was removed
+    records = {o.split("/")[3] for o in objects_under("runs/half.zarr.records/photo")}
+    assert records == {head.attrs["generation"]}
 
 
 def test_evaluation_records_on_s3_resume(
