@@ -8,6 +8,7 @@ import json
 import sys
 
 from rex_stream.cli.parser import OneLineParser
+from rex_stream.engine.store_location import parse_storage_options, remember_storage_options
 from rex_stream.errors import ConfigError
 from rex_stream.report import ReportOptions, parse_filters, watch, write_report
 from rex_stream.report.reading import RUNNING
@@ -20,7 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="One self-contained HTML page (pictures, scripts and styles inline) of "
         "every result in rex-stream stores: explanations, evaluations, CEM and L2X.",
     )
-    parser.add_argument("stores", nargs="+", help="rex-stream stores (.zarr), any methods")
+    parser.add_argument(
+        "stores",
+        nargs="+",
+        help="rex-stream stores (.zarr), any methods: folders, or object store URLs "
+        "(s3://bucket/runs.zarr; see docs/object-stores.md)",
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the object stores' filesystem (repeatable; s3fs: endpoint_url=…, "
+        "client_kwargs.region_name=…); credentials come from the environment",
+    )
     parser.add_argument("--output", "-o", required=True, help="the HTML file to write")
     parser.add_argument("--limit", type=int, help="show at most N inputs (after --filter)")
     parser.add_argument(
@@ -35,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE.json",
-        help="a run's --json output: its failed inputs with their reason (runs that kept no "
-        "failure records beside the store: object stores, Dask)",
+        help="a run's --json output: its failed inputs with their reason (for runs that kept "
+        "no failure records beside the store)",
     )
     parser.add_argument("--labels", help="class names, one per line (line i names class i)")
     parser.add_argument("--page-size", type=int, default=200, help="cards per page (200)")
@@ -53,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def remember_options(stores: list[str], pairs: list[str]) -> None:
+    """Check every object store's URL (one line for an unknown scheme or a missing library)
+    and give each the ``--storage-option`` s; refused when no store is an object store."""
+    options = parse_storage_options(pairs)
+    remote = [store for store in stores if "://" in store]
+    locations = [remember_storage_options(store, options) for store in remote]
+    if options and not any(not location.is_local for location in locations):
+        raise ConfigError(
+            "--storage-option is for object stores (s3://…), not a local folder",
+            key="--storage-option",
+        )
+
+
 def run(argv: list[str]) -> int:
     """Write the report (once, or again every ``--watch`` seconds)."""
     args = build_parser().parse_args(argv)
@@ -62,6 +89,7 @@ def run(argv: list[str]) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     if args.watch is not None and args.watch <= 0:
         raise ConfigError(f"--watch must be a positive number of seconds, not {args.watch}")
+    remember_options(args.stores, args.storage_option)
     options = ReportOptions(
         limit=args.limit,
         filters=parse_filters(args.filter),

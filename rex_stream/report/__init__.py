@@ -53,11 +53,14 @@ def write_report(
     options = options or ReportOptions()
     names = load_labels(labels) if labels is not None else None
     contents = read_contents(stores, summaries, names)
-    if not contents.entries:
-        raise InputError(f"{', '.join(str(s) for s in stores)}: the store holds no inputs yet")
-    text = build_page(contents, options, progress)
+    try:
+        if not contents.entries:
+            raise InputError(f"{', '.join(contents.stores)}: the store holds no inputs yet")
+        text = build_page(contents, options, progress)
+        shown = len(chosen_entries(contents, options))
+    finally:
+        contents.close()  # the local copies of object stores
     write_atomically(output, text)
-    shown = len(chosen_entries(contents, options))
     size = len(text.encode("utf-8"))
     return ReportSummary(str(output), len(contents.entries), shown, contents.counts, size)
 

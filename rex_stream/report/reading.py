@@ -5,7 +5,9 @@ L2X selection — and its status: explained, failed (with its one-line reason) o
 
 Groups and their small arrays are read straight from the store's files
 (:mod:`.store_files`), anything else with plain ``zarr``; evaluation records through the
-evaluation wing's own record reader. Nothing here writes.
+evaluation wing's own record reader. A store on object storage (``s3://…``) is first copied
+into a temporary local folder (:mod:`.object_copy`) and read from there. Nothing here writes
+to a store.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,13 @@ import zarr
 from rex_stream.engine.failure_log import read_failures as stored_failures
 from rex_stream.engine.lock import GroupLock
 from rex_stream.engine.store import Record
+from rex_stream.engine.store_location import parse_store
 from rex_stream.engine.store_pack import is_pack_name, read_pack
 from rex_stream.errors import InputError
 from rex_stream.evaluation.detection.targets import GROUP_INFIX
 from rex_stream.evaluation.records import METRIC, from_record
 from rex_stream.labels import class_name, labels_for_model
+from rex_stream.report.object_copy import ObjectStoreCopy, copy_object_store, is_object_store
 from rex_stream.report.store_files import members as listed_members
 from rex_stream.report.store_files import node_metadata, read_array
 
@@ -69,6 +74,8 @@ class Section:
     kind: str  # "rex", "evaluation", "cem", "l2x" or "other"
     attributes: dict[str, Any]
     curves: list[Curve] = field(default_factory=list)
+    #: where the group's files are read from when not ``store`` (an object store's local copy)
+    root: str = ""
     #: the names in the group, listed once (each ``name in group`` is a store round trip)
     members: frozenset[str] = frozenset()
     #: the group through zarr, opened when first needed (never pickled: drawing processes
@@ -78,7 +85,7 @@ class Section:
     @property
     def folder(self) -> Path:
         """The group's folder in its store."""
-        return Path(self.store) / self.key
+        return Path(self.root or self.store) / self.key
 
     @property
     def group(self) -> zarr.Group:
@@ -141,6 +148,13 @@ class Contents:
     stores: list[str]
     entries: list[Entry]
     models: list[dict[str, Any]]
+    #: local copies of object stores the sections read from (:meth:`close` removes them)
+    copies: list[ObjectStoreCopy] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Remove the local copies of object stores (the sections cannot be read after)."""
+        for copy in self.copies:
+            copy.close()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -161,19 +175,28 @@ def read_contents(
     for a path that is not a rex-stream store."""
     entries: dict[str, Entry] = {}
     names: list[str] = []
-    for path in stores:
-        open_store(path)
-        names.append(str(path))
-        for key, attributes, inside in input_groups(Path(path)):
-            section = read_section(str(path), key, attributes, inside)
-            entry = entries.setdefault(key, _new_entry(key))
-            entry.sections.append(section)
-            _settle_status(entry, section, Path(path))
-        for failure in stored_failures(path):  # inputs that never got a group
-            key = failure["name"]
-            if key not in entries:
-                reason = str(failure.get("error") or "failed")
-                entries[key] = Entry(key, str(failure.get("input") or key), FAILED, reason)
+    copies: list[ObjectStoreCopy] = []
+    try:
+        for path in stores:
+            if is_object_store(path):
+                copies.append(copy_object_store(path))
+                _read_object_store(copies[-1], entries)
+                names.append(copies[-1].url)
+                continue
+            if "://" in str(path):  # file:///…: a local folder
+                path = parse_store(str(path)).local_path()
+            open_store(path)
+            names.append(str(path))
+            for key, attributes, inside in input_groups(Path(path)):
+                section = read_section(str(path), key, attributes, inside)
+                entry = entries.setdefault(key, _new_entry(key))
+                entry.sections.append(section)
+                _settle_status(entry, section, Path(path))
+            _add_failures(entries, stored_failures(path))
+    except BaseException:
+        for copy in copies:
+            copy.close()
+        raise
     for path in summaries:
         for key, message in read_failures(path):
             if key not in entries and not any(e.name == key for e in entries.values()):
@@ -181,7 +204,32 @@ def read_contents(
     for entry in entries.values():
         _fill_facts(entry, labels)
     models = _models(entries.values())
-    return Contents(names, list(entries.values()), models)
+    return Contents(names, list(entries.values()), models, copies)
+
+
+def _read_object_store(copy: ObjectStoreCopy, entries: dict[str, Entry]) -> None:
+    """The entries of an object store, read from its local copy: curves from the records'
+    pack, a running input from its lease."""
+    for key, attributes, inside in input_groups(copy.folder):
+        section = read_section(copy.url, key, attributes, inside, root=str(copy.folder))
+        if section.kind == "evaluation":
+            section.curves = curves_of(copy.records(key, METRIC))
+        entry = entries.setdefault(key, _new_entry(key))
+        entry.sections.append(section)
+        alive = partial(copy.writer_alive, key)
+        _settle_status(
+            entry, section, alive=alive, progress=partial(_object_progress, copy, section)
+        )
+    _add_failures(entries, copy.failures())
+
+
+def _add_failures(entries: dict[str, Entry], failures: list[dict[str, Any]]) -> None:
+    """Inputs that failed and never got a group."""
+    for failure in failures:
+        key = failure["name"]
+        if key not in entries:
+            reason = str(failure.get("error") or "failed")
+            entries[key] = Entry(key, str(failure.get("input") or key), FAILED, reason)
 
 
 def open_store(path: str | Path) -> zarr.Group:
@@ -219,9 +267,9 @@ def input_groups(
 
 
 def read_section(
-    store: str, key: str, attributes: dict[str, Any], members: frozenset[str]
+    store: str, key: str, attributes: dict[str, Any], members: frozenset[str], root: str = ""
 ) -> Section:
-    """What one input's group holds."""
+    """What one input's group holds (read from ``root`` when not from ``store``)."""
     attributes = _plain(attributes)
     found = attributes.get("settings")
     settings: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -235,8 +283,8 @@ def read_section(
         kind = "rex"
     else:
         kind = "other"
-    section = Section(store, key, kind, attributes, members=members)
-    if kind == "evaluation":
+    section = Section(store, key, kind, attributes, members=members, root=root)
+    if kind == "evaluation" and not root:
         section.curves = read_curves(section.group)
     return section
 
@@ -246,10 +294,13 @@ def read_curves(group: zarr.Group) -> list[Curve]:
     if METRIC not in set(group.group_keys()):
         return []
     records = group[METRIC]
+    return curves_of(committed_records(records)) if isinstance(records, zarr.Group) else []
+
+
+def curves_of(records: Mapping[int, Record]) -> list[Curve]:
+    """The curves of committed evaluation records, in record order."""
     curves: list[Curve] = []
-    if not isinstance(records, zarr.Group):
-        return curves
-    for record in committed_records(records).values():
+    for record in records.values():
         metric, attribution, result = from_record(record)
         curve = None if result.curve is None else np.asarray(result.curve, np.float64)
         curves.append(Curve(metric, attribution, float(result.score), curve, result.queries))
@@ -310,19 +361,40 @@ def writer_alive(store: Path, key: str) -> bool:
     return True
 
 
-def _settle_status(entry: Entry, section: Section, store: Path) -> None:
-    """An entry is failed or running when any of its groups is; failed wins."""
+def _settle_status(
+    entry: Entry,
+    section: Section,
+    store: Path | None = None,
+    *,
+    alive: Callable[[], bool] | None = None,
+    progress: Callable[[], str] | None = None,
+) -> None:
+    """An entry is failed or running when any of its groups is; failed wins. Whether a
+    writer is alive and how far it got: the local store's lock and records, unless given."""
     attributes = section.attributes
     if isinstance(attributes.get("error"), str):
         entry.status, entry.reason = FAILED, attributes["error"].splitlines()[0]
         return
     if attributes.get("complete") is True or entry.status == FAILED:
         return
-    if writer_alive(store, section.key):
-        entry.status, entry.reason = RUNNING, f"being written ({_progress(section)})"
+    running = (
+        alive() if alive is not None else store is not None and writer_alive(store, section.key)
+    )
+    done = progress() if progress is not None else _progress(section)
+    if running:
+        entry.status, entry.reason = RUNNING, f"being written ({done})"
     else:
         entry.status = FAILED
-        entry.reason = f"stopped before it finished ({_progress(section)}); continue with --resume"
+        entry.reason = f"stopped before it finished ({done}); continue with --resume"
+
+
+def _object_progress(copy: ObjectStoreCopy, section: Section) -> str:
+    """How far an unfinished group on an object store got, in its records."""
+    for kind, what in (("ledger", "iterations"), (METRIC, "metric results"), ("cem_chain", "")):
+        done = len(copy.records(section.key, kind))
+        if done:
+            return f"{done} {what or 'chain records'} committed"
+    return "nothing committed yet"
 
 
 def _progress(section: Section) -> str:
