@@ -10,6 +10,7 @@ backend adds none here: its memory is the server's.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from rex_stream.engine.backend import Backend
+
+logger = logging.getLogger(__name__)
 
 #: Share of the machine's physical memory a run may use when the user names no budget.
 DEFAULT_SHARE = 0.25
@@ -123,3 +126,34 @@ def fitting_batch(
     if cost <= 0:
         return wanted
     return max(1, min(wanted, room // cost))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A batch size fitted to the memory budget: the batch, the model's bytes per row and the
+    bytes the budget leaves beside what the process uses."""
+
+    batch: int
+    per_row: int
+    room: int
+
+
+async def fit_batch(
+    backend: Backend, wanted: int, input_bytes: int, inflight: int, budget: int
+) -> Fit:
+    """Measure the model's memory per row (:func:`measure_rows`) and fit the batch so that
+    ``inflight`` calls stay within ``budget``; say so when it lowers the batch."""
+    cost = await measure_rows(backend, min(wanted, CALIBRATION_ROWS))
+    in_use = rss_bytes()
+    batch = fitting_batch(wanted, cost.per_row, input_bytes, inflight, budget, in_use)
+    if batch < wanted:
+        logger.warning(
+            "batch size %d → %d: the model takes about %.1f MiB per row, and %d calls in "
+            "flight must fit the %.1f GiB memory budget (memory_gib, --memory-gib)",
+            wanted,
+            batch,
+            cost.per_row / 2**20,
+            inflight,
+            budget / 2**30,
+        )
+    return Fit(batch, cost.per_row, budget - in_use)

@@ -33,14 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from rex_stream.config import SchedulerConfig
 from rex_stream.engine.backend import Backend, default_inflight
 from rex_stream.engine.inflight import ADAPTIVE_CEILING, FollowsInflight, InflightWindow
-from rex_stream.engine.memory import (
-    CALIBRATION_ROWS,
-    CHECK_FROM_ROWS,
-    budget_bytes,
-    fitting_batch,
-    measure_rows,
-    rss_bytes,
-)
+from rex_stream.engine.memory import CHECK_FROM_ROWS, budget_bytes, fit_batch
 from rex_stream.engine.requests import (
     Batch,
     BlockWrite,
@@ -248,7 +241,7 @@ class Scheduler:
 
     def _needs_calibration(self) -> bool:
         """Whether the calls in flight could matter to the memory budget: an in-process
-        model, a budget, and enough rows at once (see :meth:`_fit_memory`)."""
+        model, a budget, and enough rows at once (see :meth:`_calibrate`)."""
         budget = budget_bytes(self.config.memory_gib)
         rows = self.max_batch * self.max_inflight
         return self.backend.info.in_process and budget > 0 and rows >= CHECK_FROM_ROWS
@@ -258,35 +251,17 @@ class Scheduler:
         target prediction) go on meanwhile, so the measuring calls do not delay the run by
         their round trips; batches of more rows wait for it. A model that cannot be measured
         keeps the batch size (its real calls then say what is wrong)."""
+        budget = budget_bytes(self.config.memory_gib)
         try:
-            await self._fit_memory()
+            fit = await fit_batch(
+                self.backend, self.max_batch, self._input_bytes, self.max_inflight, budget
+            )
+            self.max_batch, self.row_bytes = fit.batch, fit.per_row
+            self._size_calls(fit.per_row, fit.room)
         except Exception as exc:
             logger.debug("could not measure the model's memory per row: %s", exc)
         finally:
             self._calibrated.set()
-
-    async def _fit_memory(self) -> None:
-        """Cap ``max_batch`` so the calls in flight, with the memory an in-process model takes
-        per row, stay within the run's memory budget; say so when it lowers the batch."""
-        budget = budget_bytes(self.config.memory_gib)
-        cost = await measure_rows(self.backend, min(self.max_batch, CALIBRATION_ROWS))
-        in_use = rss_bytes()
-        wanted = self.max_batch
-        self.max_batch = fitting_batch(
-            wanted, cost.per_row, self._input_bytes, self.max_inflight, budget, in_use
-        )
-        self.row_bytes = cost.per_row
-        if self.max_batch < wanted:
-            logger.warning(
-                "batch size %d → %d: the model takes about %.1f MiB per row, and %d calls in "
-                "flight must fit the %.1f GiB memory budget (memory_gib, --memory-gib)",
-                wanted,
-                self.max_batch,
-                cost.per_row / 2**20,
-                self.max_inflight,
-                budget / 2**30,
-            )
-        self._size_calls(cost.per_row, budget - in_use)
 
     async def __aenter__(self) -> Scheduler:
         try:
