@@ -27,6 +27,7 @@ import socket
 import time
 from typing import Any
 
+from rex_stream.engine.create_only import require_create_only
 from rex_stream.engine.lock import Heartbeat, Holder
 from rex_stream.errors import StoreError, StoreLocked
 
@@ -65,6 +66,7 @@ class ObjectLease(Heartbeat):
         """Take the lease if it is free or stale; otherwise return who holds it."""
         if self._token is not None:
             raise StoreError(f"{self.what} is already leased by this process")
+        require_create_only(self.fs, self.folder)
         for _ in range(5):
             epochs = self._epochs()
             top = max(epochs, default=0)
