@@ -6,7 +6,9 @@
    Reported: explanations kept, how many of them are disjoint AND sufficient when checked
    independently (each mask applied to the input, the model queried once through
    onnxruntime here, for both tools alike), model queries, calls and wall time (map +
-   extraction; model loading and the target prediction excluded for ReX, included for us).
+   extraction; model loading and the target prediction excluded for ReX, included for us);
+   for rex-stream also its dependent round trips, mean batch and CPU seconds of this
+   process (onnxruntime's threads included), which do not depend on the machine's load.
 2. ≥ 10 photos (ReX's sample photos from ../shared/data/images plus scikit-image's bundled
    photos, exported by ReX's venv, which has scikit-image): rex-stream only; the share of
    photos with ≥ 2 disjoint, independently sufficient explanations.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -77,9 +80,9 @@ async def ours(image: Path, options: argparse.Namespace, config: Any) -> dict[st
     """rex-stream's multi explanation of ``image`` through an already opened ONNX backend."""
     backend = await open_backend(str(options.model), BackendSettings(max_inflight=2))
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = await explain(str(image), backend, config)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await backend.aclose()
     assert result.multi is not None
@@ -90,6 +93,9 @@ async def ours(image: Path, options: argparse.Namespace, config: Any) -> dict[st
         "queries": result.stats.queries,
         "calls": result.stats.calls,
         "wall_s": wall,
+        "cpu_s": cpu,
+        "round_trips": result.stats.round_trips,
+        "mean_batch": result.stats.mean_batch,
     }
 
 
@@ -142,13 +148,16 @@ def main() -> None:
     if not options.skip_rex:
         rows.append(("ReX 0.4.1", theirs(peacock, options, work / "rex.npz")))
     print(f"peacock, {options.iters} iterations, seed {options.seed}, 10 spotlights, overlap 0")
-    print("| tool | kept | disjoint & sufficient | queries | calls | wall s |")
-    print("|---|---|---|---|---|---|")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+    columns = "tool|kept|disjoint & sufficient|queries|calls|round trips|mean batch|CPU s|wall s"
+    print(f"| {columns.replace('|', ' | ')} |\n" + "|---" * (columns.count("|") + 1) + "|")
     for name, record in rows:
         _, disjoint = check(peacock, record["kept"], record["target"], config, session)
+        cpu = f"{record['cpu_s']:.1f}" if "cpu_s" in record else "-"
         print(
             f"| {name} | {len(record['kept'])} | {disjoint} | {record['queries']} | "
-            f"{record['calls']} | {record['wall_s']:.1f} |",
+            f"{record['calls']} | {record.get('round_trips', '-')} | "
+            f"{record.get('mean_batch', '-')} | {cpu} | {record['wall_s']:.1f} |",
             flush=True,
         )
     if len(rows) == 2:

@@ -14,14 +14,19 @@ spotlight draws from its own generator seeded from (seed, input, spotlight), and
 next depends only on its own draws and verdicts, so the result does not depend on batch size,
 concurrency or completion order. A try probes the largest ball first (one query) and the
 smaller radii only when that passes, so a failed try costs one query instead of up to
-``no_expansions``.
+``no_expansions``. The centres a spotlight tries follow from its draws and the map alone, so
+it probes :data:`CENTRES_PER_ROUND` of them a round (fewer dependent round trips, fuller
+batches) and takes the first that passes, as trying them one by one would.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import TypeVar
 
 import anyio
 import numpy as np
@@ -32,17 +37,29 @@ from rex_stream.causal.separation import separate
 from rex_stream.causal.shrink import shrink
 from rex_stream.config import ExtractionConfig, MultiConfig, ScoringConfig
 from rex_stream.engine.ranking import rank_elements, rank_positions, reveal_top
-from rex_stream.engine.scheduler import CountingEvaluator, Evaluator, Fill
+from rex_stream.engine.scheduler import (
+    CountingEvaluator,
+    Evaluator,
+    Fill,
+    continue_after,
+    rounds_behind,
+)
 from rex_stream.engine.subject import Subject
 from rex_stream.engine.verdicts import Target, judge
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Tag mixed into every spotlight's seed, so spotlights never share draws with the search.
 _MULTI_STREAM = 0x6D756C74
 
 #: Candidates a spotlight's extraction probes per round (a constant: see first_passing).
 PROBES_PER_ROUND = 6
+
+#: Centres a spotlight probes per round (a constant, so the outcome never depends on batching;
+#: the probes after the first passing one in its round are spent for nothing).
+CENTRES_PER_ROUND = 3
 
 #: Below this many kept explanations, the rest of the input is searched for another.
 MIN_EXPLANATIONS = 2
@@ -120,13 +137,9 @@ class _Spotlights:
         self.radii = spotlight_radii(extraction, multi)
         self.threshold = target.confidence * extraction.minimum_confidence_threshold
 
-    async def passes(self, masks: Sequence[np.ndarray]) -> list[bool]:
-        """Whether the model says the target with only each mask shown."""
-
-        def showing(mask: np.ndarray) -> Fill:
-            return lambda out: self.subject.fill_mask(out, mask)
-
-        return [ok for ok, _ in await self.verdicts([showing(m) for m in masks])]
+    async def judged(self, masks: Sequence[np.ndarray]) -> list[tuple[bool, float]]:
+        """(passes, confidence) with only each mask shown."""
+        return await self.verdicts([_showing(self.subject, m) for m in masks])
 
     async def verdicts(self, fills: Sequence[Fill]) -> list[tuple[bool, float]]:
         """(passes, confidence) of each fill: the target class at ≥ the threshold."""
@@ -164,17 +177,17 @@ class _Spotlights:
             for c, n in zip(centre, self.shape)
         )
 
-    async def search(self, index: int, rng: np.random.Generator) -> SpotlightExplanation | None:
-        """One spotlight: move until a ball is sufficient, then extract inside it."""
+    def centres(self, rng: np.random.Generator) -> Iterator[tuple[int, ...]]:
+        """The centres a spotlight tries, in order: up to ``max_spotlight_budget + 1``. They
+        follow from its own draws and the map only (never from verdicts), so a spotlight can
+        probe several of them in one round and still find what trying one at a time finds."""
         tried: set[tuple[int, ...]] = set()
         climbing = self.multi.spotlight_objective_function != "none"
         centre = self.random_centre(rng, tried)
         best_centre, best_score = centre, self.objective(centre) if climbing else 0.0
         for _ in range(self.multi.max_spotlight_budget + 1):
             tried.add(centre)
-            found = await self.try_centre(index, centre)
-            if found is not None:
-                return found
+            yield centre
             if not climbing:
                 centre = self.random_centre(rng, tried)
                 continue
@@ -184,23 +197,29 @@ class _Spotlights:
             centre = self.step(rng, best_centre)
             if centre in tried:
                 centre = self.random_centre(rng, tried)
+
+    async def search(self, index: int, rng: np.random.Generator) -> SpotlightExplanation | None:
+        """One spotlight: the largest ball at :data:`CENTRES_PER_ROUND` centres a round, until
+        one is sufficient (the first in the spotlight's order); then extract inside it."""
+        centres = self.centres(rng)
+        while batch := list(itertools.islice(centres, CENTRES_PER_ROUND)):
+            verdicts = await self.judged([ball(self.shape, c, self.radii[-1]) for c in batch])
+            first = next((i for i, (ok, _) in enumerate(verdicts) if ok), None)
+            if first is not None:
+                return await self.inside_balls(index, batch[first], verdicts[first][1])
         return None
 
-    async def try_centre(self, index: int, centre: tuple[int, ...]) -> SpotlightExplanation | None:
-        """Probe the balls at ``centre``: the largest first, the smaller ones if it passes."""
+    async def inside_balls(
+        self, index: int, centre: tuple[int, ...], confidence: float
+    ) -> SpotlightExplanation:
+        """The largest ball at ``centre`` passed (at ``confidence``): probe the smaller ones,
+        extract inside the smallest that passes."""
         balls = [ball(self.shape, centre, r) for r in self.radii]
-        queries = 1
-        if not (await self.passes([balls[-1]]))[0]:
-            return None
-        smallest = len(balls) - 1
-        if len(balls) > 1:
-            verdicts = await self.passes(balls[:-1])
-            queries += len(balls) - 1
-            smallest = next((i for i, ok in enumerate(verdicts) if ok), smallest)
-        inner = await self.extract_inside(balls[smallest])
-        return SpotlightExplanation(
-            inner.mask, inner.confidence, queries + inner.queries, index, centre
-        )
+        verdicts = [*(await self.judged(balls[:-1]) if len(balls) > 1 else []), (True, confidence)]
+        smallest = next(i for i, (ok, _) in enumerate(verdicts) if ok)
+        inner = await self.extract_inside(balls[smallest], verdicts[smallest][1])
+        queries = len(balls) + inner.queries  # the largest ball's probe included
+        return SpotlightExplanation(inner.mask, inner.confidence, queries, index, centre)
 
     async def rescue(
         self, found: SpotlightExplanation, excluded: np.ndarray
@@ -212,11 +231,11 @@ class _Spotlights:
         regions = [r for r in regions if r.any()]
         if not regions:
             return None
-        verdicts = await self.passes(regions)
-        passing = next((r for r, ok in zip(regions, verdicts) if ok), None)
+        verdicts = await self.judged(regions)
+        passing = next((i for i, (ok, _) in enumerate(verdicts) if ok), None)
         if passing is None:
             return None
-        inner = await self.extract_inside(passing)
+        inner = await self.extract_inside(regions[passing], verdicts[passing][1])
         return SpotlightExplanation(
             inner.mask, inner.confidence, len(regions) + inner.queries, found.index, found.centre
         )
@@ -239,19 +258,24 @@ class _Spotlights:
         )
 
     async def first_passing(
-        self, count: int, fill_for: Callable[[int], Fill]
+        self,
+        count: int,
+        fill_for: Callable[[int], Fill],
+        known: dict[int, tuple[bool, float]] | None = None,
     ) -> tuple[int | None, float, int]:
         """The first of ``count`` growing candidates that passes, by bracketing with
         :data:`PROBES_PER_ROUND` probes a round (a fixed count, never the batch size: many
         spotlights search at once, so small rounds still fill batches and cost fewer
-        queries). The same candidate as a linear scan when sufficiency grows with the set."""
-        verdicts: dict[int, tuple[bool, float]] = {}
+        queries). The same candidate as a linear scan when sufficiency grows with the set.
+        ``known`` verdicts (by candidate) are not asked again; the probes stay where they
+        would be without them."""
+        verdicts: dict[int, tuple[bool, float]] = dict(known or {})
         low, high = -1, count
         spent = 0
         while high - low > 1:
             inside = np.linspace(low + 1, high - 1, min(PROBES_PER_ROUND, high - low - 1))
             indices = [int(i) for i in np.unique(inside.round()) if int(i) not in verdicts]
-            outcome = await self.verdicts([fill_for(i) for i in indices])
+            outcome = await self.verdicts([fill_for(i) for i in indices]) if indices else []
             spent += len(indices)
             verdicts.update(zip(indices, outcome))
             high = min((i for i, (ok, _) in verdicts.items() if ok), default=count)
@@ -260,19 +284,20 @@ class _Spotlights:
             return None, 0.0, spent
         return high, verdicts[high][1], spent
 
-    async def extract_inside(self, region: np.ndarray) -> Sufficiency:
-        """Global extraction over the elements of ``region`` only (the region itself passes,
-        so the last candidate is always sufficient)."""
+    async def extract_inside(self, region: np.ndarray, confidence: float) -> Sufficiency:
+        """Global extraction over the elements of ``region`` only. The region itself passed
+        (at ``confidence``): the last candidate is sufficient and not asked again."""
         inside = np.where(region, self.responsibility.astype(np.float64), -np.inf)
         position = rank_positions(rank_elements(inside))
         total = int(region.sum())
         chunk = self.extraction.chunk_size
         counts = [*range(chunk, total, chunk), total]
         found, confidence, queries = await self.first_passing(
-            len(counts), lambda i: reveal_top(self.subject, position, counts[i])
+            len(counts),
+            lambda i: reveal_top(self.subject, position, counts[i]),
+            {len(counts) - 1: (True, confidence)},
         )
-        if found is None:  # a nondeterministic model: the region itself passed before
-            return Sufficiency(region, self.target.confidence, queries)
+        assert found is not None  # the last candidate is known to pass
         return Sufficiency((position < counts[found]).reshape(self.shape), confidence, queries)
 
 
@@ -285,11 +310,13 @@ async def _rescue_conflicting(
     """Rounds in which every spotlight whose explanation was not kept looks again inside its
     balls with the kept explanations' elements removed; the new, disjoint explanations join
     the kept set by the same overlap rule. All of a round's probes go to the scheduler
-    together; rounds repeat while the set grows, so the outcome is independent of batching."""
+    together; rounds repeat while the set grows, so the outcome is independent of batching.
+    A spotlight whose balls failed once is not asked again: the next round removes more."""
     waiting = [e for e in found if all(k.index != e.index for k in kept)]
     while waiting and kept:
-        excluded = np.any([k.mask for k in kept], axis=0)
-        fresh = await _rescue_round(spotlights, waiting, excluded)
+        excluded = _union(kept)
+        rescued = await _all_at_once([partial(spotlights.rescue, e, excluded) for e in waiting])
+        fresh = [e for e in rescued if e is not None]
         if not fresh:
             break
         pool = [*kept, *fresh]
@@ -297,7 +324,8 @@ async def _rescue_conflicting(
         if len(chosen) <= len(kept):
             break
         kept = chosen
-        waiting = [e for e in waiting if all(k.index != e.index for k in kept)]
+        rescued = {e.index for e in fresh} - {k.index for k in kept}
+        waiting = [e for e in waiting if e.index in rescued]
     return kept
 
 
@@ -313,9 +341,12 @@ async def _search_the_rest(
     index = spotlight_count
     while len(kept) + len(extra) < MIN_EXPLANATIONS:
         rest = ~np.any([k.mask for k in [*kept, *extra]], axis=0)
-        if not rest.any() or not (await spotlights.passes([rest]))[0]:
+        if not rest.any():
             break
-        inner = await spotlights.extract_inside(rest)
+        ((passing, confidence),) = await spotlights.judged([rest])
+        if not passing:
+            break
+        inner = await spotlights.extract_inside(rest, confidence)
         inside = np.where(inner.mask, spotlights.responsibility, -np.inf)
         peak = np.unravel_index(int(np.argmax(inside)), inside.shape)
         extra.append(
@@ -337,15 +368,7 @@ async def _shrink_and_look_again(
     the input for a second one. Shrink every explanation found (all at once), keep the largest
     set of the shrunk ones that barely overlap, then rescue and search the rest again around
     them; the new set is taken only if it holds more explanations."""
-    shrunk: dict[int, SpotlightExplanation] = {}
-
-    async def one(position: int, explanation: SpotlightExplanation) -> None:
-        shrunk[position] = await spotlights.shrunk(explanation)
-
-    async with anyio.create_task_group() as group:
-        for position, explanation in enumerate(found):
-            group.start_soon(one, position, explanation)
-    smaller = [shrunk[i] for i in range(len(found))]
+    smaller = await _all_at_once([partial(spotlights.shrunk, e) for e in found])
     chosen = [smaller[i] for i in separate([e.mask for e in smaller], permitted_overlap)]
     again = await _rescue_conflicting(spotlights, smaller, chosen, permitted_overlap)
     again += await _search_the_rest(spotlights, again, spotlights.multi.spotlights)
@@ -381,19 +404,21 @@ def _union(explanations: Sequence[SpotlightExplanation]) -> np.ndarray:
     return np.any([e.mask for e in explanations], axis=0)
 
 
-async def _rescue_round(
-    spotlights: _Spotlights, waiting: Sequence[SpotlightExplanation], excluded: np.ndarray
-) -> list[SpotlightExplanation]:
-    """One rescue round: every waiting spotlight at once, results in spotlight order."""
-    rescued: dict[int, SpotlightExplanation | None] = {}
+async def _all_at_once(jobs: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
+    """Run ``jobs`` concurrently (their probes meet in the scheduler); results in job order.
+    What follows waits for the deepest of them (the run's count of dependent rounds)."""
+    results: dict[int, _T] = {}
+    depths = [rounds_behind()]
 
-    async def one(candidate: SpotlightExplanation) -> None:
-        rescued[candidate.index] = await spotlights.rescue(candidate, excluded)
+    async def one(position: int, job: Callable[[], Awaitable[_T]]) -> None:
+        results[position] = await job()
+        depths.append(rounds_behind())
 
     async with anyio.create_task_group() as group:
-        for candidate in waiting:
-            group.start_soon(one, candidate)
-    return [e for _, e in sorted(rescued.items()) if e is not None]
+        for position, job in enumerate(jobs):
+            group.start_soon(one, position, job)
+    continue_after(max(depths))
+    return [results[i] for i in range(len(jobs))]
 
 
 async def extract_multi(
@@ -410,7 +435,9 @@ async def extract_multi(
     """The global explanation and ``spotlights - 1`` spotlight searches, all concurrent; then
     the largest set whose pairwise Dice overlap is ≤ ``permitted_overlap`` (the global one
     and the spotlights' explanations are candidates alike)."""
+    behind = rounds_behind()
     scheduler = CountingEvaluator(scheduler)
+    continue_after(behind)  # the multi step follows the search's rounds (the critical path)
     if responsibility.size > LARGE_INPUT_ELEMENTS:
         # a ball per probe would be input-sized: large volumes get the global one only
         logger.warning(
@@ -425,29 +452,23 @@ async def extract_multi(
         )
         return MultiExplanation((first,), (first,), multi.spotlights, 0, scheduler.queries)
     spotlights = _Spotlights(subject, responsibility, target, scheduler, extraction, multi, scoring)
-    results: dict[int, SpotlightExplanation | None] = {}
 
-    async def global_explanation() -> None:
-        if responsibility.size > LARGE_INPUT_ELEMENTS:
-            found = await extract_global(
-                subject, responsibility, target, scheduler, extraction, scoring
-            )
-        else:  # the same ranked search as the spotlights', over the whole input
-            found = await spotlights.extract_inside(np.ones(responsibility.shape, bool))
+    async def global_explanation() -> SpotlightExplanation:
+        # the spotlights' ranked search over the whole input (which gave the target)
+        whole = np.ones(responsibility.shape, bool)
+        found = await spotlights.extract_inside(whole, target.confidence)
         peak = np.unravel_index(int(np.argmax(responsibility)), responsibility.shape)
-        results[0] = SpotlightExplanation(
+        return SpotlightExplanation(
             found.mask, found.confidence, found.queries, 0, tuple(int(c) for c in peak)
         )
 
-    async def spotlight(index: int) -> None:
+    async def spotlight(index: int) -> SpotlightExplanation | None:
         rng = np.random.default_rng([seed, key & 0xFFFFFFFFFFFFFFFF, _MULTI_STREAM, index])
-        results[index] = await spotlights.search(index, rng)
+        return await spotlights.search(index, rng)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(global_explanation)
-        for index in range(1, multi.spotlights):
-            group.start_soon(spotlight, index)
-    found = tuple(r for _, r in sorted(results.items()) if r is not None)
+    searches = [partial(spotlight, index) for index in range(1, multi.spotlights)]
+    results = await _all_at_once([global_explanation, *searches])
+    found = tuple(r for r in results if r is not None)
     kept = [found[i] for i in separate([e.mask for e in found], multi.permitted_overlap)]
     if multi.rescue:
         kept = await _rescue_conflicting(spotlights, found, kept, multi.permitted_overlap)
@@ -456,7 +477,7 @@ async def extract_multi(
             kept = await _shrink_and_look_again(spotlights, found, kept, multi.permitted_overlap)
         if 0 < len(kept) < MIN_EXPLANATIONS:
             kept += await _scan_the_rest(spotlights, kept)
-    failed = sum(1 for r in results.values() if r is None)
+    failed = sum(1 for r in results if r is None)
     logger.info(
         "%d of %d spotlights found an explanation; %d kept at overlap ≤ %g",
         len(found),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -12,7 +13,13 @@ import zarr
 
 from rex_stream import explain_sync
 from rex_stream.adapters.python import PythonBackend
+from rex_stream.causal import multi
+from rex_stream.causal.multi import extract_multi
 from rex_stream.causal.separation import dice_matrix, max_independent_set, separate
+from rex_stream.config import ExtractionConfig, MultiConfig, SchedulerConfig, ScoringConfig
+from rex_stream.engine.scheduler import CountingEvaluator, Scheduler, continue_after
+from rex_stream.engine.subject import Subject
+from rex_stream.engine.verdicts import Target
 from rex_stream.result import Explanation
 from tests.onnx_models import PATCHES, save_two_patch_model, two_patch_image
 
@@ -193,3 +200,57 @@ def test_multi_works_on_volumes() -> None:
     for cube in cubes:
         assert any(m[cube].any() for m in kept)
     assert all(len(e.centre) == 3 for e in result.multi.kept)
+
+
+@pytest.mark.parametrize("objective", ["none", "max"])
+def test_several_centres_a_round_find_what_one_at_a_time_finds(
+    two_patch_model: Path, objective: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spotlight's centres follow from its draws and the map alone, so probing several a
+    round takes the same first passing centre as trying them one by one, in fewer rounds."""
+    settings = {**SETTINGS, "spotlight_objective_function": objective, "max_spotlight_budget": 12}
+    runs = {}
+    for per_round in (1, 4):
+        monkeypatch.setattr(multi, "CENTRES_PER_ROUND", per_round)
+        runs[per_round] = _explain(two_patch_model, **settings)
+    one, several = runs[1], runs[4]
+    assert one.multi is not None and several.multi is not None
+    assert [(e.index, e.centre) for e in several.multi.found] == [
+        (e.index, e.centre) for e in one.multi.found
+    ]
+    for a, b in zip(several.multi.found, one.multi.found):
+        assert np.array_equal(a.mask, b.mask)
+    assert [e.index for e in several.multi.kept] == [e.index for e in one.multi.kept]
+    assert several.stats.round_trips < one.stats.round_trips
+    # at most three spent probes per spotlight that found something
+    assert several.stats.queries - one.stats.queries <= 3 * len(one.multi.found)
+
+
+def test_the_multi_step_follows_the_rounds_before_it(two_patch_model: Path) -> None:
+    """The run's critical path: the multi step's rounds come after the search's, however deep
+    it was (and its concurrent spotlights count as their deepest)."""
+    session = ort.InferenceSession(str(two_patch_model))
+    image = two_patch_image()
+    subject = Subject("patches", image, (1, 2), 0.0, "L")
+    backend = PythonBackend(lambda b: session.run(None, {"input": b})[0], (1, 24, 24))
+
+    async def rounds(behind: int) -> tuple[int, int]:
+        async with Scheduler(backend, SchedulerConfig(max_batch=16)) as scheduler:
+            counting = CountingEvaluator(scheduler)
+            continue_after(behind)
+            found = await extract_multi(
+                subject,
+                image[0],
+                Target(1, 0.9),
+                counting,
+                ExtractionConfig(spatial_initial_radius=3, chunk_size=2),
+                MultiConfig(spotlights=4, max_spotlight_budget=6),
+                ScoringConfig(),
+                seed=3,
+            )
+            return counting.rounds, found.queries
+
+    (alone, queries), (after, again) = anyio.run(rounds, 0), anyio.run(rounds, 30)
+    assert queries == again
+    assert after == alone + 30
+    assert alone >= 3  # a failed or passing try, the smaller balls, an extraction round
