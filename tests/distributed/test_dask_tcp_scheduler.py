@@ -17,18 +17,13 @@ import pytest
 pytest.importorskip("distributed", reason="needs the dask extra: pip install 'rex-stream[dask]'")
 
 from tests.distributed.test_dask import images as images
+from tests.distributed.test_dask_cli import rex
 from tests.distributed.test_dask_object_store import assert_same_as_local
-from tests.engine.s3_server import FAKE_SECRET, make_bucket, moto_s3
+from tests.distributed.test_dask_object_store import s3_server as s3_server
+from tests.engine.s3_server import FAKE_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    with moto_s3() as endpoint:
-        make_bucket("operators")
-        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +60,6 @@ def scheduler(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 process.kill()
 
 
-def rex(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rex_stream.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
-
-
 def test_a_tcp_scheduler_writes_to_the_bucket_what_one_process_writes_locally(
     scheduler: str, tiny_cnn: Path, images: list[Path], tmp_path: Path
 ) -> None:
@@ -84,7 +69,7 @@ def test_a_tcp_scheduler_writes_to_the_bucket_what_one_process_writes_locally(
     local = tmp_path / "one.zarr"
     alone = rex(*common, "--store", str(local))
     assert alone.returncode == 0, alone.stderr
-    url = "s3://operators/run.zarr"
+    url = "s3://cluster/operators.zarr"  # the bucket of the s3_server fixture
     done = rex(*common, "--store", url, "--dask", scheduler, "--json")
     assert done.returncode == 0, done.stderr
     summaries = json.loads(done.stdout)
