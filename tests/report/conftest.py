@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from rex_stream.cli.main import main
 from tests.onnx_models import save_tiny_cnn
+from tests.report.photos import photos_and_a_broken_one
 
 MODELS = Path(__file__).resolve().parents[2] / "rex_stream" / "data" / "models"
 DIGITS = MODELS / "digits-mlp.onnx"
@@ -36,13 +36,7 @@ class Stores:
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
     folder = tmp_path_factory.mktemp("report-stores")
     model = save_tiny_cnn(folder / "tiny.onnx", size=32, classes=10)
-    photos = folder / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for number in range(5):
-        picture = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
-        Image.fromarray(picture).save(photos / f"photo{number}.png")
-    (photos / "broken.png").write_bytes(b"not a png")
+    photos = photos_and_a_broken_one(folder, 5, seed=0)
     rex = folder / "runs.zarr"
     summary = folder / "run.json"
     arguments = [str(photos), "--model", str(model), "--iters", "2", "--seed", "1", "-q"]

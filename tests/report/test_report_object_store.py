@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from PIL import Image
 
 from rex_stream.cli.main import main
 from rex_stream.engine.object_head import GENERATION, read_head, write_head
@@ -36,6 +35,7 @@ from tests.detection.planted import planted_photo, save_detector
 from tests.engine.s3_server import FAKE_KEY, FAKE_SECRET, make_bucket, moto_s3
 from tests.onnx_models import save_tiny_cnn
 from tests.report.browser import open_page
+from tests.report.photos import photos_and_a_broken_one
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "reports"
@@ -63,13 +63,7 @@ def _quiet(arguments: list[str]) -> int:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     folder = tmp_path_factory.mktemp("report-s3")
     model = save_tiny_cnn(folder / "tiny.onnx", size=32, classes=10)
-    photos = folder / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(3)
-    for number in range(4):
-        picture = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
-        Image.fromarray(picture).save(photos / f"photo{number}.png")
-    (photos / "broken.png").write_bytes(b"not a png")
+    photos = photos_and_a_broken_one(folder, 4, seed=3)
     run = [str(photos), "--model", str(model), "--iters", "2", "--seed", "1", "-q", "--multi", "2"]
     good = folder / "good"
     good.mkdir()
