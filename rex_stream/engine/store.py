@@ -13,14 +13,13 @@ Layout of ``<store>/<input key>/`` (readable with plain ``zarr`` or xarray):
   shapes the map, seed included), ``target`` (class, confidence), and when finished ``stats``,
   ``explanation`` (confidence, area), ``evaluation`` (insertion/deletion AUC);
 - ``ledger/<iteration>``: float64 table, one row per contribution:
-  ``start[0..d), stop[0..d), class, amount``, as a one-chunk zarr array written by hand
-  (:mod:`rex_stream.engine.record_array`: renamed into place whole, so a half-written
-  iteration is never taken for a finished one), attributes ``committed`` and ``sha256``, the
-  table's checksum: a record damaged later is left out on resume (warned) and run again;
+  ``start[0..d), stop[0..d), class, amount``; attribute ``committed`` is set only after the
+  rows are written, so a half-written iteration is never taken for a finished one, together
+  with ``sha256``, the table's checksum: a record whose chunk or metadata was damaged later
+  is left out on resume (with a warning) and run again;
 - ``ledger/pack-<token>``: when the input finishes, its records of each kind packed into one
-  array from the records the writer holds in memory (see :mod:`rex_stream.engine.store_pack`)
-  and the single ones removed, so a finished input keeps a constant number of files whatever
-  ``--iters``;
+  array (see :mod:`rex_stream.engine.store_pack`) and the single ones removed, so a finished
+  input keeps a constant number of files whatever ``--iters``;
 - ``responsibility``: float32 map of the target class over the spatial axes (chunked);
 - ``explanation``: uint8 mask of the sufficient explanation over the spatial axes;
 - attribute ``complete``: set last, when the result is whole.
@@ -35,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,12 +51,6 @@ from rex_stream.engine.object_store import (
     open_zarr_root,
     read_head,
 )
-from rex_stream.engine.record_array import (
-    ensure_group,
-    is_scratch,
-    write_record_array,
-    write_small_array,
-)
 from rex_stream.engine.settings_diff import plain
 from rex_stream.engine.store_folder import (
     NEW,
@@ -73,17 +65,11 @@ from rex_stream.engine.store_folder import (
 from rex_stream.engine.store_leftovers import (
     clear_stale_partials,
     clear_stray_file,
+    clear_torn_record,
     is_record_name,
-    member_path,
 )
 from rex_stream.engine.store_location import StoreLocation, parse_store
-from rex_stream.engine.store_pack import (
-    compact_records,
-    holds_records,
-    is_pack_name,
-    read_packs,
-    read_single,
-)
+from rex_stream.engine.store_pack import compact_records, is_pack_name, read_pack
 from rex_stream.engine.store_record import (
     DIGEST,
     FORMAT_VERSION,
@@ -125,10 +111,6 @@ class ExplanationStore:
         self._finished = False
         self._objects = objects  # the object-store side (None for a local folder)
         self._warned: set[str] = set()  # damaged packs and packed records, warned about once
-        self._known: dict[str, dict[int, Record]] = {}  # local records written or read whole
-        self._packs_read: dict[str, set[str]] = {}  # (so a finished input packs from memory)
-        self._kind_groups: set[str] = set()  # kinds whose zarr group this writer made sure of
-        self._records_lock = threading.Lock()  # commits come from several threads
 
     @classmethod
     def open(
@@ -345,48 +327,61 @@ class ExplanationStore:
         records = self._records(kind)
         if records is None:
             return {}
-        with self._records_lock:
-            known = dict(self._known.get(kind, {}))
+        done: dict[int, Record] = {}
         names = sorted(member_names(records))
-        # a finished input's records, compacted (packs already read: their records are known)
-        packs_read = self._packs_read.setdefault(kind, set())
-        done = read_packs(records, names, f"{self.location}: {kind}", packs_read, self._warned)
+        for name in (n for n in names if is_pack_name(n)):  # a finished input's, compacted
+            try:
+                array = records[name]
+                if isinstance(array, zarr.Array):
+                    done.update(read_pack(array, f"{self.location}: {kind}", self._warned))
+            except Exception as exc:  # damaged metadata or chunk: the codec's own error
+                if f"{kind}/{name}" in self._warned:
+                    continue
+                self._warned.add(f"{kind}/{name}")
+                logger.warning("%s: %s %s is unreadable (%s); running its records again",
+                               self.location, kind, name, first_line(exc))  # fmt: skip
         for name in names:
-            if is_pack_name(name) or is_scratch(name):
-                continue  # (a record or pack being written, or left by a killed writer)
+            if is_pack_name(name) or int(name if name.isdigit() else -1) in done:
+                continue
             if not is_record_name(name):
                 logger.warning("%s/%s/%s is no record of rex-stream; left alone",
                                self.location, kind, name)  # fmt: skip
                 continue
-            if int(name) in done or int(name) in known:
+            what = f"{self.location}: {kind} {int(name)}"
+            if clear_torn_record(records, name):
+                continue  # a killed run's torn write: redo that record
+            try:
+                array = records[name]
+                if not isinstance(array, zarr.Array):
+                    continue
+                attrs: dict[str, Any] = dict(array.attrs)
+                if not attrs.pop("committed", False):
+                    continue  # a torn write from a killed run: redo that record
+                digest = attrs.pop(DIGEST, None)
+                table = np.asarray(array[:], dtype=np.float64)
+            except Exception as exc:  # damaged metadata or chunk: the codec's own error
+                logger.warning("%s is unreadable (%s); running it again", what, first_line(exc))
                 continue
-            record = read_single(records, name, f"{self.location}: {kind} {int(name)}")
-            if record is not None:
-                done[record.index] = record
-        done.update(known)
-        with self._records_lock:
-            self._known.setdefault(kind, {}).update(done)
+            if digest != table_digest(table):
+                logger.warning("%s failed its checksum (damaged); running it again", what)
+                continue
+            done[int(name)] = Record(int(name), table, attrs)
         return done
 
     def compact(self) -> None:
         """Pack each kind's records into one array, then remove the single ones (a local
         store; an object store compacts its own way when it finishes)."""
-        folder = member_path(self.group, "")
         for kind in sorted(member_names(self.group)):
-            if kind in ("responsibility", "explanation") or not (
-                folder is None or holds_records(folder / kind)
-            ):
-                continue  # an array (or an empty group): no zarr lookup needed to tell
             records = self._records(kind)
-            if records is None:
+            if records is None or kind in ("responsibility", "explanation"):
                 continue
             names = member_names(records)
+            if not any(is_record_name(n) or is_pack_name(n) for n in names):
+                continue
             try:
-                kept = compact_records(records, names, self.committed(kind), self._check_lock)
+                compact_records(records, names, self.committed(kind), self._check_lock)
             except OSError as exc:
                 raise StoreError(f"cannot compact {kind} in {self.location}: {exc}") from exc
-            if kept is not None:
-                self._packs_read.setdefault(kind, set()).add(kept)
 
     def _records(self, kind: str) -> zarr.Group | None:
         """The group holding ``kind`` records, or None; damaged metadata is one clear error."""
@@ -409,22 +404,27 @@ class ExplanationStore:
             return
         self._check_lock()
         table = np.ascontiguousarray(record.table, dtype=np.float64)
-        attributes = plain(record.attributes)
-        clear_stray_file(self.group, f"{kind}/{record.index:06d}", f"{kind} {record.index}")
-        folder = member_path(self.group, kind)
-        assert folder is not None  # (a local store)
+        name = f"{kind}/{record.index:06d}"
+        rows = max(1, table.shape[0])
+        clear_stray_file(self.group, name, f"{kind} {record.index}")
         try:
-            if kind not in self._kind_groups:
-                ensure_group(folder)  # its zarr.json, once
-                self._kind_groups.add(kind)
-            attributes_and_digest = {**attributes, DIGEST: table_digest(table), "committed": True}
-            write_record_array(folder / f"{record.index:06d}", table, attributes_and_digest)
+            array = self.group.create_array(
+                name,
+                shape=table.shape,
+                dtype="float64",
+                chunks=(rows, *table.shape[1:]),
+                attributes={"committed": False},
+                overwrite=True,
+            )
+            if table.size:
+                array[:] = table
+            array.update_attributes(
+                {**plain(record.attributes), DIGEST: table_digest(table), "committed": True}
+            )
         except OSError as exc:
             raise StoreError(
                 f"cannot write {kind} {record.index} to {self.location}: {exc}"
             ) from exc
-        with self._records_lock:
-            self._known.setdefault(kind, {})[record.index] = Record(record.index, table, attributes)
 
     def update_attributes(self, values: Mapping[str, Any]) -> None:
         """Merge ``values`` into the group's attributes."""
@@ -452,13 +452,6 @@ class ExplanationStore:
     def _write_array(self, name: str, values: np.ndarray, dtype: str, chunk_edge: int) -> None:
         self._check_lock()
         chunks = tuple(min(extent, chunk_edge) for extent in values.shape)
-        folder = member_path(self.group, name) if self._objects is None else None
-        if folder is not None and "/" not in name and values.ndim and chunks == values.shape:
-            try:  # one chunk on a local disk: a few file operations instead of zarr's chain
-                write_small_array(folder, values, dtype)
-            except OSError as exc:
-                raise StoreError(f"cannot write {name} to {self.location}: {exc}") from exc
-            return
         try:
             # (on an object store, into the generation staged in memory: no request)
             array = self.group.create_array(
