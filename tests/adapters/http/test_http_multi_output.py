@@ -4,9 +4,7 @@ a batch are split, the limit halved and kept, and the parts joined as one answer
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from rex_stream.adapters.http.backend import join_outputs
 from rex_stream.engine.backend import BackendSettings, open_backend
 from rex_stream.errors import BackendError
 from tests.detection.planted import planted_tensor, save_detector
+from tests.servers.app_thread import serving_app
 
 LIMIT = 3
 
@@ -81,33 +80,9 @@ class V2Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Server]:
     model = save_detector(tmp_path_factory.mktemp("v2") / "nms.onnx", "efficient-nms")
     served = V2Server(model)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, web.AppRunner] = {}
-
-    async def start() -> None:
-        runner = web.AppRunner(served.app())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        served.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v2/models/detector"
-        holder["runner"] = runner
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(holder["runner"].cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
+    with serving_app(served.app, "v2-detector") as base_url:
+        served.url = f"{base_url}/v2/models/detector"
         yield served
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
 
 
 def test_413_halves_the_batch_of_a_multi_output_model(server: V2Server) -> None:

@@ -10,11 +10,9 @@ sent, for the tests to look at.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import struct
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,11 +52,9 @@ def serving_text_app() -> Iterator[TextApp]:
     from aiohttp import web
 
     from tests.modes.text.lexicon import score_ids, score_texts
+    from tests.servers.app_thread import serving_app
 
     app_state = TextApp()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, object] = {}
 
     async def metadata(request: web.Request) -> web.Response:
         return web.json_response(
@@ -126,7 +122,7 @@ def serving_text_app() -> Iterator[TextApp]:
         app_state.texts.setdefault("v1", []).extend(texts)
         return web.json_response({"predictions": score_texts(texts).tolist()})
 
-    async def start() -> None:
+    def make_app() -> web.Application:
         app = web.Application()
         app.router.add_get("/v2", server_metadata)
         app.router.add_get("/v2/models/lexicon", metadata)
@@ -134,30 +130,11 @@ def serving_text_app() -> Iterator[TextApp]:
         app.router.add_post("/v1/models/lexicon:predict", predict)
         app.router.add_get("/v2/models/lexicon-ids", ids_metadata)
         app.router.add_post("/v2/models/lexicon-ids/infer", ids_infer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        app_state.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        holder["runner"] = runner
+        return app
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(holder["runner"].cleanup())  # type: ignore[attr-defined]
-
-    thread = threading.Thread(target=run, name="text-app", daemon=True)
-    thread.start()
-    try:
-        if not ready.wait(timeout=30):
-            raise RuntimeError("text app did not start within 30 s")
+    with serving_app(make_app, "text-app") as base_url:
+        app_state.base_url = base_url
         yield app_state
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
 
 
 # ------------------------------------------------------------------ the Triton (PyTriton) side
