@@ -14,6 +14,7 @@ from PIL import Image
 
 from rex_stream import ConfigError, StoreError, meta_evaluate_sync
 from rex_stream.evaluation.meta.input_test import perturbed
+from tests.evaluation.meta.committed import committed_copies
 from tests.killing import kill_mid_run
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -167,19 +168,6 @@ def test_store_resumes_every_unit_and_refuses_changed_settings(
         )  # fmt: skip
 
 
-def _committed_copies(store: Path) -> int:
-    """Committed records, a finished group's pack counting the records it holds."""
-    total = 0
-    for meta in store.glob("*/meta-copy/*/zarr.json"):
-        try:
-            attributes = json.loads(meta.read_text()).get("attributes", {})
-        except (OSError, ValueError):
-            continue  # being written
-        if attributes.get("committed"):
-            total += len(attributes.get("records", [None]))
-    return total
-
-
 def test_cli_resume_after_kill_9_gives_identical_results(tmp_path: Path) -> None:
     """A run scoring through a slow backend is killed with SIGKILL part way; ``--resume``
     ends with exactly the IAC/IEC/MC of an uninterrupted run."""
@@ -211,15 +199,15 @@ def test_cli_resume_after_kill_9_gives_identical_results(tmp_path: Path) -> None
     reference = run()
     env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.03"}
     kill_mid_run(
-        [*command, "--store", str(store)], lambda: _committed_copies(store), 10, "copy", 120,
+        [*command, "--store", str(store)], lambda: committed_copies(store), 10, "copy", 120,
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    before = _committed_copies(store)
+    before = committed_copies(store)
     assert 10 <= before < copies
     resumed = run("--store", str(store), "--resume")
     assert before <= resumed["resumed"] < copies + 6
     assert resumed["input_perturbation_test"] == reference["input_perturbation_test"]
-    assert _committed_copies(store) == copies
+    assert committed_copies(store) == copies
     changed = subprocess.run(
         [*command, "--store", str(store), "--resume", "--noise-adversary", "4"],
         capture_output=True,

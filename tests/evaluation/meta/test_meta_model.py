@@ -21,6 +21,7 @@ from rex_stream.engine.store import ExplanationStore
 from rex_stream.errors import ConfigError, StoreError
 from rex_stream.evaluation.meta.model_test import noisy_generator
 from rex_stream.evaluation.variants.weights import WeightedModel
+from tests.evaluation.meta.committed import committed_copies
 from tests.evaluation.weight_models import (
     SIZE,
     occluded,
@@ -193,19 +194,6 @@ def test_store_resumes_every_unit_and_reports_progress(three_layers: Path, tmp_p
         _run(three_layers, store=store)
 
 
-def _committed_units(store: Path) -> int:
-    """Committed records, a finished group's pack counting the records it holds."""
-    total = 0
-    for meta in store.glob("*/meta-copy/*/zarr.json"):
-        try:
-            attributes = json.loads(meta.read_text()).get("attributes", {})
-        except (OSError, ValueError):
-            continue  # being written
-        if attributes.get("committed"):
-            total += len(attributes.get("records", [None]))
-    return total
-
-
 def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
     tiny_cnn: Path, tmp_path: Path
 ) -> None:
@@ -242,16 +230,16 @@ def test_cli_meta_model_resume_after_kill_9_gives_identical_results(
     scratch.mkdir()
     env = {**os.environ, "REX_STREAM_TEST_DELAY_S": "0.2", "TMPDIR": str(scratch)}
     kill_mid_run(
-        [*command, "--store", str(store)], lambda: _committed_units(store), 6, "unit", 120,
+        [*command, "--store", str(store)], lambda: committed_copies(store), 6, "unit", 120,
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    before = _committed_units(store)
+    before = committed_copies(store)
     assert 6 <= before < units
     resumed = run("--store", str(store), "--resume", tmp=scratch)
     assert not list(scratch.glob("rex-stream-weights-*"))  # the killed run's, removed
     assert before <= resumed["resumed"] < units + 3
     assert resumed["model_perturbation_test"] == reference["model_perturbation_test"]
-    assert _committed_units(store) == units
+    assert committed_copies(store) == units
     assert run("--store", str(store), "--resume")["resumed"] == units + 3
     changed = _cli(*command[4:], "--store", str(store), "--resume", "--weight-noise", "additive")
     assert changed.returncode != 0
